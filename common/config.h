@@ -1,0 +1,138 @@
+/* endpoints.yaml: the one configuration file every fpesa program reads.
+ *
+ * cfg_load() parses the file with libyaml into a tree that remembers the
+ * file, line and column of every node, checks it against a table of known
+ * keys, and fills the structs below. Every problem found is reported as
+ *   endpoints.yaml:12:7: unknown key "methd" (did you mean "method"?)
+ * (1-based line and column), all of them, not just the first; when there is
+ * any problem nothing is returned and the caller exits non-zero before it
+ * starts anything.
+ *
+ * Environment variables override the file after it is read, so one file
+ * serves development and production:
+ *   FPESA_AMQP_URL       bus.url
+ *   FPESA_DATABASE_URL   database.url
+ *   FPESA_HTTP_LISTEN    http.listen        (host:port)
+ *   FPESA_LIVE_LISTEN    liveupdate.listen  (host:port)
+ *   FPESA_PLUGIN_DIR     plugin_dir
+ * An override with a bad value is an error like one in the file (reported as
+ * "FPESA_HTTP_LISTEN: ...").
+ */
+#ifndef FPESA_CONFIG_H
+#define FPESA_CONFIG_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdio.h>
+
+struct jschema;
+
+/* Where a node stood in the file: 1-based line and column. */
+struct cfg_pos {
+    int line;
+    int col;
+};
+
+enum cfg_mode { CFG_MODE_PUBLISH = 0, CFG_MODE_RPC = 1 };
+
+struct cfg_endpoint {
+    char *path;     /* "/messages/" or "/timer/{id}"; always starts with '/' */
+    char *method;   /* upper case: GET POST PUT PATCH DELETE */
+    char *exchange; /* "<path>:<METHOD>", the exchange (and queue) name on the bus */
+    enum cfg_mode mode;
+    char *summary;      /* free text for the OpenAPI document, or NULL */
+    json_t *body;       /* JSON Schema of the body as written, or NULL: no body allowed */
+    json_t *args;       /* JSON Schema of the query string, or NULL: no query allowed */
+    struct jschema *body_schema; /* compiled from body, or NULL */
+    struct jschema *args_schema; /* compiled from args, or NULL */
+    bool live;                   /* liveupdate forwards it to websocket clients */
+    long timeout_ms;             /* rpc: no answer in time -> 504; default 5000 */
+    int status;                  /* publish: status on success; default 202 */
+    int validation_status;       /* status for a body/args schema violation; default 400 */
+    size_t max_body;             /* bytes; default http.max_body */
+    char **content_types;        /* accepted request content types; default application/json */
+    size_t n_content_types;
+    struct cfg_pos pos; /* of the endpoint's mapping */
+};
+
+struct cfg_handler {
+    char *name;         /* unique */
+    char *plugin;       /* file name as written; relative names are looked up in plugin_dir */
+    char *plugin_path;  /* resolved path */
+    char *queue;        /* the queue it consumes, normally an endpoint's exchange name */
+    int prefetch;       /* basic.qos prefetch; default 256 */
+    int batch;          /* most messages handed to the plugin at once; default 100 */
+    long batch_wait_ms; /* how long to wait to fill a batch; default 5 */
+    int instances;      /* consumer threads in the host; default 1 */
+    json_t *config;     /* the handler's own block ("config:"), or NULL; passed to the plugin */
+    struct cfg_pos pos;
+};
+
+struct cfg {
+    char *file; /* path as given to cfg_load */
+
+    struct {
+        char *url;     /* amqp://user:pass@host:port/vhost; default amqp://guest:guest@127.0.0.1:5672/ */
+        int heartbeat; /* seconds; default 30 */
+    } bus;
+
+    struct {
+        char *host; /* default 127.0.0.1 */
+        int port;   /* default 8081 */
+        size_t max_body;  /* default 64 KiB; "64KiB", "1MiB", or a number of bytes */
+        int threads;      /* libmicrohttpd thread pool size; default: number of cores */
+        int max_connections;  /* default 10000 */
+        char **cors_origins;  /* allowed Origin values ("*" for any), or none */
+        size_t n_cors_origins;
+    } http;
+
+    struct {
+        char *host;          /* default 127.0.0.1 */
+        int port;            /* default 8082 */
+        size_t client_queue; /* messages queued per client before it is dropped; default 1024 */
+        size_t max_frame;    /* largest frame accepted from a client; default 4 KiB */
+        int ping_interval;   /* seconds; default 20 */
+        long resume_limit;   /* most stored messages replayed on ?since=; default 1000 */
+    } live;
+
+    struct {
+        char *url; /* default postgresql://fpesa@127.0.0.1:5432/fpesa */
+    } database;
+
+    char *plugin_dir; /* default: the folder "plugins" beside the programs (build/plugins) */
+
+    struct cfg_endpoint *endpoints;
+    size_t n_endpoints;
+    struct cfg_handler *handlers;
+    size_t n_handlers;
+};
+
+/* Loads and checks path. On success returns a new struct cfg (free with
+ * cfg_free). On failure writes every problem as "file:line:col: message\n" to
+ * errs (borrowed; may be NULL to stay silent) and returns NULL. */
+struct cfg *cfg_load(const char *path, FILE *errs);
+
+/* Frees everything cfg_load returned, including compiled schemas. NULL is fine. */
+void cfg_free(struct cfg *cfg);
+
+/* The endpoint with this exact method and path pattern, or NULL (borrowed). */
+const struct cfg_endpoint *cfg_endpoint_find(const struct cfg *cfg, const char *method,
+                                             const char *path);
+
+/* Every key the loader knows, as dotted paths ("http.max_body",
+ * "endpoints[].path", "handlers[].config"), NULL-terminated; static storage.
+ * The documentation test compares it with doc/'s reference. */
+const char *const *cfg_known_keys(void);
+
+/* Parses "64KiB", "1MiB", "512", "2KB" into bytes. 0 on success, -1 on a bad value. */
+int cfg_parse_size(const char *s, size_t *out);
+
+/* Parses "2s", "500ms", "1m", "1.5s" into milliseconds. 0 on success, -1 on a bad value. */
+int cfg_parse_duration(const char *s, long *out_ms);
+
+/* Implements the --check option every program has: loads path, prints
+ * "path: ok" or every problem, returns the process exit status (0 or 1). */
+int cfg_check_main(const char *path);
+
+#endif

@@ -1,0 +1,44 @@
+/* A JSON Schema (draft 7) validator over jansson, with PCRE2 for "pattern".
+ *
+ * Supported keywords: type, enum, const, properties, required,
+ * additionalProperties, patternProperties, propertyNames, minProperties,
+ * maxProperties, items, additionalItems, contains, minItems, maxItems,
+ * uniqueItems, minimum, maximum, exclusiveMinimum, exclusiveMaximum,
+ * multipleOf, minLength, maxLength (in code points), pattern, allOf, anyOf,
+ * oneOf, not, if/then/else, dependencies, boolean schemas, local $ref
+ * ("#", "#/definitions/x", any local JSON pointer) with definitions, and the
+ * annotations $schema, $id, $comment, title, description, default, examples,
+ * readOnly, writeOnly, format (not asserted). A schema that uses any other
+ * keyword is refused by jschema_compile, so nothing is silently not checked.
+ *
+ * A compiled schema is immutable and may be used from many threads at once.
+ */
+#ifndef FPESA_JSONSCHEMA_H
+#define FPESA_JSONSCHEMA_H
+
+#include <jansson.h>
+
+struct jschema;
+
+struct jschema_error {
+    char instance_path[256]; /* JSON pointer into the instance, "" for the root, e.g. "/items/3/name" */
+    char schema_path[256];   /* JSON pointer into the schema of the failing keyword, e.g. "/properties/name/type" */
+    char keyword[32];        /* the failing keyword, e.g. "type" */
+    char message[256];       /* a sentence for a human, e.g. "expected string, got integer" */
+};
+
+/* Compiles schema (borrowed; the compiled schema keeps its own reference).
+ * Returns a new compiled schema (free with jschema_free), or NULL when the
+ * schema is invalid or uses an unsupported keyword; then err (may be NULL)
+ * says which keyword where (schema_path) and why (message). */
+struct jschema *jschema_compile(json_t *schema, struct jschema_error *err);
+
+/* Validates instance (borrowed). Returns 0 when valid; -1 when not, with the
+ * first failing keyword in err (may be NULL). */
+int jschema_validate(const struct jschema *schema, const json_t *instance,
+                     struct jschema_error *err);
+
+/* Frees a compiled schema. NULL is fine. */
+void jschema_free(struct jschema *schema);
+
+#endif

@@ -1,0 +1,40 @@
+/* One-line structured logging shared by every fpesa program.
+ *
+ * A line is: time, level, component, message, then key=value pairs written
+ * by the caller into the message, e.g.
+ *   2026-11-23T08:14:19.123Z info restmapper request method=GET path=/health status=200
+ * The level is checked before anything is formatted. Never pass credentials
+ * or whole connection URLs; log_redact_url() strips the password first.
+ */
+#ifndef FPESA_LOG_H
+#define FPESA_LOG_H
+
+#include <stdarg.h>
+#include <stddef.h>
+
+enum log_level { LOG_DEBUG = 0, LOG_INFO = 1, LOG_WARN = 2, LOG_ERROR = 3 };
+
+/* The level below which lines are dropped; set by log_init(). */
+extern enum log_level log_threshold;
+
+/* Sets the component name (borrowed; must outlive the process) and the level
+ * from FPESA_LOG_LEVEL (debug|info|warn|error, default info). */
+void log_init(const char *component);
+
+/* Writes one line to stderr. Use the LOG macro instead, which skips the call
+ * entirely when the level is below the threshold. */
+void log_write(enum log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void log_vwrite(enum log_level level, const char *fmt, va_list ap)
+    __attribute__((format(printf, 2, 0)));
+
+#define LOG(level, ...)                                                                            \
+    do {                                                                                           \
+        if ((level) >= log_threshold)                                                              \
+            log_write((level), __VA_ARGS__);                                                       \
+    } while (0)
+
+/* Copies url into buf (of size len) with any password replaced by "***" and
+ * returns buf. Always NUL-terminates; truncates when buf is short. */
+char *log_redact_url(const char *url, char *buf, size_t len);
+
+#endif

@@ -1,0 +1,119 @@
+#!/usr/bin/env bash
+# Runs every test suite against a throwaway stack of its own (var/test/, its
+# own ports and node name), stops that stack whatever happens, and ends with
+# one line "N passed, N failed" over all suites.
+#
+# FPESA_SUITES picks suites (default: all of unit integration frontend e2e docs
+# fuzz); PYTEST_ARGS is passed to pytest (for example -k name).
+set -u
+export FPESA_STACK=${FPESA_STACK:-test}
+. "$(dirname "${BASH_SOURCE[0]}")/env.sh"
+cd "$FPESA_ROOT"
+
+SUITES=${FPESA_SUITES:-unit integration frontend e2e docs fuzz}
+PY=/usr/bin/python3
+total_pass=0
+total_fail=0
+failed_suites=()
+
+count() { # SUITE PASSED FAILED
+    total_pass=$((total_pass + $2))
+    total_fail=$((total_fail + $3))
+    [ "$3" = 0 ] || failed_suites+=("$1")
+    printf 'fpesa: suite %s: %d passed, %d failed\n' "$1" "$2" "$3"
+}
+want() { [[ " $SUITES " == *" $1 "* ]]; }
+
+cleanup() { "$FPESA_ROOT/scripts/stack.sh" stop >/dev/null 2>&1; }
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# A leftover stack from an interrupted run is stopped and wiped first.
+"$FPESA_ROOT/scripts/stack.sh" stop >/dev/null 2>&1
+rm -rf "$FPESA_VAR" "$FPESA_PG_DIR"
+mkdir -p "$FPESA_VAR"
+
+if want unit; then
+    p=0 f=0
+    for t in $(find "$BUILD/tests/unit" -type f -name 'test_*' -perm -u+x 2>/dev/null | sort); do
+        out=$("$t" --jobs 1 2>&1)
+        rc=$?
+        printf '%s\n' "$out" | tail -n 40 | grep -vE '^\[----\]' | grep -E 'Synthesis|FAIL|CRASH|failed|Assertion|Warning' || true
+        line=$(printf '%s\n' "$out" | grep 'Synthesis:' | tail -n 1)
+        tp=$(sed -n 's/.*Passing: \([0-9]*\).*/\1/p' <<<"$line")
+        tf=$(sed -n 's/.*Failing: \([0-9]*\).*/\1/p' <<<"$line")
+        tc=$(sed -n 's/.*Crashing: \([0-9]*\).*/\1/p' <<<"$line")
+        if [ -z "$tp" ]; then tp=0 tf=1 tc=0; echo "fpesa: $t produced no summary (rc=$rc)"; fi
+        [ $rc = 0 ] || [ $((tf + tc)) -gt 0 ] || tf=1
+        echo "  $(basename "$t"): $line"
+        p=$((p + tp)) f=$((f + tf + tc))
+    done
+    count unit $p $f
+fi
+
+needs_stack=0
+for s in integration e2e; do want $s && needs_stack=1; done
+stack_up=0
+if [ $needs_stack = 1 ]; then
+    if "$FPESA_ROOT/scripts/stack.sh" start servers && "$FPESA_ROOT/scripts/stack.sh" start apps; then
+        stack_up=1
+    else
+        echo "fpesa: the test stack did not start; integration and e2e suites count as failed"
+    fi
+fi
+
+if want integration && [ -d tests/integration ]; then
+    if [ $stack_up = 1 ]; then
+        out=$(mktemp)
+        $PY -m pytest -p no:cacheprovider -q -ra tests/integration ${PYTEST_ARGS:-} 2>&1 | tee "$out"
+        last=$(grep -E '^(=+ )?[0-9]+ (passed|failed)|no tests ran|[0-9]+ error' "$out" | tail -n 1)
+        ip=$(grep -oE '[0-9]+ passed' <<<"$last" | grep -oE '[0-9]+' || echo 0)
+        if_=$(grep -oE '[0-9]+ failed' <<<"$last" | grep -oE '[0-9]+' || echo 0)
+        ie=$(grep -oE '[0-9]+ errors?' <<<"$last" | grep -oE '[0-9]+' || echo 0)
+        [ -n "$last" ] || if_=1
+        count integration "${ip:-0}" $((${if_:-0} + ${ie:-0}))
+        rm -f "$out"
+    else
+        count integration 0 1
+    fi
+fi
+
+if want frontend && [ -f frontend/package.json ] && grep -q '"test"' frontend/package.json; then
+    out=$(mktemp)
+    (cd frontend && npx --no-install vitest run 2>&1) | tee "$out"
+    fp=$(grep -E '^\s*Tests' "$out" | grep -oE '[0-9]+ passed' | grep -oE '[0-9]+' || echo 0)
+    ff=$(grep -E '^\s*Tests' "$out" | grep -oE '[0-9]+ failed' | grep -oE '[0-9]+' || echo 0)
+    grep -qE '^\s*Tests' "$out" || ff=1
+    count frontend "${fp:-0}" "${ff:-0}"
+    rm -f "$out"
+fi
+
+if want e2e && [ -d tests/e2e ] && ls tests/e2e/*.test.mjs >/dev/null 2>&1; then
+    if [ $stack_up = 1 ]; then
+        out=$(mktemp)
+        NODE_PATH="$FPESA_ROOT/frontend/node_modules" node --test --test-concurrency=1 tests/e2e/ 2>&1 | tee "$out"
+        ep=$(grep -E '^# pass' "$out" | grep -oE '[0-9]+' || echo 0)
+        ef=$(grep -E '^# fail' "$out" | grep -oE '[0-9]+' || echo 1)
+        count e2e "${ep:-0}" "${ef:-0}"
+        rm -f "$out"
+    else
+        count e2e 0 1
+    fi
+fi
+
+if want docs && [ -f doc/conf.py ]; then
+    if "$FPESA_ROOT/scripts/docs.sh"; then count docs 1 0; else count docs 0 1; fi
+fi
+
+if want fuzz && [ -x scripts/fuzz.sh ] && [ -d tests/fuzz ]; then
+    out=$(mktemp)
+    "$FPESA_ROOT/scripts/fuzz.sh" --replay 2>&1 | tee "$out"
+    zp=$(grep -oE '^fuzz replay: [0-9]+ passed' "$out" | grep -oE '[0-9]+' || echo 0)
+    zf=$(grep -oE '^fuzz replay: [0-9]+ passed, [0-9]+ failed' "$out" | grep -oE '[0-9]+ failed' | grep -oE '[0-9]+' || echo 1)
+    count fuzz "${zp:-0}" "${zf:-1}"
+    rm -f "$out"
+fi
+
+[ ${#failed_suites[@]} = 0 ] || echo "fpesa: failing suites: ${failed_suites[*]}"
+echo "$total_pass passed, $total_fail failed"
+[ "$total_fail" = 0 ] && [ "$total_pass" -gt 0 ]
