@@ -1,0 +1,167 @@
+"""Shared fixtures for the integration tests.
+
+scripts/test.sh starts one whole stack (RabbitMQ, PostgreSQL, handler host,
+two restmapper instances, liveupdate, nginx) and exports where everything is
+through FPESA_* variables (see scripts/env.sh). Tests talk to that stack; a
+test that needs a program with another configuration starts it itself on one
+of the spare ports (FPESA_AUX_PORT and up) with the `proc` fixture.
+"""
+import json
+import os
+import subprocess
+import time
+import uuid
+
+import pika
+import psycopg2
+import pytest
+import requests
+
+ROOT = os.environ.get("FPESA_ROOT", os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
+BUILD = os.environ.get("BUILD", os.path.join(ROOT, "build"))
+
+
+def _port(name, default):
+    return int(os.environ.get(name, default))
+
+
+class Stack:
+    root = ROOT
+    build = BUILD
+    bin = os.path.join(BUILD, "bin")
+    plugins = os.path.join(BUILD, "plugins")
+    test_plugins = os.path.join(BUILD, "tests", "plugins")
+    config = os.environ.get("FPESA_CONFIG", os.path.join(ROOT, "endpoints.yaml"))
+    var = os.environ.get("FPESA_VAR", os.path.join(ROOT, "var", "test"))
+    amqp_port = _port("FPESA_AMQP_PORT", 35600)
+    pg_port = _port("FPESA_PG_PORT", 35603)
+    mapper_port = _port("FPESA_MAPPER_PORT", 35604)
+    mapper2_port = _port("FPESA_MAPPER2_PORT", 35605)
+    live_port = _port("FPESA_LIVE_PORT", 35606)
+    nginx_port = _port("FPESA_NGINX_PORT", 35608)
+    aux_port = _port("FPESA_AUX_PORT", 35610)
+    amqp_url = os.environ.get("FPESA_AMQP_URL", "amqp://guest:guest@127.0.0.1:%d/" % amqp_port)
+    database_url = os.environ.get("FPESA_DATABASE_URL",
+                                  "postgresql://fpesa@127.0.0.1:%d/fpesa" % pg_port)
+
+    @property
+    def mapper(self):
+        return "http://127.0.0.1:%d" % self.mapper_port
+
+    @property
+    def nginx(self):
+        return "http://127.0.0.1:%d" % self.nginx_port
+
+    @property
+    def live(self):
+        return "http://127.0.0.1:%d" % self.live_port
+
+    def env(self, **extra):
+        """The environment our programs get, plus overrides."""
+        e = dict(os.environ)
+        e.update({k: str(v) for k, v in extra.items()})
+        return e
+
+    def script(self, *args, check=True):
+        """Runs scripts/stack.sh with this stack's environment (e.g. stop-rabbit)."""
+        return subprocess.run([os.path.join(ROOT, "scripts", "stack.sh"), *args],
+                              env=self.env(), check=check, capture_output=True, text=True)
+
+
+@pytest.fixture(scope="session")
+def stack():
+    return Stack()
+
+
+@pytest.fixture
+def http():
+    s = requests.Session()
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def amqp(stack):
+    """A blocking pika connection to the stack's broker."""
+    conn = pika.BlockingConnection(pika.URLParameters(stack.amqp_url))
+    yield conn
+    if conn.is_open:
+        conn.close()
+
+
+@pytest.fixture
+def db(stack):
+    """An autocommit psycopg2 connection to the stack's database."""
+    conn = psycopg2.connect(stack.database_url)
+    conn.autocommit = True
+    yield conn
+    conn.close()
+
+
+class Procs:
+    def __init__(self, stack):
+        self.stack = stack
+        self.procs = []
+
+    def start(self, args, env=None, log=None, wait_http=None, timeout=15):
+        """Starts args in the background; when wait_http is a URL, waits until it answers."""
+        logf = open(log or os.path.join(self.stack.var, "log", "test-%s.log" % uuid.uuid4().hex[:8]), "ab")
+        p = subprocess.Popen(args, env=env or self.stack.env(), stdout=logf, stderr=subprocess.STDOUT,
+                             stdin=subprocess.DEVNULL)
+        p.logfile = logf.name
+        self.procs.append(p)
+        if wait_http:
+            deadline = time.time() + timeout
+            while time.time() < deadline:
+                if p.poll() is not None:
+                    raise RuntimeError("%s exited with %s; log %s" % (args[0], p.returncode, logf.name))
+                try:
+                    requests.get(wait_http, timeout=1)
+                    return p
+                except requests.RequestException:
+                    time.sleep(0.1)
+            raise RuntimeError("%s did not answer %s in %ss" % (args[0], wait_http, timeout))
+        return p
+
+    def stop(self, p, sig=15, timeout=10):
+        if p.poll() is None:
+            p.send_signal(sig)
+            try:
+                p.wait(timeout)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+
+    def stop_all(self):
+        for p in reversed(self.procs):
+            self.stop(p)
+
+
+@pytest.fixture
+def proc(stack):
+    """Starts extra programs for one test and stops them afterwards."""
+    ps = Procs(stack)
+    yield ps
+    ps.stop_all()
+
+
+def wait_until(pred, timeout=10.0, interval=0.05):
+    """Polls pred until it returns something truthy; returns it, or fails the test."""
+    deadline = time.time() + timeout
+    while True:
+        v = pred()
+        if v:
+            return v
+        if time.time() > deadline:
+            pytest.fail("condition not met within %.1fs" % timeout)
+        time.sleep(interval)
+
+
+def write_config(tmp_path, text, name="endpoints.yaml"):
+    p = tmp_path / name
+    p.write_text(text)
+    return str(p)
+
+
+def jdump(o):
+    return json.dumps(o, separators=(",", ":"))
