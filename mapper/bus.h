@@ -1,0 +1,96 @@
+/* The restmapper's side of RabbitMQ: one thread that owns the AMQP
+ * connection (rabbitmq-c is not thread-safe), keeps many confirmed publishes
+ * in flight on one channel, runs rpc calls over an exclusive reply queue, and
+ * reconnects with backoff when the broker goes away.
+ *
+ * HTTP threads hand it work with mbus_publish()/mbus_rpc(), which never
+ * block on the network; the outcome arrives later through an mbus_done_fn
+ * called on the bus thread. The HTTP side stores the outcome in its request
+ * and resumes the suspended connection (MHD_resume_connection is safe to call
+ * from another thread).
+ */
+#ifndef FPESA_MAPPER_BUS_H
+#define FPESA_MAPPER_BUS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct cfg;
+struct mbus;
+
+/* The outcome of one publish or rpc.
+ *  publish: status 202 once the broker confirmed (ack), 503 on a nack, a
+ *           lost connection, or no connection; body NULL.
+ *  rpc:     status from the worker's answer (200, or error.code of an
+ *           {"error": {...}} answer), 504 when the timeout passed, 503 when
+ *           the broker is unavailable; body is the answer as received (the
+ *           bytes of the reply message) or NULL for 503/504.
+ * body/content_type are borrowed for the duration of the call only.
+ * seconds: confirm or rpc round trip as measured by the bus thread. */
+struct mbus_result {
+    int status;
+    const char *body;
+    size_t body_len;
+    const char *content_type;
+    double seconds;
+};
+
+typedef void (*mbus_done_fn)(void *ctx, const struct mbus_result *result);
+
+/* One message to send. All pointers are borrowed: mbus_publish/mbus_rpc copy
+ * what they need before returning. */
+struct mbus_msg {
+    const char *exchange;     /* "<path>:<METHOD>" */
+    const char *message_id;   /* UUIDv7 or the Idempotency-Key */
+    const char *body;         /* the JSON envelope {"data","args","params"} */
+    size_t body_len;
+    const char *content_type; /* "application/json" */
+    int64_t timestamp;        /* seconds since the epoch, the AMQP timestamp property */
+};
+
+/* Creates the bus for cfg (borrowed; must outlive the bus). Does not connect
+ * yet. Returns NULL on allocation failure. */
+struct mbus *mbus_new(const struct cfg *cfg);
+
+/* Starts the bus thread, which connects, declares every endpoint's exchange
+ * (fanout + durable queue of the same name for publish, direct for rpc, and
+ * the RPC exchange with this instance's exclusive reply queue) and keeps the
+ * connection up. Returns 0, or -1 when the thread cannot be started. */
+int mbus_start(struct mbus *bus);
+
+/* Queues a persistent publish. done(ctx, result) is called exactly once, on
+ * the bus thread, possibly before mbus_publish returns only if it returns 0.
+ * Returns 0 when queued; -1 when the bus is stopping (done is not called). */
+int mbus_publish(struct mbus *bus, const struct mbus_msg *msg, mbus_done_fn done, void *ctx);
+
+/* Queues an rpc call with reply_to and a fresh correlation_id; done is called
+ * exactly once with the answer, 504 after timeout_ms, or 503. A late answer is
+ * dropped. Returns 0 when queued; -1 when the bus is stopping. */
+int mbus_rpc(struct mbus *bus, const struct mbus_msg *msg, long timeout_ms, mbus_done_fn done,
+             void *ctx);
+
+/* True while the connection is up and the topology declared. Thread-safe. */
+bool mbus_is_connected(const struct mbus *bus);
+
+/* Counters for /metrics; thread-safe snapshot. */
+struct mbus_stats {
+    uint64_t publishes_in_flight;
+    uint64_t rpcs_in_flight;
+    uint64_t reconnects;
+    uint64_t confirms;
+    uint64_t nacks;
+    uint64_t rpc_timeouts;
+    uint64_t late_replies;
+};
+void mbus_stats(const struct mbus *bus, struct mbus_stats *out);
+
+/* Stops the bus: answers every pending call with 503 (after giving in-flight
+ * confirms and rpc answers up to drain_ms to arrive), closes the connection
+ * and joins the thread. */
+void mbus_stop(struct mbus *bus, long drain_ms);
+
+/* Frees a stopped bus. NULL is fine. */
+void mbus_free(struct mbus *bus);
+
+#endif
