@@ -3,7 +3,8 @@
 # house style bans, every YAML file of the repository through --check, and
 # nginx -t on the generated configuration.
 set -u
-. "$(dirname "${BASH_SOURCE[0]}")/env.sh"
+FPESA_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+BUILD=${BUILD:-build}
 cd "$FPESA_ROOT"
 fail=0
 
@@ -30,7 +31,7 @@ for y in $(git ls-files '*.yaml' '*.yml'); do
     if ! "$BUILD/bin/restmapper" --check "$y"; then fail=1; fi
 done
 
-FPESA_STACK=check "$FPESA_ROOT/scripts/nginx-conf.sh"
+FPESA_STACK=check FPESA_PORT_BASE=35900 "$FPESA_ROOT/scripts/nginx-conf.sh"
 prefix=$FPESA_ROOT/var/check/nginx
 if ! /usr/sbin/nginx -p "$prefix" -c "$prefix/nginx.conf" -t 2>&1; then fail=1; fi
 
