@@ -168,6 +168,9 @@ static int connect_bus(struct live_bus *bus)
         LOG(LOG_ERROR, "bus url is not a valid amqp url");
         goto out_url;
     }
+    /* "amqp://host:port/" names the default vhost, which RabbitMQ calls "/". */
+    if (!ci.vhost || !*ci.vhost)
+        ci.vhost = "/";
     bus->conn = amqp_new_connection();
     if (!bus->conn)
         goto out_url;

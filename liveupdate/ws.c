@@ -18,8 +18,10 @@
 #define REPLAY_PAGE 100
 /* Frames written per writable callback before yielding to other clients. */
 #define WRITE_BURST 32
-/* RFC 6455 registry: "Service Restart"; libwebsockets has no name for it. */
-#define CLOSE_SERVICE_RESTART 1012
+/* Close code on broker loss: 1014 "Bad Gateway" in the IANA registry (the
+ * upstream failed). 1012 "Service Restart" would do too, but common client
+ * libraries refuse it as invalid, and libwebsockets has no name for either. */
+#define CLOSE_BROKER_LOST 1014
 
 struct client;
 
@@ -213,7 +215,7 @@ static void metrics_text(struct live_server *srv, char **out, size_t *out_len)
             "# HELP liveupdate_client_frames_ignored_total Data frames from clients, ignored.\n"
             "# TYPE liveupdate_client_frames_ignored_total counter\n"
             "liveupdate_client_frames_ignored_total %llu\n"
-            "# HELP liveupdate_restart_closes_total Clients closed (1012) on broker loss.\n"
+            "# HELP liveupdate_restart_closes_total Clients closed (1014) on broker loss.\n"
             "# TYPE liveupdate_restart_closes_total counter\n"
             "liveupdate_restart_closes_total %llu\n"
             "# HELP liveupdate_rejected_upgrades_total Websocket handshakes refused.\n"
@@ -604,7 +606,7 @@ static void drain_inbox(struct live_server *srv)
         case LIVE_EV_BUS_DOWN:
             srv->broker_up = false;
             srv->restart_closes += srv->clients;
-            close_all(srv, CLOSE_SERVICE_RESTART, "service restart; resume with since");
+            close_all(srv, CLOSE_BROKER_LOST, "broker connection lost; resume with since");
             break;
         }
         live_event_free(ev);

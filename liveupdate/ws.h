@@ -8,8 +8,9 @@
  *   1008 "too slow; resume with since": its queue was full
  *   1009 it sent a frame larger than liveupdate.max_frame
  *   1011 "resume failed; retry with since": the stored-messages rpc failed
- *   1012 "service restart; resume with since": the broker connection was lost,
- *        so messages published meanwhile were not seen by this instance
+ *   1014 "broker connection lost; resume with since": messages published
+ *        meanwhile were not seen by this instance (new handshakes get 503
+ *        until the broker is back)
  * In every case the client reconnects with ?since=<last id it received>.
  */
 #ifndef LIVE_WS_H

@@ -534,7 +534,7 @@ def test_broker_restart_clients_told_and_resume_gets_everything(stack, proc, tmp
         pt.join(10)
         want = set(sent)
         wait_until(lambda: all(want <= set(c["got"]) for c in clients), timeout=30)
-        assert 1012 in codes  # told to resume
+        assert 1014 in codes  # told to resume
         for c in clients:
             mine = [i for i in c["got"] if i in want]
             assert len(mine) == len(set(mine)), "duplicates"
