@@ -33,6 +33,8 @@ struct live_msg *live_msg_new(int channel, const char *channel_path, const char 
     need = json_dumpb(frame, NULL, 0, JSON_COMPACT);
     if (need == 0)
         goto out_frame;
+    if (pre < 10)
+        goto out_frame;
     m = malloc(sizeof(*m) + pre + need);
     if (!m)
         goto out_frame;
@@ -41,6 +43,25 @@ struct live_msg *live_msg_new(int channel, const char *channel_path, const char 
     m->pre = pre;
     m->len = json_dumpb(frame, (char *)m->data + pre, need, JSON_COMPACT);
     snprintf(m->id, sizeof(m->id), "%s", id ? id : "");
+    /* RFC 6455 section 5.2: FIN + text opcode, then the length in 7, 16 or 64 bits. */
+    {
+        unsigned char *p;
+        uint64_t n = m->len;
+        m->hl = n < 126 ? 2 : n < 65536 ? 4 : 10;
+        p = m->data + pre - m->hl;
+        p[0] = 0x81;
+        if (n < 126) {
+            p[1] = (unsigned char)n;
+        } else if (n < 65536) {
+            p[1] = 126;
+            p[2] = (unsigned char)(n >> 8);
+            p[3] = (unsigned char)n;
+        } else {
+            p[1] = 127;
+            for (int i = 0; i < 8; i++)
+                p[2 + i] = (unsigned char)(n >> (56 - 8 * i));
+        }
+    }
 out_frame:
     json_decref(frame);
     return m;
