@@ -1,6 +1,7 @@
 #include "ws.h"
 
 #include <inttypes.h>
+#include <stddef.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -16,6 +17,10 @@
 
 /* Stored messages asked for per resume request. */
 #define REPLAY_PAGE 100
+/* Live messages are flushed to their clients at most this often (µs): a
+ * message arriving alone waits at most this long, and under load each
+ * client gets several frames per write instead of one write per frame. */
+#define FLUSH_US 2000
 /* Bytes of frames written to one client per writable callback. */
 #define SCRATCH_SIZE (64 * 1024)
 /* Close code on broker loss: 1014 "Bad Gateway" in the IANA registry (the
@@ -54,6 +59,7 @@ struct client {
     int page;
     long replayed;
 
+    bool dirty; /* has frames and waits for the next flush to ask for writable */
     bool closing;
     int close_code;
     const char *close_reason;
@@ -97,6 +103,9 @@ struct live_server {
     unsigned long long restart_closes;
     unsigned long long rejected_upgrades;
     size_t queued; /* references held in every ring and replay list */
+
+    lws_sorted_usec_list_t flush_sul; /* pending flush of dirty clients */
+    bool flush_scheduled;
 
     unsigned char scratch[LWS_PRE + SCRATCH_SIZE]; /* batches frames for one write */
 };
@@ -288,6 +297,28 @@ static int serve_http(struct lws *wsi, const char *path)
 
 static void client_close(struct client *c, int code, const char *reason);
 
+static void flush_run(lws_sorted_usec_list_t *sul)
+{
+    struct live_server *srv =
+        (struct live_server *)((char *)sul - offsetof(struct live_server, flush_sul));
+
+    srv->flush_scheduled = false;
+    for (size_t i = 0; i < srv->n_channels; i++)
+        for (struct client *c = srv->channels[i].clients; c; c = c->next)
+            if (c->dirty) {
+                c->dirty = false;
+                lws_callback_on_writable(c->wsi);
+            }
+}
+
+static void flush_schedule(struct live_server *srv)
+{
+    if (srv->flush_scheduled)
+        return;
+    srv->flush_scheduled = true;
+    lws_sul_schedule(srv->ctx, 0, &srv->flush_sul, flush_run, FLUSH_US);
+}
+
 static void ring_clear(struct live_server *srv, struct client *c)
 {
     while (c->count) {
@@ -370,8 +401,10 @@ static void client_offer(struct live_server *srv, struct client *c, struct live_
         client_close(c, LWS_CLOSE_STATUS_UNEXPECTED_CONDITION, "out of memory");
         return;
     }
-    if (!c->pending)
-        lws_callback_on_writable(c->wsi);
+    if (!c->pending && !c->dirty) {
+        c->dirty = true;
+        flush_schedule(srv);
+    }
 }
 
 /* Marks a client for closing: its queue is dropped now (so its memory is
