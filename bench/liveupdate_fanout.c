@@ -65,23 +65,20 @@ static struct receipt *receipts;
 static size_t n_receipts, cap_receipts;
 static int n_open, n_closed, n_failed;
 
-static int64_t now_ns(void)
-{
+static int64_t now_ns(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
 }
 
-static void sleep_until(int64_t t)
-{
+static void sleep_until(int64_t t) {
     struct timespec ts = {t / 1000000000LL, t % 1000000000LL};
     while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR)
         ;
 }
 
 static int parse_url(const char *url, const char *scheme, char *host, size_t hl, int *port,
-                     char *path, size_t pl)
-{
+                     char *path, size_t pl) {
     const char *p, *slash, *colon;
     size_t n = strlen(scheme);
 
@@ -102,8 +99,7 @@ static int parse_url(const char *url, const char *scheme, char *host, size_t hl,
     return 0;
 }
 
-static int tcp_connect(const char *host, int port, int nonblock)
-{
+static int tcp_connect(const char *host, int port, int nonblock) {
     struct sockaddr_in sa = {0};
     int fd = socket(AF_INET, SOCK_STREAM | (nonblock ? SOCK_NONBLOCK : 0), 0);
     int one = 1;
@@ -121,8 +117,7 @@ static int tcp_connect(const char *host, int port, int nonblock)
     return fd;
 }
 
-static void record(uint32_t seq)
-{
+static void record(uint32_t seq) {
     if (n_receipts == cap_receipts) {
         cap_receipts = cap_receipts ? cap_receipts * 2 : 1 << 20;
         receipts = realloc(receipts, cap_receipts * sizeof(*receipts));
@@ -136,8 +131,7 @@ static void record(uint32_t seq)
     n_receipts++;
 }
 
-static void send_pong(struct conn *c, const unsigned char *payload, size_t len)
-{
+static void send_pong(struct conn *c, const unsigned char *payload, size_t len) {
     unsigned char f[2 + 4 + 125];
     if (len > 125)
         len = 125;
@@ -151,8 +145,7 @@ static void send_pong(struct conn *c, const unsigned char *payload, size_t len)
 }
 
 /* Consumes whole frames from c->buf. */
-static void frames(struct conn *c)
-{
+static void frames(struct conn *c) {
     size_t off = 0;
 
     while (c->len - off >= 2) {
@@ -202,8 +195,7 @@ static void frames(struct conn *c)
     c->len -= off;
 }
 
-static void on_readable(struct conn *c)
-{
+static void on_readable(struct conn *c) {
     for (;;) {
         ssize_t n = read(c->fd, c->buf + c->len, sizeof(c->buf) - c->len);
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
@@ -240,8 +232,7 @@ static void on_readable(struct conn *c)
     }
 }
 
-static void on_connected(struct conn *c)
-{
+static void on_connected(struct conn *c) {
     char req[1024];
     int n = snprintf(req, sizeof(req),
                      "GET %s HTTP/1.1\r\nHost: %s:%d\r\nUpgrade: websocket\r\nConnection: "
@@ -256,8 +247,7 @@ static void on_connected(struct conn *c)
     c->state = ST_HANDSHAKE;
 }
 
-static void poll_once(int ep, int timeout_ms)
-{
+static void poll_once(int ep, int timeout_ms) {
     struct epoll_event evs[512];
     int n = epoll_wait(ep, evs, 512, timeout_ms);
 
@@ -286,8 +276,7 @@ static void poll_once(int ep, int timeout_ms)
 
 /* ---- publishers ---------------------------------------------------------------- */
 
-static void *pub_http(void *arg)
-{
+static void *pub_http(void *arg) {
     int total = rate * seconds;
     int fd = tcp_connect(post_host, post_port, 0);
     int64_t t0 = now_ns();
@@ -347,8 +336,7 @@ out:
     return NULL;
 }
 
-static void *pub_amqp(void *arg)
-{
+static void *pub_amqp(void *arg) {
     int total = rate * seconds;
     struct amqp_connection_info ci;
     char *url = strdup(amqp_url);
@@ -389,8 +377,8 @@ static void *pub_amqp(void *arg)
             pr.content_type = amqp_cstring_bytes("application/json");
             pr.delivery_mode = 2;
             t_sent[i] = now_ns();
-            amqp_basic_publish(conn, 1, amqp_cstring_bytes(exchange), amqp_empty_bytes, 0, 0,
-                               &pr, amqp_cstring_bytes(body));
+            amqp_basic_publish(conn, 1, amqp_cstring_bytes(exchange), amqp_empty_bytes, 0, 0, &pr,
+                               amqp_cstring_bytes(body));
             i++;
             atomic_store(&published, i);
             continue;
@@ -426,14 +414,12 @@ static void *pub_amqp(void *arg)
     return NULL;
 }
 
-static int cmp64(const void *a, const void *b)
-{
+static int cmp64(const void *a, const void *b) {
     int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
     return x < y ? -1 : x > y;
 }
 
-int main(int argc, char **argv)
-{
+int main(int argc, char **argv) {
     const char *ws = NULL, *post = NULL;
     struct rlimit rl;
     int ep, pending;
@@ -461,8 +447,8 @@ int main(int argc, char **argv)
             return 2;
         }
     }
-    if (!ws || parse_url(ws, "ws://", ws_host, sizeof(ws_host), &ws_port, ws_path,
-                         sizeof(ws_path)) < 0 ||
+    if (!ws ||
+        parse_url(ws, "ws://", ws_host, sizeof(ws_host), &ws_port, ws_path, sizeof(ws_path)) < 0 ||
         n_clients <= 0 || rate <= 0 || seconds <= 0) {
         fprintf(stderr, "usage: liveupdate_fanout --ws ws://HOST:PORT/PATH --clients N "
                         "(--post http://HOST:PORT/PATH | --amqp URL --exchange EX | --idle S) "

@@ -5,8 +5,7 @@
 #include <string.h>
 #include <time.h>
 
-char *live_time_iso(int64_t secs, char *buf, size_t len)
-{
+char *live_time_iso(int64_t secs, char *buf, size_t len) {
     struct tm tm;
     time_t t = secs > 0 ? (time_t)secs : time(NULL);
 
@@ -16,8 +15,7 @@ char *live_time_iso(int64_t secs, char *buf, size_t len)
 }
 
 struct live_msg *live_msg_new(int channel, const char *channel_path, const char *id,
-                              const char *received_at, json_t *data, size_t pre)
-{
+                              const char *received_at, json_t *data, size_t pre) {
     struct live_msg *m = NULL;
     json_t *frame;
     size_t need;
@@ -67,20 +65,17 @@ out_frame:
     return m;
 }
 
-struct live_msg *live_msg_ref(struct live_msg *m)
-{
+struct live_msg *live_msg_ref(struct live_msg *m) {
     atomic_fetch_add_explicit(&m->refs, 1, memory_order_relaxed);
     return m;
 }
 
-void live_msg_unref(struct live_msg *m)
-{
+void live_msg_unref(struct live_msg *m) {
     if (m && atomic_fetch_sub_explicit(&m->refs, 1, memory_order_acq_rel) == 1)
         free(m);
 }
 
-void live_event_free(struct live_event *ev)
-{
+void live_event_free(struct live_event *ev) {
     if (!ev)
         return;
     live_msg_unref(ev->msg);
@@ -90,15 +85,13 @@ void live_event_free(struct live_event *ev)
     free(ev);
 }
 
-void live_inbox_init(struct live_inbox *q)
-{
+void live_inbox_init(struct live_inbox *q) {
     pthread_mutex_init(&q->lock, NULL);
     q->head = q->tail = NULL;
     q->depth = 0;
 }
 
-void live_inbox_fini(struct live_inbox *q)
-{
+void live_inbox_fini(struct live_inbox *q) {
     struct live_event *ev = live_inbox_take_all(q);
 
     while (ev) {
@@ -109,8 +102,7 @@ void live_inbox_fini(struct live_inbox *q)
     pthread_mutex_destroy(&q->lock);
 }
 
-void live_inbox_push(struct live_inbox *q, struct live_event *ev)
-{
+void live_inbox_push(struct live_inbox *q, struct live_event *ev) {
     ev->next = NULL;
     pthread_mutex_lock(&q->lock);
     if (q->tail)
@@ -122,8 +114,7 @@ void live_inbox_push(struct live_inbox *q, struct live_event *ev)
     pthread_mutex_unlock(&q->lock);
 }
 
-struct live_event *live_inbox_take_all(struct live_inbox *q)
-{
+struct live_event *live_inbox_take_all(struct live_inbox *q) {
     struct live_event *all;
 
     pthread_mutex_lock(&q->lock);

@@ -20,20 +20,20 @@
 
 struct live_msg {
     atomic_int refs;
-    int channel;   /* index into the service's channel table */
-    char id[128];  /* message id, NUL-terminated (truncated if longer) */
-    size_t len;    /* bytes of the frame payload */
-    size_t pre;    /* headroom before the payload (LWS_PRE) */
-    size_t hl;     /* bytes of the websocket frame header written just before the payload */
+    int channel;          /* index into the service's channel table */
+    char id[128];         /* message id, NUL-terminated (truncated if longer) */
+    size_t len;           /* bytes of the frame payload */
+    size_t pre;           /* headroom before the payload (LWS_PRE) */
+    size_t hl;            /* bytes of the websocket frame header written just before the payload */
     unsigned char data[]; /* pre bytes of headroom, then len bytes of JSON */
 };
 
 /* Encodes {"id","channel","received_at","data"} into a new message with one
  * reference, with the header of an unmasked, final text frame (as a server
  * sends it) written in the last hl bytes of the headroom, so several frames
- * can be sent to one client in a single write. id and channel_path are borrowed; data is borrowed (may be NULL,
- * encoded as null); timestamp is seconds since the epoch, 0 for "now".
- * Returns NULL when out of memory or when data cannot be encoded. */
+ * can be sent to one client in a single write. id and channel_path are borrowed; data is borrowed
+ * (may be NULL, encoded as null); timestamp is seconds since the epoch, 0 for "now". Returns NULL
+ * when out of memory or when data cannot be encoded. */
 struct live_msg *live_msg_new(int channel, const char *channel_path, const char *id,
                               const char *received_at, json_t *data, size_t pre);
 
@@ -48,18 +48,15 @@ struct live_msg *live_msg_ref(struct live_msg *m);
 void live_msg_unref(struct live_msg *m);
 
 /* The payload (after the headroom). */
-static inline unsigned char *live_msg_payload(struct live_msg *m)
-{
+static inline unsigned char *live_msg_payload(struct live_msg *m) {
     return m->data + m->pre;
 }
 
 /* The whole frame, header included, and its size. */
-static inline unsigned char *live_msg_frame(struct live_msg *m)
-{
+static inline unsigned char *live_msg_frame(struct live_msg *m) {
     return m->data + m->pre - m->hl;
 }
-static inline size_t live_msg_frame_len(const struct live_msg *m)
-{
+static inline size_t live_msg_frame_len(const struct live_msg *m) {
     return m->hl + m->len;
 }
 

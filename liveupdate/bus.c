@@ -39,8 +39,7 @@ struct live_bus {
     char reply_queue[256];
 };
 
-static void rpc_req_free(struct rpc_req *r)
-{
+static void rpc_req_free(struct rpc_req *r) {
     if (!r)
         return;
     free(r->exchange);
@@ -48,22 +47,19 @@ static void rpc_req_free(struct rpc_req *r)
     free(r);
 }
 
-static void sleep_ms(long ms)
-{
+static void sleep_ms(long ms) {
     struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
 
     while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
         ;
 }
 
-static void emit(struct live_bus *bus, struct live_event *ev)
-{
+static void emit(struct live_bus *bus, struct live_event *ev) {
     live_inbox_push(bus->p.inbox, ev);
     bus->p.wake(bus->p.wake_arg);
 }
 
-static void emit_kind(struct live_bus *bus, enum live_event_kind kind)
-{
+static void emit_kind(struct live_bus *bus, enum live_event_kind kind) {
     struct live_event *ev = calloc(1, sizeof(*ev));
 
     if (!ev)
@@ -73,8 +69,7 @@ static void emit_kind(struct live_bus *bus, enum live_event_kind kind)
 }
 
 /* A short text for a failed rpc reply, for the log. */
-static const char *reply_text(amqp_rpc_reply_t r, char *buf, size_t len)
-{
+static const char *reply_text(amqp_rpc_reply_t r, char *buf, size_t len) {
     switch (r.reply_type) {
     case AMQP_RESPONSE_NORMAL:
         return "ok";
@@ -99,8 +94,7 @@ static const char *reply_text(amqp_rpc_reply_t r, char *buf, size_t len)
     return "unknown";
 }
 
-static int check(struct live_bus *bus, const char *what)
-{
+static int check(struct live_bus *bus, const char *what) {
     char buf[256];
     amqp_rpc_reply_t r = amqp_get_rpc_reply(bus->conn);
 
@@ -113,12 +107,11 @@ static int check(struct live_bus *bus, const char *what)
 /* Declares an exchange; when one of that name already exists with other
  * flags (PRECONDITION_FAILED closes the channel), reopens the channel and
  * accepts the existing one, since its name is what the wire protocol fixes. */
-static int declare_exchange(struct live_bus *bus, const char *name, const char *type)
-{
+static int declare_exchange(struct live_bus *bus, const char *name, const char *type) {
     amqp_rpc_reply_t r;
 
-    amqp_exchange_declare(bus->conn, 1, amqp_cstring_bytes(name), amqp_cstring_bytes(type), 0, 1,
-                          0, 0, amqp_empty_table);
+    amqp_exchange_declare(bus->conn, 1, amqp_cstring_bytes(name), amqp_cstring_bytes(type), 0, 1, 0,
+                          0, amqp_empty_table);
     r = amqp_get_rpc_reply(bus->conn);
     if (r.reply_type == AMQP_RESPONSE_NORMAL)
         return 0;
@@ -132,8 +125,7 @@ static int declare_exchange(struct live_bus *bus, const char *name, const char *
     return check(bus, "exchange.declare");
 }
 
-static int declare_queue(struct live_bus *bus, char *out, size_t len)
-{
+static int declare_queue(struct live_bus *bus, char *out, size_t len) {
     amqp_queue_declare_ok_t *q =
         amqp_queue_declare(bus->conn, 1, amqp_empty_bytes, 0, 0, 1, 1, amqp_empty_table);
 
@@ -143,8 +135,7 @@ static int declare_queue(struct live_bus *bus, char *out, size_t len)
     return 0;
 }
 
-static void disconnect(struct live_bus *bus)
-{
+static void disconnect(struct live_bus *bus) {
     if (!bus->conn)
         return;
     amqp_connection_close(bus->conn, AMQP_REPLY_SUCCESS);
@@ -152,8 +143,7 @@ static void disconnect(struct live_bus *bus)
     bus->conn = NULL;
 }
 
-static int connect_bus(struct live_bus *bus)
-{
+static int connect_bus(struct live_bus *bus) {
     struct amqp_connection_info ci;
     amqp_socket_t *sock;
     struct timeval tv = {5, 0};
@@ -234,8 +224,7 @@ out_url:
     return rc;
 }
 
-static int channel_of_exchange(struct live_bus *bus, amqp_bytes_t ex)
-{
+static int channel_of_exchange(struct live_bus *bus, amqp_bytes_t ex) {
     for (size_t i = 0; i < bus->p.n_exchanges; i++) {
         const char *name = bus->p.exchanges[i];
         if (strlen(name) == ex.len && memcmp(name, ex.bytes, ex.len) == 0)
@@ -244,8 +233,7 @@ static int channel_of_exchange(struct live_bus *bus, amqp_bytes_t ex)
     return -1;
 }
 
-static void on_live(struct live_bus *bus, amqp_envelope_t *env)
-{
+static void on_live(struct live_bus *bus, amqp_envelope_t *env) {
     amqp_basic_properties_t *pr = &env->message.properties;
     int ch = channel_of_exchange(bus, env->exchange);
     char id[128] = "";
@@ -282,8 +270,7 @@ static void on_live(struct live_bus *bus, amqp_envelope_t *env)
 }
 
 /* Turns an answer of the stored-messages rpc into a LIVE_EV_REPLAY event. */
-static void on_reply(struct live_bus *bus, amqp_envelope_t *env)
-{
+static void on_reply(struct live_bus *bus, amqp_envelope_t *env) {
     amqp_basic_properties_t *pr = &env->message.properties;
     char corr[128];
     uint64_t client;
@@ -340,8 +327,7 @@ out_emit:
     emit(bus, ev);
 }
 
-static int publish_req(struct live_bus *bus, struct rpc_req *r)
-{
+static int publish_req(struct live_bus *bus, struct rpc_req *r) {
     amqp_basic_properties_t pr;
     char corr[128], lim[32];
     json_t *body;
@@ -376,8 +362,7 @@ static int publish_req(struct live_bus *bus, struct rpc_req *r)
 }
 
 /* Publishes every queued resume request; a failure leaves the rest queued. */
-static int flush_reqs(struct live_bus *bus)
-{
+static int flush_reqs(struct live_bus *bus) {
     for (;;) {
         struct rpc_req *r;
         pthread_mutex_lock(&bus->lock);
@@ -398,8 +383,7 @@ static int flush_reqs(struct live_bus *bus)
     }
 }
 
-static void drop_reqs(struct live_bus *bus)
-{
+static void drop_reqs(struct live_bus *bus) {
     struct rpc_req *r;
 
     pthread_mutex_lock(&bus->lock);
@@ -414,8 +398,7 @@ static void drop_reqs(struct live_bus *bus)
 }
 
 /* Consumes until the connection fails or stop is asked. */
-static void consume_loop(struct live_bus *bus)
-{
+static void consume_loop(struct live_bus *bus) {
     while (!atomic_load(&bus->stop)) {
         amqp_envelope_t env;
         struct timeval tv = {0, 20000};
@@ -444,8 +427,7 @@ static void consume_loop(struct live_bus *bus)
             if (frame.frame_type == AMQP_FRAME_METHOD &&
                 (frame.payload.method.id == AMQP_CHANNEL_CLOSE_METHOD ||
                  frame.payload.method.id == AMQP_CONNECTION_CLOSE_METHOD)) {
-                LOG(LOG_WARN, "bus closed by the broker method=0x%08x",
-                    frame.payload.method.id);
+                LOG(LOG_WARN, "bus closed by the broker method=0x%08x", frame.payload.method.id);
                 return;
             }
             continue; /* e.g. a basic.ack we did not ask for: ignore */
@@ -458,8 +440,7 @@ static void consume_loop(struct live_bus *bus)
     }
 }
 
-static void *bus_main(void *arg)
-{
+static void *bus_main(void *arg) {
     struct live_bus *bus = arg;
     long backoff = 100;
     int ever = 0;
@@ -490,8 +471,7 @@ static void *bus_main(void *arg)
     return NULL;
 }
 
-struct live_bus *live_bus_start(const struct live_bus_params *params)
-{
+struct live_bus *live_bus_start(const struct live_bus_params *params) {
     struct live_bus *bus = calloc(1, sizeof(*bus));
 
     if (!bus)
@@ -506,8 +486,7 @@ struct live_bus *live_bus_start(const struct live_bus_params *params)
     return bus;
 }
 
-void live_bus_stop(struct live_bus *bus)
-{
+void live_bus_stop(struct live_bus *bus) {
     if (!bus)
         return;
     atomic_store(&bus->stop, 1);
@@ -517,14 +496,12 @@ void live_bus_stop(struct live_bus *bus)
     free(bus);
 }
 
-struct live_bus_stats *live_bus_stats(struct live_bus *bus)
-{
+struct live_bus_stats *live_bus_stats(struct live_bus *bus) {
     return &bus->stats;
 }
 
 int live_bus_request_replay(struct live_bus *bus, uint64_t client, int page, int channel,
-                            const char *exchange, const char *after, long limit)
-{
+                            const char *exchange, const char *after, long limit) {
     struct rpc_req *r;
 
     if (!atomic_load(&bus->stats.connected))

@@ -24,28 +24,28 @@ struct live_bus;
 typedef void live_wake_fn(void *arg);
 
 struct live_bus_params {
-    const char *url;          /* borrowed; amqp://user:pass@host:port/vhost */
-    int heartbeat;            /* seconds */
-    size_t n_exchanges;       /* live fanout exchanges to bind */
-    const char *const *exchanges;  /* borrowed, n_exchanges names */
-    const int *exchange_channel;   /* channel index of each exchange */
+    const char *url;                  /* borrowed; amqp://user:pass@host:port/vhost */
+    int heartbeat;                    /* seconds */
+    size_t n_exchanges;               /* live fanout exchanges to bind */
+    const char *const *exchanges;     /* borrowed, n_exchanges names */
+    const int *exchange_channel;      /* channel index of each exchange */
     const char *const *channel_paths; /* borrowed: path of each channel index */
-    size_t n_rpc_exchanges;        /* rpc exchanges the resume requests go to */
+    size_t n_rpc_exchanges;           /* rpc exchanges the resume requests go to */
     const char *const *rpc_exchanges; /* borrowed; declared direct at connect */
-    size_t pre;               /* headroom for each frame (LWS_PRE) */
-    struct live_inbox *inbox; /* borrowed; where events go */
+    size_t pre;                       /* headroom for each frame (LWS_PRE) */
+    struct live_inbox *inbox;         /* borrowed; where events go */
     live_wake_fn *wake;
     void *wake_arg;
 };
 
 /* Counters the bus thread updates; read by /metrics and /health. */
 struct live_bus_stats {
-    atomic_ullong messages_in;   /* deliveries received */
-    atomic_ullong bad_messages;  /* deliveries that were not a JSON envelope */
-    atomic_ullong reconnects;    /* connections established after the first */
-    atomic_ullong rpc_sent;      /* resume requests published */
-    atomic_ullong rpc_answers;   /* resume answers received */
-    atomic_int connected;        /* 1 while the broker connection is up */
+    atomic_ullong messages_in;  /* deliveries received */
+    atomic_ullong bad_messages; /* deliveries that were not a JSON envelope */
+    atomic_ullong reconnects;   /* connections established after the first */
+    atomic_ullong rpc_sent;     /* resume requests published */
+    atomic_ullong rpc_answers;  /* resume answers received */
+    atomic_int connected;       /* 1 while the broker connection is up */
 };
 
 /* Starts the bus thread. params and everything it points to are borrowed

@@ -19,21 +19,18 @@
 
 static struct live_server *the_server;
 
-static void on_signal(int sig)
-{
+static void on_signal(int sig) {
     (void)sig;
     if (the_server)
         live_server_shutdown(the_server);
 }
 
-static void usage(FILE *f)
-{
+static void usage(FILE *f) {
     fprintf(f, "usage: liveupdate [--config FILE] [--check FILE]\n");
 }
 
 /* Lifts the soft limit on open files to the hard one: each client is a socket. */
-static void raise_nofile(void)
-{
+static void raise_nofile(void) {
     struct rlimit rl;
 
     if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
@@ -42,8 +39,7 @@ static void raise_nofile(void)
     }
 }
 
-int main(int argc, char **argv)
-{
+int main(int argc, char **argv) {
     const char *config = getenv("FPESA_CONFIG");
     struct sigaction sa;
     struct cfg *cfg;

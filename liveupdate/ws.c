@@ -50,12 +50,12 @@ struct client {
     size_t cap, head, count;
 
     /* Resume: stored messages to send before the ring. */
-    bool pending;                /* waiting for the rpc; the ring is held back */
-    struct live_msg **replay;    /* references, oldest first */
+    bool pending;             /* waiting for the rpc; the ring is held back */
+    struct live_msg **replay; /* references, oldest first */
     size_t n_replay, replay_pos, replay_cap;
-    char **seen;                 /* ids replayed, sorted: live copies are skipped */
+    char **seen; /* ids replayed, sorted: live copies are skipped */
     size_t n_seen;
-    char after[128];             /* id the next page starts after */
+    char after[128]; /* id the next page starts after */
     int page;
     long replayed;
 
@@ -110,8 +110,7 @@ struct live_server {
     unsigned char scratch[LWS_PRE + SCRATCH_SIZE]; /* batches frames for one write */
 };
 
-static struct live_server *server_of(struct lws *wsi)
-{
+static struct live_server *server_of(struct lws *wsi) {
     return lws_context_user(lws_get_context(wsi));
 }
 
@@ -119,17 +118,15 @@ static struct live_server *server_of(struct lws *wsi)
 
 /* Writes a complete response. Returns what the callback must return. */
 static int send_http(struct lws *wsi, unsigned int status, const char *ctype, const char *body,
-                     size_t len, bool upgrade_hint)
-{
+                     size_t len, bool upgrade_hint) {
     unsigned char hdr[LWS_PRE + 512];
     unsigned char *start = hdr + LWS_PRE, *p = start, *end = hdr + sizeof(hdr);
     unsigned char *buf;
 
     if (lws_add_http_common_headers(wsi, status, ctype, (lws_filepos_t)len, &p, end))
         return -1;
-    if (upgrade_hint &&
-        lws_add_http_header_by_name(wsi, (const unsigned char *)"upgrade:",
-                                    (const unsigned char *)"websocket", 9, &p, end))
+    if (upgrade_hint && lws_add_http_header_by_name(wsi, (const unsigned char *)"upgrade:",
+                                                    (const unsigned char *)"websocket", 9, &p, end))
         return -1;
     if (lws_add_http_header_by_name(wsi, (const unsigned char *)"cache-control:",
                                     (const unsigned char *)"no-store", 8, &p, end))
@@ -148,8 +145,7 @@ static int send_http(struct lws *wsi, unsigned int status, const char *ctype, co
     return lws_http_transaction_completed(wsi) ? -1 : 0;
 }
 
-static int send_error(struct lws *wsi, unsigned int status, const char *desc, bool upgrade_hint)
-{
+static int send_error(struct lws *wsi, unsigned int status, const char *desc, bool upgrade_hint) {
     json_t *j = json_pack("{s:{s:i,s:s}}", "error", "code", (int)status, "description", desc);
     char *text = j ? json_dumps(j, JSON_COMPACT) : NULL;
     int rc;
@@ -165,8 +161,7 @@ static int send_error(struct lws *wsi, unsigned int status, const char *desc, bo
 /* The channel a request path names: "/messages/", also as "/ws/v1/messages/"
  * (when reached without the proxy's prefix stripping) or without the final
  * slash. -1 when none. */
-static int channel_find(struct live_server *srv, const char *path)
-{
+static int channel_find(struct live_server *srv, const char *path) {
     if (strncmp(path, "/ws/v1/", 7) == 0)
         path += 6;
     for (size_t i = 0; i < srv->n_channels; i++) {
@@ -180,8 +175,7 @@ static int channel_find(struct live_server *srv, const char *path)
     return -1;
 }
 
-static void metrics_text(struct live_server *srv, char **out, size_t *out_len)
-{
+static void metrics_text(struct live_server *srv, char **out, size_t *out_len) {
     struct live_bus_stats *bs = live_bus_stats(srv->bus);
     size_t max_depth = 0;
     FILE *f = open_memstream(out, out_len);
@@ -196,8 +190,9 @@ static void metrics_text(struct live_server *srv, char **out, size_t *out_len)
             if (d > max_depth)
                 max_depth = d;
         }
-    fprintf(f, "# HELP liveupdate_clients Websocket clients connected.\n"
-               "# TYPE liveupdate_clients gauge\nliveupdate_clients %zu\n",
+    fprintf(f,
+            "# HELP liveupdate_clients Websocket clients connected.\n"
+            "# TYPE liveupdate_clients gauge\nliveupdate_clients %zu\n",
             srv->clients);
     fprintf(f, "# HELP liveupdate_channel_clients Websocket clients per channel.\n"
                "# TYPE liveupdate_channel_clients gauge\n");
@@ -259,8 +254,7 @@ static void metrics_text(struct live_server *srv, char **out, size_t *out_len)
     fclose(f);
 }
 
-static int serve_http(struct lws *wsi, const char *path)
-{
+static int serve_http(struct lws *wsi, const char *path) {
     struct live_server *srv = server_of(wsi);
 
     if (lws_hdr_total_length(wsi, WSI_TOKEN_GET_URI) <= 0)
@@ -268,10 +262,9 @@ static int serve_http(struct lws *wsi, const char *path)
     if (strcmp(path, "/health") == 0) {
         int up = atomic_load(&live_bus_stats(srv->bus)->connected);
         char body[256];
-        int n = snprintf(body, sizeof(body),
-                         "{\"status\":\"%s\",\"broker\":\"%s\",\"clients\":%zu}",
-                         up ? "ok" : "unavailable", up ? "connected" : "disconnected",
-                         srv->clients);
+        int n =
+            snprintf(body, sizeof(body), "{\"status\":\"%s\",\"broker\":\"%s\",\"clients\":%zu}",
+                     up ? "ok" : "unavailable", up ? "connected" : "disconnected", srv->clients);
         return send_http(wsi, up ? 200 : 503, "application/json", body, (size_t)n, false);
     }
     if (strcmp(path, "/metrics") == 0) {
@@ -297,8 +290,7 @@ static int serve_http(struct lws *wsi, const char *path)
 
 static void client_close(struct client *c, int code, const char *reason);
 
-static void flush_run(lws_sorted_usec_list_t *sul)
-{
+static void flush_run(lws_sorted_usec_list_t *sul) {
     struct live_server *srv =
         (struct live_server *)((char *)sul - offsetof(struct live_server, flush_sul));
 
@@ -311,16 +303,14 @@ static void flush_run(lws_sorted_usec_list_t *sul)
             }
 }
 
-static void flush_schedule(struct live_server *srv)
-{
+static void flush_schedule(struct live_server *srv) {
     if (srv->flush_scheduled)
         return;
     srv->flush_scheduled = true;
     lws_sul_schedule(srv->ctx, 0, &srv->flush_sul, flush_run, FLUSH_US);
 }
 
-static void ring_clear(struct live_server *srv, struct client *c)
-{
+static void ring_clear(struct live_server *srv, struct client *c) {
     while (c->count) {
         live_msg_unref(c->ring[c->head]);
         c->head = (c->head + 1) % c->cap;
@@ -329,8 +319,7 @@ static void ring_clear(struct live_server *srv, struct client *c)
     }
 }
 
-static void replay_clear(struct live_server *srv, struct client *c)
-{
+static void replay_clear(struct live_server *srv, struct client *c) {
     for (size_t i = c->replay_pos; i < c->n_replay; i++) {
         live_msg_unref(c->replay[i]);
         srv->queued--;
@@ -340,8 +329,7 @@ static void replay_clear(struct live_server *srv, struct client *c)
     c->n_replay = c->replay_pos = c->replay_cap = 0;
 }
 
-static void seen_clear(struct client *c)
-{
+static void seen_clear(struct client *c) {
     for (size_t i = 0; i < c->n_seen; i++)
         free(c->seen[i]);
     free(c->seen);
@@ -349,18 +337,15 @@ static void seen_clear(struct client *c)
     c->n_seen = 0;
 }
 
-static int cmp_str(const void *a, const void *b)
-{
+static int cmp_str(const void *a, const void *b) {
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-static bool seen_has(const struct client *c, const char *id)
-{
+static bool seen_has(const struct client *c, const char *id) {
     return c->n_seen && bsearch(&id, c->seen, c->n_seen, sizeof(char *), cmp_str);
 }
 
-static int ring_push(struct live_server *srv, struct client *c, struct live_msg *m)
-{
+static int ring_push(struct live_server *srv, struct client *c, struct live_msg *m) {
     if (c->count == c->cap) {
         size_t ncap = c->cap ? c->cap * 2 : 8;
         struct live_msg **n;
@@ -384,8 +369,7 @@ static int ring_push(struct live_server *srv, struct client *c, struct live_msg 
 
 /* Offers a live message to a client: queued, skipped as already replayed, or
  * the client is closed because its queue is full. */
-static void client_offer(struct live_server *srv, struct client *c, struct live_msg *m)
-{
+static void client_offer(struct live_server *srv, struct client *c, struct live_msg *m) {
     if (c->closing)
         return;
     if (seen_has(c, m->id))
@@ -410,8 +394,7 @@ static void client_offer(struct live_server *srv, struct client *c, struct live_
 /* Marks a client for closing: its queue is dropped now (so its memory is
  * released at once), the close frame goes out when the socket is writable,
  * and a client that never reads again is cut off after a few seconds. */
-static void client_close(struct client *c, int code, const char *reason)
-{
+static void client_close(struct client *c, int code, const char *reason) {
     struct live_server *srv = server_of(c->wsi);
 
     if (c->closing)
@@ -425,8 +408,7 @@ static void client_close(struct client *c, int code, const char *reason)
     lws_callback_on_writable(c->wsi);
 }
 
-static void client_unlink(struct live_server *srv, struct client *c)
-{
+static void client_unlink(struct live_server *srv, struct client *c) {
     struct channel *ch;
 
     if (!c->linked)
@@ -450,15 +432,13 @@ static void client_unlink(struct live_server *srv, struct client *c)
 }
 
 /* The next queued message (replayed ones first), or NULL; peek only. */
-static struct live_msg *client_peek(struct client *c)
-{
+static struct live_msg *client_peek(struct client *c) {
     if (c->replay_pos < c->n_replay)
         return c->replay[c->replay_pos];
     return c->count ? c->ring[c->head] : NULL;
 }
 
-static void client_pop(struct live_server *srv, struct client *c)
-{
+static void client_pop(struct live_server *srv, struct client *c) {
     struct live_msg *m;
 
     if (c->replay_pos < c->n_replay) {
@@ -480,8 +460,7 @@ static void client_pop(struct live_server *srv, struct client *c)
  * carry their header (buf.h), so a burst of them is copied into one buffer
  * and written at once: one send per client per wakeup rather than one per
  * message, which is what lets one thread feed thousands of clients. */
-static int client_write(struct live_server *srv, struct client *c)
-{
+static int client_write(struct live_server *srv, struct client *c) {
     unsigned char *out = srv->scratch + LWS_PRE;
     size_t used = 0;
     struct live_msg *m;
@@ -517,8 +496,7 @@ static int client_write(struct live_server *srv, struct client *c)
 
 /* ---- resume ------------------------------------------------------------------ */
 
-static struct client *client_by_serial(struct live_server *srv, uint64_t serial)
-{
+static struct client *client_by_serial(struct live_server *srv, uint64_t serial) {
     for (size_t i = 0; i < srv->n_channels; i++)
         for (struct client *c = srv->channels[i].clients; c; c = c->next)
             if (c->serial == serial)
@@ -526,8 +504,7 @@ static struct client *client_by_serial(struct live_server *srv, uint64_t serial)
     return NULL;
 }
 
-static void resume_fail(struct live_server *srv, struct client *c, const char *why)
-{
+static void resume_fail(struct live_server *srv, struct client *c, const char *why) {
     srv->replays_failed++;
     LOG(LOG_WARN, "resume failed serial=%" PRIu64 " reason=%s", c->serial, why);
     c->pending = false;
@@ -535,8 +512,7 @@ static void resume_fail(struct live_server *srv, struct client *c, const char *w
     client_close(c, LWS_CLOSE_STATUS_UNEXPECTED_CONDITION, "resume failed; retry with since");
 }
 
-static void resume_request(struct live_server *srv, struct client *c)
-{
+static void resume_request(struct live_server *srv, struct client *c) {
     struct channel *ch = &srv->channels[c->channel];
     long left = srv->cfg->live.resume_limit - c->replayed;
     long limit = left < REPLAY_PAGE ? left : REPLAY_PAGE;
@@ -549,8 +525,7 @@ static void resume_request(struct live_server *srv, struct client *c)
     lws_set_timer_usecs(c->wsi, (lws_usec_t)ch->rpc_timeout_ms * 1000);
 }
 
-static void resume_done(struct client *c)
-{
+static void resume_done(struct client *c) {
     c->pending = false;
     lws_set_timer_usecs(c->wsi, LWS_SET_TIMER_USEC_CANCEL);
     lws_callback_on_writable(c->wsi);
@@ -558,8 +533,7 @@ static void resume_done(struct client *c)
 
 /* A page of stored messages arrived: queue it before the live ones, drop
  * live copies of what it contains, and ask for the next page if it was full. */
-static void on_replay(struct live_server *srv, struct live_event *ev)
-{
+static void on_replay(struct live_server *srv, struct live_event *ev) {
     struct client *c = client_by_serial(srv, ev->client);
     char last[128] = "";
     long limit;
@@ -623,8 +597,7 @@ static void on_replay(struct live_server *srv, struct live_event *ev)
         }
         c->count = kept;
     }
-    if (ev->n_msgs > 0 && (long)ev->n_msgs >= limit &&
-        c->replayed < srv->cfg->live.resume_limit) {
+    if (ev->n_msgs > 0 && (long)ev->n_msgs >= limit && c->replayed < srv->cfg->live.resume_limit) {
         snprintf(c->after, sizeof(c->after), "%s", last);
         c->page++;
         resume_request(srv, c);
@@ -635,15 +608,13 @@ static void on_replay(struct live_server *srv, struct live_event *ev)
 
 /* ---- events from the bus ----------------------------------------------------- */
 
-static void close_all(struct live_server *srv, int code, const char *reason)
-{
+static void close_all(struct live_server *srv, int code, const char *reason) {
     for (size_t i = 0; i < srv->n_channels; i++)
         for (struct client *c = srv->channels[i].clients; c; c = c->next)
             client_close(c, code, reason);
 }
 
-static void drain_inbox(struct live_server *srv)
-{
+static void drain_inbox(struct live_server *srv) {
     struct live_event *ev = live_inbox_take_all(&srv->inbox);
 
     while (ev) {
@@ -677,8 +648,7 @@ static void drain_inbox(struct live_server *srv)
 
 /* Reads ?since= into out (size len). Returns 1 when given and valid, 0 when
  * absent, -1 when malformed. */
-static int since_arg(struct lws *wsi, char *out, int len)
-{
+static int since_arg(struct lws *wsi, char *out, int len) {
     char buf[192];
     const char *v;
 
@@ -696,8 +666,7 @@ static int since_arg(struct lws *wsi, char *out, int len)
     return 1;
 }
 
-static int path_of(struct lws *wsi, char *out, int len)
-{
+static int path_of(struct lws *wsi, char *out, int len) {
     if (lws_hdr_copy(wsi, out, len, WSI_TOKEN_GET_URI) <= 0) {
         out[0] = '\0';
         return -1;
@@ -705,8 +674,7 @@ static int path_of(struct lws *wsi, char *out, int len)
     return 0;
 }
 
-static int confirm_upgrade(struct live_server *srv, struct lws *wsi)
-{
+static int confirm_upgrade(struct live_server *srv, struct lws *wsi) {
     char path[512], since[128];
     int ch, s;
 
@@ -726,8 +694,7 @@ static int confirm_upgrade(struct live_server *srv, struct lws *wsi)
     }
     if (s > 0 && !srv->channels[ch].rpc_exchange) {
         srv->rejected_upgrades++;
-        return send_error(wsi, 400, "this channel has no stored messages to resume from",
-                          false) < 0
+        return send_error(wsi, 400, "this channel has no stored messages to resume from", false) < 0
                    ? -1
                    : 1;
     }
@@ -738,8 +705,7 @@ static int confirm_upgrade(struct live_server *srv, struct lws *wsi)
     return 0;
 }
 
-static int on_established(struct live_server *srv, struct lws *wsi, struct client *c)
-{
+static int on_established(struct live_server *srv, struct lws *wsi, struct client *c) {
     char path[512], since[128];
     int s;
 
@@ -775,8 +741,7 @@ static int on_established(struct live_server *srv, struct lws *wsi, struct clien
 }
 
 static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
-                    size_t len)
-{
+                    size_t len) {
     struct live_server *srv = server_of(wsi);
     struct client *c = user;
 
@@ -833,8 +798,7 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
 
 /* ---- setup ------------------------------------------------------------------- */
 
-static int channels_build(struct live_server *srv)
-{
+static int channels_build(struct live_server *srv) {
     const struct cfg *cfg = srv->cfg;
     size_t n = cfg->n_endpoints;
 
@@ -881,8 +845,7 @@ static int channels_build(struct live_server *srv)
     return srv->n_channels ? 0 : -1;
 }
 
-static void wake(void *arg)
-{
+static void wake(void *arg) {
     struct live_server *srv = arg;
 
     lws_cancel_service(srv->ctx);
@@ -893,8 +856,7 @@ static const struct lws_protocols protocols[] = {
     {NULL, NULL, 0, 0, 0, NULL, 0},
 };
 
-static void lws_logger(int level, const char *line)
-{
+static void lws_logger(int level, const char *line) {
     size_t n = strlen(line);
 
     while (n && (line[n - 1] == '\n' || line[n - 1] == '\r'))
@@ -902,8 +864,7 @@ static void lws_logger(int level, const char *line)
     LOG(level == LLL_ERR ? LOG_ERROR : LOG_WARN, "lws %.*s", (int)n, line);
 }
 
-struct live_server *live_server_new(const struct cfg *cfg)
-{
+struct live_server *live_server_new(const struct cfg *cfg) {
     struct live_server *srv = calloc(1, sizeof(*srv));
     struct lws_context_creation_info info;
     struct live_bus_params bp;
@@ -970,8 +931,7 @@ out_free:
     return NULL;
 }
 
-int live_server_run(struct live_server *srv)
-{
+int live_server_run(struct live_server *srv) {
     while (!(srv->stopping && srv->clients == 0)) {
         if (lws_service(srv->ctx, 0) < 0)
             break;
@@ -979,15 +939,13 @@ int live_server_run(struct live_server *srv)
     return 0;
 }
 
-void live_server_shutdown(struct live_server *srv)
-{
+void live_server_shutdown(struct live_server *srv) {
     srv->stop_asked = 1;
     if (srv->ctx)
         lws_cancel_service(srv->ctx);
 }
 
-void live_server_free(struct live_server *srv)
-{
+void live_server_free(struct live_server *srv) {
     if (!srv)
         return;
     live_bus_stop(srv->bus);

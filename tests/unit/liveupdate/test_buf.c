@@ -3,8 +3,7 @@
 
 #include "../../../liveupdate/buf.h"
 
-Test(buf, frame_is_the_json_with_a_text_frame_header)
-{
+Test(buf, frame_is_the_json_with_a_text_frame_header) {
     json_t *data = json_pack("{s:i}", "n", 1);
     struct live_msg *m = live_msg_new(0, "/messages/", "id-1", "2026-01-01T00:00:00Z", data, 16);
     const unsigned char *f;
@@ -24,8 +23,7 @@ Test(buf, frame_is_the_json_with_a_text_frame_header)
     json_decref(data);
 }
 
-Test(buf, long_frames_use_16_and_64_bit_lengths)
-{
+Test(buf, long_frames_use_16_and_64_bit_lengths) {
     size_t sizes[] = {200, 70000};
     for (int i = 0; i < 2; i++) {
         char *big = malloc(sizes[i] + 1);
@@ -53,8 +51,7 @@ Test(buf, long_frames_use_16_and_64_bit_lengths)
     }
 }
 
-Test(buf, null_data_and_missing_id)
-{
+Test(buf, null_data_and_missing_id) {
     struct live_msg *m = live_msg_new(2, "/c/", NULL, "t", NULL, 16);
     cr_assert_not_null(m);
     cr_assert_eq(m->channel, 2);
@@ -63,8 +60,7 @@ Test(buf, null_data_and_missing_id)
     live_msg_unref(m);
 }
 
-Test(buf, references_and_inbox_order)
-{
+Test(buf, references_and_inbox_order) {
     struct live_inbox q;
     struct live_event *ev, *all;
     struct live_msg *m = live_msg_new(0, "/c/", "a", "t", NULL, 16);
@@ -96,8 +92,7 @@ Test(buf, references_and_inbox_order)
     live_inbox_fini(&q);
 }
 
-Test(buf, iso_time)
-{
+Test(buf, iso_time) {
     char b[40];
     cr_assert_str_eq(live_time_iso(1700000000, b, sizeof(b)), "2023-11-14T22:13:20Z");
 }
