@@ -23,6 +23,7 @@ NCHAN_PORT=$((FPESA_AUX_PORT + 16))
 WORK=$(mktemp -d /tmp/fpesa-livebench.XXXXXX)
 BIN=$BUILD/bench/liveupdate_fanout
 PIDS=()
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
 
 cleanup() {
     local p
@@ -107,19 +108,24 @@ else
     FROM="the broker's confirm (no mapper running)"
 fi
 echo "liveupdate: $CLIENTS clients, $RATE msg/s for ${SECS}s, latency from $FROM to receipt"
+live_cpu0=$(cpu_ticks "$LIVE_PID")
 timeout 300 "$BIN" --ws "ws://127.0.0.1:$LIVE_PORT/messages/" --clients "$CLIENTS" \
     --rate "$RATE" --seconds "$SECS" "${PUB[@]}" | tee "$WORK/live.out"
+live_cpu=$(( $(cpu_ticks "$LIVE_PID") - live_cpu0 ))
 live_p50=$(sed -n 's/^FIGURES p50_ms=\([0-9.]*\).*/\1/p' "$WORK/live.out")
 live_p99=$(sed -n 's/^FIGURES.* p99_ms=\([0-9.]*\).*/\1/p' "$WORK/live.out")
 live_s50=$(sed -n 's/^FIGURES.* send_p50_ms=\([0-9.]*\).*/\1/p' "$WORK/live.out")
 live_s99=$(sed -n 's/^FIGURES.* send_p99_ms=\([0-9.]*\).*/\1/p' "$WORK/live.out")
 echo "liveupdate RSS after the fan-out: $(awk '/VmRSS/ {print $2 " " $3}' /proc/$LIVE_PID/status)"
 
-nchan_p50="" nchan_p99="" nchan_s50="" nchan_s99=""
+nchan_p50="" nchan_p99="" nchan_s50="" nchan_s99="" nchan_cpu=""
 if [ "$NCHAN" = 1 ]; then
     echo "nchan: $CLIENTS clients, $RATE msg/s for ${SECS}s, latency from the publish response to receipt"
+    NGINX_WORKER=$(ps -o pid= --ppid "$(cat "$WORK/nginx/nginx.pid")" | head -n 1 | tr -d ' ')
+    nchan_cpu0=$(cpu_ticks "$NGINX_WORKER")
     timeout 300 "$BIN" --ws "ws://127.0.0.1:$NCHAN_PORT/sub" --clients "$CLIENTS" \
         --rate "$RATE" --seconds "$SECS" --post "http://127.0.0.1:$NCHAN_PORT/pub" | tee "$WORK/nchan.out"
+    nchan_cpu=$(( $(cpu_ticks "$NGINX_WORKER") - nchan_cpu0 ))
     nchan_p50=$(sed -n 's/^FIGURES p50_ms=\([0-9.]*\).*/\1/p' "$WORK/nchan.out")
     nchan_p99=$(sed -n 's/^FIGURES.* p99_ms=\([0-9.]*\).*/\1/p' "$WORK/nchan.out")
     nchan_s50=$(sed -n 's/^FIGURES.* send_p50_ms=\([0-9.]*\).*/\1/p' "$WORK/nchan.out")
@@ -136,6 +142,15 @@ printf 'RESULT\tliveupdate fan-out p50 from the send (ms)\t%s\tnchan p50 from th
     "${live_s50:--}" "${nchan_s50:--}" "$(ratio "$live_s50" "$nchan_s50")"
 printf 'RESULT\tliveupdate fan-out p99 from the send (ms)\t%s\tnchan p99 from the send (ms)\t%s\t%s\n' \
     "${live_s99:--}" "${nchan_s99:--}" "$(ratio "$live_s99" "$nchan_s99")"
+
+# CPU per delivery (the machine may be shared, so latency alone can mislead).
+hz=$(getconf CLK_TCK)
+deliv=$((RATE * SECS * CLIENTS))
+live_us=$(awk -v t="$live_cpu" -v hz="$hz" -v n="$deliv" 'BEGIN { printf "%.3f", t / hz * 1e6 / n }')
+nchan_us=$([ -n "$nchan_cpu" ] && awk -v t="$nchan_cpu" -v hz="$hz" -v n="$deliv" 'BEGIN { printf "%.3f", t / hz * 1e6 / n }')
+echo "CPU per delivery: liveupdate $live_us us (all threads), nchan ${nchan_us:--} us (its worker)"
+printf 'RESULT\tliveupdate CPU per delivery (us)\t%s\tnchan CPU per delivery (us)\t%s\t%s\n' \
+    "$live_us" "${nchan_us:--}" "$(ratio "$live_us" "$nchan_us")"
 
 # ---- idle connections -------------------------------------------------------------
 echo "liveupdate: $IDLE idle connections"

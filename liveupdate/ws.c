@@ -1,6 +1,11 @@
 #include "ws.h"
 
+#include <arpa/inet.h>
+#include <errno.h>
 #include <inttypes.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 #include <stddef.h>
 #include <signal.h>
 #include <stdbool.h>
@@ -20,7 +25,7 @@
 /* Live messages are flushed to their clients at most this often (µs): a
  * message arriving alone waits at most this long, and under load each
  * client gets several frames per write instead of one write per frame. */
-#define FLUSH_US 2000
+#define FLUSH_US 5000
 /* Bytes of frames written to one client per writable callback. */
 #define SCRATCH_SIZE (64 * 1024)
 /* Close code on broker loss: 1014 "Bad Gateway" in the IANA registry (the
@@ -864,6 +869,25 @@ static void lws_logger(int level, const char *line) {
     LOG(level == LLL_ERR ? LOG_ERROR : LOG_WARN, "lws %.*s", (int)n, line);
 }
 
+/* True when nothing listens on host:port (connections in TIME_WAIT do not count). */
+static bool port_is_free(const char *host, int port) {
+    struct sockaddr_in sa;
+    int fd = socket(AF_INET, SOCK_STREAM, 0), one = 1;
+    bool ok;
+
+    if (fd < 0)
+        return true; /* let the real bind report the problem */
+    memset(&sa, 0, sizeof(sa));
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons((uint16_t)port);
+    if (inet_pton(AF_INET, host, &sa.sin_addr) != 1)
+        sa.sin_addr.s_addr = htonl(INADDR_ANY);
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    ok = bind(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 || errno != EADDRINUSE;
+    close(fd);
+    return ok;
+}
+
 struct live_server *live_server_new(const struct cfg *cfg) {
     struct live_server *srv = calloc(1, sizeof(*srv));
     struct lws_context_creation_info info;
@@ -891,7 +915,16 @@ struct live_server *live_server_new(const struct cfg *cfg) {
     info.iface = cfg->live.host;
     info.protocols = protocols;
     info.user = srv;
-    info.options = LWS_SERVER_OPTION_FAIL_UPON_UNABLE_TO_BIND | LWS_SERVER_OPTION_DISABLE_IPV6;
+    /* libwebsockets binds without SO_REUSEADDR, so a restart fails while
+     * connections of the previous process sit in TIME_WAIT. It may bind with
+     * SO_REUSEPORT instead, which would also let two instances share the port
+     * silently; port_is_free() refuses that case first. */
+    if (!port_is_free(cfg->live.host, cfg->live.port)) {
+        LOG(LOG_ERROR, "address in use host=%s port=%d", cfg->live.host, cfg->live.port);
+        goto out_free;
+    }
+    info.options = LWS_SERVER_OPTION_FAIL_UPON_UNABLE_TO_BIND | LWS_SERVER_OPTION_DISABLE_IPV6 |
+                   LWS_SERVER_OPTION_ALLOW_LISTEN_SHARE;
     info.retry_and_idle_policy = &srv->retry;
     info.timeout_secs = 20;
     info.max_http_header_pool = 256;
