@@ -511,6 +511,13 @@ int main(int argc, char **argv) {
         return 0;
     }
 
+    /* Every receipt's slot is allocated and touched up front, so the
+     * receiving loop never stalls on a realloc or a page fault. */
+    cap_receipts = (size_t)rate * (size_t)seconds * (size_t)(n_open ? n_open : 1) + 1024;
+    receipts = malloc(cap_receipts * sizeof(*receipts));
+    if (!receipts)
+        return 1;
+    memset(receipts, 0, cap_receipts * sizeof(*receipts));
     if (pthread_create(&th, NULL, post ? pub_http : pub_amqp, NULL) != 0)
         return 1;
     while (!atomic_load(&pub_done))

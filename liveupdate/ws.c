@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <unistd.h>
 #include <stddef.h>
@@ -733,6 +734,12 @@ static int on_established(struct live_server *srv, struct lws *wsi, struct clien
     }
     c->linked = true;
     srv->clients++;
+    {
+        /* Frames go out as soon as they are written; no Nagle delay. */
+        int one = 1, fd = (int)lws_get_socket_fd(wsi);
+        if (fd >= 0)
+            setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    }
     srv->connections_total++;
     if (s > 0 && srv->channels[c->channel].rpc_exchange) {
         srv->replays_started++;
