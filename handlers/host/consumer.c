@@ -217,6 +217,7 @@ static int declare_all(struct fpesa_ctx *c)
             ep = &c->cfg->endpoints[i];
     if (declare_queue(c, q) < 0)
         return -1;
+    c->is_rpc = ep && ep->mode == CFG_MODE_RPC;
     if (ep) {
         const char *type = ep->mode == CFG_MODE_RPC ? "direct" : "fanout";
         if (declare_exchange(c, q, type) < 0 || bind_queue(c, q, q, q) < 0)
@@ -500,7 +501,9 @@ static void batch_free(struct batch *b)
 static int run(struct fpesa_ctx *c, struct batch *b)
 {
     long retry_ms = 0;
-    long wait = c->h->batch_wait_ms > 0 ? c->h->batch_wait_ms : 0;
+    /* An rpc caller is waiting for each answer: its batch is what has
+     * already arrived, never held back to fill up. */
+    long wait = c->h->batch_wait_ms > 0 && !c->is_rpc ? c->h->batch_wait_ms : 0;
 
     while (!stopping()) {
         int64_t deadline;

@@ -20,6 +20,7 @@ struct fpesa_ctx {
     char *dlq;              /* "<queue>.dlq" */
     amqp_connection_state_t conn; /* while connected; only the consumer thread uses it */
     bool in_batch;          /* reply/publish allowed */
+    bool is_rpc;            /* the queue is an rpc endpoint's: callers wait, batches do not */
     pthread_t thread;
     bool started;
     pthread_mutex_t cache_lock;
