@@ -1417,7 +1417,7 @@ static bool is_multiple(const json_t *v, const json_t *m)
     return fabs(q - nearbyint(q)) <= 1e-9 * fmax(1.0, fabs(q));
 }
 
-static int check_number(struct vctx *c, const struct node *n, const json_t *inst,
+__attribute__((noinline)) static int check_number(struct vctx *c, const struct node *n, const json_t *inst,
                         const struct seg *at)
 {
     char num[40];
@@ -1444,7 +1444,7 @@ static int check_number(struct vctx *c, const struct node *n, const json_t *inst
     return 0;
 }
 
-static int check_string(struct vctx *c, const struct node *n, const json_t *inst,
+__attribute__((noinline)) static int check_string(struct vctx *c, const struct node *n, const json_t *inst,
                         const struct seg *at)
 {
     const char *s = json_string_value(inst);
@@ -1477,7 +1477,30 @@ static bool is_false_schema(const struct node *n)
     return n->boolean == 0;
 }
 
-static int check_object(struct vctx *c, const struct node *n, const json_t *inst,
+/* Validates one property name against "propertyNames"; the report names
+ * the property and quotes the inner failure. */
+__attribute__((noinline)) static int check_property_name(struct vctx *c, const struct node *n,
+                                                         const char *key, size_t klen,
+                                                         const struct seg *at,
+                                                         const struct seg *s)
+{
+    json_t *name = json_stringn_nocheck(key, klen);
+    if (!name)
+        return fatal(c, n, at, "propertyNames", "out of memory");
+    struct jschema_error sub, *saved = c->err;
+    c->err = saved ? &sub : NULL;
+    int rc = validate(c, n->property_names, name, at);
+    c->err = saved;
+    json_decref(name);
+    if (rc == 0)
+        return 0;
+    if (c->fatal)
+        return -1;
+    return fail(c, n, s, "propertyNames", "invalid property name \"%.100s\": %.120s", key,
+                saved ? sub.message : "");
+}
+
+__attribute__((noinline)) static int check_object(struct vctx *c, const struct node *n, const json_t *inst,
                         const struct seg *at)
 {
     size_t size = json_object_size(inst);
@@ -1533,22 +1556,8 @@ static int check_object(struct vctx *c, const struct node *n, const json_t *inst
     json_object_keylen_foreach((json_t *)inst, key, klen, v)
     {
         struct seg s = {at, key, klen, at ? at->depth + 1 : 1};
-        if (n->property_names) {
-            json_t *name = json_stringn_nocheck(key, klen);
-            if (!name)
-                return fatal(c, n, at, "propertyNames", "out of memory");
-            struct jschema_error sub, *saved = c->err;
-            c->err = saved ? &sub : NULL;
-            int rc = validate(c, n->property_names, name, at);
-            c->err = saved;
-            json_decref(name);
-            if (rc < 0) {
-                if (c->fatal)
-                    return -1;
-                return fail(c, n, &s, "propertyNames", "invalid property name \"%.100s\": %.120s",
-                            key, saved ? sub.message : "");
-            }
-        }
+        if (n->property_names && check_property_name(c, n, key, klen, at, &s) < 0)
+            return -1;
         bool matched = n->props_obj && json_object_getn(n->props_obj, key, klen);
         for (size_t i = 0; i < n->npprops; i++) {
             int m = regex_match(&n->pprops[i].re, key, klen);
@@ -1572,7 +1581,7 @@ static int check_object(struct vctx *c, const struct node *n, const json_t *inst
     return 0;
 }
 
-static int check_array(struct vctx *c, const struct node *n, const json_t *inst,
+__attribute__((noinline)) static int check_array(struct vctx *c, const struct node *n, const json_t *inst,
                        const struct seg *at)
 {
     size_t size = json_array_size(inst);
@@ -1629,7 +1638,7 @@ static int check_array(struct vctx *c, const struct node *n, const json_t *inst,
     return 0;
 }
 
-static int check_combinators(struct vctx *c, const struct node *n, const json_t *inst,
+__attribute__((noinline)) static int check_combinators(struct vctx *c, const struct node *n, const json_t *inst,
                              const struct seg *at)
 {
     for (size_t i = 0; i < n->nall_of; i++) {
@@ -1686,6 +1695,24 @@ static int check_combinators(struct vctx *c, const struct node *n, const json_t 
     return 0;
 }
 
+__attribute__((noinline)) static int type_error(struct vctx *c, const struct node *n,
+                                                 const json_t *inst, const struct seg *at)
+{
+    char want[96] = "";
+    size_t pos = 0;
+    int count = 0;
+    for (size_t k = 0; k < sizeof type_names / sizeof type_names[0]; k++) {
+        if (!(n->types & type_names[k].bit))
+            continue;
+        int w = snprintf(want + pos, sizeof want - pos, "%s%s", count ? " or " : "",
+                         type_names[k].name);
+        if (w > 0 && (size_t)w < sizeof want - pos)
+            pos += (size_t)w;
+        count++;
+    }
+    return fail(c, n, at, "type", "expected %s, got %s", want, type_name(inst));
+}
+
 static int validate_node(struct vctx *c, const struct node *n, const json_t *inst,
                          const struct seg *at)
 {
@@ -1695,21 +1722,8 @@ static int validate_node(struct vctx *c, const struct node *n, const json_t *ins
         return n->boolean ? 0 : fail(c, n, at, NULL, "no value is allowed here");
 
     unsigned t = type_of(inst);
-    if (n->types && !(n->types & t)) {
-        char want[96] = "";
-        size_t pos = 0;
-        int count = 0;
-        for (size_t k = 0; k < sizeof type_names / sizeof type_names[0]; k++) {
-            if (!(n->types & type_names[k].bit))
-                continue;
-            int w = snprintf(want + pos, sizeof want - pos, "%s%s", count ? " or " : "",
-                             type_names[k].name);
-            if (w > 0 && (size_t)w < sizeof want - pos)
-                pos += (size_t)w;
-            count++;
-        }
-        return fail(c, n, at, "type", "expected %s, got %s", want, type_name(inst));
-    }
+    if (n->types && !(n->types & t))
+        return type_error(c, n, inst, at);
     if (n->enum_values) {
         bool found = false;
         size_t i;

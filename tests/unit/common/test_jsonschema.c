@@ -332,7 +332,9 @@ Test(jsonschema, valid_instance_and_null_arguments)
     jschema_free(js);
     jschema_free(NULL);
     cr_expect_null(jschema_compile(NULL, &err));
-    cr_expect_null(jschema_compile(json_integer(3), NULL));
+    json_t *three = json_integer(3);
+    cr_expect_null(jschema_compile(three, NULL));
+    json_decref(three);
 }
 
 Test(jsonschema, numbers_compare_by_value)
@@ -454,4 +456,39 @@ Test(jsonschema, one_compiled_schema_many_threads)
         cr_expect_eq(w[i].failures, 0);
     }
     jschema_free(js);
+}
+
+/* HTTP threads may have smaller stacks than the main thread: the depth
+ * limits must stop recursion well before 1 MiB of stack is used. */
+static void *deep_main(void *arg)
+{
+    int *result = arg;
+    json_t *loop = json_pack("{s:{s:{s:[{s:s}]}}, s:{s:s}}", "definitions", "a", "anyOf",
+                             "$ref", "#/definitions/a", "not", "$ref", "#/definitions/a");
+    json_t *tree = json_pack("{s:{s:s}}", "items", "$ref", "#");
+    struct jschema *js = jschema_compile(loop, NULL);
+    struct jschema *items = jschema_compile(tree, NULL);
+    json_decref(loop);
+    json_decref(tree);
+    json_t *deep = nested_arrays(5000);
+    result[0] = js ? jschema_validate(js, deep, NULL) : 1;
+    result[1] = items ? jschema_validate(items, deep, NULL) : 1;
+    json_decref(deep);
+    jschema_free(js);
+    jschema_free(items);
+    return NULL;
+}
+
+Test(jsonschema, limits_hold_on_a_small_thread_stack)
+{
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setstacksize(&attr, 1024 * 1024);
+    pthread_t th;
+    int result[2] = {0, 0};
+    cr_assert_eq(pthread_create(&th, &attr, deep_main, result), 0);
+    pthread_join(th, NULL);
+    pthread_attr_destroy(&attr);
+    cr_expect_eq(result[0], -1);
+    cr_expect_eq(result[1], -1);
 }
