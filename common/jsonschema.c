@@ -33,6 +33,15 @@
 #define MAX_EVAL_DEPTH 2048
 #define MAX_SCHEMA_DEPTH 512
 
+/* A pattern that backtracks catastrophically on some input gives up (and
+ * the instance is refused) instead of burning a thread. */
+#define REGEX_MATCH_LIMIT 1000000
+#define REGEX_DEPTH_LIMIT 10000
+
+/* Above this many items uniqueItems sorts hashes instead of comparing
+ * every pair. */
+#define UNIQUE_PAIRWISE_MAX 16
+
 /* The base URI of a document that has no "$id" of its own. */
 #define DEFAULT_BASE "urn:fpesa:schema"
 
@@ -127,6 +136,9 @@ struct jschema {
     struct node **nodes;
     size_t nnodes, cap;
     struct node *top;
+    /* Limits for matching client strings against the schema's patterns,
+     * read-only once built, shared by every thread. */
+    pcre2_match_context *mctx;
 };
 
 /* ------------------------------------------------------------------------ */
@@ -1252,6 +1264,13 @@ struct jschema *jschema_compile(json_t *schema, struct jschema_error *err)
     }
     js->root = json_incref(schema);
     c.js = js;
+    js->mctx = pcre2_match_context_create(NULL);
+    if (!js->mctx) {
+        oom(&c, "");
+        goto out_fail;
+    }
+    pcre2_set_match_limit(js->mctx, REGEX_MATCH_LIMIT);
+    pcre2_set_depth_limit(js->mctx, REGEX_DEPTH_LIMIT);
     if (add_resource(&c, DEFAULT_BASE, DEFAULT_BASE, schema, "") < 0)
         goto out_fail;
     js->top = compile_schema(&c, schema, "", DEFAULT_BASE);
@@ -1279,6 +1298,7 @@ void jschema_free(struct jschema *js)
     for (size_t i = 0; i < js->nnodes; i++)
         node_free(js->nodes[i]);
     free(js->nodes);
+    pcre2_match_context_free(js->mctx);
     json_decref(js->root);
     free(js);
 }
@@ -1295,6 +1315,7 @@ struct seg {
 };
 
 struct vctx {
+    const pcre2_match_context *mctx;
     struct jschema_error *err; /* NULL while evaluating for a yes/no answer */
     struct jschema_error *top; /* the caller's error, for fatal errors */
     int depth;
@@ -1392,12 +1413,13 @@ static size_t utf8_length(const char *s, size_t len)
 }
 
 /* 1 match, 0 no match, -1 matcher failure (resource limits). */
-static int regex_match(const struct regex *re, const char *s, size_t len)
+static int regex_match(const struct vctx *c, const struct regex *re, const char *s, size_t len)
 {
     pcre2_match_data *md = pcre2_match_data_create_from_pattern(re->code, NULL);
     if (!md)
         return -1;
-    int rc = pcre2_match(re->code, (PCRE2_SPTR)s, len, 0, 0, md, NULL);
+    int rc = pcre2_match(re->code, (PCRE2_SPTR)s, len, 0, 0, md,
+                         (pcre2_match_context *)c->mctx);
     pcre2_match_data_free(md);
     if (rc >= 0)
         return 1;
@@ -1459,7 +1481,7 @@ __attribute__((noinline)) static int check_string(struct vctx *c, const struct n
                         n->max_length, cps);
     }
     if (n->pattern.code) {
-        int m = regex_match(&n->pattern, s, len);
+        int m = regex_match(c, &n->pattern, s, len);
         if (m < 0)
             return fatal(c, n, at, "pattern", "pattern \"%.200s\" could not be evaluated",
                          n->pattern.source);
@@ -1560,7 +1582,7 @@ __attribute__((noinline)) static int check_object(struct vctx *c, const struct n
             return -1;
         bool matched = n->props_obj && json_object_getn(n->props_obj, key, klen);
         for (size_t i = 0; i < n->npprops; i++) {
-            int m = regex_match(&n->pprops[i].re, key, klen);
+            int m = regex_match(c, &n->pprops[i].re, key, klen);
             if (m < 0)
                 return fatal(c, n, &s, "patternProperties",
                              "pattern \"%.200s\" could not be evaluated", n->pprops[i].re.source);
@@ -1581,6 +1603,132 @@ __attribute__((noinline)) static int check_object(struct vctx *c, const struct n
     return 0;
 }
 
+static uint64_t mix64(uint64_t h)
+{
+    h ^= h >> 33;
+    h *= 0xff51afd7ed558ccdull;
+    h ^= h >> 33;
+    h *= 0xc4ceb9fe1a85ec53ull;
+    h ^= h >> 33;
+    return h;
+}
+
+static uint64_t bytes_hash(const char *s, size_t len)
+{
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (size_t i = 0; i < len; i++)
+        h = (h ^ (unsigned char)s[i]) * 0x100000001b3ull;
+    return h;
+}
+
+/* A hash consistent with json_eq: values it calls equal hash the same
+ * (1 and 1.0 included, objects whatever their key order). */
+static uint64_t json_hash(const json_t *j, int depth)
+{
+    if (depth > MAX_INSTANCE_DEPTH)
+        return 0;
+    switch (json_typeof(j)) {
+    case JSON_NULL:
+        return 1;
+    case JSON_TRUE:
+        return 2;
+    case JSON_FALSE:
+        return 3;
+    case JSON_INTEGER:
+        return mix64((uint64_t)json_integer_value(j) ^ 0x4242);
+    case JSON_REAL: {
+        double d = json_real_value(j);
+        if (is_integral_real(d) && d >= -9.2e18 && d <= 9.2e18)
+            return mix64((uint64_t)(long long)d ^ 0x4242);
+        uint64_t bits;
+        memcpy(&bits, &d, sizeof bits);
+        return mix64(bits);
+    }
+    case JSON_STRING:
+        return bytes_hash(json_string_value(j), json_string_length(j)) ^ 5;
+    case JSON_ARRAY: {
+        uint64_t h = 7;
+        size_t i;
+        json_t *v;
+        json_array_foreach(j, i, v)
+            h = mix64(h * 31 + json_hash(v, depth + 1));
+        return h;
+    }
+    case JSON_OBJECT: {
+        /* A sum does not depend on the order of the keys. */
+        uint64_t h = 11;
+        const char *key;
+        size_t klen;
+        json_t *v;
+        json_object_keylen_foreach((json_t *)j, key, klen, v)
+            h += mix64(bytes_hash(key, klen) ^ (json_hash(v, depth + 1) * 3));
+        return h;
+    }
+    }
+    return 0;
+}
+
+struct hashed {
+    uint64_t hash;
+    size_t idx;
+};
+
+static int cmp_hashed(const void *a, const void *b)
+{
+    const struct hashed *x = a, *y = b;
+    if (x->hash != y->hash)
+        return x->hash < y->hash ? -1 : 1;
+    return x->idx < y->idx ? -1 : x->idx > y->idx;
+}
+
+/* Compares items i and j; 0 when they differ, else reports. */
+static int unique_pair(struct vctx *c, const struct node *n, const json_t *inst,
+                       const struct seg *at, size_t i, size_t j)
+{
+    int eq = json_eq(json_array_get(inst, i), json_array_get(inst, j), 0);
+    if (eq < 0)
+        return fatal(c, n, at, "uniqueItems", "items nested too deeply to compare");
+    if (eq)
+        return fail(c, n, at, "uniqueItems", "items must be unique, items %zu and %zu are equal",
+                    i < j ? i : j, i < j ? j : i);
+    return 0;
+}
+
+__attribute__((noinline)) static int check_unique(struct vctx *c, const struct node *n,
+                                                  const json_t *inst, const struct seg *at)
+{
+    size_t size = json_array_size(inst);
+    if (size <= UNIQUE_PAIRWISE_MAX) {
+        for (size_t i = 0; i < size; i++) {
+            for (size_t j = i + 1; j < size; j++) {
+                if (unique_pair(c, n, inst, at, i, j) < 0)
+                    return -1;
+            }
+        }
+        return 0;
+    }
+    /* Sort by hash so that only items with equal hashes are compared. */
+    struct hashed *h = malloc(size * sizeof *h);
+    if (!h)
+        return fatal(c, n, at, "uniqueItems", "out of memory");
+    for (size_t i = 0; i < size; i++)
+        h[i] = (struct hashed){json_hash(json_array_get(inst, i), 0), i};
+    qsort(h, size, sizeof *h, cmp_hashed);
+    int rc = 0;
+    for (size_t start = 0; start < size && rc == 0;) {
+        size_t end = start + 1;
+        while (end < size && h[end].hash == h[start].hash)
+            end++;
+        for (size_t i = start; i < end && rc == 0; i++) {
+            for (size_t j = i + 1; j < end && rc == 0; j++)
+                rc = unique_pair(c, n, inst, at, h[i].idx, h[j].idx);
+        }
+        start = end;
+    }
+    free(h);
+    return rc;
+}
+
 __attribute__((noinline)) static int check_array(struct vctx *c, const struct node *n, const json_t *inst,
                        const struct seg *at)
 {
@@ -1592,18 +1740,8 @@ __attribute__((noinline)) static int check_array(struct vctx *c, const struct no
     if (n->max_items >= 0 && size > (unsigned long long)n->max_items)
         return fail(c, n, at, "maxItems", "must have at most %lld items, got %zu", n->max_items,
                     size);
-    if (n->unique_items) {
-        for (size_t i = 0; i < size; i++) {
-            for (size_t j = i + 1; j < size; j++) {
-                int eq = json_eq(json_array_get(inst, i), json_array_get(inst, j), 0);
-                if (eq < 0)
-                    return fatal(c, n, at, "uniqueItems", "items nested too deeply to compare");
-                if (eq)
-                    return fail(c, n, at, "uniqueItems",
-                                "items must be unique, items %zu and %zu are equal", i, j);
-            }
-        }
-    }
+    if (n->unique_items && size > 1 && check_unique(c, n, inst, at) < 0)
+        return -1;
     if (n->items) {
         for (size_t i = 0; i < size; i++) {
             struct seg s = {at, NULL, i, depth};
@@ -1782,6 +1920,8 @@ int jschema_validate(const struct jschema *schema, const json_t *instance,
                      struct jschema_error *err)
 {
     struct vctx c = {.err = err, .top = err};
+    if (schema)
+        c.mctx = schema->mctx;
     if (err)
         memset(err, 0, sizeof *err);
     if (!schema || !instance) {

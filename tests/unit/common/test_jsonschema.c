@@ -492,3 +492,44 @@ Test(jsonschema, limits_hold_on_a_small_thread_stack)
     cr_expect_eq(result[0], -1);
     cr_expect_eq(result[1], -1);
 }
+
+Test(jsonschema, unique_items_on_long_arrays)
+{
+    struct jschema *js = compile_ok("{\"uniqueItems\": true}");
+    json_t *arr = json_array();
+    for (int i = 0; i < 5000; i++)
+        json_array_append_new(arr, json_pack("{s:i, s:[i, f]}", "k", i, "v", i, i + 0.5));
+    struct jschema_error err;
+    cr_expect_eq(jschema_validate(js, arr, &err), 0, "%s", err.message);
+    /* Equal by value to item 1234, keys in another order, 1.0 for 1. */
+    json_array_append_new(arr, json_pack("{s:[f, f], s:f}", "v", 1234.0, 1234.5, "k", 1234.0));
+    cr_expect_eq(jschema_validate(js, arr, &err), -1);
+    cr_expect_str_eq(err.message, "items must be unique, items 1234 and 5000 are equal");
+    json_decref(arr);
+
+    arr = json_pack("[i, f, s, n, b, b, [], {}]", 1, 1.5, "1", 1, 0);
+    for (int i = 0; i < 20; i++)
+        json_array_append_new(arr, json_integer(100 + i));
+    cr_expect_eq(jschema_validate(js, arr, NULL), 0);
+    json_array_append_new(arr, json_real(1.0));
+    cr_expect_eq(jschema_validate(js, arr, &err), -1);
+    cr_expect_str_eq(err.message, "items must be unique, items 0 and 28 are equal");
+    json_decref(arr);
+    jschema_free(js);
+}
+
+Test(jsonschema, catastrophic_patterns_give_up)
+{
+    struct jschema *js = compile_ok("{\"pattern\": \"^(a+)+$\"}");
+    char text[80];
+    memset(text, 'a', 60);
+    text[60] = '!';
+    text[61] = '\0';
+    json_t *s = json_string(text);
+    struct jschema_error err;
+    cr_expect_eq(jschema_validate(js, s, &err), -1);
+    cr_expect_str_eq(err.keyword, "pattern");
+    cr_expect_str_eq(err.message, "pattern \"^(a+)+$\" could not be evaluated");
+    json_decref(s);
+    jschema_free(js);
+}
