@@ -16,15 +16,14 @@ struct uri {
     struct part scheme, authority, path, query, fragment;
 };
 
-static void uri_split(const char *s, struct uri *u)
-{
+static void uri_split(const char *s, struct uri *u) {
     memset(u, 0, sizeof *u);
     const char *p = s;
     /* scheme = ALPHA *( ALPHA / DIGIT / "+" / "-" / "." ) ":" */
     const char *q = p;
     if ((*q >= 'a' && *q <= 'z') || (*q >= 'A' && *q <= 'Z')) {
-        while ((*q >= 'a' && *q <= 'z') || (*q >= 'A' && *q <= 'Z') ||
-               (*q >= '0' && *q <= '9') || *q == '+' || *q == '-' || *q == '.')
+        while ((*q >= 'a' && *q <= 'z') || (*q >= 'A' && *q <= 'Z') || (*q >= '0' && *q <= '9') ||
+               *q == '+' || *q == '-' || *q == '.')
             q++;
         if (*q == ':') {
             u->scheme = (struct part){p, (size_t)(q - p), true};
@@ -53,16 +52,14 @@ static void uri_split(const char *s, struct uri *u)
 }
 
 /* Appends len bytes to the buffer *out (capacity sized by the caller). */
-static void put(char *out, size_t *pos, const char *s, size_t len)
-{
+static void put(char *out, size_t *pos, const char *s, size_t len) {
     memcpy(out + *pos, s, len);
     *pos += len;
 }
 
 /* RFC 3986 5.2.4: writes the path in (len bytes) without "." and ".."
  * segments into out (at least len + 1 bytes); returns the new length. */
-static size_t remove_dots(const char *in, size_t len, char *out)
-{
+static size_t remove_dots(const char *in, size_t len, char *out) {
     size_t o = 0, i = 0;
     while (i < len) {
         const char *r = in + i;
@@ -104,8 +101,7 @@ static size_t remove_dots(const char *in, size_t len, char *out)
     return o;
 }
 
-char *jschema_uri_resolve(const char *base, const char *ref)
-{
+char *jschema_uri_resolve(const char *base, const char *ref) {
     struct uri b, r;
     uri_split(base, &b);
     uri_split(ref, &r);

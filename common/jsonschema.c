@@ -59,7 +59,7 @@ static const struct {
     const char *name;
     unsigned bit;
 } type_names[] = {
-    {"null", T_NULL},     {"boolean", T_BOOLEAN}, {"object", T_OBJECT}, {"array", T_ARRAY},
+    {"null", T_NULL},     {"boolean", T_BOOLEAN}, {"object", T_OBJECT},   {"array", T_ARRAY},
     {"number", T_NUMBER}, {"string", T_STRING},   {"integer", T_INTEGER},
 };
 
@@ -144,8 +144,7 @@ struct jschema {
 /* ------------------------------------------------------------------------ */
 /* Small helpers                                                             */
 
-static void copy_str(char *dst, size_t size, const char *src)
-{
+static void copy_str(char *dst, size_t size, const char *src) {
     size_t n = strlen(src);
     if (n >= size)
         n = size - 1;
@@ -154,8 +153,7 @@ static void copy_str(char *dst, size_t size, const char *src)
 }
 
 /* Appends one JSON pointer token (escaped) to buf of size size at *pos. */
-static void append_token(char *buf, size_t size, size_t *pos, const char *tok, size_t len)
-{
+static void append_token(char *buf, size_t size, size_t *pos, const char *tok, size_t len) {
     if (*pos + 1 >= size)
         return;
     buf[(*pos)++] = '/';
@@ -174,8 +172,7 @@ static void append_token(char *buf, size_t size, size_t *pos, const char *tok, s
 }
 
 /* Returns a new string: path followed by the escaped token (free with free). */
-static char *path_join(const char *path, const char *tok, size_t toklen)
-{
+static char *path_join(const char *path, const char *tok, size_t toklen) {
     size_t plen = strlen(path);
     size_t size = plen + 2 + 2 * toklen;
     char *s = malloc(size);
@@ -187,13 +184,11 @@ static char *path_join(const char *path, const char *tok, size_t toklen)
     return s;
 }
 
-static bool is_integral_real(double d)
-{
+static bool is_integral_real(double d) {
     return isfinite(d) && floor(d) == d;
 }
 
-static unsigned type_of(const json_t *j)
-{
+static unsigned type_of(const json_t *j) {
     switch (json_typeof(j)) {
     case JSON_NULL:
         return T_NULL;
@@ -214,8 +209,7 @@ static unsigned type_of(const json_t *j)
     return 0;
 }
 
-static const char *type_name(const json_t *j)
-{
+static const char *type_name(const json_t *j) {
     switch (json_typeof(j)) {
     case JSON_NULL:
         return "null";
@@ -239,8 +233,7 @@ static const char *type_name(const json_t *j)
 /* Compares two JSON numbers by value: -1, 0 or 1. Integers compare exactly;
  * mixed comparisons go through long double, which holds every int64 and
  * every double exactly on the platforms we build for. */
-static int num_cmp(const json_t *a, const json_t *b)
-{
+static int num_cmp(const json_t *a, const json_t *b) {
     if (json_is_integer(a) && json_is_integer(b)) {
         json_int_t x = json_integer_value(a), y = json_integer_value(b);
         return x < y ? -1 : x > y;
@@ -250,8 +243,7 @@ static int num_cmp(const json_t *a, const json_t *b)
     return x < y ? -1 : x > y;
 }
 
-static void num_str(const json_t *n, char *buf, size_t size)
-{
+static void num_str(const json_t *n, char *buf, size_t size) {
     if (json_is_integer(n))
         snprintf(buf, size, "%" JSON_INTEGER_FORMAT, json_integer_value(n));
     else
@@ -260,8 +252,7 @@ static void num_str(const json_t *n, char *buf, size_t size)
 
 /* JSON equality: numbers by value, objects regardless of key order.
  * Returns 1 when equal, 0 when not, -1 when nested too deeply to tell. */
-static int json_eq(const json_t *a, const json_t *b, int depth)
-{
+static int json_eq(const json_t *a, const json_t *b, int depth) {
     if (depth > MAX_INSTANCE_DEPTH)
         return -1;
     if (json_is_number(a) && json_is_number(b))
@@ -291,8 +282,7 @@ static int json_eq(const json_t *a, const json_t *b, int depth)
         const char *key;
         size_t klen;
         json_t *va;
-        json_object_keylen_foreach((json_t *)a, key, klen, va)
-        {
+        json_object_keylen_foreach((json_t *)a, key, klen, va) {
             const json_t *vb = json_object_getn(b, key, klen);
             if (!vb)
                 return 0;
@@ -335,8 +325,7 @@ struct compiler {
 static int cerr(struct compiler *c, const char *path, const char *kw, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
-static int cerr(struct compiler *c, const char *path, const char *kw, const char *fmt, ...)
-{
+static int cerr(struct compiler *c, const char *path, const char *kw, const char *fmt, ...) {
     if (!c->err)
         return -1;
     struct jschema_error *e = c->err;
@@ -354,13 +343,11 @@ static int cerr(struct compiler *c, const char *path, const char *kw, const char
     return -1;
 }
 
-static int oom(struct compiler *c, const char *path)
-{
+static int oom(struct compiler *c, const char *path) {
     return cerr(c, path, NULL, "out of memory");
 }
 
-static size_t ptr_hash(const void *p, size_t cap)
-{
+static size_t ptr_hash(const void *p, size_t cap) {
     uintptr_t x = (uintptr_t)p;
     x ^= x >> 17;
     x *= (uintptr_t)0x9E3779B97F4A7C15ull;
@@ -368,8 +355,7 @@ static size_t ptr_hash(const void *p, size_t cap)
     return (size_t)x & (cap - 1);
 }
 
-static struct node *map_get(const struct compiler *c, const json_t *key)
-{
+static struct node *map_get(const struct compiler *c, const json_t *key) {
     if (!c->map_cap)
         return NULL;
     for (size_t i = ptr_hash(key, c->map_cap);; i = (i + 1) & (c->map_cap - 1)) {
@@ -380,8 +366,7 @@ static struct node *map_get(const struct compiler *c, const json_t *key)
     }
 }
 
-static int map_put(struct compiler *c, const json_t *key, struct node *node)
-{
+static int map_put(struct compiler *c, const json_t *key, struct node *node) {
     if ((c->map_len + 1) * 2 > c->map_cap) {
         size_t ncap = c->map_cap ? c->map_cap * 2 : 64;
         struct map_entry *nm = calloc(ncap, sizeof *nm);
@@ -409,8 +394,7 @@ static int map_put(struct compiler *c, const json_t *key, struct node *node)
 }
 
 static int add_resource(struct compiler *c, const char *uri, const char *base, const json_t *json,
-                        const char *path)
-{
+                        const char *path) {
     for (size_t i = 0; i < c->nres; i++) {
         if (strcmp(c->res[i].uri, uri) == 0)
             return cerr(c, path, "$id", "duplicate $id \"%s\"", uri);
@@ -438,8 +422,7 @@ static int add_resource(struct compiler *c, const char *uri, const char *base, c
     return 0;
 }
 
-static const struct resource *find_resource(const struct compiler *c, const char *uri, size_t len)
-{
+static const struct resource *find_resource(const struct compiler *c, const char *uri, size_t len) {
     for (size_t i = 0; i < c->nres; i++) {
         if (strlen(c->res[i].uri) == len && memcmp(c->res[i].uri, uri, len) == 0)
             return &c->res[i];
@@ -447,8 +430,7 @@ static const struct resource *find_resource(const struct compiler *c, const char
     return NULL;
 }
 
-static struct node *new_node(struct compiler *c, const json_t *json, const char *path)
-{
+static struct node *new_node(struct compiler *c, const json_t *json, const char *path) {
     struct jschema *js = c->js;
     if (js->nnodes == js->cap) {
         size_t ncap = js->cap ? js->cap * 2 : 16;
@@ -478,8 +460,7 @@ out_oom:
     return NULL;
 }
 
-static void node_free(struct node *n)
-{
+static void node_free(struct node *n) {
     free(n->path);
     free(n->ref_uri);
     free(n->props);
@@ -501,8 +482,7 @@ static struct node *compile_schema(struct compiler *c, const json_t *j, const ch
 /* Compiles the subschema found under path/tok1[/tok2]. */
 static struct node *compile_child(struct compiler *c, const json_t *j, const char *path,
                                   const char *tok1, const char *tok2, size_t tok2len,
-                                  const char *base)
-{
+                                  const char *base) {
     char *p1 = path_join(path, tok1, strlen(tok1));
     if (!p1) {
         oom(c, path);
@@ -525,16 +505,14 @@ static struct node *compile_child(struct compiler *c, const json_t *j, const cha
 }
 
 static struct node *compile_child_idx(struct compiler *c, const json_t *j, const char *path,
-                                      const char *kw, size_t idx, const char *base)
-{
+                                      const char *kw, size_t idx, const char *base) {
     char num[32];
     int len = snprintf(num, sizeof num, "%zu", idx);
     return compile_child(c, j, path, kw, num, (size_t)len, base);
 }
 
 static int compile_regex(struct compiler *c, struct regex *re, const char *src, size_t len,
-                         const char *path, const char *kw)
-{
+                         const char *path, const char *kw) {
     int errcode;
     PCRE2_SIZE erroff;
     re->source = src;
@@ -552,8 +530,7 @@ static int compile_regex(struct compiler *c, struct regex *re, const char *src, 
 
 /* Reads a non-negative integer keyword value (2 and 2.0 both accepted). */
 static int get_count(struct compiler *c, const json_t *v, const char *path, const char *kw,
-                     long long *out)
-{
+                     long long *out) {
     if (json_is_integer(v) && json_integer_value(v) >= 0) {
         *out = json_integer_value(v);
         return 0;
@@ -570,15 +547,13 @@ typedef int kw_fn(struct compiler *c, struct node *n, const char *kw, const json
                   const char *path, const char *base);
 
 static int kw_annotation(struct compiler *c, struct node *n, const char *kw, const json_t *v,
-                         const char *path, const char *base)
-{
+                         const char *path, const char *base) {
     (void)c, (void)n, (void)kw, (void)v, (void)path, (void)base;
     return 0;
 }
 
-static int kw_string_annotation(struct compiler *c, struct node *n, const char *kw,
-                                const json_t *v, const char *path, const char *base)
-{
+static int kw_string_annotation(struct compiler *c, struct node *n, const char *kw, const json_t *v,
+                                const char *path, const char *base) {
     (void)n, (void)base;
     if (!json_is_string(v))
         return cerr(c, path, kw, "\"%s\" must be a string, got %s", kw, type_name(v));
@@ -586,8 +561,7 @@ static int kw_string_annotation(struct compiler *c, struct node *n, const char *
 }
 
 static int kw_type(struct compiler *c, struct node *n, const char *kw, const json_t *v,
-                   const char *path, const char *base)
-{
+                   const char *path, const char *base) {
     (void)base;
     size_t count = json_is_array(v) ? json_array_size(v) : 1;
     if (!json_is_string(v) && !json_is_array(v))
@@ -616,8 +590,7 @@ static int kw_type(struct compiler *c, struct node *n, const char *kw, const jso
 }
 
 static int kw_enum(struct compiler *c, struct node *n, const char *kw, const json_t *v,
-                   const char *path, const char *base)
-{
+                   const char *path, const char *base) {
     (void)base;
     if (!json_is_array(v))
         return cerr(c, path, kw, "\"enum\" must be an array, got %s", type_name(v));
@@ -626,16 +599,14 @@ static int kw_enum(struct compiler *c, struct node *n, const char *kw, const jso
 }
 
 static int kw_const(struct compiler *c, struct node *n, const char *kw, const json_t *v,
-                    const char *path, const char *base)
-{
+                    const char *path, const char *base) {
     (void)c, (void)kw, (void)path, (void)base;
     n->const_value = v;
     return 0;
 }
 
 static int kw_properties(struct compiler *c, struct node *n, const char *kw, const json_t *v,
-                         const char *path, const char *base)
-{
+                         const char *path, const char *base) {
     if (!json_is_object(v))
         return cerr(c, path, kw, "\"properties\" must be an object, got %s", type_name(v));
     n->props_obj = v;
@@ -645,8 +616,7 @@ static int kw_properties(struct compiler *c, struct node *n, const char *kw, con
     const char *key;
     size_t klen;
     json_t *sub;
-    json_object_keylen_foreach((json_t *)v, key, klen, sub)
-    {
+    json_object_keylen_foreach((json_t *)v, key, klen, sub) {
         struct prop *p = &n->props[n->nprops];
         p->name = key;
         p->len = klen;
@@ -659,19 +629,16 @@ static int kw_properties(struct compiler *c, struct node *n, const char *kw, con
 }
 
 static int kw_pattern_properties(struct compiler *c, struct node *n, const char *kw,
-                                 const json_t *v, const char *path, const char *base)
-{
+                                 const json_t *v, const char *path, const char *base) {
     if (!json_is_object(v))
-        return cerr(c, path, kw, "\"patternProperties\" must be an object, got %s",
-                    type_name(v));
+        return cerr(c, path, kw, "\"patternProperties\" must be an object, got %s", type_name(v));
     n->pprops = calloc(json_object_size(v) + 1, sizeof *n->pprops);
     if (!n->pprops)
         return oom(c, path);
     const char *key;
     size_t klen;
     json_t *sub;
-    json_object_keylen_foreach((json_t *)v, key, klen, sub)
-    {
+    json_object_keylen_foreach((json_t *)v, key, klen, sub) {
         struct pattern_prop *p = &n->pprops[n->npprops];
         char *kpath = path_join(path, kw, strlen(kw));
         if (!kpath)
@@ -690,8 +657,7 @@ static int kw_pattern_properties(struct compiler *c, struct node *n, const char 
 
 /* Keywords whose value is a single subschema. */
 static int kw_subschema(struct compiler *c, struct node *n, const char *kw, const json_t *v,
-                        const char *path, const char *base)
-{
+                        const char *path, const char *base) {
     struct node *sub = compile_child(c, v, path, kw, NULL, 0, base);
     if (!sub)
         return -1;
@@ -714,15 +680,13 @@ static int kw_subschema(struct compiler *c, struct node *n, const char *kw, cons
     return 0;
 }
 
-static int check_string_array(struct compiler *c, const json_t *v, const char *path,
-                              const char *kw, const char *what)
-{
+static int check_string_array(struct compiler *c, const json_t *v, const char *path, const char *kw,
+                              const char *what) {
     if (!json_is_array(v))
         return cerr(c, path, kw, "%s must be an array of strings, got %s", what, type_name(v));
     size_t i;
     json_t *s;
-    json_array_foreach(v, i, s)
-    {
+    json_array_foreach(v, i, s) {
         if (!json_is_string(s))
             return cerr(c, path, kw, "%s must be an array of strings, item %zu is %s", what, i,
                         type_name(s));
@@ -731,8 +695,7 @@ static int check_string_array(struct compiler *c, const json_t *v, const char *p
 }
 
 static int kw_required(struct compiler *c, struct node *n, const char *kw, const json_t *v,
-                       const char *path, const char *base)
-{
+                       const char *path, const char *base) {
     (void)base;
     if (check_string_array(c, v, path, kw, "\"required\"") < 0)
         return -1;
@@ -741,8 +704,7 @@ static int kw_required(struct compiler *c, struct node *n, const char *kw, const
 }
 
 static int kw_count(struct compiler *c, struct node *n, const char *kw, const json_t *v,
-                    const char *path, const char *base)
-{
+                    const char *path, const char *base) {
     (void)base;
     long long *dst = strcmp(kw, "minProperties") == 0   ? &n->min_props
                      : strcmp(kw, "maxProperties") == 0 ? &n->max_props
@@ -754,8 +716,7 @@ static int kw_count(struct compiler *c, struct node *n, const char *kw, const js
 }
 
 static int kw_dependencies(struct compiler *c, struct node *n, const char *kw, const json_t *v,
-                           const char *path, const char *base)
-{
+                           const char *path, const char *base) {
     if (!json_is_object(v))
         return cerr(c, path, kw, "\"dependencies\" must be an object, got %s", type_name(v));
     n->deps = calloc(json_object_size(v) + 1, sizeof *n->deps);
@@ -764,8 +725,7 @@ static int kw_dependencies(struct compiler *c, struct node *n, const char *kw, c
     const char *key;
     size_t klen;
     json_t *sub;
-    json_object_keylen_foreach((json_t *)v, key, klen, sub)
-    {
+    json_object_keylen_foreach((json_t *)v, key, klen, sub) {
         struct dep *d = &n->deps[n->ndeps];
         d->name = key;
         d->len = klen;
@@ -789,8 +749,7 @@ static int kw_dependencies(struct compiler *c, struct node *n, const char *kw, c
 }
 
 static int kw_items(struct compiler *c, struct node *n, const char *kw, const json_t *v,
-                    const char *path, const char *base)
-{
+                    const char *path, const char *base) {
     if (!json_is_array(v)) {
         n->items = compile_child(c, v, path, kw, NULL, 0, base);
         return n->items ? 0 : -1;
@@ -801,8 +760,7 @@ static int kw_items(struct compiler *c, struct node *n, const char *kw, const js
         return oom(c, path);
     size_t i;
     json_t *sub;
-    json_array_foreach(v, i, sub)
-    {
+    json_array_foreach(v, i, sub) {
         n->item_list[i] = compile_child_idx(c, sub, path, kw, i, base);
         if (!n->item_list[i])
             return -1;
@@ -812,8 +770,7 @@ static int kw_items(struct compiler *c, struct node *n, const char *kw, const js
 }
 
 static int kw_unique_items(struct compiler *c, struct node *n, const char *kw, const json_t *v,
-                           const char *path, const char *base)
-{
+                           const char *path, const char *base) {
     (void)base;
     if (!json_is_boolean(v))
         return cerr(c, path, kw, "\"uniqueItems\" must be a boolean, got %s", type_name(v));
@@ -822,8 +779,7 @@ static int kw_unique_items(struct compiler *c, struct node *n, const char *kw, c
 }
 
 static int kw_number(struct compiler *c, struct node *n, const char *kw, const json_t *v,
-                     const char *path, const char *base)
-{
+                     const char *path, const char *base) {
     (void)base;
     if (!json_is_number(v))
         return cerr(c, path, kw, "\"%s\" must be a number, got %s", kw, type_name(v));
@@ -846,8 +802,7 @@ static int kw_number(struct compiler *c, struct node *n, const char *kw, const j
 }
 
 static int kw_pattern(struct compiler *c, struct node *n, const char *kw, const json_t *v,
-                      const char *path, const char *base)
-{
+                      const char *path, const char *base) {
     (void)base;
     if (!json_is_string(v))
         return cerr(c, path, kw, "\"pattern\" must be a string, got %s", type_name(v));
@@ -855,8 +810,7 @@ static int kw_pattern(struct compiler *c, struct node *n, const char *kw, const 
 }
 
 static int kw_schema_list(struct compiler *c, struct node *n, const char *kw, const json_t *v,
-                          const char *path, const char *base)
-{
+                          const char *path, const char *base) {
     if (!json_is_array(v) || json_array_size(v) == 0)
         return cerr(c, path, kw, "\"%s\" must be a non-empty array of schemas", kw);
     struct node **list = calloc(json_array_size(v), sizeof *list);
@@ -875,8 +829,7 @@ static int kw_schema_list(struct compiler *c, struct node *n, const char *kw, co
     }
     size_t i;
     json_t *sub;
-    json_array_foreach(v, i, sub)
-    {
+    json_array_foreach(v, i, sub) {
         list[i] = compile_child_idx(c, sub, path, kw, i, base);
         if (!list[i])
             return -1;
@@ -886,16 +839,14 @@ static int kw_schema_list(struct compiler *c, struct node *n, const char *kw, co
 }
 
 static int kw_definitions(struct compiler *c, struct node *n, const char *kw, const json_t *v,
-                          const char *path, const char *base)
-{
+                          const char *path, const char *base) {
     (void)n;
     if (!json_is_object(v))
         return cerr(c, path, kw, "\"definitions\" must be an object, got %s", type_name(v));
     const char *key;
     size_t klen;
     json_t *sub;
-    json_object_keylen_foreach((json_t *)v, key, klen, sub)
-    {
+    json_object_keylen_foreach((json_t *)v, key, klen, sub) {
         if (!compile_child(c, sub, path, kw, key, klen, base))
             return -1;
     }
@@ -954,8 +905,7 @@ static const struct keyword {
     {"else", kw_subschema},
 };
 
-static const struct keyword *find_keyword(const char *name, size_t len)
-{
+static const struct keyword *find_keyword(const char *name, size_t len) {
     for (size_t i = 0; i < sizeof keywords / sizeof keywords[0]; i++) {
         if (strlen(keywords[i].name) == len && memcmp(keywords[i].name, name, len) == 0)
             return &keywords[i];
@@ -966,8 +916,7 @@ static const struct keyword *find_keyword(const char *name, size_t len)
 /* Handles "$id": registers the resource or anchor it names and returns the
  * base URI for the subschemas (new string in *out_base, or NULL to keep). */
 static int handle_id(struct compiler *c, const json_t *j, const json_t *id, const char *path,
-                     const char *base, char **out_base)
-{
+                     const char *base, char **out_base) {
     *out_base = NULL;
     if (!json_is_string(id))
         return cerr(c, path, "$id", "\"$id\" must be a string, got %s", type_name(id));
@@ -1013,8 +962,7 @@ out:
 }
 
 static struct node *compile_schema(struct compiler *c, const json_t *j, const char *path,
-                                   const char *base)
-{
+                                   const char *base) {
     if (json_is_boolean(j)) {
         /* true and false are shared singletons in jansson: never memoised. */
         struct node *n = new_node(c, j, path);
@@ -1044,8 +992,7 @@ static struct node *compile_schema(struct compiler *c, const json_t *j, const ch
     const char *key;
     size_t klen;
     json_t *v;
-    json_object_keylen_foreach((json_t *)j, key, klen, v)
-    {
+    json_object_keylen_foreach((json_t *)j, key, klen, v) {
         if (!find_keyword(key, klen)) {
             cerr(c, path, key, "unsupported keyword \"%s\"", key);
             return NULL;
@@ -1075,8 +1022,7 @@ static struct node *compile_schema(struct compiler *c, const json_t *j, const ch
     const char *sub_base = new_base ? new_base : base;
 
     c->depth++;
-    json_object_keylen_foreach((json_t *)j, key, klen, v)
-    {
+    json_object_keylen_foreach((json_t *)j, key, klen, v) {
         const struct keyword *kw = find_keyword(key, klen);
         if (kw->fn(c, n, kw->name, v, path, sub_base) < 0) {
             n = NULL;
@@ -1089,8 +1035,7 @@ static struct node *compile_schema(struct compiler *c, const json_t *j, const ch
 }
 
 /* Decodes %XX escapes of a URI fragment into a new string (length in *len). */
-static char *percent_decode(const char *s, size_t *len)
-{
+static char *percent_decode(const char *s, size_t *len) {
     size_t n = strlen(s);
     char *out = malloc(n + 1);
     if (!out)
@@ -1117,8 +1062,7 @@ static char *percent_decode(const char *s, size_t *len)
 }
 
 /* Follows a decoded JSON pointer from root. Returns the target or NULL. */
-static const json_t *pointer_get(const json_t *root, const char *ptr, size_t len)
-{
+static const json_t *pointer_get(const json_t *root, const char *ptr, size_t len) {
     const json_t *cur = root;
     size_t i = 0;
     if (len == 0)
@@ -1167,8 +1111,7 @@ static const json_t *pointer_get(const json_t *root, const char *ptr, size_t len
     return cur;
 }
 
-static int resolve_ref(struct compiler *c, struct node *n)
-{
+static int resolve_ref(struct compiler *c, struct node *n) {
     const char *orig = json_string_value(json_object_get(n->json, "$ref"));
     const char *uri = n->ref_uri;
     const char *hash = strchr(uri, '#');
@@ -1222,8 +1165,7 @@ out_unresolved:
                 orig);
 }
 
-static int link_refs(struct compiler *c)
-{
+static int link_refs(struct compiler *c) {
     struct jschema *js = c->js;
     /* Resolving may compile new nodes (targets outside the schema
      * keywords), so the bound is re-read on every turn. */
@@ -1247,8 +1189,7 @@ static int link_refs(struct compiler *c)
     return 0;
 }
 
-struct jschema *jschema_compile(json_t *schema, struct jschema_error *err)
-{
+struct jschema *jschema_compile(json_t *schema, struct jschema_error *err) {
     struct compiler c = {0};
     if (err)
         memset(err, 0, sizeof *err);
@@ -1291,8 +1232,7 @@ out:
     return js;
 }
 
-void jschema_free(struct jschema *js)
-{
+void jschema_free(struct jschema *js) {
     if (!js)
         return;
     for (size_t i = 0; i < js->nnodes; i++)
@@ -1322,8 +1262,7 @@ struct vctx {
     bool fatal;
 };
 
-static void render_path(const struct seg *at, char *buf, size_t size)
-{
+static void render_path(const struct seg *at, char *buf, size_t size) {
     const struct seg *chain[MAX_INSTANCE_DEPTH + 2];
     int n = 0;
     for (const struct seg *s = at; s && n < (int)(sizeof chain / sizeof chain[0]); s = s->up)
@@ -1342,8 +1281,7 @@ static void render_path(const struct seg *at, char *buf, size_t size)
 }
 
 static void vformat(struct jschema_error *e, const struct node *n, const struct seg *at,
-                    const char *kw, const char *fmt, va_list ap)
-{
+                    const char *kw, const char *fmt, va_list ap) {
     memset(e, 0, sizeof *e);
     render_path(at, e->instance_path, sizeof e->instance_path);
     copy_str(e->schema_path, sizeof e->schema_path, n->path);
@@ -1361,8 +1299,7 @@ static int fail(struct vctx *c, const struct node *n, const struct seg *at, cons
                 const char *fmt, ...) __attribute__((format(printf, 5, 6)));
 
 static int fail(struct vctx *c, const struct node *n, const struct seg *at, const char *kw,
-                const char *fmt, ...)
-{
+                const char *fmt, ...) {
     if (c->err) {
         va_list ap;
         va_start(ap, fmt);
@@ -1377,8 +1314,7 @@ static int fatal(struct vctx *c, const struct node *n, const struct seg *at, con
                  const char *fmt, ...) __attribute__((format(printf, 5, 6)));
 
 static int fatal(struct vctx *c, const struct node *n, const struct seg *at, const char *kw,
-                 const char *fmt, ...)
-{
+                 const char *fmt, ...) {
     c->fatal = true;
     if (c->top) {
         va_list ap;
@@ -1389,12 +1325,10 @@ static int fatal(struct vctx *c, const struct node *n, const struct seg *at, con
     return -1;
 }
 
-static int validate(struct vctx *c, const struct node *n, const json_t *inst,
-                    const struct seg *at);
+static int validate(struct vctx *c, const struct node *n, const json_t *inst, const struct seg *at);
 
 /* Evaluates without reporting: 1 valid, 0 invalid, -1 fatal. */
-static int probe(struct vctx *c, const struct node *n, const json_t *inst, const struct seg *at)
-{
+static int probe(struct vctx *c, const struct node *n, const json_t *inst, const struct seg *at) {
     struct jschema_error *saved = c->err;
     c->err = NULL;
     int rc = validate(c, n, inst, at);
@@ -1404,8 +1338,7 @@ static int probe(struct vctx *c, const struct node *n, const json_t *inst, const
     return rc == 0;
 }
 
-static size_t utf8_length(const char *s, size_t len)
-{
+static size_t utf8_length(const char *s, size_t len) {
     size_t n = 0;
     for (size_t i = 0; i < len; i++)
         n += ((unsigned char)s[i] & 0xC0) != 0x80;
@@ -1413,21 +1346,18 @@ static size_t utf8_length(const char *s, size_t len)
 }
 
 /* 1 match, 0 no match, -1 matcher failure (resource limits). */
-static int regex_match(const struct vctx *c, const struct regex *re, const char *s, size_t len)
-{
+static int regex_match(const struct vctx *c, const struct regex *re, const char *s, size_t len) {
     pcre2_match_data *md = pcre2_match_data_create_from_pattern(re->code, NULL);
     if (!md)
         return -1;
-    int rc = pcre2_match(re->code, (PCRE2_SPTR)s, len, 0, 0, md,
-                         (pcre2_match_context *)c->mctx);
+    int rc = pcre2_match(re->code, (PCRE2_SPTR)s, len, 0, 0, md, (pcre2_match_context *)c->mctx);
     pcre2_match_data_free(md);
     if (rc >= 0)
         return 1;
     return rc == PCRE2_ERROR_NOMATCH ? 0 : -1;
 }
 
-static bool is_multiple(const json_t *v, const json_t *m)
-{
+static bool is_multiple(const json_t *v, const json_t *m) {
     if (json_is_integer(v) && json_is_integer(m)) {
         json_int_t b = json_integer_value(m);
         return b > 0 && json_integer_value(v) % b == 0;
@@ -1439,9 +1369,8 @@ static bool is_multiple(const json_t *v, const json_t *m)
     return fabs(q - nearbyint(q)) <= 1e-9 * fmax(1.0, fabs(q));
 }
 
-__attribute__((noinline)) static int check_number(struct vctx *c, const struct node *n, const json_t *inst,
-                        const struct seg *at)
-{
+__attribute__((noinline)) static int check_number(struct vctx *c, const struct node *n,
+                                                  const json_t *inst, const struct seg *at) {
     char num[40];
     if (n->minimum && num_cmp(inst, n->minimum) < 0) {
         num_str(n->minimum, num, sizeof num);
@@ -1466,9 +1395,8 @@ __attribute__((noinline)) static int check_number(struct vctx *c, const struct n
     return 0;
 }
 
-__attribute__((noinline)) static int check_string(struct vctx *c, const struct node *n, const json_t *inst,
-                        const struct seg *at)
-{
+__attribute__((noinline)) static int check_string(struct vctx *c, const struct node *n,
+                                                  const json_t *inst, const struct seg *at) {
     const char *s = json_string_value(inst);
     size_t len = json_string_length(inst);
     if (n->min_length >= 0 || n->max_length >= 0) {
@@ -1492,8 +1420,7 @@ __attribute__((noinline)) static int check_string(struct vctx *c, const struct n
     return 0;
 }
 
-static bool is_false_schema(const struct node *n)
-{
+static bool is_false_schema(const struct node *n) {
     while (n->ref)
         n = n->ref;
     return n->boolean == 0;
@@ -1504,8 +1431,7 @@ static bool is_false_schema(const struct node *n)
 __attribute__((noinline)) static int check_property_name(struct vctx *c, const struct node *n,
                                                          const char *key, size_t klen,
                                                          const struct seg *at,
-                                                         const struct seg *s)
-{
+                                                         const struct seg *s) {
     json_t *name = json_stringn_nocheck(key, klen);
     if (!name)
         return fatal(c, n, at, "propertyNames", "out of memory");
@@ -1522,9 +1448,8 @@ __attribute__((noinline)) static int check_property_name(struct vctx *c, const s
                 saved ? sub.message : "");
 }
 
-__attribute__((noinline)) static int check_object(struct vctx *c, const struct node *n, const json_t *inst,
-                        const struct seg *at)
-{
+__attribute__((noinline)) static int check_object(struct vctx *c, const struct node *n,
+                                                  const json_t *inst, const struct seg *at) {
     size_t size = json_object_size(inst);
     if (n->min_props >= 0 && size < (unsigned long long)n->min_props)
         return fail(c, n, at, "minProperties", "must have at least %lld properties, got %zu",
@@ -1535,8 +1460,7 @@ __attribute__((noinline)) static int check_object(struct vctx *c, const struct n
     if (n->required) {
         size_t i;
         json_t *name;
-        json_array_foreach(n->required, i, name)
-        {
+        json_array_foreach(n->required, i, name) {
             if (!json_object_getn(inst, json_string_value(name), json_string_length(name)))
                 return fail(c, n, at, "required", "missing required property \"%.200s\"",
                             json_string_value(name));
@@ -1553,8 +1477,7 @@ __attribute__((noinline)) static int check_object(struct vctx *c, const struct n
         }
         size_t k;
         json_t *name;
-        json_array_foreach(d->required, k, name)
-        {
+        json_array_foreach(d->required, k, name) {
             if (!json_object_getn(inst, json_string_value(name), json_string_length(name)))
                 return fail(c, n, at, "dependencies",
                             "property \"%.100s\" is required when \"%.100s\" is present",
@@ -1575,8 +1498,7 @@ __attribute__((noinline)) static int check_object(struct vctx *c, const struct n
     const char *key;
     size_t klen;
     json_t *v;
-    json_object_keylen_foreach((json_t *)inst, key, klen, v)
-    {
+    json_object_keylen_foreach((json_t *)inst, key, klen, v) {
         struct seg s = {at, key, klen, at ? at->depth + 1 : 1};
         if (n->property_names && check_property_name(c, n, key, klen, at, &s) < 0)
             return -1;
@@ -1594,8 +1516,8 @@ __attribute__((noinline)) static int check_object(struct vctx *c, const struct n
         }
         if (!matched && n->additional_props) {
             if (is_false_schema(n->additional_props))
-                return fail(c, n, &s, "additionalProperties",
-                            "property \"%.200s\" is not allowed", key);
+                return fail(c, n, &s, "additionalProperties", "property \"%.200s\" is not allowed",
+                            key);
             if (validate(c, n->additional_props, v, &s) < 0)
                 return -1;
         }
@@ -1603,8 +1525,7 @@ __attribute__((noinline)) static int check_object(struct vctx *c, const struct n
     return 0;
 }
 
-static uint64_t mix64(uint64_t h)
-{
+static uint64_t mix64(uint64_t h) {
     h ^= h >> 33;
     h *= 0xff51afd7ed558ccdull;
     h ^= h >> 33;
@@ -1613,8 +1534,7 @@ static uint64_t mix64(uint64_t h)
     return h;
 }
 
-static uint64_t bytes_hash(const char *s, size_t len)
-{
+static uint64_t bytes_hash(const char *s, size_t len) {
     uint64_t h = 0xcbf29ce484222325ull;
     for (size_t i = 0; i < len; i++)
         h = (h ^ (unsigned char)s[i]) * 0x100000001b3ull;
@@ -1623,8 +1543,7 @@ static uint64_t bytes_hash(const char *s, size_t len)
 
 /* A hash consistent with json_eq: values it calls equal hash the same
  * (1 and 1.0 included, objects whatever their key order). */
-static uint64_t json_hash(const json_t *j, int depth)
-{
+static uint64_t json_hash(const json_t *j, int depth) {
     if (depth > MAX_INSTANCE_DEPTH)
         return 0;
     switch (json_typeof(j)) {
@@ -1650,8 +1569,7 @@ static uint64_t json_hash(const json_t *j, int depth)
         uint64_t h = 7;
         size_t i;
         json_t *v;
-        json_array_foreach(j, i, v)
-            h = mix64(h * 31 + json_hash(v, depth + 1));
+        json_array_foreach(j, i, v) h = mix64(h * 31 + json_hash(v, depth + 1));
         return h;
     }
     case JSON_OBJECT: {
@@ -1660,8 +1578,8 @@ static uint64_t json_hash(const json_t *j, int depth)
         const char *key;
         size_t klen;
         json_t *v;
-        json_object_keylen_foreach((json_t *)j, key, klen, v)
-            h += mix64(bytes_hash(key, klen) ^ (json_hash(v, depth + 1) * 3));
+        json_object_keylen_foreach((json_t *)j, key, klen, v) h +=
+            mix64(bytes_hash(key, klen) ^ (json_hash(v, depth + 1) * 3));
         return h;
     }
     }
@@ -1673,8 +1591,7 @@ struct hashed {
     size_t idx;
 };
 
-static int cmp_hashed(const void *a, const void *b)
-{
+static int cmp_hashed(const void *a, const void *b) {
     const struct hashed *x = a, *y = b;
     if (x->hash != y->hash)
         return x->hash < y->hash ? -1 : 1;
@@ -1683,8 +1600,7 @@ static int cmp_hashed(const void *a, const void *b)
 
 /* Compares items i and j; 0 when they differ, else reports. */
 static int unique_pair(struct vctx *c, const struct node *n, const json_t *inst,
-                       const struct seg *at, size_t i, size_t j)
-{
+                       const struct seg *at, size_t i, size_t j) {
     int eq = json_eq(json_array_get(inst, i), json_array_get(inst, j), 0);
     if (eq < 0)
         return fatal(c, n, at, "uniqueItems", "items nested too deeply to compare");
@@ -1695,8 +1611,7 @@ static int unique_pair(struct vctx *c, const struct node *n, const json_t *inst,
 }
 
 __attribute__((noinline)) static int check_unique(struct vctx *c, const struct node *n,
-                                                  const json_t *inst, const struct seg *at)
-{
+                                                  const json_t *inst, const struct seg *at) {
     size_t size = json_array_size(inst);
     if (size <= UNIQUE_PAIRWISE_MAX) {
         for (size_t i = 0; i < size; i++) {
@@ -1729,9 +1644,8 @@ __attribute__((noinline)) static int check_unique(struct vctx *c, const struct n
     return rc;
 }
 
-__attribute__((noinline)) static int check_array(struct vctx *c, const struct node *n, const json_t *inst,
-                       const struct seg *at)
-{
+__attribute__((noinline)) static int check_array(struct vctx *c, const struct node *n,
+                                                 const json_t *inst, const struct seg *at) {
     size_t size = json_array_size(inst);
     int depth = at ? at->depth + 1 : 1;
     if (n->min_items >= 0 && size < (unsigned long long)n->min_items)
@@ -1755,8 +1669,8 @@ __attribute__((noinline)) static int check_array(struct vctx *c, const struct no
             if (!sub)
                 break;
             if (i >= n->nitem_list && is_false_schema(sub))
-                return fail(c, n, at, "additionalItems",
-                            "must have at most %zu items, got %zu", n->nitem_list, size);
+                return fail(c, n, at, "additionalItems", "must have at most %zu items, got %zu",
+                            n->nitem_list, size);
             if (validate(c, sub, json_array_get(inst, i), &s) < 0)
                 return -1;
         }
@@ -1776,9 +1690,8 @@ __attribute__((noinline)) static int check_array(struct vctx *c, const struct no
     return 0;
 }
 
-__attribute__((noinline)) static int check_combinators(struct vctx *c, const struct node *n, const json_t *inst,
-                             const struct seg *at)
-{
+__attribute__((noinline)) static int check_combinators(struct vctx *c, const struct node *n,
+                                                       const json_t *inst, const struct seg *at) {
     for (size_t i = 0; i < n->nall_of; i++) {
         if (validate(c, n->all_of[i], inst, at) < 0)
             return -1;
@@ -1834,8 +1747,7 @@ __attribute__((noinline)) static int check_combinators(struct vctx *c, const str
 }
 
 __attribute__((noinline)) static int type_error(struct vctx *c, const struct node *n,
-                                                 const json_t *inst, const struct seg *at)
-{
+                                                const json_t *inst, const struct seg *at) {
     char want[96] = "";
     size_t pos = 0;
     int count = 0;
@@ -1852,8 +1764,7 @@ __attribute__((noinline)) static int type_error(struct vctx *c, const struct nod
 }
 
 static int validate_node(struct vctx *c, const struct node *n, const json_t *inst,
-                         const struct seg *at)
-{
+                         const struct seg *at) {
     while (n->ref)
         n = n->ref;
     if (n->boolean >= 0)
@@ -1866,8 +1777,7 @@ static int validate_node(struct vctx *c, const struct node *n, const json_t *ins
         bool found = false;
         size_t i;
         json_t *e;
-        json_array_foreach(n->enum_values, i, e)
-        {
+        json_array_foreach(n->enum_values, i, e) {
             int eq = json_eq(inst, e, 0);
             if (eq < 0)
                 return fatal(c, n, at, "enum", "value nested too deeply to compare");
@@ -1902,8 +1812,7 @@ static int validate_node(struct vctx *c, const struct node *n, const json_t *ins
 }
 
 static int validate(struct vctx *c, const struct node *n, const json_t *inst,
-                    const struct seg *at)
-{
+                    const struct seg *at) {
     if (at && at->depth > MAX_INSTANCE_DEPTH)
         return fatal(c, n, at, "", "instance nested deeper than %d levels", MAX_INSTANCE_DEPTH);
     if (c->depth >= MAX_EVAL_DEPTH)
@@ -1917,8 +1826,7 @@ static int validate(struct vctx *c, const struct node *n, const json_t *inst,
 }
 
 int jschema_validate(const struct jschema *schema, const json_t *instance,
-                     struct jschema_error *err)
-{
+                     struct jschema_error *err) {
     struct vctx c = {.err = err, .top = err};
     if (schema)
         c.mctx = schema->mctx;

@@ -28,8 +28,7 @@ static const struct skip {
      "refers to the draft-07 metaschema by its URL, a remote reference"},
 };
 
-static const struct skip *find_skip(const char *file, const char *group)
-{
+static const struct skip *find_skip(const char *file, const char *group) {
     for (size_t i = 0; i < sizeof skips / sizeof skips[0]; i++) {
         if (strcmp(skips[i].file, file) != 0)
             continue;
@@ -39,8 +38,7 @@ static const struct skip *find_skip(const char *file, const char *group)
     return NULL;
 }
 
-static int cmp_names(const void *a, const void *b)
-{
+static int cmp_names(const void *a, const void *b) {
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
@@ -48,8 +46,7 @@ struct counts {
     int run, passed, skipped, files, skipped_files;
 };
 
-static void run_file(const char *name, struct counts *n)
-{
+static void run_file(const char *name, struct counts *n) {
     char path[1024];
     snprintf(path, sizeof path, "%s/%s", SUITE_DIR, name);
     json_error_t jerr;
@@ -58,8 +55,7 @@ static void run_file(const char *name, struct counts *n)
     cr_assert(json_is_array(groups), "%s: not an array of groups", name);
     size_t gi;
     json_t *group;
-    json_array_foreach(groups, gi, group)
-    {
+    json_array_foreach(groups, gi, group) {
         const char *desc = json_string_value(json_object_get(group, "description"));
         json_t *tests = json_object_get(group, "tests");
         const struct skip *sk = find_skip(name, desc);
@@ -71,8 +67,7 @@ static void run_file(const char *name, struct counts *n)
         struct jschema *js = jschema_compile(json_object_get(group, "schema"), &err);
         size_t ti;
         json_t *test;
-        json_array_foreach(tests, ti, test)
-        {
+        json_array_foreach(tests, ti, test) {
             const char *tdesc = json_string_value(json_object_get(test, "description"));
             int want_valid = json_is_true(json_object_get(test, "valid"));
             n->run++;
@@ -86,8 +81,8 @@ static void run_file(const char *name, struct counts *n)
             int ok = (rc == 0) == want_valid;
             n->passed += ok;
             cr_expect(ok, "%s / %s / %s: expected %s, got %s (%s at %s: %s)", name, desc, tdesc,
-                      want_valid ? "valid" : "invalid", rc == 0 ? "valid" : "invalid",
-                      verr.keyword, verr.instance_path, verr.message);
+                      want_valid ? "valid" : "invalid", rc == 0 ? "valid" : "invalid", verr.keyword,
+                      verr.instance_path, verr.message);
             if (rc != 0) {
                 /* Every refusal must say something. */
                 cr_expect(verr.message[0] != '\0', "%s / %s / %s: empty message", name, desc,
@@ -99,8 +94,7 @@ static void run_file(const char *name, struct counts *n)
     json_decref(groups);
 }
 
-Test(jsonschema, draft7_suite)
-{
+Test(jsonschema, draft7_suite) {
     DIR *d = opendir(SUITE_DIR);
     cr_assert_not_null(d, "cannot open %s", SUITE_DIR);
     char *names[256];
@@ -139,16 +133,14 @@ Test(jsonschema, draft7_suite)
 
 /* ---- helpers ----------------------------------------------------------- */
 
-static json_t *parse(const char *text)
-{
+static json_t *parse(const char *text) {
     json_error_t jerr;
     json_t *j = json_loads(text, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, &jerr);
     cr_assert_not_null(j, "bad test JSON: %s: %s", text, jerr.text);
     return j;
 }
 
-static struct jschema *compile_ok(const char *text)
-{
+static struct jschema *compile_ok(const char *text) {
     json_t *j = parse(text);
     struct jschema_error err;
     struct jschema *js = jschema_compile(j, &err);
@@ -158,8 +150,7 @@ static struct jschema *compile_ok(const char *text)
 }
 
 static void expect_refused(const char *text, const char *schema_path, const char *keyword,
-                           const char *message_part)
-{
+                           const char *message_part) {
     json_t *j = parse(text);
     struct jschema_error err;
     struct jschema *js = jschema_compile(j, &err);
@@ -177,8 +168,7 @@ static void expect_refused(const char *text, const char *schema_path, const char
 
 /* Validates instance against schema, expecting a failure described so. */
 static void expect_error(const char *schema, const char *instance, const char *instance_path,
-                         const char *keyword, const char *schema_path, const char *message)
-{
+                         const char *keyword, const char *schema_path, const char *message) {
     struct jschema *js = compile_ok(schema);
     json_t *inst = parse(instance);
     struct jschema_error err;
@@ -195,8 +185,7 @@ static void expect_error(const char *schema, const char *instance, const char *i
 }
 
 static int validate_text(const struct jschema *js, const char *instance,
-                         struct jschema_error *err)
-{
+                         struct jschema_error *err) {
     json_t *inst = parse(instance);
     int rc = jschema_validate(js, inst, err);
     json_decref(inst);
@@ -205,8 +194,7 @@ static int validate_text(const struct jschema *js, const char *instance,
 
 /* ---- refusals at compile time ----------------------------------------- */
 
-Test(jsonschema, unsupported_keywords_are_refused)
-{
+Test(jsonschema, unsupported_keywords_are_refused) {
     expect_refused("{\"foo\": 1}", "/foo", "foo", "unsupported keyword \"foo\"");
     expect_refused("{\"properties\": {\"a\": {\"typo\": true}}}", "/properties/a/typo", "typo",
                    "unsupported keyword \"typo\"");
@@ -218,8 +206,7 @@ Test(jsonschema, unsupported_keywords_are_refused)
     expect_refused("{\"a/b\": 1}", "/a~1b", NULL, "unsupported keyword \"a/b\"");
 }
 
-Test(jsonschema, invalid_keyword_values_are_refused)
-{
+Test(jsonschema, invalid_keyword_values_are_refused) {
     expect_refused("{\"minimum\": \"x\"}", "/minimum", "minimum", "must be a number");
     expect_refused("{\"required\": 3}", "/required", "required", "array of strings");
     expect_refused("{\"required\": [\"a\", 1]}", "/required", "required", "item 1");
@@ -235,16 +222,14 @@ Test(jsonschema, invalid_keyword_values_are_refused)
                    "must be a number");
     expect_refused("{\"properties\": {\"a\": 3}}", "/properties/a", NULL,
                    "must be an object or a boolean");
-    expect_refused("{\"dependencies\": {\"a\": [1]}}", "/dependencies/a", "a",
-                   "array of strings");
+    expect_refused("{\"dependencies\": {\"a\": [1]}}", "/dependencies/a", "a", "array of strings");
     expect_refused("{\"pattern\": \"(\"}", "/pattern", "pattern",
                    "invalid regular expression \"(\"");
     expect_refused("{\"patternProperties\": {\"[a\": true}}", "/patternProperties/[a", "[a",
                    "invalid regular expression");
 }
 
-Test(jsonschema, references_that_cannot_be_resolved_are_refused)
-{
+Test(jsonschema, references_that_cannot_be_resolved_are_refused) {
     expect_refused("{\"properties\": {\"a\": {\"$ref\": \"#/definitions/nope\"}}}",
                    "/properties/a/$ref", "$ref", "cannot resolve $ref \"#/definitions/nope\"");
     expect_refused("{\"$ref\": \"http://example.com/other.json\"}", "/$ref", "$ref",
@@ -257,22 +242,21 @@ Test(jsonschema, references_that_cannot_be_resolved_are_refused)
                    "/$ref", "$ref", "refers back to itself");
     expect_refused("{\"$ref\": \"#\"}", "/$ref", "$ref", "refers back to itself");
     /* A reference to something that is not a schema. */
-    expect_refused("{\"definitions\": {\"a\": 3}, \"$ref\": \"#/definitions/a\"}",
-                   "/definitions/a", NULL, "must be an object or a boolean");
+    expect_refused("{\"definitions\": {\"a\": 3}, \"$ref\": \"#/definitions/a\"}", "/definitions/a",
+                   NULL, "must be an object or a boolean");
 }
 
 /* ---- error reports ------------------------------------------------------ */
 
-Test(jsonschema, error_names_instance_path_keyword_and_schema_path)
-{
+Test(jsonschema, error_names_instance_path_keyword_and_schema_path) {
     expect_error("{\"type\": \"object\", \"properties\": {\"items\": {\"type\": \"array\","
                  " \"items\": {\"properties\": {\"name\": {\"type\": \"string\"}}}}}}",
                  "{\"items\": [{}, {}, {}, {\"name\": 3}]}", "/items/3/name", "type",
                  "/properties/items/items/properties/name/type", "expected string, got integer");
     expect_error("{\"type\": [\"string\", \"null\"]}", "1.5", "", "type", "/type",
                  "expected null or string, got number");
-    expect_error("{\"required\": [\"id\", \"name\"]}", "{\"id\": 1}", "", "required",
-                 "/required", "missing required property \"name\"");
+    expect_error("{\"required\": [\"id\", \"name\"]}", "{\"id\": 1}", "", "required", "/required",
+                 "missing required property \"name\"");
     expect_error("{\"properties\": {\"a\": true}, \"additionalProperties\": false}",
                  "{\"a\": 1, \"b/c~\": 2}", "/b~1c~0", "additionalProperties",
                  "/additionalProperties", "property \"b/c~\" is not allowed");
@@ -283,20 +267,18 @@ Test(jsonschema, error_names_instance_path_keyword_and_schema_path)
     expect_error("{\"not\": {\"type\": \"integer\"}}", "4", "", "not", "/not",
                  "must not match the schema in \"not\"");
     expect_error("{\"minimum\": 2.5}", "2", "", "minimum", "/minimum", "must be >= 2.5");
-    expect_error("{\"exclusiveMaximum\": 10}", "10", "", "exclusiveMaximum",
-                 "/exclusiveMaximum", "must be < 10");
+    expect_error("{\"exclusiveMaximum\": 10}", "10", "", "exclusiveMaximum", "/exclusiveMaximum",
+                 "must be < 10");
     expect_error("{\"multipleOf\": 3}", "10", "", "multipleOf", "/multipleOf",
                  "must be a multiple of 3");
     expect_error("{\"maxLength\": 4}", "\"h\\u00e9llo\"", "", "maxLength", "/maxLength",
                  "must be at most 4 characters long, got 5");
     expect_error("{\"pattern\": \"^[a-z]+$\"}", "\"abc1\"", "", "pattern", "/pattern",
                  "must match the pattern \"^[a-z]+$\"");
-    expect_error("{\"uniqueItems\": true}", "[1, {\"a\": 1, \"b\": 2}, {\"b\": 2, \"a\": 1.0}]",
-                 "", "uniqueItems", "/uniqueItems",
-                 "items must be unique, items 1 and 2 are equal");
-    expect_error("{\"items\": [{\"type\": \"string\"}], \"additionalItems\": false}",
-                 "[\"a\", 2]", "", "additionalItems", "/additionalItems",
-                 "must have at most 1 items, got 2");
+    expect_error("{\"uniqueItems\": true}", "[1, {\"a\": 1, \"b\": 2}, {\"b\": 2, \"a\": 1.0}]", "",
+                 "uniqueItems", "/uniqueItems", "items must be unique, items 1 and 2 are equal");
+    expect_error("{\"items\": [{\"type\": \"string\"}], \"additionalItems\": false}", "[\"a\", 2]",
+                 "", "additionalItems", "/additionalItems", "must have at most 1 items, got 2");
     expect_error("{\"contains\": {\"const\": 5}}", "[1, 2]", "", "contains", "/contains",
                  "no item matches the \"contains\" schema");
     expect_error("{\"dependencies\": {\"card\": [\"billing\"]}}", "{\"card\": 1}", "",
@@ -309,8 +291,8 @@ Test(jsonschema, error_names_instance_path_keyword_and_schema_path)
                  "must be one of the 2 allowed values");
     expect_error("{\"const\": {\"a\": [1]}}", "{\"a\": [2]}", "", "const", "/const",
                  "must be equal to the constant value");
-    expect_error("{\"properties\": {\"x\": false}}", "{\"x\": 1}", "/x", "false",
-                 "/properties/x", "no value is allowed here");
+    expect_error("{\"properties\": {\"x\": false}}", "{\"x\": 1}", "/x", "false", "/properties/x",
+                 "no value is allowed here");
     expect_error("{\"if\": {\"minimum\": 10}, \"then\": {\"multipleOf\": 5},"
                  " \"else\": {\"maximum\": 3}}",
                  "5", "", "maximum", "/else/maximum", "must be <= 3");
@@ -321,8 +303,7 @@ Test(jsonschema, error_names_instance_path_keyword_and_schema_path)
                  "expected integer, got string");
 }
 
-Test(jsonschema, valid_instance_and_null_arguments)
-{
+Test(jsonschema, valid_instance_and_null_arguments) {
     struct jschema *js = compile_ok("{\"type\": \"object\", \"required\": [\"a\"]}");
     struct jschema_error err;
     cr_expect_eq(validate_text(js, "{\"a\": null}", &err), 0);
@@ -337,8 +318,7 @@ Test(jsonschema, valid_instance_and_null_arguments)
     json_decref(three);
 }
 
-Test(jsonschema, numbers_compare_by_value)
-{
+Test(jsonschema, numbers_compare_by_value) {
     struct jschema *js = compile_ok("{\"enum\": [1, {\"a\": 2.0}], \"type\": \"integer\","
                                     " \"maximum\": 9007199254740993}");
     cr_expect_eq(validate_text(js, "1.0", NULL), 0);
@@ -357,8 +337,7 @@ Test(jsonschema, numbers_compare_by_value)
 
 /* ---- limits -------------------------------------------------------------- */
 
-static json_t *nested_arrays(int depth)
-{
+static json_t *nested_arrays(int depth) {
     json_t *j = json_array();
     for (int i = 0; i < depth; i++) {
         json_t *outer = json_array();
@@ -368,8 +347,7 @@ static json_t *nested_arrays(int depth)
     return j;
 }
 
-Test(jsonschema, deep_instances_are_refused_not_crashed)
-{
+Test(jsonschema, deep_instances_are_refused_not_crashed) {
     struct jschema *js = compile_ok("{\"items\": {\"$ref\": \"#\"}}");
     json_t *shallow = nested_arrays(100);
     cr_expect_eq(jschema_validate(js, shallow, NULL), 0);
@@ -389,8 +367,7 @@ Test(jsonschema, deep_instances_are_refused_not_crashed)
     json_decref(shallow);
 }
 
-Test(jsonschema, recursion_without_progress_is_an_error_even_under_not)
-{
+Test(jsonschema, recursion_without_progress_is_an_error_even_under_not) {
     const char *schemas[] = {
         "{\"definitions\": {\"a\": {\"allOf\": [{\"$ref\": \"#/definitions/a\"}]}},"
         " \"$ref\": \"#/definitions/a\"}",
@@ -406,8 +383,7 @@ Test(jsonschema, recursion_without_progress_is_an_error_even_under_not)
     }
 }
 
-Test(jsonschema, schema_outlives_the_document_it_came_from)
-{
+Test(jsonschema, schema_outlives_the_document_it_came_from) {
     json_t *j = parse("{\"properties\": {\"a\": {\"enum\": [\"x\"]}}, \"required\": [\"a\"]}");
     struct jschema *js = jschema_compile(j, NULL);
     json_decref(j);
@@ -424,8 +400,7 @@ struct worker {
     int failures;
 };
 
-static void *worker_main(void *arg)
-{
+static void *worker_main(void *arg) {
     struct worker *w = arg;
     json_t *good = json_pack("{s:s, s:[i,i]}", "name", "abc", "list", 1, 2);
     json_t *bad = json_pack("{s:s, s:[i,i]}", "name", "ab-", "list", 1, 1);
@@ -441,8 +416,7 @@ static void *worker_main(void *arg)
     return NULL;
 }
 
-Test(jsonschema, one_compiled_schema_many_threads)
-{
+Test(jsonschema, one_compiled_schema_many_threads) {
     struct jschema *js = compile_ok("{\"properties\": {\"name\": {\"pattern\": \"^[a-z]+$\"},"
                                     " \"list\": {\"uniqueItems\": true}}}");
     pthread_t th[4];
@@ -460,11 +434,10 @@ Test(jsonschema, one_compiled_schema_many_threads)
 
 /* HTTP threads may have smaller stacks than the main thread: the depth
  * limits must stop recursion well before 1 MiB of stack is used. */
-static void *deep_main(void *arg)
-{
+static void *deep_main(void *arg) {
     int *result = arg;
-    json_t *loop = json_pack("{s:{s:{s:[{s:s}]}}, s:{s:s}}", "definitions", "a", "anyOf",
-                             "$ref", "#/definitions/a", "not", "$ref", "#/definitions/a");
+    json_t *loop = json_pack("{s:{s:{s:[{s:s}]}}, s:{s:s}}", "definitions", "a", "anyOf", "$ref",
+                             "#/definitions/a", "not", "$ref", "#/definitions/a");
     json_t *tree = json_pack("{s:{s:s}}", "items", "$ref", "#");
     struct jschema *js = jschema_compile(loop, NULL);
     struct jschema *items = jschema_compile(tree, NULL);
@@ -479,8 +452,7 @@ static void *deep_main(void *arg)
     return NULL;
 }
 
-Test(jsonschema, limits_hold_on_a_small_thread_stack)
-{
+Test(jsonschema, limits_hold_on_a_small_thread_stack) {
     pthread_attr_t attr;
     pthread_attr_init(&attr);
     pthread_attr_setstacksize(&attr, 1024 * 1024);
@@ -493,8 +465,7 @@ Test(jsonschema, limits_hold_on_a_small_thread_stack)
     cr_expect_eq(result[1], -1);
 }
 
-Test(jsonschema, unique_items_on_long_arrays)
-{
+Test(jsonschema, unique_items_on_long_arrays) {
     struct jschema *js = compile_ok("{\"uniqueItems\": true}");
     json_t *arr = json_array();
     for (int i = 0; i < 5000; i++)
@@ -518,8 +489,7 @@ Test(jsonschema, unique_items_on_long_arrays)
     jschema_free(js);
 }
 
-Test(jsonschema, catastrophic_patterns_give_up)
-{
+Test(jsonschema, catastrophic_patterns_give_up) {
     struct jschema *js = compile_ok("{\"pattern\": \"^(a+)+$\"}");
     char text[80];
     memset(text, 'a', 60);
@@ -532,4 +502,22 @@ Test(jsonschema, catastrophic_patterns_give_up)
     cr_expect_str_eq(err.message, "pattern \"^(a+)+$\" could not be evaluated");
     json_decref(s);
     jschema_free(js);
+}
+
+Test(jsonschema, root_reference_with_sibling_definitions) {
+    /* A common shape: the root is a reference into its own definitions. */
+    expect_error("{\"$ref\": \"#/definitions/a\", \"definitions\": {\"a\": {\"type\": \"object\","
+                 " \"properties\": {\"b\": {\"$ref\": \"#/definitions/b\"}}},"
+                 " \"b\": {\"type\": \"integer\"}}}",
+                 "{\"b\": \"x\"}", "/b", "type", "/definitions/b/type",
+                 "expected integer, got string");
+    /* What such a reference reaches is checked like any other schema. */
+    expect_refused("{\"$ref\": \"#/definitions/a\", \"definitions\": {\"a\": {\"typo\": 1}}}",
+                   "/definitions/a/typo", "typo", "unsupported keyword \"typo\"");
+    /* References by "$id" within the document. */
+    expect_error("{\"$id\": \"http://example.com/a.json\", \"definitions\": {\"b\": {\"$id\":"
+                 " \"b.json\", \"type\": \"integer\"}}, \"properties\": {\"q\": {\"$ref\":"
+                 " \"b.json\"}}}",
+                 "{\"q\": 1.5}", "/q", "type", "/definitions/b/type",
+                 "expected integer, got number");
 }
