@@ -184,6 +184,10 @@ static const char *describe(const struct ynode *n, char *buf, size_t len) {
         return "a list";
     if (ytree_is_null(n))
         return "nothing";
+    if (n->quoted) {
+        snprintf(buf, len, "the string \"%s\"", q(n->value, t, sizeof(t)));
+        return buf;
+    }
     snprintf(buf, len, "\"%s\"", q(n->value, t, sizeof(t)));
     return buf;
 }
@@ -1115,10 +1119,12 @@ static const struct key top_keys[] = {
 static void apply_map(struct loader *ld, const struct key *keys, const struct ynode *map,
                       void *base) {
     const char *names[32];
+    const char *suggested[32];
     const struct key *k;
     const char *s;
     char t[96];
-    size_t i, n = 0;
+    size_t i, j, n = 0, n_suggested = 0;
+    bool hinted;
 
     for (k = keys; k->name && n < sizeof(names) / sizeof(names[0]); k++)
         names[n++] = k->name;
@@ -1129,6 +1135,8 @@ static void apply_map(struct loader *ld, const struct key *keys, const struct yn
                 break;
         if (!k->name) {
             s = suggest(key->value, names, n);
+            if (s && n_suggested < sizeof(suggested) / sizeof(suggested[0]))
+                suggested[n_suggested++] = s;
             if (s)
                 errf(ld, key, "unknown key \"%s\" (did you mean \"%s\"?)",
                      q(key->value, t, sizeof(t)), s);
@@ -1136,11 +1144,21 @@ static void apply_map(struct loader *ld, const struct key *keys, const struct yn
                 errf(ld, key, "unknown key \"%s\"", q(key->value, t, sizeof(t)));
             continue;
         }
-        k->set(ld, k, map->pairs[i].value, base);
+        /* An alias stands here; it was reported already. */
+        if (!map->pairs[i].value->invalid)
+            k->set(ld, k, map->pairs[i].value, base);
     }
-    for (k = keys; k->name; k++)
-        if ((k->flags & K_REQUIRED) && !ytree_get(map, k->name))
+    for (k = keys; k->name; k++) {
+        if (!(k->flags & K_REQUIRED) || ytree_get(map, k->name))
+            continue;
+        /* A misspelt required key was reported with a suggestion already. */
+        hinted = false;
+        for (j = 0; j < n_suggested; j++)
+            if (suggested[j] == k->name)
+                hinted = true;
+        if (!hinted)
             errf(ld, map, "missing required key \"%s\"", k->name);
+    }
 }
 
 /* ---- whole-file checks ---- */

@@ -275,6 +275,8 @@ static struct ynode *parse_node(struct yparser *yp, yaml_event_t *ev, int depth)
                "aliases are not supported (*%s)", (const char *)ev->data.alias.anchor);
         /* Stands for a null so the rest of the file is still checked. */
         n = scalar_new(&ev->start_mark, "", 0, false);
+        if (n)
+            n->invalid = true;
         break;
     case YAML_SEQUENCE_START_EVENT:
     case YAML_MAPPING_START_EVENT:
