@@ -1378,7 +1378,7 @@ static void finish(struct loader *ld) {
 static int set_defaults(struct cfg *cfg) {
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
 
-    cfg->bus.url = strdup("amqp://guest:guest@127.0.0.1:5672/");
+    cfg->bus.url = strdup("amqp://guest:guest@127.0.0.1:5672");
     cfg->bus.heartbeat = 30;
     cfg->http.host = strdup("127.0.0.1");
     cfg->http.port = 8081;

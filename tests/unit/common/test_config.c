@@ -75,7 +75,7 @@ Test(config, repository_file_loads_with_its_values) {
     const struct cfg_endpoint *ep;
 
     cr_assert_not_null(cfg);
-    cr_assert_str_eq(cfg->bus.url, "amqp://guest:guest@127.0.0.1:5672/");
+    cr_assert_str_eq(cfg->bus.url, "amqp://guest:guest@127.0.0.1:5672");
     cr_assert_str_eq(cfg->http.host, "127.0.0.1");
     cr_assert_eq(cfg->http.port, 8081);
     cr_assert_eq(cfg->http.max_body, 64 * 1024);
@@ -141,7 +141,7 @@ Test(config, defaults) {
 
     cr_assert_not_null(cfg, "%s", errs);
     cr_assert_str_eq(cfg->file, "min.yaml");
-    cr_assert_str_eq(cfg->bus.url, "amqp://guest:guest@127.0.0.1:5672/");
+    cr_assert_str_eq(cfg->bus.url, "amqp://guest:guest@127.0.0.1:5672");
     cr_assert_eq(cfg->bus.heartbeat, 30);
     cr_assert_str_eq(cfg->http.host, "127.0.0.1");
     cr_assert_eq(cfg->http.port, 8081);
