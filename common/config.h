@@ -73,7 +73,7 @@ struct cfg {
     char *file; /* path as given to cfg_load */
 
     struct {
-        char *url;     /* amqp://user:pass@host:port/vhost; default amqp://guest:guest@127.0.0.1:5672/ */
+        char *url;     /* amqp://user:pass@host:port/vhost; default amqp://guest:guest@127.0.0.1:5672 */
         int heartbeat; /* seconds; default 30 */
     } bus;
 
