@@ -463,6 +463,9 @@ static int connect_bus(struct mbus *bus)
         LOG(LOG_ERROR, "bus url is not valid url=%s", red);
         return -1;
     }
+    /* "amqp://host/" strictly names the empty vhost; everyone means "/". */
+    if (!bus->info.vhost || !*bus->info.vhost)
+        bus->info.vhost = "/";
     if (bus->info.ssl) {
         LOG(LOG_ERROR, "bus url uses amqps, which is not supported url=%s", red);
         return -1;
