@@ -25,6 +25,9 @@
 #define DEFAULT_MAX_BODY (64 * 1024)
 #define IDEMPOTENCY_KEY_MAX 200
 #define CONNECTION_TIMEOUT_S 30
+/* Most bytes of a refused body read and dropped before the connection is
+ * closed instead of answered. */
+#define DISCARD_MAX (1024 * 1024)
 
 struct http_server {
     const struct cfg *cfg;
@@ -61,6 +64,7 @@ struct request {
 
     char *body; /* request body as received so far */
     size_t body_len, body_cap, max_body;
+    size_t discarded; /* bytes of body read and dropped after a refusal */
 
     /* An answer decided before the bus: status and error description. */
     int status;
@@ -107,9 +111,10 @@ static enum MHD_Result queue(struct request *rq, int status, struct MHD_Response
         return MHD_NO;
     if (status < 100 || status > 999)
         status = 500;
-    rq->answered = status;
     ret = MHD_queue_response(rq->conn, (unsigned int)status, resp);
     MHD_destroy_response(resp);
+    if (ret == MHD_YES)
+        rq->answered = status;
     return ret;
 }
 
@@ -328,16 +333,21 @@ static void begin(struct request *rq, const char *method) {
     }
 }
 
-/* Appends a piece of the body; refuses with 413 past the limit. */
-static void take_upload(struct request *rq, const char *data, size_t size) {
-    if (rq->status)
-        return; /* refused already: what follows is read and dropped */
+/* Appends a piece of the body; refuses with 413 past the limit. Returns
+ * false when the connection is to be closed: libmicrohttpd cannot answer in
+ * the middle of a body, so after a refusal the rest is read and dropped (the
+ * answer follows it), but only up to DISCARD_MAX bytes. */
+static bool take_upload(struct request *rq, const char *data, size_t size) {
+    if (rq->status) {
+        rq->discarded += size;
+        return rq->discarded <= DISCARD_MAX;
+    }
     if (size > rq->max_body - rq->body_len) {
         fail(rq, MHD_HTTP_CONTENT_TOO_LARGE, "the body is larger than %zu bytes", rq->max_body);
         free(rq->body);
         rq->body = NULL;
         rq->body_len = rq->body_cap = 0;
-        return;
+        return true;
     }
     if (rq->body_len + size > rq->body_cap) {
         size_t cap = rq->body_cap ? rq->body_cap * 2 : 1024;
@@ -350,13 +360,14 @@ static void take_upload(struct request *rq, const char *data, size_t size) {
         nb = realloc(rq->body, cap);
         if (!nb) {
             fail(rq, MHD_HTTP_SERVICE_UNAVAILABLE, "out of memory");
-            return;
+            return true;
         }
         rq->body = nb;
         rq->body_cap = cap;
     }
     memcpy(rq->body + rq->body_len, data, size);
     rq->body_len += size;
+    return true;
 }
 
 /* ---- the bus ---------------------------------------------------------------- */
@@ -621,11 +632,16 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         return MHD_YES;
     }
     if (*upload_data_size) {
-        take_upload(rq, upload_data, *upload_data_size);
+        bool go_on = take_upload(rq, upload_data, *upload_data_size);
+
         *upload_data_size = 0;
-        if (rq->status == MHD_HTTP_CONTENT_TOO_LARGE && rq->answered == 0)
-            return reply_error(rq);
-        return MHD_YES;
+        if (!go_on)
+            LOG(LOG_INFO,
+                "request refused, closing after %zu bytes of body method=%s path=%.*s "
+                "status=%d",
+                rq->discarded, method, (int)(rq->path_len > 300 ? 300 : rq->path_len), rq->uri,
+                rq->status);
+        return go_on ? MHD_YES : MHD_NO;
     }
     if (rq->answered)
         return MHD_YES;
