@@ -678,8 +678,10 @@ static void delivery_complete(struct mbus *bus)
     const char *body = len ? d->buf : "";
     int status = answer_status(body, len, ct);
     if (status == 502) {
+        static const char bad[] =
+            "{\"error\":{\"code\":502,\"description\":\"the worker's answer is not valid JSON\"}}";
         LOG(LOG_WARN, "bus rpc answer is not valid JSON exchange=%s", j->exchange);
-        finish(bus, j, 502, NULL, 0, NULL);
+        finish(bus, j, 502, bad, sizeof(bad) - 1, "application/json");
         return;
     }
     finish(bus, j, status, body, len, ct);
