@@ -1345,7 +1345,8 @@ static size_t utf8_length(const char *s, size_t len) {
     return n;
 }
 
-/* 1 match, 0 no match, -1 matcher failure (resource limits). */
+/* 1 match, 0 no match, -1 matcher failure (resource limits), -2 the
+ * subject is not valid UTF-8 (possible for strings built without checks). */
 static int regex_match(const struct vctx *c, const struct regex *re, const char *s, size_t len) {
     pcre2_match_data *md = pcre2_match_data_create_from_pattern(re->code, NULL);
     if (!md)
@@ -1354,7 +1355,9 @@ static int regex_match(const struct vctx *c, const struct regex *re, const char 
     pcre2_match_data_free(md);
     if (rc >= 0)
         return 1;
-    return rc == PCRE2_ERROR_NOMATCH ? 0 : -1;
+    if (rc == PCRE2_ERROR_NOMATCH)
+        return 0;
+    return rc <= PCRE2_ERROR_UTF8_ERR1 && rc >= PCRE2_ERROR_UTF8_ERR21 ? -2 : -1;
 }
 
 static bool is_multiple(const json_t *v, const json_t *m) {
@@ -1410,6 +1413,8 @@ __attribute__((noinline)) static int check_string(struct vctx *c, const struct n
     }
     if (n->pattern.code) {
         int m = regex_match(c, &n->pattern, s, len);
+        if (m == -2)
+            return fail(c, n, at, "pattern", "must be valid UTF-8");
         if (m < 0)
             return fatal(c, n, at, "pattern", "pattern \"%.200s\" could not be evaluated",
                          n->pattern.source);
@@ -1505,6 +1510,8 @@ __attribute__((noinline)) static int check_object(struct vctx *c, const struct n
         bool matched = n->props_obj && json_object_getn(n->props_obj, key, klen);
         for (size_t i = 0; i < n->npprops; i++) {
             int m = regex_match(c, &n->pprops[i].re, key, klen);
+            if (m == -2)
+                return fail(c, n, &s, "patternProperties", "property name must be valid UTF-8");
             if (m < 0)
                 return fatal(c, n, &s, "patternProperties",
                              "pattern \"%.200s\" could not be evaluated", n->pprops[i].re.source);

@@ -463,6 +463,9 @@ static int connect_bus(struct mbus *bus)
         LOG(LOG_ERROR, "bus url is not valid url=%s", red);
         return -1;
     }
+    /* "amqp://host/" strictly names the empty vhost; everyone means "/". */
+    if (!bus->info.vhost || !*bus->info.vhost)
+        bus->info.vhost = "/";
     if (bus->info.ssl) {
         LOG(LOG_ERROR, "bus url uses amqps, which is not supported url=%s", red);
         return -1;
@@ -675,8 +678,10 @@ static void delivery_complete(struct mbus *bus)
     const char *body = len ? d->buf : "";
     int status = answer_status(body, len, ct);
     if (status == 502) {
+        static const char bad[] =
+            "{\"error\":{\"code\":502,\"description\":\"the worker's answer is not valid JSON\"}}";
         LOG(LOG_WARN, "bus rpc answer is not valid JSON exchange=%s", j->exchange);
-        finish(bus, j, 502, NULL, 0, NULL);
+        finish(bus, j, 502, bad, sizeof(bad) - 1, "application/json");
         return;
     }
     finish(bus, j, status, body, len, ct);
