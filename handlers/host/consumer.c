@@ -12,6 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <fcntl.h>
+#include <unistd.h>
 
 #include "ctx.h"
 #include "log.h"
@@ -23,9 +25,27 @@
 
 static atomic_int stop_flag;
 
+/* Becomes readable when the host stops: the stop_fd of plugins' run(). */
+static int stop_pipe[2] = {-1, -1};
+static pthread_once_t stop_pipe_once = PTHREAD_ONCE_INIT;
+
+static void stop_pipe_init(void)
+{
+    if (pipe2(stop_pipe, O_CLOEXEC | O_NONBLOCK) < 0) {
+        int saved = errno;
+        LOG(LOG_ERROR, "cannot create the stop pipe: %s", strerror(saved));
+        stop_pipe[0] = stop_pipe[1] = -1;
+    }
+}
+
 void consumer_request_stop(void)
 {
     atomic_store(&stop_flag, 1);
+    if (stop_pipe[1] >= 0) {
+        /* One byte wakes every reader: nobody ever reads it. */
+        ssize_t w = write(stop_pipe[1], "x", 1);
+        (void)w;
+    }
 }
 
 static bool stopping(void)
@@ -581,14 +601,50 @@ static void *thread_main(void *arg)
     return NULL;
 }
 
+/* The run() callback of a plugin that has one (an appended field). */
+typedef int (*run_fn)(void *state, int stop_fd);
+
+static run_fn run_callback(const struct fpesa_ctx *c)
+{
+    const struct fpesa_handler *t = c->plugin->table;
+
+    return FPESA_HAS_FIELD(t, struct fpesa_handler, run) ? t->run : NULL;
+}
+
+static void *run_main(void *arg)
+{
+    struct fpesa_ctx *c = arg;
+    int rc;
+
+    LOG(LOG_INFO, "running handler=%s instance=%d", c->h->name, c->instance);
+    rc = run_callback(c)(c->state, stop_pipe[0]);
+    if (rc != 0 && !stopping())
+        LOG(LOG_ERROR, "run failed handler=%s instance=%d rc=%d; its queue is still served",
+            c->h->name, c->instance, rc);
+    return NULL;
+}
+
 int consumer_start(struct fpesa_ctx *c)
 {
-    int rc = pthread_create(&c->thread, NULL, thread_main, c);
+    int rc;
+
+    pthread_once(&stop_pipe_once, stop_pipe_init);
+    rc = pthread_create(&c->thread, NULL, thread_main, c);
     if (rc != 0) {
         LOG(LOG_ERROR, "cannot start a thread handler=%s: %s", c->h->name, strerror(rc));
         return -1;
     }
     c->started = true;
+    if (run_callback(c)) {
+        if (stop_pipe[0] < 0)
+            return -1;
+        rc = pthread_create(&c->run_thread, NULL, run_main, c);
+        if (rc != 0) {
+            LOG(LOG_ERROR, "cannot start a thread handler=%s: %s", c->h->name, strerror(rc));
+            return -1;
+        }
+        c->run_started = true;
+    }
     return 0;
 }
 
@@ -597,5 +653,9 @@ void consumer_join(struct fpesa_ctx *c)
     if (c && c->started) {
         pthread_join(c->thread, NULL);
         c->started = false;
+    }
+    if (c && c->run_started) {
+        pthread_join(c->run_thread, NULL);
+        c->run_started = false;
     }
 }

@@ -20,7 +20,8 @@
 struct fpesa_ctx *consumer_new(const struct cfg *cfg, const struct cfg_handler *h,
                                const struct plugin *p, int instance, char *err, size_t errlen);
 
-/* Starts the consumer thread. 0, or -1 when the thread cannot start. */
+/* Starts the consumer thread, and the plugin's run() in a second thread when
+ * the plugin has one. 0, or -1 when a thread cannot start. */
 int consumer_start(struct fpesa_ctx *c);
 
 /* Asks every consumer to stop once its batch in hand is settled. Async-signal-safe. */

@@ -29,7 +29,11 @@
  *   2. handle_batch() is called from that instance's consumer thread with up
  *      to "batch:" messages at a time. One state is never used by two threads
  *      at once; different instances' states may run in parallel.
- *   3. fini() is called once per state at shutdown, after the last batch.
+ *   3. run(), when the plugin has one (an appended field), is called once per
+ *      state in a thread of its own, beside handle_batch(), until the host
+ *      stops (see struct fpesa_handler).
+ *   4. fini() is called once per state at shutdown, after the last batch
+ *      and after run() has returned.
  *
  * Outcome of a message (results[i])
  *   FPESA_OK      done: the host acknowledges it to the broker. Mark a message
@@ -187,6 +191,22 @@ struct fpesa_handler {
 
     /* Frees the state (taken). May be NULL when init stores nothing. */
     void (*fini)(void *state);
+
+    /* ---- appended in ABI 1 (check with FPESA_HAS_FIELD) ----------------- */
+
+    /* Optional background work of the plugin's own (a scheduler waking at
+     * due times, say); NULL for none. When set, the host calls run() once per
+     * instance, in a thread of its own, after every init() and alongside the
+     * consumer thread of the same state: run() and handle_batch() may execute
+     * at the same time, so the plugin locks what they share (or shares
+     * nothing). stop_fd is a file descriptor (borrowed, never read it or
+     * close it) that becomes readable when the host is stopping; run() polls
+     * it beside its own descriptors and returns soon after. The reply and
+     * publish services are not available from run(); log, config and the
+     * other lookups are. A non-zero return is logged as a failure; the host
+     * keeps serving its queues either way. fini() is called only after run()
+     * has returned. */
+    int (*run)(void *state, int stop_fd);
 };
 
 /* The entry symbol's type. */
@@ -207,6 +227,25 @@ typedef const struct fpesa_handler *(*fpesa_handler_entry_fn)(void);
             .init = (init_cb),                                                                     \
             .handle_batch = (batch_cb),                                                            \
             .fini = (fini_cb),                                                                     \
+        };                                                                                         \
+        return &table;                                                                             \
+    }
+
+/* The same, with a run() callback (see struct fpesa_handler).
+ *     FPESA_HANDLER_DEFINE_RUN("timers", my_init, my_batch, my_fini, my_run)
+ */
+#define FPESA_HANDLER_DEFINE_RUN(desc, init_cb, batch_cb, fini_cb, run_cb)                         \
+    const struct fpesa_handler *fpesa_handler_v1(void);                                            \
+    __attribute__((visibility("default"))) const struct fpesa_handler *fpesa_handler_v1(void)      \
+    {                                                                                              \
+        static const struct fpesa_handler table = {                                               \
+            .abi_version = FPESA_HANDLER_ABI_VERSION,                                              \
+            .struct_size = sizeof(struct fpesa_handler),                                           \
+            .description = (desc),                                                                 \
+            .init = (init_cb),                                                                     \
+            .handle_batch = (batch_cb),                                                            \
+            .fini = (fini_cb),                                                                     \
+            .run = (run_cb),                                                                       \
         };                                                                                         \
         return &table;                                                                             \
     }
