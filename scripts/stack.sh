@@ -212,7 +212,9 @@ start_apps() {
             start_proc restmapper2 "$BUILD/bin/restmapper" --config "$cfg"
         wait_for restmapper2 "$FPESA_LOG/restmapper2.log" 20 http_ok "http://127.0.0.1:$FPESA_MAPPER2_PORT/health"
     fi
-    if ! is_running liveupdate; then
+    # A system without live endpoints (examples/timers) has nothing for
+    # liveupdate to serve, and liveupdate refuses to start without one.
+    if ! is_running liveupdate && grep -Eq '^[[:space:]]*live:[[:space:]]*true' "$cfg"; then
         need_port_free liveupdate "$FPESA_LIVE_PORT"
         start_proc liveupdate "$BUILD/bin/liveupdate" --config "$cfg"
         wait_for liveupdate "$FPESA_LOG/liveupdate.log" 20 http_ok "http://127.0.0.1:$FPESA_LIVE_PORT/health"
