@@ -1,6 +1,6 @@
 /* handler: the generic host of handler plugins.
  *
- *   handler [--config FILE] [--check FILE] [--only NAME]...
+ *   handler [--config FILE] [--check FILE] [--only NAME]... [NAME]...
  *
  * Loads every handler of endpoints.yaml (or only the named ones) into one
  * process, each plugin with dlopen(RTLD_NOW | RTLD_LOCAL), initialises one
@@ -65,6 +65,8 @@ int main(int argc, char **argv) {
             usage(stdout);
             free(only);
             return 0;
+        } else if (argv[i][0] != '-') {
+            only[n_only++] = argv[i];
         } else {
             fprintf(stderr, "handler: unknown argument \"%s\"\n", argv[i]);
             usage(stderr);
