@@ -20,15 +20,13 @@
 #include <string.h>
 #include <time.h>
 
-static double now_s(void)
-{
+static double now_s(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-static long num(const char *s)
-{
+static long num(const char *s) {
     char *end;
     long v = strtol(s, &end, 10);
     if (*end || v < 0) {
@@ -38,22 +36,19 @@ static long num(const char *s)
     return v;
 }
 
-static int cmp_d(const void *a, const void *b)
-{
+static int cmp_d(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
     return x < y ? -1 : x > y;
 }
 
-static void report(const char *what, double *lat, size_t n, double secs)
-{
+static void report(const char *what, double *lat, size_t n, double secs) {
     qsort(lat, n, sizeof(*lat), cmp_d);
-    printf("%s: %zu in %.2fs = %.0f/s, p50 %.3f ms, p99 %.3f ms\n", what, n, secs,
-           (double)n / secs, n ? lat[n / 2] * 1e3 : 0.0, n ? lat[(size_t)((double)n * 0.99)] * 1e3 : 0.0);
+    printf("%s: %zu in %.2fs = %.0f/s, p50 %.3f ms, p99 %.3f ms\n", what, n, secs, (double)n / secs,
+           n ? lat[n / 2] * 1e3 : 0.0, n ? lat[(size_t)((double)n * 0.99)] * 1e3 : 0.0);
     printf("RATE %.0f\nP50MS %.3f\n", (double)n / secs, n ? lat[n / 2] * 1e3 : 0.0);
 }
 
-static void die_reply(amqp_connection_state_t c, const char *what)
-{
+static void die_reply(amqp_connection_state_t c, const char *what) {
     amqp_rpc_reply_t r = amqp_get_rpc_reply(c);
     if (r.reply_type != AMQP_RESPONSE_NORMAL) {
         fprintf(stderr, "%s failed (reply type %d)\n", what, r.reply_type);
@@ -61,8 +56,7 @@ static void die_reply(amqp_connection_state_t c, const char *what)
     }
 }
 
-static amqp_connection_state_t bus_open(const char *url_in)
-{
+static amqp_connection_state_t bus_open(const char *url_in) {
     struct amqp_connection_info ci;
     char *url = strdup(url_in);
     amqp_connection_state_t c = amqp_new_connection();
@@ -73,8 +67,8 @@ static amqp_connection_state_t bus_open(const char *url_in)
         fprintf(stderr, "cannot connect to the broker\n");
         exit(1);
     }
-    if (amqp_login(c, ci.vhost && *ci.vhost ? ci.vhost : "/", 0, 131072, 0,
-                   AMQP_SASL_METHOD_PLAIN, ci.user, ci.password)
+    if (amqp_login(c, ci.vhost && *ci.vhost ? ci.vhost : "/", 0, 131072, 0, AMQP_SASL_METHOD_PLAIN,
+                   ci.user, ci.password)
             .reply_type != AMQP_RESPONSE_NORMAL) {
         fprintf(stderr, "broker login failed\n");
         exit(1);
@@ -85,8 +79,7 @@ static amqp_connection_state_t bus_open(const char *url_in)
     return c;
 }
 
-static int fill(const char *url, const char *ex, long n)
-{
+static int fill(const char *url, const char *ex, long n) {
     amqp_connection_state_t c = bus_open(url);
     amqp_basic_properties_t p;
     char body[128], id[64];
@@ -112,7 +105,8 @@ static int fill(const char *url, const char *ex, long n)
     p.timestamp = (uint64_t)time(NULL);
     for (long i = 0; i < n; i++) {
         snprintf(id, sizeof(id), "bench-%ld-%ld", (long)t0, i);
-        snprintf(body, sizeof(body), "{\"data\":{\"n\":%ld,\"text\":\"hello fpesa\"},\"args\":null}", i);
+        snprintf(body, sizeof(body),
+                 "{\"data\":{\"n\":%ld,\"text\":\"hello fpesa\"},\"args\":null}", i);
         p.message_id = amqp_cstring_bytes(id);
         if (amqp_basic_publish(c, 1, amqp_cstring_bytes(ex), amqp_empty_bytes, 0, 0, &p,
                                amqp_cstring_bytes(body)) != AMQP_STATUS_OK) {
@@ -137,8 +131,7 @@ static int fill(const char *url, const char *ex, long n)
     return 0;
 }
 
-static int rpc(const char *url, const char *q, double secs, long depth, const char *args)
-{
+static int rpc(const char *url, const char *q, double secs, long depth, const char *args) {
     amqp_connection_state_t c = bus_open(url);
     amqp_queue_declare_ok_t *ok;
     char reply_q[256], body[1024], corr[32];
@@ -151,8 +144,8 @@ static int rpc(const char *url, const char *q, double secs, long depth, const ch
     ok = amqp_queue_declare(c, 1, amqp_empty_bytes, 0, 0, 1, 1, amqp_empty_table);
     die_reply(c, "queue.declare");
     snprintf(reply_q, sizeof(reply_q), "%.*s", (int)ok->queue.len, (char *)ok->queue.bytes);
-    amqp_exchange_declare(c, 1, amqp_cstring_bytes("RPC"), amqp_cstring_bytes("direct"), 0, 1, 0,
-                          0, amqp_empty_table);
+    amqp_exchange_declare(c, 1, amqp_cstring_bytes("RPC"), amqp_cstring_bytes("direct"), 0, 1, 0, 0,
+                          amqp_empty_table);
     die_reply(c, "exchange.declare");
     amqp_queue_bind(c, 1, amqp_cstring_bytes(reply_q), amqp_cstring_bytes("RPC"),
                     amqp_cstring_bytes(reply_q), amqp_empty_table);
@@ -162,8 +155,8 @@ static int rpc(const char *url, const char *q, double secs, long depth, const ch
     die_reply(c, "basic.consume");
     snprintf(body, sizeof(body), "{\"data\":null,\"args\":%s}", args);
     memset(&p, 0, sizeof(p));
-    p._flags = AMQP_BASIC_REPLY_TO_FLAG | AMQP_BASIC_CORRELATION_ID_FLAG |
-               AMQP_BASIC_CONTENT_TYPE_FLAG;
+    p._flags =
+        AMQP_BASIC_REPLY_TO_FLAG | AMQP_BASIC_CORRELATION_ID_FLAG | AMQP_BASIC_CONTENT_TYPE_FLAG;
     p.reply_to = amqp_cstring_bytes(reply_q);
     p.content_type = amqp_cstring_bytes("application/json");
     t0 = now_s();
@@ -188,8 +181,10 @@ static int rpc(const char *url, const char *q, double secs, long depth, const ch
             fprintf(stderr, "no rpc answer within 5s\n");
             return 1;
         }
-        if (n == 0 && env.message.body.len >= 9 && memcmp(env.message.body.bytes, "{\"error\"", 8) == 0)
-            fprintf(stderr, "unexpected answer: %.*s\n", (int)(env.message.body.len > 300 ? 300 : env.message.body.len),
+        if (n == 0 && env.message.body.len >= 9 &&
+            memcmp(env.message.body.bytes, "{\"error\"", 8) == 0)
+            fprintf(stderr, "unexpected answer: %.*s\n",
+                    (int)(env.message.body.len > 300 ? 300 : env.message.body.len),
                     (char *)env.message.body.bytes);
         {
             long slot;
@@ -207,8 +202,8 @@ static int rpc(const char *url, const char *q, double secs, long depth, const ch
     return 0;
 }
 
-static int pg(const char *url, const char *table, double secs, const char *before, const char *limit)
-{
+static int pg(const char *url, const char *table, double secs, const char *before,
+              const char *limit) {
     PGconn *c = PQconnectdb(url);
     char sql[2048];
     const char *vals[2] = {before, limit};
@@ -246,8 +241,7 @@ static int pg(const char *url, const char *table, double secs, const char *befor
     return 0;
 }
 
-int main(int argc, char **argv)
-{
+int main(int argc, char **argv) {
     if (argc == 5 && strcmp(argv[1], "fill") == 0)
         return fill(argv[2], argv[3], num(argv[4]));
     if (argc == 7 && strcmp(argv[1], "rpc") == 0)

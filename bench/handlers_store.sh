@@ -181,12 +181,27 @@ printf 'RESULT\tkeyset page 10,000 p50 ms (libpq)\t%s\tpage 1 p50 ms\t%s\t%s\n' 
 printf 'RESULT\toffset contract page 10,000 p50 ms\t%s\tpage 1 p50 ms\t%s\t%s\n' \
     "$offd_p50" "$off1_p50" "$(ratio "$offd_p50" "$off1_p50")"
 
-# Through the mapper, when this stack runs one (its own table, whatever it holds).
+# Through the mapper, when this stack runs one: the stack's own table
+# (whatever it holds), beside libpq running the same query on it.
 if curl -fsS -o /dev/null --max-time 2 "http://127.0.0.1:$FPESA_MAPPER_PORT/health" 2>/dev/null &&
     command -v wrk >/dev/null; then
+    url="http://127.0.0.1:$FPESA_MAPPER_PORT/messages/?limit=50"
     echo "--- GET /messages/?limit=50 through the mapper (stack table: $(sql 'SELECT count(*) FROM messages') rows)"
-    wrk -t1 -c8 -d"${SECS}s" --latency "http://127.0.0.1:$FPESA_MAPPER_PORT/messages/?limit=50" |
-        grep -E 'Requests/sec|50%|99%|Non-2xx'
+    w1=$(wrk -t1 -c1 -d"${SECS}s" --latency "$url")
+    w8=$(wrk -t1 -c8 -d"${SECS}s" --latency "$url")
+    grep -q 'Non-2xx' <<<"$w1$w8" && echo "warning: some answers were not 2xx"
+    ms() { awk '$1 == "50%" { v = $2; if (v ~ /us$/) { sub(/us/, "", v); v /= 1000 }
+                              else if (v ~ /ms$/) sub(/ms/, "", v);
+                              else if (v ~ /s$/) { sub(/s/, "", v); v *= 1000 }; print v }'; }
+    rps() { awk '/Requests\/sec/ { printf "%.0f", $2 }'; }
+    http_p50=$(ms <<<"$w1") http_rps1=$(rps <<<"$w1") http_rps8=$(rps <<<"$w8")
+    echo "mapper 1 connection: $http_rps1 req/s, p50 $http_p50 ms; 8 connections: $http_rps8 req/s"
+    read -r mpg_rate mpg_p50 < <(figure "libpq same query on messages" \
+        "$BIN" pg "$FPESA_DATABASE_URL" messages "$SECS" 9223372036854775807 50)
+    printf 'RESULT\tGET /messages/?limit=50 via mapper p50 ms\t%s\tlibpq same query p50 ms\t%s\t%s\n' \
+        "$http_p50" "$mpg_p50" "$(ratio "$http_p50" "$mpg_p50")"
+    printf 'RESULT\tGET /messages/?limit=50 via mapper req/s (8 conns; 1: %s)\t%s\tlibpq same query q/s\t%s\t%s\n' \
+        "$http_rps1" "$http_rps8" "$mpg_rate" "$(ratio "$http_rps8" "$mpg_rate")"
 else
     echo "--- no mapper in this stack: the HTTP figure is skipped"
 fi

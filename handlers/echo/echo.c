@@ -12,8 +12,7 @@ struct echo {
 };
 
 static int echo_init(const struct fpesa_host *host, struct fpesa_ctx *ctx, const char *config_json,
-                     void **state)
-{
+                     void **state) {
     struct echo *e;
 
     (void)config_json;
@@ -28,8 +27,7 @@ static int echo_init(const struct fpesa_host *host, struct fpesa_ctx *ctx, const
     return 0;
 }
 
-static void answer(struct echo *e, const struct fpesa_message *m, json_t *doc)
-{
+static void answer(struct echo *e, const struct fpesa_message *m, json_t *doc) {
     char *text = json_dumps(doc, JSON_COMPACT);
 
     if (text) {
@@ -39,8 +37,7 @@ static void answer(struct echo *e, const struct fpesa_message *m, json_t *doc)
 }
 
 static int echo_batch(void *state, const struct fpesa_message *const *msgs, size_t n,
-                      enum fpesa_result *results)
-{
+                      enum fpesa_result *results) {
     struct echo *e = state;
 
     for (size_t i = 0; i < n; i++) {
@@ -69,8 +66,7 @@ static int echo_batch(void *state, const struct fpesa_message *const *msgs, size
     return 0;
 }
 
-static void echo_fini(void *state)
-{
+static void echo_fini(void *state) {
     free(state);
 }
 

@@ -29,8 +29,7 @@ static atomic_int stop_flag;
 static int stop_pipe[2] = {-1, -1};
 static pthread_once_t stop_pipe_once = PTHREAD_ONCE_INIT;
 
-static void stop_pipe_init(void)
-{
+static void stop_pipe_init(void) {
     if (pipe2(stop_pipe, O_CLOEXEC | O_NONBLOCK) < 0) {
         int saved = errno;
         LOG(LOG_ERROR, "cannot create the stop pipe: %s", strerror(saved));
@@ -38,8 +37,7 @@ static void stop_pipe_init(void)
     }
 }
 
-void consumer_request_stop(void)
-{
+void consumer_request_stop(void) {
     atomic_store(&stop_flag, 1);
     if (stop_pipe[1] >= 0) {
         /* One byte wakes every reader: nobody ever reads it. */
@@ -48,21 +46,18 @@ void consumer_request_stop(void)
     }
 }
 
-static bool stopping(void)
-{
+static bool stopping(void) {
     return atomic_load(&stop_flag) != 0;
 }
 
-static int64_t now_ms(void)
-{
+static int64_t now_ms(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 /* Sleeps ms, waking early when asked to stop. */
-static void nap(long ms)
-{
+static void nap(long ms) {
     while (ms > 0 && !stopping()) {
         long step = ms < 50 ? ms : 50;
         struct timespec ts = {0, step * 1000000L};
@@ -71,8 +66,7 @@ static void nap(long ms)
     }
 }
 
-static char *dup_bytes(amqp_bytes_t b)
-{
+static char *dup_bytes(amqp_bytes_t b) {
     char *s = malloc(b.len + 1);
     if (!s)
         return NULL;
@@ -85,8 +79,7 @@ static char *dup_bytes(amqp_bytes_t b)
 /* ---- life cycle ------------------------------------------------------------ */
 
 struct fpesa_ctx *consumer_new(const struct cfg *cfg, const struct cfg_handler *h,
-                               const struct plugin *p, int instance, char *err, size_t errlen)
-{
+                               const struct plugin *p, int instance, char *err, size_t errlen) {
     struct fpesa_ctx *c = calloc(1, sizeof(*c));
     size_t n;
 
@@ -108,7 +101,8 @@ struct fpesa_ctx *consumer_new(const struct cfg *cfg, const struct cfg_handler *
     }
     snprintf(c->dlq, n, "%s.dlq", h->queue);
     if (p->table->init(&host_services, c, c->config_json, &c->state) != 0) {
-        snprintf(err, errlen, "plugin %s: init failed for handler %s (instance %d); see the lines above",
+        snprintf(err, errlen,
+                 "plugin %s: init failed for handler %s (instance %d); see the lines above",
                  p->path, h->name, instance);
         goto out_free;
     }
@@ -120,8 +114,7 @@ out_free:
     return NULL;
 }
 
-void consumer_free(struct fpesa_ctx *c)
-{
+void consumer_free(struct fpesa_ctx *c) {
     if (!c)
         return;
     if (c->has_state && c->plugin->table->fini)
@@ -137,8 +130,7 @@ void consumer_free(struct fpesa_ctx *c)
 
 /* ---- broker ---------------------------------------------------------------- */
 
-static void reply_text(amqp_rpc_reply_t r, char *buf, size_t len)
-{
+static void reply_text(amqp_rpc_reply_t r, char *buf, size_t len) {
     switch (r.reply_type) {
     case AMQP_RESPONSE_NORMAL:
         snprintf(buf, len, "ok");
@@ -152,8 +144,8 @@ static void reply_text(amqp_rpc_reply_t r, char *buf, size_t len)
     case AMQP_RESPONSE_SERVER_EXCEPTION:
         if (r.reply.id == AMQP_CONNECTION_CLOSE_METHOD) {
             amqp_connection_close_t *m = r.reply.decoded;
-            snprintf(buf, len, "connection closed: %u %.*s", m->reply_code,
-                     (int)m->reply_text.len, (char *)m->reply_text.bytes);
+            snprintf(buf, len, "connection closed: %u %.*s", m->reply_code, (int)m->reply_text.len,
+                     (char *)m->reply_text.bytes);
         } else if (r.reply.id == AMQP_CHANNEL_CLOSE_METHOD) {
             amqp_channel_close_t *m = r.reply.decoded;
             snprintf(buf, len, "channel closed: %u %.*s", m->reply_code, (int)m->reply_text.len,
@@ -165,8 +157,7 @@ static void reply_text(amqp_rpc_reply_t r, char *buf, size_t len)
     }
 }
 
-static int check(struct fpesa_ctx *c, const char *what)
-{
+static int check(struct fpesa_ctx *c, const char *what) {
     char buf[256];
     amqp_rpc_reply_t r = amqp_get_rpc_reply(c->conn);
 
@@ -180,8 +171,7 @@ static int check(struct fpesa_ctx *c, const char *what)
 /* After a declaration the broker refused (it exists with other arguments,
  * PRECONDITION_FAILED closes the channel): reopen the channel. Returns 1 when
  * that was the case, 0 when the declaration succeeded, -1 on other errors. */
-static int refused(struct fpesa_ctx *c, const char *what, const char *name)
-{
+static int refused(struct fpesa_ctx *c, const char *what, const char *name) {
     amqp_rpc_reply_t r = amqp_get_rpc_reply(c->conn);
 
     if (r.reply_type == AMQP_RESPONSE_NORMAL)
@@ -197,15 +187,13 @@ static int refused(struct fpesa_ctx *c, const char *what, const char *name)
     return check(c, what) < 0 ? -1 : 0;
 }
 
-static int declare_exchange(struct fpesa_ctx *c, const char *name, const char *type)
-{
+static int declare_exchange(struct fpesa_ctx *c, const char *name, const char *type) {
     amqp_exchange_declare(c->conn, CHANNEL, amqp_cstring_bytes(name), amqp_cstring_bytes(type), 0,
                           1, 0, 0, amqp_empty_table);
     return refused(c, "exchange.declare", name) < 0 ? -1 : 0;
 }
 
-static int declare_queue(struct fpesa_ctx *c, const char *name)
-{
+static int declare_queue(struct fpesa_ctx *c, const char *name) {
     int r;
 
     amqp_queue_declare(c->conn, CHANNEL, amqp_cstring_bytes(name), 0, 1, 0, 0, amqp_empty_table);
@@ -217,8 +205,8 @@ static int declare_queue(struct fpesa_ctx *c, const char *name)
     return check(c, "queue.declare passive");
 }
 
-static int bind_queue(struct fpesa_ctx *c, const char *queue, const char *exchange, const char *key)
-{
+static int bind_queue(struct fpesa_ctx *c, const char *queue, const char *exchange,
+                      const char *key) {
     amqp_queue_bind(c->conn, CHANNEL, amqp_cstring_bytes(queue), amqp_cstring_bytes(exchange),
                     amqp_cstring_bytes(key), amqp_empty_table);
     return check(c, "queue.bind");
@@ -227,8 +215,7 @@ static int bind_queue(struct fpesa_ctx *c, const char *queue, const char *exchan
 /* The topology of the wire protocol, so the host may start before the
  * mapper: the endpoint's exchange and its queue of the same name, the RPC
  * exchange answers go to, and the dead-letter exchange and queue. */
-static int declare_all(struct fpesa_ctx *c)
-{
+static int declare_all(struct fpesa_ctx *c) {
     const char *q = c->h->queue;
     const struct cfg_endpoint *ep = NULL;
 
@@ -251,8 +238,7 @@ static int declare_all(struct fpesa_ctx *c)
     return 0;
 }
 
-static void disconnect(struct fpesa_ctx *c)
-{
+static void disconnect(struct fpesa_ctx *c) {
     if (!c->conn)
         return;
     amqp_channel_close(c->conn, CHANNEL, AMQP_REPLY_SUCCESS);
@@ -261,8 +247,7 @@ static void disconnect(struct fpesa_ctx *c)
     c->conn = NULL;
 }
 
-static int connect_bus(struct fpesa_ctx *c)
-{
+static int connect_bus(struct fpesa_ctx *c) {
     struct amqp_connection_info ci;
     amqp_socket_t *sock;
     struct timeval tv = {5, 0};
@@ -305,8 +290,8 @@ static int connect_bus(struct fpesa_ctx *c)
     amqp_basic_qos(c->conn, CHANNEL, 0, (uint16_t)(prefetch > 65535 ? 65535 : prefetch), 0);
     if (check(c, "basic.qos") < 0)
         goto out_conn;
-    amqp_basic_consume(c->conn, CHANNEL, amqp_cstring_bytes(c->h->queue), amqp_empty_bytes, 0, 0,
-                       0, amqp_empty_table);
+    amqp_basic_consume(c->conn, CHANNEL, amqp_cstring_bytes(c->h->queue), amqp_empty_bytes, 0, 0, 0,
+                       amqp_empty_table);
     if (check(c, "basic.consume") < 0)
         goto out_conn;
     free(url);
@@ -327,8 +312,7 @@ out_url:
 enum { GOT = 0, TIMEOUT = 1, BROKEN = -1 };
 
 /* Waits up to ms for one delivery. */
-static int consume_one(struct fpesa_ctx *c, amqp_envelope_t *env, long ms)
-{
+static int consume_one(struct fpesa_ctx *c, amqp_envelope_t *env, long ms) {
     struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
     amqp_rpc_reply_t r;
     amqp_frame_t frame;
@@ -373,8 +357,7 @@ struct batch {
     size_t n, cap;
 };
 
-static void message_clear(struct fpesa_message *m)
-{
+static void message_clear(struct fpesa_message *m) {
     free((char *)m->body);
     free((char *)m->message_id);
     free((char *)m->content_type);
@@ -386,8 +369,7 @@ static void message_clear(struct fpesa_message *m)
 }
 
 /* Fills msg from env; -1 when out of memory. */
-static int message_fill(struct fpesa_message *m, const amqp_envelope_t *env)
-{
+static int message_fill(struct fpesa_message *m, const amqp_envelope_t *env) {
     const amqp_basic_properties_t *p = &env->message.properties;
 
     memset(m, 0, sizeof(*m));
@@ -413,8 +395,7 @@ static int message_fill(struct fpesa_message *m, const amqp_envelope_t *env)
     return 0;
 }
 
-static void batch_clear(struct batch *b)
-{
+static void batch_clear(struct batch *b) {
     for (size_t i = 0; i < b->n; i++) {
         message_clear(&b->msg[i]);
         amqp_destroy_envelope(&b->env[i]);
@@ -423,8 +404,7 @@ static void batch_clear(struct batch *b)
 }
 
 /* Moves a rejected message to "<queue>.dlq" with its properties, persistent. */
-static int dead_letter(struct fpesa_ctx *c, amqp_envelope_t *env)
-{
+static int dead_letter(struct fpesa_ctx *c, amqp_envelope_t *env) {
     amqp_basic_properties_t props = env->message.properties;
 
     props._flags |= AMQP_BASIC_DELIVERY_MODE_FLAG;
@@ -438,8 +418,7 @@ static int dead_letter(struct fpesa_ctx *c, amqp_envelope_t *env)
 
 /* Hands the batch to the plugin and settles every delivery. Returns 0, or -1
  * when the connection broke (the broker then redelivers what is unsettled). */
-static int settle(struct fpesa_ctx *c, struct batch *b, long *retry_ms)
-{
+static int settle(struct fpesa_ctx *c, struct batch *b, long *retry_ms) {
     const struct fpesa_handler *t = c->plugin->table;
     size_t n_ok = 0, n_rej = 0, n_retry = 0;
     int rc;
@@ -498,8 +477,7 @@ static int settle(struct fpesa_ctx *c, struct batch *b, long *retry_ms)
     return 0;
 }
 
-static int grow(struct batch *b, size_t cap)
-{
+static int grow(struct batch *b, size_t cap) {
     b->env = calloc(cap, sizeof(*b->env));
     b->msg = calloc(cap, sizeof(*b->msg));
     b->ptr = calloc(cap, sizeof(*b->ptr));
@@ -508,8 +486,7 @@ static int grow(struct batch *b, size_t cap)
     return b->env && b->msg && b->ptr && b->res ? 0 : -1;
 }
 
-static void batch_free(struct batch *b)
-{
+static void batch_free(struct batch *b) {
     batch_clear(b);
     free(b->env);
     free(b->msg);
@@ -518,8 +495,7 @@ static void batch_free(struct batch *b)
 }
 
 /* Consumes until the connection breaks (-1) or the host stops (0). */
-static int run(struct fpesa_ctx *c, struct batch *b)
-{
+static int run(struct fpesa_ctx *c, struct batch *b) {
     long retry_ms = 0;
     /* An rpc caller is waiting for each answer: its batch is what has
      * already arrived, never held back to fill up. */
@@ -566,8 +542,7 @@ static int run(struct fpesa_ctx *c, struct batch *b)
     return 0;
 }
 
-static void *thread_main(void *arg)
-{
+static void *thread_main(void *arg) {
     struct fpesa_ctx *c = arg;
     struct batch b = {0};
     long backoff = BACKOFF_MIN_MS;
@@ -596,23 +571,22 @@ static void *thread_main(void *arg)
         nap(BACKOFF_MIN_MS);
     }
     batch_free(&b);
-    LOG(LOG_INFO, "stopped handler=%s instance=%d ok=%" PRIu64 " retried=%" PRIu64
-                  " rejected=%" PRIu64, c->h->name, c->instance, c->n_ok, c->n_retry, c->n_reject);
+    LOG(LOG_INFO,
+        "stopped handler=%s instance=%d ok=%" PRIu64 " retried=%" PRIu64 " rejected=%" PRIu64,
+        c->h->name, c->instance, c->n_ok, c->n_retry, c->n_reject);
     return NULL;
 }
 
 /* The run() callback of a plugin that has one (an appended field). */
 typedef int (*run_fn)(void *state, int stop_fd);
 
-static run_fn run_callback(const struct fpesa_ctx *c)
-{
+static run_fn run_callback(const struct fpesa_ctx *c) {
     const struct fpesa_handler *t = c->plugin->table;
 
     return FPESA_HAS_FIELD(t, struct fpesa_handler, run) ? t->run : NULL;
 }
 
-static void *run_main(void *arg)
-{
+static void *run_main(void *arg) {
     struct fpesa_ctx *c = arg;
     int rc;
 
@@ -624,8 +598,7 @@ static void *run_main(void *arg)
     return NULL;
 }
 
-int consumer_start(struct fpesa_ctx *c)
-{
+int consumer_start(struct fpesa_ctx *c) {
     int rc;
 
     pthread_once(&stop_pipe_once, stop_pipe_init);
@@ -648,8 +621,7 @@ int consumer_start(struct fpesa_ctx *c)
     return 0;
 }
 
-void consumer_join(struct fpesa_ctx *c)
-{
+void consumer_join(struct fpesa_ctx *c) {
     if (c && c->started) {
         pthread_join(c->thread, NULL);
         c->started = false;

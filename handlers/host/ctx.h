@@ -14,19 +14,19 @@ struct fpesa_ctx {
     const struct cfg_handler *h;
     const struct plugin *plugin;
     int instance;
-    void *state;            /* the plugin's, from init */
+    void *state; /* the plugin's, from init */
     bool has_state;
-    char *config_json;      /* h->config as JSON text, "{}" when absent */
-    char *dlq;              /* "<queue>.dlq" */
+    char *config_json;            /* h->config as JSON text, "{}" when absent */
+    char *dlq;                    /* "<queue>.dlq" */
     amqp_connection_state_t conn; /* while connected; only the consumer thread uses it */
-    bool in_batch;          /* reply/publish allowed */
-    bool is_rpc;            /* the queue is an rpc endpoint's: callers wait, batches do not */
+    bool in_batch;                /* reply/publish allowed */
+    bool is_rpc;                  /* the queue is an rpc endpoint's: callers wait, batches do not */
     pthread_t thread;
     bool started;
     pthread_t run_thread;   /* the plugin's run(), when it has one */
     bool run_started;
     pthread_mutex_t cache_lock;
-    char **cache;           /* strings returned by the config service */
+    char **cache; /* strings returned by the config service */
     size_t n_cache;
     uint64_t n_ok, n_retry, n_reject;
 };

@@ -1,6 +1,6 @@
 /* handler: the generic host of handler plugins.
  *
- *   handler [--config FILE] [--check FILE] [--only NAME]...
+ *   handler [--config FILE] [--check FILE] [--only NAME]... [NAME]...
  *
  * Loads every handler of endpoints.yaml (or only the named ones) into one
  * process, each plugin with dlopen(RTLD_NOW | RTLD_LOCAL), initialises one
@@ -20,16 +20,15 @@
 #include "log.h"
 #include "plugin.h"
 
-static void usage(FILE *f)
-{
-    fprintf(f, "usage: handler [--config FILE] [--check FILE] [--only NAME]...\n"
-               "  --config FILE  endpoints.yaml to run (default: $FPESA_CONFIG, else endpoints.yaml)\n"
-               "  --check FILE   validate FILE, print every problem, exit 0 or 1\n"
-               "  --only NAME    run only this handler (repeatable)\n");
+static void usage(FILE *f) {
+    fprintf(f,
+            "usage: handler [--config FILE] [--check FILE] [--only NAME]...\n"
+            "  --config FILE  endpoints.yaml to run (default: $FPESA_CONFIG, else endpoints.yaml)\n"
+            "  --check FILE   validate FILE, print every problem, exit 0 or 1\n"
+            "  --only NAME    run only this handler (repeatable)\n");
 }
 
-static bool wanted(const char *name, char **only, int n_only)
-{
+static bool wanted(const char *name, char **only, int n_only) {
     if (n_only == 0)
         return true;
     for (int i = 0; i < n_only; i++)
@@ -38,8 +37,7 @@ static bool wanted(const char *name, char **only, int n_only)
     return false;
 }
 
-int main(int argc, char **argv)
-{
+int main(int argc, char **argv) {
     const char *config = getenv("FPESA_CONFIG");
     char **only = calloc((size_t)argc + 1, sizeof(*only));
     int n_only = 0, rc = 1, sig;
@@ -67,6 +65,8 @@ int main(int argc, char **argv)
             usage(stdout);
             free(only);
             return 0;
+        } else if (argv[i][0] != '-') {
+            only[n_only++] = argv[i];
         } else {
             fprintf(stderr, "handler: unknown argument \"%s\"\n", argv[i]);
             usage(stderr);

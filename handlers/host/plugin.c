@@ -10,8 +10,7 @@
 /* The version 1 table ends with fini: anything shorter lacks a callback. */
 #define TABLE_V1_SIZE (offsetof(struct fpesa_handler, fini) + sizeof(void (*)(void *)))
 
-int plugin_open(const char *path, struct plugin *out, char *err, size_t errlen)
-{
+int plugin_open(const char *path, struct plugin *out, char *err, size_t errlen) {
     struct stat st;
     fpesa_handler_entry_fn entry;
     const struct fpesa_handler *t;
@@ -38,8 +37,10 @@ int plugin_open(const char *path, struct plugin *out, char *err, size_t errlen)
     *(void **)&entry = dlsym(dl, FPESA_HANDLER_ENTRY);
     if (!entry) {
         why = dlerror();
-        snprintf(err, errlen, "plugin %s: no entry symbol %s (not an fpesa handler, or built for another ABI): %s",
-                 path, FPESA_HANDLER_ENTRY, why ? why : "symbol is NULL");
+        snprintf(
+            err, errlen,
+            "plugin %s: no entry symbol %s (not an fpesa handler, or built for another ABI): %s",
+            path, FPESA_HANDLER_ENTRY, why ? why : "symbol is NULL");
         goto out_close;
     }
     t = entry();
@@ -54,7 +55,8 @@ int plugin_open(const char *path, struct plugin *out, char *err, size_t errlen)
     }
     if (t->struct_size < TABLE_V1_SIZE) {
         snprintf(err, errlen,
-                 "plugin %s: handler table too small for ABI version %u: expected at least %zu bytes, found %u",
+                 "plugin %s: handler table too small for ABI version %u: expected at least %zu "
+                 "bytes, found %u",
                  path, FPESA_HANDLER_ABI_VERSION, (size_t)TABLE_V1_SIZE, t->struct_size);
         goto out_close;
     }
@@ -77,8 +79,7 @@ out_close:
     return -1;
 }
 
-void plugin_close(struct plugin *p)
-{
+void plugin_close(struct plugin *p) {
     if (!p)
         return;
     if (p->dl)

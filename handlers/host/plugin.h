@@ -11,9 +11,9 @@
 #include <stddef.h>
 
 struct plugin {
-    char *path;                         /* as loaded */
-    void *dl;                           /* dlopen handle */
-    const struct fpesa_handler *table;  /* borrowed from the library */
+    char *path;                        /* as loaded */
+    void *dl;                          /* dlopen handle */
+    const struct fpesa_handler *table; /* borrowed from the library */
 };
 
 /* Loads path (borrowed). On success fills *out and returns 0; on failure

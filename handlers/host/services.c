@@ -12,17 +12,24 @@
 static void svc_log(struct fpesa_ctx *ctx, int level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
-static void svc_log(struct fpesa_ctx *ctx, int level, const char *fmt, ...)
-{
+static void svc_log(struct fpesa_ctx *ctx, int level, const char *fmt, ...) {
     enum log_level l;
     char line[1536];
     va_list ap;
 
     switch (level) {
-    case FPESA_LOG_DEBUG: l = LOG_DEBUG; break;
-    case FPESA_LOG_WARN: l = LOG_WARN; break;
-    case FPESA_LOG_ERROR: l = LOG_ERROR; break;
-    default: l = LOG_INFO; break;
+    case FPESA_LOG_DEBUG:
+        l = LOG_DEBUG;
+        break;
+    case FPESA_LOG_WARN:
+        l = LOG_WARN;
+        break;
+    case FPESA_LOG_ERROR:
+        l = LOG_ERROR;
+        break;
+    default:
+        l = LOG_INFO;
+        break;
     }
     if (l < log_threshold)
         return;
@@ -33,10 +40,8 @@ static void svc_log(struct fpesa_ctx *ctx, int level, const char *fmt, ...)
               ctx ? ctx->instance : -1);
 }
 
-static int publish(struct fpesa_ctx *ctx, const char *exchange, const char *key,
-                   const char *body, size_t len, const char *ctype, const char *corr,
-                   uint8_t mode)
-{
+static int publish(struct fpesa_ctx *ctx, const char *exchange, const char *key, const char *body,
+                   size_t len, const char *ctype, const char *corr, uint8_t mode) {
     amqp_basic_properties_t props;
     amqp_bytes_t b;
 
@@ -61,8 +66,7 @@ static int publish(struct fpesa_ctx *ctx, const char *exchange, const char *key,
 }
 
 static int svc_reply(struct fpesa_ctx *ctx, const struct fpesa_message *msg, const char *body,
-                     size_t len, const char *ctype)
-{
+                     size_t len, const char *ctype) {
     if (!msg || !msg->reply_to || !*msg->reply_to)
         return -1;
     /* Answers are transient: the caller waits for them on an exclusive queue. */
@@ -70,13 +74,11 @@ static int svc_reply(struct fpesa_ctx *ctx, const struct fpesa_message *msg, con
 }
 
 static int svc_publish(struct fpesa_ctx *ctx, const char *exchange, const char *key,
-                       const char *body, size_t len, const char *ctype)
-{
+                       const char *body, size_t len, const char *ctype) {
     return publish(ctx, exchange, key, body, len, ctype, NULL, 2);
 }
 
-static const char *keep(struct fpesa_ctx *ctx, char *s)
-{
+static const char *keep(struct fpesa_ctx *ctx, char *s) {
     char **n;
 
     if (!s)
@@ -94,8 +96,7 @@ static const char *keep(struct fpesa_ctx *ctx, char *s)
     return s;
 }
 
-static const char *svc_config(struct fpesa_ctx *ctx, const char *key)
-{
+static const char *svc_config(struct fpesa_ctx *ctx, const char *key) {
     json_t *v;
     char part[256];
     const char *p, *dot;
@@ -134,18 +135,15 @@ static const char *svc_config(struct fpesa_ctx *ctx, const char *key)
     }
 }
 
-static const char *svc_database_url(struct fpesa_ctx *ctx)
-{
+static const char *svc_database_url(struct fpesa_ctx *ctx) {
     return ctx ? ctx->cfg->database.url : NULL;
 }
 
-static const char *svc_name(struct fpesa_ctx *ctx)
-{
+static const char *svc_name(struct fpesa_ctx *ctx) {
     return ctx ? ctx->h->name : NULL;
 }
 
-static const char *svc_queue(struct fpesa_ctx *ctx)
-{
+static const char *svc_queue(struct fpesa_ctx *ctx) {
     return ctx ? ctx->h->queue : NULL;
 }
 

@@ -60,8 +60,7 @@ struct get {
 
 #define LOG(g, lvl, ...) (g)->host->log((g)->ctx, (lvl), __VA_ARGS__)
 
-static int prepare(struct get *g, const char *name, const char *tmpl, int nparams)
-{
+static int prepare(struct get *g, const char *name, const char *tmpl, int nparams) {
     char *sql = store_sql(tmpl, g->table);
     PGresult *r;
     int rc = 0;
@@ -79,8 +78,7 @@ static int prepare(struct get *g, const char *name, const char *tmpl, int nparam
     return rc;
 }
 
-static int open_db(struct get *g)
-{
+static int open_db(struct get *g) {
     char err[512];
     time_t now = time(NULL);
 
@@ -116,8 +114,7 @@ out_fail:
 }
 
 static int get_init(const struct fpesa_host *host, struct fpesa_ctx *ctx, const char *config_json,
-                    void **state)
-{
+                    void **state) {
     struct get *g = calloc(1, sizeof(*g));
     const char *table = host->config(ctx, "table");
 
@@ -141,8 +138,7 @@ static int get_init(const struct fpesa_host *host, struct fpesa_ctx *ctx, const 
     return 0;
 }
 
-static void reply_error(struct get *g, const struct fpesa_message *m, int code, const char *desc)
-{
+static void reply_error(struct get *g, const struct fpesa_message *m, int code, const char *desc) {
     json_t *doc = json_pack("{s:{s:i,s:s}}", "error", "code", code, "description", desc);
     char *text = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
 
@@ -153,8 +149,7 @@ static void reply_error(struct get *g, const struct fpesa_message *m, int code, 
 }
 
 /* Runs a prepared statement; NULL (after logging) when it failed. */
-static PGresult *run(struct get *g, const char *name, int n, const char *const *vals)
-{
+static PGresult *run(struct get *g, const char *name, int n, const char *const *vals) {
     PGresult *r = PQexecPrepared(g->pg, name, n, vals, NULL, NULL, 0);
 
     if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1)
@@ -171,8 +166,7 @@ static PGresult *run(struct get *g, const char *name, int n, const char *const *
 
 /* Answers with text pieces concatenated; -1 when out of memory. */
 static int reply_parts(struct get *g, const struct fpesa_message *m, const char *const *parts,
-                       size_t n)
-{
+                       size_t n) {
     size_t len = 0, w = 0;
     char *buf;
 
@@ -192,8 +186,7 @@ static int reply_parts(struct get *g, const struct fpesa_message *m, const char 
     return 0;
 }
 
-static int answer_keyset(struct get *g, const struct fpesa_message *m, const struct msgq *q)
-{
+static int answer_keyset(struct get *g, const struct fpesa_message *m, const struct msgq *q) {
     char before[24], limit[24], cur[CURSOR_MAX + 3] = "null";
     const char *vals[2] = {before, limit};
     PGresult *r;
@@ -204,12 +197,10 @@ static int answer_keyset(struct get *g, const struct fpesa_message *m, const str
     if (!r)
         return -1;
     if (!PQgetisnull(r, 0, 1)) {
+        char enc[CURSOR_MAX + 1];
         long long next = strtoll(PQgetvalue(r, 0, 1), NULL, 10);
-        cur[0] = '"';
-        if (cursor_encode('b', next, cur + 1, sizeof(cur) - 2) == 0)
-            strncat(cur, "\"", 2);
-        else
-            snprintf(cur, sizeof(cur), "null");
+        if (cursor_encode('b', next, enc, sizeof(enc)) == 0)
+            snprintf(cur, sizeof(cur), "\"%s\"", enc);
     }
     {
         const char *parts[] = {"{\"messages\":", PQgetvalue(r, 0, 0), ",\"next\":", cur, "}"};
@@ -219,8 +210,7 @@ static int answer_keyset(struct get *g, const struct fpesa_message *m, const str
     return 0;
 }
 
-static int answer_after(struct get *g, const struct fpesa_message *m, const struct msgq *q)
-{
+static int answer_after(struct get *g, const struct fpesa_message *m, const struct msgq *q) {
     char limit[24];
     const char *vals[2] = {q->after, limit};
     PGresult *r;
@@ -242,8 +232,7 @@ static int answer_after(struct get *g, const struct fpesa_message *m, const stru
     return 0;
 }
 
-static int answer_offset(struct get *g, const struct fpesa_message *m, const struct msgq *q)
-{
+static int answer_offset(struct get *g, const struct fpesa_message *m, const struct msgq *q) {
     char frozen[24], off[24], limit[24], pid[CURSOR_MAX + 1], head[160];
     const char *vals[3] = {frozen, off, limit};
     int64_t fz = q->frozen;
@@ -264,8 +253,9 @@ static int answer_offset(struct get *g, const struct fpesa_message *m, const str
     r = run(g, "offset", 3, vals);
     if (!r)
         return -1;
-    snprintf(head, sizeof(head), "{\"offset\":%lld,\"limit\":%ld,\"paginationId\":\"%s\",\"total\":%s,",
-             q->offset, q->limit, pid, PQgetvalue(r, 0, 1));
+    snprintf(head, sizeof(head),
+             "{\"offset\":%lld,\"limit\":%ld,\"paginationId\":\"%s\",\"total\":%s,", q->offset,
+             q->limit, pid, PQgetvalue(r, 0, 1));
     {
         const char *parts[] = {head, "\"messages\":", PQgetvalue(r, 0, 0), "}"};
         reply_parts(g, m, parts, 4);
@@ -274,8 +264,7 @@ static int answer_offset(struct get *g, const struct fpesa_message *m, const str
     return 0;
 }
 
-static void handle(struct get *g, const struct fpesa_message *m)
-{
+static void handle(struct get *g, const struct fpesa_message *m) {
     json_error_t jerr;
     json_t *env = json_loadb(m->body, m->len, 0, &jerr);
     struct msgq q;
@@ -294,7 +283,7 @@ static void handle(struct get *g, const struct fpesa_message *m)
         reply_error(g, m, 503, "the message store is unavailable");
         goto out;
     }
-    rc = q.mode == MSGQ_KEYSET ? answer_keyset(g, m, &q)
+    rc = q.mode == MSGQ_KEYSET  ? answer_keyset(g, m, &q)
          : q.mode == MSGQ_AFTER ? answer_after(g, m, &q)
                                 : answer_offset(g, m, &q);
     if (rc < 0)
@@ -304,8 +293,7 @@ out:
 }
 
 static int get_batch(void *state, const struct fpesa_message *const *msgs, size_t n,
-                     enum fpesa_result *results)
-{
+                     enum fpesa_result *results) {
     struct get *g = state;
 
     for (size_t i = 0; i < n; i++) {
@@ -321,8 +309,7 @@ static int get_batch(void *state, const struct fpesa_message *const *msgs, size_
     return 0;
 }
 
-static void get_fini(void *state)
-{
+static void get_fini(void *state) {
     struct get *g = state;
 
     if (!g)

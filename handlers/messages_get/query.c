@@ -7,14 +7,12 @@
 
 static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 
-static int b64val(char c)
-{
+static int b64val(char c) {
     const char *p = c ? strchr(b64, c) : NULL;
     return p ? (int)(p - b64) : -1;
 }
 
-int cursor_encode(char kind, int64_t seq, char *out, size_t len)
-{
+int cursor_encode(char kind, int64_t seq, char *out, size_t len) {
     char raw[24];
     int n;
     size_t w = 0;
@@ -44,8 +42,7 @@ int cursor_encode(char kind, int64_t seq, char *out, size_t len)
     return 0;
 }
 
-int cursor_decode(const char *s, char kind, int64_t *seq)
-{
+int cursor_decode(const char *s, char kind, int64_t *seq) {
     char raw[32];
     size_t n, w = 0;
     char *end;
@@ -94,8 +91,7 @@ int cursor_decode(const char *s, char kind, int64_t *seq)
 
 /* A decimal number of at most 10 digits as a string (or a JSON integer). */
 static int number(const json_t *v, const char *name, long long max, long long *out, char *err,
-                  size_t errlen)
-{
+                  size_t errlen) {
     const char *s;
     char *end;
     long long n;
@@ -126,8 +122,7 @@ static int number(const json_t *v, const char *name, long long max, long long *o
     return 0;
 }
 
-int msgq_parse(const json_t *args, struct msgq *q, char *err, size_t errlen)
-{
+int msgq_parse(const json_t *args, struct msgq *q, char *err, size_t errlen) {
     const json_t *limit = NULL, *before = NULL, *offset = NULL, *pid = NULL, *after = NULL;
     const char *key;
     json_t *v;
@@ -156,8 +151,10 @@ int msgq_parse(const json_t *args, struct msgq *q, char *err, size_t errlen)
         else if (strcmp(key, "after") == 0)
             after = v;
         else {
-            snprintf(err, errlen, "unknown argument \"%.64s\" (known: limit, before, offset, paginationId, after)",
-                     key);
+            snprintf(
+                err, errlen,
+                "unknown argument \"%.64s\" (known: limit, before, offset, paginationId, after)",
+                key);
             return -1;
         }
     }

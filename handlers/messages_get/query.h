@@ -38,9 +38,9 @@ enum msgq_mode { MSGQ_KEYSET = 0, MSGQ_OFFSET = 1, MSGQ_AFTER = 2 };
 struct msgq {
     enum msgq_mode mode;
     long limit;
-    int64_t before;      /* keyset: rows with seq < before; INT64_MAX for the first page */
-    long long offset;    /* offset mode */
-    int64_t frozen;      /* offset mode: rows with seq <= frozen; -1 until a paginationId */
+    int64_t before;              /* keyset: rows with seq < before; INT64_MAX for the first page */
+    long long offset;            /* offset mode */
+    int64_t frozen;              /* offset mode: rows with seq <= frozen; -1 until a paginationId */
     char after[MSGQ_ID_MAX + 1]; /* after mode: the message id */
 };
 

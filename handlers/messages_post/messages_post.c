@@ -30,15 +30,14 @@ struct post {
 
 struct row {
     const char *id;
-    char ms[24];   /* received_at in Unix ms, or "" for now() */
-    char *data;    /* compact JSON text, new */
-    size_t index;  /* in the batch */
+    char ms[24];  /* received_at in Unix ms, or "" for now() */
+    char *data;   /* compact JSON text, new */
+    size_t index; /* in the batch */
 };
 
 #define LOG(p, lvl, ...) (p)->host->log((p)->ctx, (lvl), __VA_ARGS__)
 
-static int open_db(struct post *p)
-{
+static int open_db(struct post *p) {
     char err[512];
 
     if (p->pg && PQstatus(p->pg) == CONNECTION_OK)
@@ -63,8 +62,7 @@ static int open_db(struct post *p)
 }
 
 static int post_init(const struct fpesa_host *host, struct fpesa_ctx *ctx, const char *config_json,
-                     void **state)
-{
+                     void **state) {
     struct post *p = calloc(1, sizeof(*p));
     const char *table = host->config(ctx, "table");
 
@@ -98,8 +96,7 @@ static int post_init(const struct fpesa_host *host, struct fpesa_ctx *ctx, const
 }
 
 /* Parses a message into a row; -1 when it is poison. */
-static int row_fill(struct post *p, const struct fpesa_message *m, struct row *r)
-{
+static int row_fill(struct post *p, const struct fpesa_message *m, struct row *r) {
     json_error_t jerr;
     json_t *env, *data;
     int64_t ms;
@@ -128,8 +125,7 @@ static int row_fill(struct post *p, const struct fpesa_message *m, struct row *r
     return 0;
 }
 
-static PGresult *insert(struct post *p, struct row *rows, size_t n)
-{
+static PGresult *insert(struct post *p, struct row *rows, size_t n) {
     size_t cap = 128 + strlen(p->table) + n * 128;
     char *sql = malloc(cap);
     const char **vals = calloc(n * 3 + 1, sizeof(*vals));
@@ -140,9 +136,10 @@ static PGresult *insert(struct post *p, struct row *rows, size_t n)
         goto out;
     w = (size_t)snprintf(sql, cap, "INSERT INTO %s (id, received_at, data) VALUES ", p->table);
     for (size_t i = 0; i < n; i++) {
-        w += (size_t)snprintf(sql + w, cap - w,
-                              "%s($%zu, coalesce(to_timestamp($%zu::bigint / 1000.0), now()), $%zu::jsonb)",
-                              i ? "," : "", 3 * i + 1, 3 * i + 2, 3 * i + 3);
+        w += (size_t)snprintf(
+            sql + w, cap - w,
+            "%s($%zu, coalesce(to_timestamp($%zu::bigint / 1000.0), now()), $%zu::jsonb)",
+            i ? "," : "", 3 * i + 1, 3 * i + 2, 3 * i + 3);
         vals[3 * i] = rows[i].id;
         vals[3 * i + 1] = rows[i].ms[0] ? rows[i].ms : NULL;
         vals[3 * i + 2] = rows[i].data;
@@ -155,16 +152,14 @@ out:
     return res;
 }
 
-static bool cmd_ok(PGresult *r)
-{
+static bool cmd_ok(PGresult *r) {
     ExecStatusType st = PQresultStatus(r);
     return st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK;
 }
 
 /* One transaction for the rows. 0 stored, 1 transient failure, -1 the data
  * was refused (some row is poison). */
-static int store_rows(struct post *p, struct row *rows, size_t n)
-{
+static int store_rows(struct post *p, struct row *rows, size_t n) {
     PGresult *r;
     int rc;
 
@@ -199,8 +194,7 @@ out_fail:
 }
 
 static int post_batch(void *state, const struct fpesa_message *const *msgs, size_t n,
-                      enum fpesa_result *results)
-{
+                      enum fpesa_result *results) {
     struct post *p = state;
     struct row *rows = calloc(n, sizeof(*rows));
     size_t k = 0;
@@ -246,8 +240,7 @@ out:
     return rc;
 }
 
-static void post_fini(void *state)
-{
+static void post_fini(void *state) {
     struct post *p = state;
 
     if (!p)

@@ -19,8 +19,7 @@ static const char *const migrations[] = {
     " CONSTRAINT {t}_seq_key UNIQUE (seq))",
 };
 
-bool store_ident_is_valid(const char *s)
-{
+bool store_ident_is_valid(const char *s) {
     size_t n = 0;
 
     if (!s || !((*s >= 'a' && *s <= 'z') || *s == '_'))
@@ -33,8 +32,7 @@ bool store_ident_is_valid(const char *s)
     return n <= STORE_TABLE_MAX;
 }
 
-char *store_sql(const char *tmpl, const char *table)
-{
+char *store_sql(const char *tmpl, const char *table) {
     size_t tl = strlen(table), cap = strlen(tmpl) + 1;
     const char *p;
     char *out, *w;
@@ -58,10 +56,10 @@ char *store_sql(const char *tmpl, const char *table)
     return out;
 }
 
-PGconn *store_connect(const char *url, char *err, size_t errlen)
-{
+PGconn *store_connect(const char *url, char *err, size_t errlen) {
     const char *keys[] = {"dbname", "connect_timeout", "options", "application_name", NULL};
-    const char *vals[] = {url, "3", "-c TimeZone=UTC -c client_min_messages=warning", "fpesa-handler", NULL};
+    const char *vals[] = {url, "3", "-c TimeZone=UTC -c client_min_messages=warning",
+                          "fpesa-handler", NULL};
     PGconn *pg = PQconnectdbParams(keys, vals, 1);
 
     if (!pg) {
@@ -81,8 +79,7 @@ PGconn *store_connect(const char *url, char *err, size_t errlen)
     return pg;
 }
 
-static int exec_ok(PGconn *pg, const char *sql, char *err, size_t errlen)
-{
+static int exec_ok(PGconn *pg, const char *sql, char *err, size_t errlen) {
     PGresult *r = PQexec(pg, sql);
     ExecStatusType st = PQresultStatus(r);
     int rc = 0;
@@ -95,8 +92,7 @@ static int exec_ok(PGconn *pg, const char *sql, char *err, size_t errlen)
     return rc;
 }
 
-int store_migrate(PGconn *pg, const char *table, char *err, size_t errlen)
-{
+int store_migrate(PGconn *pg, const char *table, char *err, size_t errlen) {
     const char *params[2];
     char ver[16];
     long have = 0;
@@ -150,16 +146,14 @@ int store_migrate(PGconn *pg, const char *table, char *err, size_t errlen)
     }
     rc = 0;
 
-out_unlock:
-    {
-        char ignore[8];
-        exec_ok(pg, MIGRATION_UNLOCK, ignore, sizeof(ignore));
-    }
+out_unlock : {
+    char ignore[8];
+    exec_ok(pg, MIGRATION_UNLOCK, ignore, sizeof(ignore));
+}
     return rc;
 }
 
-static int hexval(char c)
-{
+static int hexval(char c) {
     if (c >= '0' && c <= '9')
         return c - '0';
     if (c >= 'a' && c <= 'f')
@@ -169,8 +163,7 @@ static int hexval(char c)
     return -1;
 }
 
-bool store_uuid7_ms(const char *id, int64_t *ms)
-{
+bool store_uuid7_ms(const char *id, int64_t *ms) {
     int64_t v = 0;
     int digits = 0;
 
@@ -193,8 +186,7 @@ bool store_uuid7_ms(const char *id, int64_t *ms)
     return true;
 }
 
-bool store_is_transient(PGconn *pg, const PGresult *res)
-{
+bool store_is_transient(PGconn *pg, const PGresult *res) {
     const char *state;
 
     if (!pg || PQstatus(pg) != CONNECTION_OK)

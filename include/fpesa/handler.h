@@ -87,8 +87,7 @@ extern "C" {
 
 /* True when a struct that starts with struct_size has field f (appended
  * fields are only present when the producer was built with them). */
-#define FPESA_HAS_FIELD(p, type, f)                                                                \
-    ((p)->struct_size >= offsetof(type, f) + sizeof(((type *)0)->f))
+#define FPESA_HAS_FIELD(p, type, f) ((p)->struct_size >= offsetof(type, f) + sizeof(((type *)0)->f))
 
 enum fpesa_result {
     FPESA_OK = 0,
@@ -111,10 +110,10 @@ struct fpesa_ctx;
  * len, though it may contain NUL bytes itself). An AMQP property the message
  * did not carry is NULL (strings) or 0 (timestamp). */
 struct fpesa_message {
-    uint32_t abi_version; /* FPESA_HANDLER_ABI_VERSION */
-    uint32_t struct_size; /* sizeof(struct fpesa_message) of the host */
-    const char *body;     /* the payload: the JSON envelope {"data","args","params"} */
-    size_t len;           /* bytes in body */
+    uint32_t abi_version;       /* FPESA_HANDLER_ABI_VERSION */
+    uint32_t struct_size;       /* sizeof(struct fpesa_message) of the host */
+    const char *body;           /* the payload: the JSON envelope {"data","args","params"} */
+    size_t len;                 /* bytes in body */
     const char *message_id;     /* UUIDv7 from the mapper, or the Idempotency-Key */
     const char *content_type;   /* e.g. "application/json" */
     int64_t timestamp;          /* seconds since the epoch (AMQP has no finer unit) */
@@ -169,8 +168,8 @@ struct fpesa_host {
 
 /* What a plugin exports through fpesa_handler_v1(). */
 struct fpesa_handler {
-    uint32_t abi_version; /* FPESA_HANDLER_ABI_VERSION the plugin was built with */
-    uint32_t struct_size; /* sizeof(struct fpesa_handler) the plugin was built with */
+    uint32_t abi_version;    /* FPESA_HANDLER_ABI_VERSION the plugin was built with */
+    uint32_t struct_size;    /* sizeof(struct fpesa_handler) the plugin was built with */
     const char *description; /* one line for the logs; may be NULL */
 
     /* Creates the state of one instance. host and ctx are borrowed but stay
@@ -218,9 +217,8 @@ typedef const struct fpesa_handler *(*fpesa_handler_entry_fn)(void);
  */
 #define FPESA_HANDLER_DEFINE(desc, init_cb, batch_cb, fini_cb)                                     \
     const struct fpesa_handler *fpesa_handler_v1(void);                                            \
-    __attribute__((visibility("default"))) const struct fpesa_handler *fpesa_handler_v1(void)      \
-    {                                                                                              \
-        static const struct fpesa_handler table = {                                               \
+    __attribute__((visibility("default"))) const struct fpesa_handler *fpesa_handler_v1(void) {    \
+        static const struct fpesa_handler table = {                                                \
             .abi_version = FPESA_HANDLER_ABI_VERSION,                                              \
             .struct_size = sizeof(struct fpesa_handler),                                           \
             .description = (desc),                                                                 \

@@ -6,6 +6,7 @@ other tests' rows. The tests that go through the mapper use the stack's."""
 import json
 import os
 import signal
+import subprocess
 import threading
 import time
 
@@ -66,12 +67,29 @@ def test_bad_table_name_fails_init(stack, tmp_path):
     assert "not a plain identifier" in err
 
 
-def test_only_unknown_name_is_refused(stack, tmp_path, proc):
+@pytest.mark.parametrize("args", [["--only", "nope"], ["nope"]])
+def test_only_unknown_name_is_refused(stack, tmp_path, args):
     cfg = _one_handler_config(tmp_path, stack, "echo.so")
-    r = __import__("subprocess").run([os.path.join(stack.bin, "handler"), "--config", cfg,
-                                      "--only", "nope"], env=stack.env(FPESA_PLUGIN_DIR=stack.plugins),
-                                     capture_output=True, text=True, timeout=20)
+    r = subprocess.run([os.path.join(stack.bin, "handler"), "--config", cfg, *args],
+                       env=stack.env(FPESA_PLUGIN_DIR=stack.plugins), capture_output=True, text=True,
+                       timeout=20)
     assert r.returncode == 1 and 'no handler named "nope"' in r.stderr
+
+
+def test_only_runs_the_named_handler(stack, tmp_path, proc, bus):
+    """A broken handler beside the named one does not matter: only NAME is loaded."""
+    q = unique("/o") + ":POST"
+    cfg = tmp_path / "only.yaml"
+    cfg.write_text("""bus: {url: "%s"}
+endpoints:
+  - {path: "%s", method: POST, mode: rpc}
+handlers:
+  - {name: broken, plugin: "%s", queue: "%s"}
+  - {name: echo, plugin: echo.so, queue: "%s"}
+""" % (stack.amqp_url, q[:-len(":POST")], os.path.join(stack.test_plugins, "wrong_abi.so"),
+           unique("/q"), q))
+    start_host(proc, stack, str(cfg), args=("echo",))
+    assert bus.rpc(q, data={"k": 1})["echo"]["data"] == {"k": 1}
 
 
 # ---- the store ------------------------------------------------------------------

@@ -2,8 +2,7 @@
 #include <fpesa/handler.h>
 
 static int fi_init(const struct fpesa_host *host, struct fpesa_ctx *ctx, const char *config_json,
-                   void **state)
-{
+                   void **state) {
     (void)config_json;
     *state = 0;
     host->log(ctx, FPESA_LOG_ERROR, "failing_init: this plugin always refuses to start");
@@ -11,8 +10,7 @@ static int fi_init(const struct fpesa_host *host, struct fpesa_ctx *ctx, const c
 }
 
 static int fi_batch(void *state, const struct fpesa_message *const *msgs, size_t n,
-                    enum fpesa_result *results)
-{
+                    enum fpesa_result *results) {
     (void)state, (void)msgs, (void)n, (void)results;
     return 0;
 }

@@ -8,8 +8,7 @@
 
 /* The broken plugins are built beside this test: $BUILD (absolute, as
  * scripts/test.sh exports it) or the repository's build/. */
-static const char *tp(const char *name)
-{
+static const char *tp(const char *name) {
     static char buf[4096];
     const char *b = getenv("BUILD");
     if (b && b[0] == '/')
@@ -19,8 +18,7 @@ static const char *tp(const char *name)
     return buf;
 }
 
-static void refused(const char *path, const char *n1, const char *n2)
-{
+static void refused(const char *path, const char *n1, const char *n2) {
     struct plugin p;
     char err[1024] = "";
     cr_assert_eq(plugin_open(path, &p, err, sizeof(err)), -1, "%s loaded", path);
@@ -30,33 +28,27 @@ static void refused(const char *path, const char *n1, const char *n2)
         cr_assert(strstr(err, n2), "error \"%s\" lacks \"%s\"", err, n2);
 }
 
-Test(plugin, missing_file)
-{
+Test(plugin, missing_file) {
     refused(tp("does_not_exist.so"), "cannot open the file", "No such file");
 }
 
-Test(plugin, not_a_library)
-{
+Test(plugin, not_a_library) {
     refused(FPESA_SOURCE_DIR "/Makefile", "cannot load", NULL);
 }
 
-Test(plugin, no_entry_symbol)
-{
+Test(plugin, no_entry_symbol) {
     refused(tp("no_symbol.so"), "no entry symbol fpesa_handler_v1", "undefined symbol");
 }
 
-Test(plugin, wrong_abi)
-{
+Test(plugin, wrong_abi) {
     refused(tp("wrong_abi.so"), "expected 1", "found 99");
 }
 
-Test(plugin, short_table)
-{
+Test(plugin, short_table) {
     refused(tp("short_table.so"), "too small", "found 8");
 }
 
-Test(plugin, good_one_loads)
-{
+Test(plugin, good_one_loads) {
     struct plugin p;
     char err[1024] = "";
     cr_assert_eq(plugin_open(tp("failing_init.so"), &p, err, sizeof(err)), 0, "%s", err);

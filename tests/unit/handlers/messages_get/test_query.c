@@ -6,39 +6,36 @@
 
 #include "../../../../handlers/messages_get/query.h"
 
-static json_t *args(const char *text)
-{
+static json_t *args(const char *text) {
     json_error_t e;
     json_t *j = json_loads(text, 0, &e);
     cr_assert_not_null(j, "bad test JSON %s: %s", text, e.text);
     return j;
 }
 
-Test(cursor, round_trips_every_length)
-{
+Test(cursor, round_trips_every_length) {
     int64_t seqs[] = {0, 1, 9, 10, 99, 100, 12345, 999999, 1000000, 4294967296LL, INT64_MAX};
     for (size_t i = 0; i < sizeof(seqs) / sizeof(seqs[0]); i++) {
         for (int k = 0; k < 2; k++) {
             char kind = k ? 'p' : 'b', buf[CURSOR_MAX + 1];
             int64_t back = -1;
             cr_assert_eq(cursor_encode(kind, seqs[i], buf, sizeof(buf)), 0);
-            cr_assert_eq(strspn(buf, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"),
-                         strlen(buf), "not base64url: %s", buf);
+            cr_assert_eq(
+                strspn(buf, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"),
+                strlen(buf), "not base64url: %s", buf);
             cr_assert_eq(cursor_decode(buf, kind, &back), 0, "decode %s", buf);
             cr_assert_eq(back, seqs[i]);
         }
     }
 }
 
-Test(cursor, known_spelling)
-{
+Test(cursor, known_spelling) {
     char buf[CURSOR_MAX + 1];
     cr_assert_eq(cursor_encode('b', 119, buf, sizeof(buf)), 0);
     cr_assert_str_eq(buf, "YjExOQ"); /* base64url("b119") */
 }
 
-Test(cursor, kinds_do_not_mix)
-{
+Test(cursor, kinds_do_not_mix) {
     char buf[CURSOR_MAX + 1];
     int64_t s;
     cr_assert_eq(cursor_encode('b', 42, buf, sizeof(buf)), 0);
@@ -47,10 +44,15 @@ Test(cursor, kinds_do_not_mix)
     cr_assert_eq(cursor_encode('b', -1, buf, sizeof(buf)), -1);
 }
 
-Test(cursor, refuses_garbage)
-{
+Test(cursor, refuses_garbage) {
     int64_t s;
-    const char *bad[] = {"", "Y", "YjExOQ==", "YjExOQ!", "Yj+xOQ", "Yj/xOQ", "YmE",
+    const char *bad[] = {"",
+                         "Y",
+                         "YjExOQ==",
+                         "YjExOQ!",
+                         "Yj+xOQ",
+                         "Yj/xOQ",
+                         "YmE",
                          /* "b" alone */ "Yg",
                          /* "b007": leading zero */ "YjAwNw",
                          /* "b99999999999999999999": overflow */ "Yjk5OTk5OTk5OTk5OTk5OTk5OTk5",
@@ -61,8 +63,7 @@ Test(cursor, refuses_garbage)
     cr_assert_eq(cursor_decode(NULL, 'b', &s), -1);
 }
 
-Test(args, defaults_are_keyset_50)
-{
+Test(args, defaults_are_keyset_50) {
     struct msgq q;
     char err[256];
     cr_assert_eq(msgq_parse(NULL, &q, err, sizeof(err)), 0);
@@ -74,8 +75,7 @@ Test(args, defaults_are_keyset_50)
     json_decref(n);
 }
 
-Test(args, keyset_with_cursor_and_clipped_limit)
-{
+Test(args, keyset_with_cursor_and_clipped_limit) {
     struct msgq q;
     char err[256], cur[CURSOR_MAX + 1], text[128];
     cr_assert_eq(cursor_encode('b', 777, cur, sizeof(cur)), 0);
@@ -88,8 +88,7 @@ Test(args, keyset_with_cursor_and_clipped_limit)
     json_decref(a);
 }
 
-Test(args, offset_contract_clips_to_100)
-{
+Test(args, offset_contract_clips_to_100) {
     struct msgq q;
     char err[256];
     json_t *a = args("{\"offset\":\"20\",\"limit\":\"500\"}");
@@ -101,8 +100,7 @@ Test(args, offset_contract_clips_to_100)
     json_decref(a);
 }
 
-Test(args, pagination_id_alone_is_offset_mode)
-{
+Test(args, pagination_id_alone_is_offset_mode) {
     struct msgq q;
     char err[256], cur[CURSOR_MAX + 1], text[128];
     cr_assert_eq(cursor_encode('p', 0, cur, sizeof(cur)), 0);
@@ -115,8 +113,7 @@ Test(args, pagination_id_alone_is_offset_mode)
     json_decref(a);
 }
 
-Test(args, after_mode)
-{
+Test(args, after_mode) {
     struct msgq q;
     char err[256];
     json_t *a = args("{\"after\":\"018f-abc\",\"limit\":20}");
@@ -127,8 +124,7 @@ Test(args, after_mode)
     json_decref(a);
 }
 
-Test(args, bad_ones_say_why)
-{
+Test(args, bad_ones_say_why) {
     struct {
         const char *json, *needle;
     } cases[] = {
@@ -139,7 +135,7 @@ Test(args, bad_ones_say_why)
         {"{\"limit\":true}", "limit"},
         {"{\"offset\":\"1e3\"}", "offset"},
         {"{\"before\":\"???\"}", "before"},
-        {"{\"before\":\"cDEyMA\"}", "before"}, /* a paginationId */
+        {"{\"before\":\"cDEyMA\"}", "before"},             /* a paginationId */
         {"{\"paginationId\":\"YjExOQ\"}", "paginationId"}, /* a before cursor */
         {"{\"before\":\"YjExOQ\",\"offset\":\"1\"}", "cannot be combined"},
         {"{\"after\":\"x\",\"before\":\"YjExOQ\"}", "cannot be combined"},

@@ -4,8 +4,7 @@
 
 #include "../../../../handlers/messages_post/store.h"
 
-Test(store, identifiers)
-{
+Test(store, identifiers) {
     cr_assert(store_ident_is_valid("messages"));
     cr_assert(store_ident_is_valid("_t2"));
     cr_assert_not(store_ident_is_valid(""));
@@ -13,18 +12,17 @@ Test(store, identifiers)
     cr_assert_not(store_ident_is_valid("2t"));
     cr_assert_not(store_ident_is_valid("Messages"));
     cr_assert_not(store_ident_is_valid("m; DROP TABLE x"));
-    cr_assert_not(store_ident_is_valid("a234567890123456789012345678901234567890123456789012345678901234"));
+    cr_assert_not(
+        store_ident_is_valid("a234567890123456789012345678901234567890123456789012345678901234"));
 }
 
-Test(store, sql_template)
-{
+Test(store, sql_template) {
     char *s = store_sql("SELECT {t}.id FROM {t}", "msgs");
     cr_assert_str_eq(s, "SELECT msgs.id FROM msgs");
     free(s);
 }
 
-Test(store, uuid7_time)
-{
+Test(store, uuid7_time) {
     int64_t ms = 0;
     /* 0x018f3a2b4c5d = 1714000000093 ms */
     cr_assert(store_uuid7_ms("018f3a2b-4c5d-7abc-8def-0123456789ab", &ms));
