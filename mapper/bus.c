@@ -37,10 +37,12 @@
 #define CH_PUB 1
 #define CH_RPC 2
 
+/* A connection attempt blocks the thread (calls queue meanwhile), so each of
+ * its steps is bounded: a frozen broker costs at most a few seconds. */
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 5000
 #define CONNECT_TIMEOUT_MS 2000
-#define SETUP_RPC_TIMEOUT_MS 5000
+#define SETUP_RPC_TIMEOUT_MS 2000
 #define FRAME_MAX 131072
 /* The largest rpc answer passed on; a larger one is read, dropped and
  * answered 502, so that one worker cannot make the mapper allocate without
