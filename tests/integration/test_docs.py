@@ -14,6 +14,7 @@
 import glob
 import os
 import re
+import socket
 import subprocess
 import sys
 import time
@@ -36,6 +37,20 @@ def rst_files():
 def read(path):
     with open(path, encoding="utf-8") as f:
         return f.read()
+
+
+def free_aux_port(stack, first=7):
+    """A port of the stack's spare range (aux+first .. aux+19) nothing holds now."""
+    for port in range(stack.aux_port + first, stack.aux_port + 20):
+        s = socket.socket()
+        try:
+            s.bind(("127.0.0.1", port))
+            return port
+        except OSError:
+            continue
+        finally:
+            s.close()
+    pytest.fail("no free port in %d..%d" % (stack.aux_port + first, stack.aux_port + 19))
 
 
 def restmapper(stack):
@@ -228,7 +243,7 @@ def test_idempotency_example_gives_one_id(stack):
 
 
 def test_python_worker_answers_through_restmapper(stack, proc):
-    port = stack.aux_port + 7
+    port = free_aux_port(stack)
     base = "http://127.0.0.1:%d" % port
     cfg = os.path.join(EXAMPLES, "python_worker.yaml")
     env = stack.env(FPESA_HTTP_LISTEN="127.0.0.1:%d" % port)
@@ -248,3 +263,57 @@ def test_python_worker_is_the_file_the_page_shows():
     page = read(os.path.join(DOC, "bus-protocol.rst"))
     assert "literalinclude:: examples/python_worker.py" in page
     compile(read(os.path.join(EXAMPLES, "python_worker.py")), "python_worker.py", "exec")
+
+
+def test_ws_client_example_gets_a_post_then_resumes(stack, http, proc, tmp_path):
+    url = "ws://127.0.0.1:%d/ws/v1/messages/" % stack.nginx_port
+    client = os.path.join(EXAMPLES, "ws_client.py")
+    log = str(tmp_path / "ws.log")
+    live = proc.start([PY, client, url, "--count", "1"], log=log)
+    # The client is connected once liveupdate counts it; then post.
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        m = re.search(r"^liveupdate_clients (\d+)", requests.get(stack.live + "/metrics", timeout=5).text, re.M)
+        if m and int(m.group(1)) > 0:
+            break
+        time.sleep(0.1)
+    r = http.post(stack.nginx + "/api/v1/messages/", json={"ws-example": 1}, timeout=10)
+    assert r.status_code == 202, r.text
+    first = r.json()["id"]
+    live.wait(20)
+    assert live.returncode == 0, read(log)
+    assert '"id": "%s"' % first in read(log), read(log)
+    # Two more while nobody listens; --since the first gives exactly those.
+    ids = [http.post(stack.nginx + "/api/v1/messages/", json={"ws-example": i}, timeout=10).json()["id"]
+           for i in (2, 3)]
+    out = subprocess.run([PY, client, url, "--since", first, "--count", "2"], capture_output=True,
+                         text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    got = [l.split('"id": "')[1].split('"')[0] for l in out.stdout.split("\n") if l]
+    assert got == ids, out.stdout
+
+
+def test_wordcount_plugin_builds_loads_and_answers(stack, proc, tmp_path):
+    src = os.path.join(EXAMPLES, "wordcount", "wordcount.c")
+    plugdir = tmp_path / "plugins"
+    plugdir.mkdir()
+    # The same flags the Makefile gives a plugin under handlers/.
+    cc = subprocess.run(["cc", "-std=c11", "-D_GNU_SOURCE", "-fPIC", "-O2", "-Wall", "-Wextra", "-Wshadow",
+                         "-Wformat=2", "-Wmissing-prototypes", "-Werror", "-I", os.path.join(ROOT, "include"),
+                         "-shared", "-o", str(plugdir / "wordcount.so"), src, "-ljansson"],
+                        capture_output=True, text=True, timeout=60)
+    assert cc.returncode == 0, cc.stderr
+    host = os.path.join(stack.bin, "handler")
+    assert os.access(host, os.X_OK), "%s is missing: build first (make)" % host
+    cfg = os.path.join(EXAMPLES, "wordcount.yaml")
+    port = free_aux_port(stack)
+    env = stack.env(FPESA_PLUGIN_DIR=str(plugdir), FPESA_HTTP_LISTEN="127.0.0.1:%d" % port)
+    h = proc.start([host, "--config", cfg], env=env)
+    base = "http://127.0.0.1:%d" % port
+    proc.start([restmapper(stack), "--config", cfg], env=env, wait_http=base + "/health")
+    out = check_script(os.path.join(EXAMPLES, "wordcount.sh"), base)
+    assert '{"words":6}' in out.stdout, out.stdout
+    assert h.poll() is None, read(h.logfile)
+    proc.stop(h)
+    assert h.returncode == 0, read(h.logfile)
+    assert "ok=3" in read(h.logfile), read(h.logfile)
