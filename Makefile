@@ -78,6 +78,8 @@ $(BUILD)/bin/handler: $(HOST_OBJS) $(BUILD)/lib/libfpesa.a
 
 # A plugin is every .c of its folder; it links the libraries it uses itself
 # (libpq, jansson), never the host.
+# Objects reached through pattern rules are kept, not deleted as intermediates.
+.SECONDARY:
 .SECONDEXPANSION:
 $(BUILD)/plugins/%.so: $$(call objs,$$(call srcs,handlers/%))
 	@mkdir -p $(@D)
@@ -89,7 +91,8 @@ $(BUILD)/tests/plugins/%.so: $$(call objs,$$(call srcs,tests/plugins/%))
 
 # A unit test links the objects of the folder it tests (all but main.o).
 unit_dir_objs = $(filter-out %/main.o,$(call objs,$(call srcs,$(1))))
-$(BUILD)/tests/unit/%: tests/unit/%.c $$(call unit_dir_objs,$$(patsubst %/,%,$$(dir $$*))) $(BUILD)/lib/libfpesa.a
+unit_src_dir = $(patsubst %/,%,$(dir $(1)))
+$(BUILD)/tests/unit/%: tests/unit/%.c $$(call unit_dir_objs,$$(call unit_src_dir,$$*)) $(BUILD)/lib/libfpesa.a
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS_ALL) -DFPESA_SOURCE_DIR='"$(CURDIR)"' -o $@ $^ $(LDFLAGS_ALL) $(CRIT_LIBS) $(LIBS_ALL)
 
