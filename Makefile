@@ -8,6 +8,7 @@
 #   handlers/<name>/*.c        -> build/plugins/<name>.so (every folder but host/)
 #   tests/unit/<dir>/test_*.c  -> build/tests/unit/<dir>/test_* (Criterion), linked
 #                                 with <dir>'s objects minus main.o and libfpesa.a
+#                                 (<dir> may be two levels: handlers/host)
 #   tests/plugins/<name>/*.c   -> build/tests/plugins/<name>.so (deliberately broken
 #                                 plugins for the host's tests)
 
@@ -47,7 +48,7 @@ PROGRAMS := $(if $(MAPPER_OBJS),$(BUILD)/bin/restmapper) \
             $(if $(LIVE_OBJS),$(BUILD)/bin/liveupdate) \
             $(if $(HOST_OBJS),$(BUILD)/bin/handler)
 
-UNIT_SRCS := $(sort $(wildcard tests/unit/*/test_*.c))
+UNIT_SRCS := $(sort $(wildcard tests/unit/*/test_*.c tests/unit/*/*/test_*.c))
 UNIT_BINS := $(patsubst tests/unit/%.c,$(BUILD)/tests/unit/%,$(UNIT_SRCS))
 
 .PHONY: all deps up down test asan check docs bench faults fuzz clean format unit-bins
