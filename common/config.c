@@ -637,6 +637,8 @@ static void set_strlist(struct loader *ld, const struct key *k, const struct yno
     }
     for (i = 0; i < v->n_items; i++) {
         const struct ynode *it = v->items[i];
+        if (it->invalid)
+            continue;
         if (it->kind != YNODE_SCALAR || ytree_is_null(it) || it->value[0] == '\0') {
             errf(ld, it, "expected a non-empty string in \"%s\", got %s", k->name,
                  describe(it, d, sizeof(d)));
@@ -1004,6 +1006,8 @@ static void *apply_list(struct loader *ld, const struct key *k, const struct yno
     }
     for (i = 0; i < v->n_items; i++) {
         const struct ynode *it = v->items[i];
+        if (it->invalid)
+            continue;
         if (it->kind != YNODE_MAP) {
             errf(ld, it, "expected a mapping for each of \"%s\", got %s", k->name,
                  describe(it, d, sizeof(d)));
@@ -1374,7 +1378,7 @@ static void finish(struct loader *ld) {
 static int set_defaults(struct cfg *cfg) {
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
 
-    cfg->bus.url = strdup("amqp://guest:guest@127.0.0.1:5672/");
+    cfg->bus.url = strdup("amqp://guest:guest@127.0.0.1:5672");
     cfg->bus.heartbeat = 30;
     cfg->http.host = strdup("127.0.0.1");
     cfg->http.port = 8081;

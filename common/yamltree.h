@@ -33,7 +33,7 @@ struct ynode {
     /* YNODE_SCALAR */
     char *value; /* NUL-terminated (may also contain NULs; see len) */
     size_t len;
-    bool quoted; /* any style but plain: always a string */
+    bool quoted;  /* any style but plain: always a string */
     bool invalid; /* stands for something already reported (an alias): skip it */
     /* YNODE_SEQ */
     struct ynode **items;

@@ -41,6 +41,7 @@ struct http_server {
     struct MHD_Daemon *daemon;
     struct sockaddr_storage addr;
     _Atomic long in_flight;
+    _Atomic long waiting;
 };
 
 /* Everything about one request, created by the URI callback when the request
@@ -494,6 +495,7 @@ static enum MHD_Result dispatch(struct request *rq) {
 
     /* Suspend first: the bus may answer before mbus_publish returns. */
     rq->dispatched = true;
+    atomic_fetch_add_explicit(&rq->srv->waiting, 1, memory_order_relaxed);
     MHD_suspend_connection(rq->conn);
     if (ep->mode == CFG_MODE_RPC)
         rc = mbus_rpc(rq->srv->bus, &msg, ep->timeout_ms > 0 ? ep->timeout_ms : 5000, on_bus_done,
@@ -681,6 +683,8 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
             rq->method ? rq->method : "-", (int)(rq->path_len > 300 ? 300 : rq->path_len), rq->uri,
             (int)toe);
     }
+    if (rq->dispatched)
+        atomic_fetch_sub_explicit(&srv->waiting, 1, memory_order_relaxed);
     json_decref(rq->params);
     free(rq->body);
     free(rq->result_body);
@@ -811,6 +815,10 @@ void http_quiesce(struct http_server *srv) {
 
 long http_in_flight(const struct http_server *srv) {
     return atomic_load_explicit(&((struct http_server *)srv)->in_flight, memory_order_relaxed);
+}
+
+long http_waiting(const struct http_server *srv) {
+    return atomic_load_explicit(&((struct http_server *)srv)->waiting, memory_order_relaxed);
 }
 
 void http_stop(struct http_server *srv) {

@@ -24,8 +24,13 @@ int http_start(struct http_server *srv);
 /* Stops accepting new connections; requests already received go on. */
 void http_quiesce(struct http_server *srv);
 
-/* Number of requests received and not yet completed. Thread-safe. */
+/* Number of requests received and not yet completed, including those still
+ * arriving (a slow client's half-sent request counts). Thread-safe. */
 long http_in_flight(const struct http_server *srv);
+
+/* Number of requests handed to the bus and not yet answered: what a graceful
+ * stop waits for. Thread-safe. */
+long http_waiting(const struct http_server *srv);
 
 /* Closes every connection and stops the threads. Call only when no request
  * is waiting for the bus (http_in_flight() is 0, or the bus was stopped, which

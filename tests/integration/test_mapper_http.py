@@ -505,6 +505,18 @@ def test_list_config_keys(stack):
 
 # ---- last: the broker goes away and comes back -------------------------------
 
+def start_rabbit(stack, attempts=4):
+    """The AMQP port lies in the kernel's ephemeral range, so another
+    program's outgoing connection may hold it for a while (TIME_WAIT); the
+    broker then cannot listen yet and starting it again later works."""
+    for i in range(attempts):
+        r = stack.script("start-rabbit", check=False)
+        if r.returncode == 0:
+            return
+        time.sleep(20)
+    raise AssertionError("RabbitMQ did not start again: %s" % r.stderr[-2000:])
+
+
 def test_zz_broker_down_is_503_then_recovers(stack, http):
     try:
         stack.script("stop-rabbit")
@@ -516,7 +528,7 @@ def test_zz_broker_down_is_503_then_recovers(stack, http):
         m = http.get(stack.mapper + "/metrics").text
         assert "fpesa_bus_connected 0" in m
     finally:
-        stack.script("start-rabbit")
+        start_rabbit(stack)
     wait_until(lambda: http.get(stack.mapper + "/health").status_code == 200, timeout=60, interval=0.2)
     r = http.post(stack.mapper + "/messages/", json={"after": "restart"}, timeout=15)
     assert r.status_code == 202, r.text
