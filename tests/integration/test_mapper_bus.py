@@ -365,6 +365,7 @@ def test_zz_broker_loss_never_gives_202_for_a_lost_message(mapper, stack):
             t.join(30)
         if rpc_t:
             rpc_t.join(20)
+    print("accepted=%d refused=%d" % (len(accepted), len(refused)))
     assert not other, other[:5]
     assert metric(mapper.url, "fpesa_bus_reconnects_total") >= 1
     stored = {p.message_id for p, _ in get_all(stack, DURABLE_Q, expect=len(accepted))}
