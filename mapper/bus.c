@@ -37,11 +37,17 @@
 #define CH_PUB 1
 #define CH_RPC 2
 
+/* A connection attempt blocks the thread (calls queue meanwhile), so each of
+ * its steps is bounded: a frozen broker costs at most a few seconds. */
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 5000
 #define CONNECT_TIMEOUT_MS 2000
-#define SETUP_RPC_TIMEOUT_MS 5000
+#define SETUP_RPC_TIMEOUT_MS 2000
 #define FRAME_MAX 131072
+/* The largest rpc answer passed on; a larger one is read, dropped and
+ * answered 502, so that one worker cannot make the mapper allocate without
+ * bound. */
+#define MAX_ANSWER (16u << 20)
 /* Frames handled per loop turn before queued publishes get a turn again. */
 #define READ_BATCH 4096
 
@@ -78,6 +84,7 @@ struct jlist {
 struct delivery {
     bool active;
     bool skip; /* a basic.return or an unexpected content: read and drop */
+    bool too_big; /* an answer over MAX_ANSWER: read, drop, answer 502 */
     uint64_t body_size;
     uint64_t got;
     bool have_header;
@@ -632,7 +639,7 @@ static void delivery_complete(struct mbus *bus) {
     struct delivery *d = &bus->dlv;
     bool skip = d->skip;
     d->active = false;
-    if (skip)
+    if (skip && !d->too_big)
         return;
     uint64_t corr;
     struct job *j = NULL;
@@ -645,6 +652,14 @@ static void delivery_complete(struct mbus *bus) {
         return;
     }
     rpc_remove(bus, j);
+    if (d->too_big) {
+        static const char big[] =
+            "{\"error\":{\"code\":502,\"description\":\"the worker's answer is too large\"}}";
+        LOG(LOG_WARN, "bus rpc answer too large exchange=%s bytes=%" PRIu64, j->exchange,
+            d->body_size);
+        finish(bus, j, 502, big, sizeof(big) - 1, "application/json");
+        return;
+    }
     const char *ct = d->ct_set ? d->content_type : "application/json";
     size_t len = (size_t)d->body_size;
     const char *body = len ? d->buf : "";
@@ -687,6 +702,10 @@ static int handle_frame(struct mbus *bus, const amqp_frame_t *f, char *why, size
                 copy_short(d->content_type, sizeof(d->content_type), p->content_type, NULL);
                 d->ct_set = true;
             }
+        }
+        if (!d->skip && d->body_size > MAX_ANSWER) {
+            d->skip = true;
+            d->too_big = true;
         }
         if (!d->skip && d->body_size + 1 > d->cap) {
             char *nb = realloc(d->buf, (size_t)d->body_size + 1);

@@ -25,7 +25,10 @@ struct mbus;
  *  rpc:     status from the worker's answer (200, or error.code of an
  *           {"error": {...}} answer), 504 when the timeout passed, 503 when
  *           the broker is unavailable; body is the answer as received (the
- *           bytes of the reply message) or NULL for 503/504.
+ *           bytes of the reply message) or NULL for 503/504. A JSON answer
+ *           that does not parse, or one over 16 MiB, is a 502 whose body is
+ *           our own {"error": {"code": 502, ...}}; an answer whose
+ *           content_type is not JSON is passed on as a 200 unparsed.
  * body/content_type are borrowed for the duration of the call only.
  * seconds: confirm or rpc round trip as measured by the bus thread. */
 struct mbus_result {
