@@ -44,9 +44,9 @@ typedef void (*mbus_done_fn)(void *ctx, const struct mbus_result *result);
 /* One message to send. All pointers are borrowed: mbus_publish/mbus_rpc copy
  * what they need before returning. */
 struct mbus_msg {
-    const char *exchange;     /* "<path>:<METHOD>" */
-    const char *message_id;   /* UUIDv7 or the Idempotency-Key */
-    const char *body;         /* the JSON envelope {"data","args","params"} */
+    const char *exchange;   /* "<path>:<METHOD>" */
+    const char *message_id; /* UUIDv7 or the Idempotency-Key */
+    const char *body;       /* the JSON envelope {"data","args","params"} */
     size_t body_len;
     const char *content_type; /* "application/json" */
     int64_t timestamp;        /* seconds since the epoch, the AMQP timestamp property */

@@ -279,13 +279,19 @@ static void handle(struct get *g, const struct fpesa_message *m) {
         reply_error(g, m, 400, err);
         goto out;
     }
-    if (open_db(g) < 0) {
-        reply_error(g, m, 503, "the message store is unavailable");
-        goto out;
+    /* A connection that broke since the last request (a database restart)
+     * is only noticed when a query fails: then reconnect and try once more,
+     * so that a restart costs the client nothing. */
+    rc = -1;
+    for (int attempt = 0; attempt < 2 && rc < 0; attempt++) {
+        if (open_db(g) < 0)
+            break;
+        rc = q.mode == MSGQ_KEYSET  ? answer_keyset(g, m, &q)
+             : q.mode == MSGQ_AFTER ? answer_after(g, m, &q)
+                                    : answer_offset(g, m, &q);
+        if (g->pg)
+            break; /* the connection is fine: the failure was the query's own */
     }
-    rc = q.mode == MSGQ_KEYSET  ? answer_keyset(g, m, &q)
-         : q.mode == MSGQ_AFTER ? answer_after(g, m, &q)
-                                : answer_offset(g, m, &q);
     if (rc < 0)
         reply_error(g, m, 503, "the message store is unavailable");
 out:
