@@ -24,8 +24,7 @@ static const char *const migrations[] = {
     "CREATE INDEX timers_pending_next_try ON timers (next_try_at) WHERE state = 'pending'",
 };
 
-static void set_err(char *err, size_t errlen, const char *what)
-{
+static void set_err(char *err, size_t errlen, const char *what) {
     size_t l;
 
     snprintf(err, errlen, "%s", what && *what ? what : "unknown database error");
@@ -34,8 +33,7 @@ static void set_err(char *err, size_t errlen, const char *what)
         err[--l] = '\0';
 }
 
-PGconn *tstore_connect(const char *url, char *err, size_t errlen)
-{
+PGconn *tstore_connect(const char *url, char *err, size_t errlen) {
     const char *keys[] = {"dbname", "connect_timeout", "options", "application_name", NULL};
     const char *vals[] = {url, "3", "-c TimeZone=UTC -c client_min_messages=warning",
                           "fpesa-timers", NULL};
@@ -53,8 +51,7 @@ PGconn *tstore_connect(const char *url, char *err, size_t errlen)
     return pg;
 }
 
-static int exec_ok(PGconn *pg, const char *sql, char *err, size_t errlen)
-{
+static int exec_ok(PGconn *pg, const char *sql, char *err, size_t errlen) {
     PGresult *r = PQexec(pg, sql);
     ExecStatusType st = PQresultStatus(r);
     int rc = 0;
@@ -67,8 +64,7 @@ static int exec_ok(PGconn *pg, const char *sql, char *err, size_t errlen)
     return rc;
 }
 
-int tstore_migrate(PGconn *pg, char *err, size_t errlen)
-{
+int tstore_migrate(PGconn *pg, char *err, size_t errlen) {
     const char *params[1];
     char ver[16], ignore[8];
     long have;
@@ -121,8 +117,7 @@ out_unlock:
     return rc;
 }
 
-bool tstore_id_is_valid(const char *id)
-{
+bool tstore_id_is_valid(const char *id) {
     if (!id || strlen(id) != 36)
         return false;
     for (int i = 0; i < 36; i++) {
@@ -139,8 +134,7 @@ bool tstore_id_is_valid(const char *id)
 
 /* Runs a one-parameter statement whose parameter is a JSON document. */
 static PGresult *exec_json(PGconn *pg, const char *sql, const json_t *doc, char *err,
-                           size_t errlen)
-{
+                           size_t errlen) {
     char *text = json_dumps(doc, JSON_COMPACT);
     const char *params[1];
     PGresult *r;
@@ -165,8 +159,7 @@ static PGresult *exec_json(PGconn *pg, const char *sql, const json_t *doc, char 
     " THEN greatest(0, ceil(extract(epoch FROM t.due_at - clock_timestamp())))::bigint"            \
     " ELSE 0 END"
 
-json_t *tstore_create(PGconn *pg, const json_t *rows, char *err, size_t errlen)
-{
+json_t *tstore_create(PGconn *pg, const json_t *rows, char *err, size_t errlen) {
     /* The key becomes the id: kept when it is a UUID, hashed otherwise. */
     static const char sql[] =
         "WITH input AS ("
@@ -195,9 +188,9 @@ json_t *tstore_create(PGconn *pg, const json_t *rows, char *err, size_t errlen)
     out = json_object();
     for (int i = 0; out && i < PQntuples(r); i++) {
         long long left = strtoll(PQgetvalue(r, i, 2), NULL, 10);
-        json_object_set_new(out, PQgetvalue(r, i, 0),
-                            json_pack("{s:s,s:I}", "id", PQgetvalue(r, i, 1), "time_left",
-                                      (json_int_t)left));
+        json_object_set_new(
+            out, PQgetvalue(r, i, 0),
+            json_pack("{s:s,s:I}", "id", PQgetvalue(r, i, 1), "time_left", (json_int_t)left));
     }
     PQclear(r);
     if (!out) {
@@ -219,12 +212,10 @@ out_rollback:
     return NULL;
 }
 
-int tstore_time_left(PGconn *pg, const char *id, int64_t *time_left, char *err, size_t errlen)
-{
+int tstore_time_left(PGconn *pg, const char *id, int64_t *time_left, char *err, size_t errlen) {
     const char *params[1] = {id};
-    PGresult *r =
-        PQexecParams(pg, "SELECT " TIME_LEFT " FROM timers t WHERE t.id = $1::uuid", 1, NULL,
-                     params, NULL, NULL, 0);
+    PGresult *r = PQexecParams(pg, "SELECT " TIME_LEFT " FROM timers t WHERE t.id = $1::uuid", 1,
+                               NULL, params, NULL, NULL, 0);
     int rc;
 
     if (PQresultStatus(r) != PGRES_TUPLES_OK) {
@@ -239,8 +230,7 @@ int tstore_time_left(PGconn *pg, const char *id, int64_t *time_left, char *err, 
     return rc;
 }
 
-json_t *tstore_claim(PGconn *pg, int limit, long lease_ms, char *err, size_t errlen)
-{
+json_t *tstore_claim(PGconn *pg, int limit, long lease_ms, char *err, size_t errlen) {
     char lim[24], lease[24];
     const char *params[2] = {lim, lease};
     PGresult *r;
@@ -271,8 +261,7 @@ json_t *tstore_claim(PGconn *pg, int limit, long lease_ms, char *err, size_t err
     return out;
 }
 
-int tstore_record(PGconn *pg, const json_t *outcomes, char *err, size_t errlen)
-{
+int tstore_record(PGconn *pg, const json_t *outcomes, char *err, size_t errlen) {
     static const char sql[] =
         "UPDATE timers t SET"
         " state = CASE WHEN o.ok THEN 'fired' WHEN o.retry_ms < 0 THEN 'failed' ELSE 'pending' END,"
@@ -291,8 +280,7 @@ int tstore_record(PGconn *pg, const json_t *outcomes, char *err, size_t errlen)
     return 0;
 }
 
-long tstore_next_ms(PGconn *pg, char *err, size_t errlen)
-{
+long tstore_next_ms(PGconn *pg, char *err, size_t errlen) {
     PGresult *r = PQexec(pg, "SELECT ceil(greatest(0, extract(epoch FROM min(next_try_at) - "
                              "clock_timestamp()) * 1000))::bigint FROM timers "
                              "WHERE state = 'pending'");

@@ -47,8 +47,7 @@ struct timers {
 
 /* Reads an integer key of cfg into *out (left alone when absent). */
 static int conf_int(struct timers *t, const json_t *cfg, const char *key, long long lo,
-                    long long hi, long long *out)
-{
+                    long long hi, long long *out) {
     const json_t *v = json_object_get(cfg, key);
 
     if (!v)
@@ -63,8 +62,7 @@ static int conf_int(struct timers *t, const json_t *cfg, const char *key, long l
 }
 
 static int conf_long(struct timers *t, const json_t *cfg, const char *key, long lo, long hi,
-                     long *out)
-{
+                     long *out) {
     long long v = *out;
 
     if (conf_int(t, cfg, key, lo, hi, &v) < 0)
@@ -73,8 +71,7 @@ static int conf_long(struct timers *t, const json_t *cfg, const char *key, long 
     return 0;
 }
 
-static int configure(struct timers *t, const json_t *cfg)
-{
+static int configure(struct timers *t, const json_t *cfg) {
     const char *role = json_string_value(json_object_get(cfg, "role"));
     char err[256];
 
@@ -133,14 +130,12 @@ static int configure(struct timers *t, const json_t *cfg)
     return 0;
 }
 
-static void curl_init_once(void)
-{
+static void curl_init_once(void) {
     curl_global_init(CURL_GLOBAL_DEFAULT);
 }
 
 static int timers_init(const struct fpesa_host *host, struct fpesa_ctx *ctx,
-                       const char *config_json, void **state)
-{
+                       const char *config_json, void **state) {
     static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
     struct timers *t = calloc(1, sizeof(*t));
     json_error_t jerr;
@@ -168,8 +163,7 @@ static int timers_init(const struct fpesa_host *host, struct fpesa_ctx *ctx,
     return 0;
 }
 
-static void timers_fini(void *state)
-{
+static void timers_fini(void *state) {
     struct timers *t = state;
 
     if (!t)
@@ -181,15 +175,13 @@ static void timers_fini(void *state)
 
 /* ---- database -------------------------------------------------------------- */
 
-static void db_drop(struct timers *t)
-{
+static void db_drop(struct timers *t) {
     PQfinish(t->pg);
     t->pg = NULL;
 }
 
 /* Connects and migrates when not connected. 0, or -1 (logged). */
-static int db_ready(struct timers *t)
-{
+static int db_ready(struct timers *t) {
     const char *url = t->host->database_url(t->ctx);
     char err[512];
 
@@ -207,8 +199,7 @@ static int db_ready(struct timers *t)
 
 /* ---- rpc answers ----------------------------------------------------------- */
 
-static void answer(struct timers *t, const struct fpesa_message *m, json_t *doc)
-{
+static void answer(struct timers *t, const struct fpesa_message *m, json_t *doc) {
     char *text = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
 
     if (!text || t->host->reply(t->ctx, m, text, strlen(text), "application/json") < 0)
@@ -219,14 +210,12 @@ static void answer(struct timers *t, const struct fpesa_message *m, json_t *doc)
 }
 
 static void answer_error(struct timers *t, const struct fpesa_message *m, int code,
-                         const char *description)
-{
+                         const char *description) {
     answer(t, m, json_pack("{s:{s:i,s:s}}", "error", "code", code, "description", description));
 }
 
 /* The envelope's member (borrowed from env), or NULL. */
-static json_t *member(json_t *env, const char *key)
-{
+static json_t *member(json_t *env, const char *key) {
     return json_is_object(env) ? json_object_get(env, key) : NULL;
 }
 
@@ -236,15 +225,15 @@ static json_t *member(json_t *env, const char *key)
  * sentence for the client in why. The mapper checked the schema already;
  * this holds for any caller on the bus and for what a schema cannot say
  * (the sum of the parts, the allowed hosts). */
-static long long body_delay(struct timers *t, const json_t *data, char *why, size_t whylen)
-{
+static long long body_delay(struct timers *t, const json_t *data, char *why, size_t whylen) {
     static const char *const parts[] = {"hours", "minutes", "seconds"};
     static const long long unit[] = {3600, 60, 1};
     long long total = 0;
     const char *url;
 
     if (!json_is_object(data)) {
-        snprintf(why, whylen, "the body must be an object {\"hours\", \"minutes\", \"seconds\", \"url\"}");
+        snprintf(why, whylen,
+                 "the body must be an object {\"hours\", \"minutes\", \"seconds\", \"url\"}");
         return -1;
     }
     for (int i = 0; i < 3; i++) {
@@ -288,8 +277,7 @@ static long long body_delay(struct timers *t, const json_t *data, char *why, siz
 }
 
 static int create_batch(struct timers *t, const struct fpesa_message *const *msgs, size_t n,
-                        enum fpesa_result *results)
-{
+                        enum fpesa_result *results) {
     json_t *rows = json_array(), *done = NULL;
     json_t **envs = calloc(n, sizeof(*envs));
     char err[512];
@@ -373,8 +361,7 @@ out:
 /* ---- get ------------------------------------------------------------------- */
 
 static int get_batch(struct timers *t, const struct fpesa_message *const *msgs, size_t n,
-                     enum fpesa_result *results)
-{
+                     enum fpesa_result *results) {
     for (size_t i = 0; i < n; i++) {
         const struct fpesa_message *m = msgs[i];
         json_t *env;
@@ -418,8 +405,7 @@ static int get_batch(struct timers *t, const struct fpesa_message *const *msgs, 
 }
 
 static int timers_batch(void *state, const struct fpesa_message *const *msgs, size_t n,
-                        enum fpesa_result *results)
-{
+                        enum fpesa_result *results) {
     struct timers *t = state;
 
     switch (t->role) {
@@ -438,15 +424,13 @@ static int timers_batch(void *state, const struct fpesa_message *const *msgs, si
 
 /* ---- scheduler ------------------------------------------------------------- */
 
-static bool fd_readable(int fd)
-{
+static bool fd_readable(int fd) {
     struct pollfd p = {.fd = fd, .events = POLLIN};
 
     return poll(&p, 1, 0) > 0;
 }
 
-static int64_t mono_ms(void)
-{
+static int64_t mono_ms(void) {
     struct timespec ts;
 
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -454,8 +438,7 @@ static int64_t mono_ms(void)
 }
 
 /* The wait before attempt `attempt + 1`, or -1 when none is left. */
-static long retry_after(const struct timers *t, long attempt)
-{
+static long retry_after(const struct timers *t, long attempt) {
     long ms = t->retry_base_ms;
 
     if (attempt >= t->max_attempts)
@@ -466,8 +449,7 @@ static long retry_after(const struct timers *t, long attempt)
 }
 
 static void add_outcome(struct timers *t, json_t *outcomes, const char *id, long attempt, bool ok,
-                        long status, const char *error)
-{
+                        long status, const char *error) {
     long retry = ok ? 0 : retry_after(t, attempt);
 
     if (ok)
@@ -485,8 +467,7 @@ static void add_outcome(struct timers *t, json_t *outcomes, const char *id, long
 }
 
 /* Connects, migrates and listens. 0, or -1 (logged). */
-static int sched_connect(struct timers *t)
-{
+static int sched_connect(struct timers *t) {
     PGresult *r;
 
     if (t->pg && PQstatus(t->pg) == CONNECTION_OK)
@@ -508,8 +489,7 @@ static int sched_connect(struct timers *t)
 }
 
 /* Drops notifications: they only mean "look again", which every turn does. */
-static void drain_notifies(struct timers *t)
-{
+static void drain_notifies(struct timers *t) {
     PGnotify *nt;
 
     if (PQconsumeInput(t->pg) == 0) {
@@ -524,8 +504,7 @@ static void drain_notifies(struct timers *t)
 
 /* Claims what is due and starts its calls. Returns how long to wait before
  * the next look (ms), or -1 on a database failure. */
-static long claim_and_start(struct timers *t, struct hook_multi *hm, json_t *outcomes)
-{
+static long claim_and_start(struct timers *t, struct hook_multi *hm, json_t *outcomes) {
     long slots = t->max_in_flight - hook_in_flight(hm), wait, next;
     long want = slots < t->claim_batch ? slots : t->claim_batch;
     char err[512];
@@ -539,8 +518,7 @@ static long claim_and_start(struct timers *t, struct hook_multi *hm, json_t *out
         t->host->log(t->ctx, FPESA_LOG_WARN, "timer_service: claim failed: %s", err);
         return -1;
     }
-    json_array_foreach(claimed, i, c)
-    {
+    json_array_foreach(claimed, i, c) {
         const char *id = json_string_value(json_object_get(c, "id"));
         const char *url = json_string_value(json_object_get(c, "url"));
         long attempt = (long)json_integer_value(json_object_get(c, "attempt"));
@@ -570,8 +548,7 @@ static long claim_and_start(struct timers *t, struct hook_multi *hm, json_t *out
     return wait;
 }
 
-static int record(struct timers *t, json_t *outcomes)
-{
+static int record(struct timers *t, json_t *outcomes) {
     char err[512];
 
     if (json_array_size(outcomes) == 0)
@@ -584,15 +561,13 @@ static int record(struct timers *t, json_t *outcomes)
     return 0;
 }
 
-static void collect(struct timers *t, struct hook_done *done, int n, json_t *outcomes)
-{
+static void collect(struct timers *t, struct hook_done *done, int n, json_t *outcomes) {
     for (int i = 0; i < n; i++)
         add_outcome(t, outcomes, done[i].id, done[i].attempt, done[i].ok, done[i].status,
                     done[i].error);
 }
 
-static int timers_run(void *state, int stop_fd)
-{
+static int timers_run(void *state, int stop_fd) {
     struct timers *t = state;
     struct hook_multi *hm;
     struct hook_done *done;

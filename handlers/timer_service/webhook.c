@@ -10,8 +10,7 @@
 
 static const char *const loopback[] = {"localhost", "127.0.0.1", "::1"};
 
-int hook_allow_init(struct hook_allow *allow, const json_t *list, char *err, size_t errlen)
-{
+int hook_allow_init(struct hook_allow *allow, const json_t *list, char *err, size_t errlen) {
     size_t n = list ? json_array_size(list) : sizeof(loopback) / sizeof(*loopback);
 
     memset(allow, 0, sizeof(*allow));
@@ -44,8 +43,7 @@ out_free:
     return -1;
 }
 
-void hook_allow_fini(struct hook_allow *allow)
-{
+void hook_allow_fini(struct hook_allow *allow) {
     if (!allow)
         return;
     for (size_t i = 0; i < allow->n; i++)
@@ -54,8 +52,7 @@ void hook_allow_fini(struct hook_allow *allow)
     memset(allow, 0, sizeof(*allow));
 }
 
-static bool host_allowed(const struct hook_allow *allow, const char *host)
-{
+static bool host_allowed(const struct hook_allow *allow, const char *host) {
     size_t hl = strlen(host);
 
     for (size_t i = 0; i < allow->n; i++) {
@@ -76,8 +73,7 @@ static bool host_allowed(const struct hook_allow *allow, const char *host)
     return false;
 }
 
-int hook_url_check(const struct hook_allow *allow, const char *url, char *why, size_t whylen)
-{
+int hook_url_check(const struct hook_allow *allow, const char *url, char *why, size_t whylen) {
     CURLU *u = curl_url();
     char *scheme = NULL, *host = NULL;
     char bare[256];
@@ -136,8 +132,7 @@ struct hook_multi {
     struct call *calls;
 };
 
-struct hook_multi *hook_multi_new(long connect_timeout_ms, long timeout_ms)
-{
+struct hook_multi *hook_multi_new(long connect_timeout_ms, long timeout_ms) {
     struct hook_multi *hm = calloc(1, sizeof(*hm));
 
     if (!hm)
@@ -154,8 +149,7 @@ struct hook_multi *hook_multi_new(long connect_timeout_ms, long timeout_ms)
     return hm;
 }
 
-static void call_free(struct hook_multi *hm, CURL *e)
-{
+static void call_free(struct hook_multi *hm, CURL *e) {
     struct call *c = NULL;
 
     curl_easy_getinfo(e, CURLINFO_PRIVATE, (char **)&c);
@@ -172,8 +166,7 @@ static void call_free(struct hook_multi *hm, CURL *e)
     curl_easy_cleanup(e);
 }
 
-void hook_multi_free(struct hook_multi *hm)
-{
+void hook_multi_free(struct hook_multi *hm) {
     if (!hm)
         return;
     while (hm->calls) {
@@ -185,8 +178,7 @@ void hook_multi_free(struct hook_multi *hm)
     free(hm);
 }
 
-int hook_start(struct hook_multi *hm, const char *id, long attempt, const char *url)
-{
+int hook_start(struct hook_multi *hm, const char *id, long attempt, const char *url) {
     struct call *c = calloc(1, sizeof(*c));
     CURL *e = curl_easy_init();
     char body[80];
@@ -229,14 +221,12 @@ out_free:
     return -1;
 }
 
-int hook_in_flight(const struct hook_multi *hm)
-{
+int hook_in_flight(const struct hook_multi *hm) {
     return hm->in_flight;
 }
 
 int hook_poll(struct hook_multi *hm, const int *extra_fds, int n_extra, long timeout_ms,
-              struct hook_done *done, int cap)
-{
+              struct hook_done *done, int cap) {
     struct curl_waitfd w[MAX_EXTRA_FDS];
     int running = 0, n = 0, left = 0;
     CURLMsg *m;
