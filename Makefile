@@ -102,9 +102,10 @@ unit-bins: $(UNIT_BINS)
 deps:
 	@scripts/deps.sh
 
+# make up CONFIG=examples/timers/endpoints.yaml runs another system from its file.
 up: deps
 	@$(MAKE) --no-print-directory all
-	@scripts/up.sh
+	@$(if $(CONFIG),FPESA_CONFIG=$(CONFIG) )scripts/up.sh
 
 down:
 	@scripts/down.sh
