@@ -52,7 +52,13 @@ class Receiver:
             # Many webhooks arrive at once: a backlog of 5 would drop some.
             request_queue_size = 1024
 
-        self.server = Server(("127.0.0.1", port), H)
+        # Spare ports are in the ephemeral range: when a client connection
+        # holds this one, any free port does as well.
+        try:
+            self.server = Server(("127.0.0.1", port), H)
+        except OSError:
+            self.server = Server(("127.0.0.1", 0), H)
+        port = self.server.server_address[1]
         self.server.daemon_threads = True
         self.port = port
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
