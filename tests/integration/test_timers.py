@@ -191,3 +191,25 @@ def test_scheduler_killed_and_restarted_loses_and_doubles_nothing(timers, receiv
     # Overdue timers fire right after the start, not at some later poll.
     assert max(v[0] for v in got_late.values()) - restarted < 5.0
     assert all(s[1] == "fired" for s in due_times(db, late_ids).values())
+
+
+def test_competing_schedulers_fire_each_timer_once(timers, receiver):
+    # A second scheduler process beside the first: four instances compete
+    # for the same rows.
+    first = timers.scheduler
+    extra = timers.start_scheduler()
+    try:
+        time.sleep(0.5)
+        p = prefix()
+        with concurrent.futures.ThreadPoolExecutor(16) as ex:
+            rs = list(ex.map(lambda i: timers.create(receiver.url(p + str(i)), seconds=1 + i % 2),
+                             range(300)))
+        ids = {r.json()["id"] for r in rs}
+        wait_until(lambda: len(receiver.ids(p)) >= 300, timeout=20)
+        time.sleep(1.5)
+        got = receiver.ids(p)
+        assert set(got) == ids
+        assert all(len(v) == 1 for v in got.values())
+    finally:
+        timers.procs.stop(extra)
+        timers.scheduler = first
