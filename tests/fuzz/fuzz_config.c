@@ -1,5 +1,5 @@
-/* fuzz-sources: common/*.c
- * The endpoints.yaml loader on arbitrary bytes: it must report problems,
+// fuzz-sources: common/*.c
+/* The endpoints.yaml loader on arbitrary bytes: it must report problems,
  * never crash, leak or read out of bounds. */
 #include "config.h"
 

@@ -1,5 +1,5 @@
-/* fuzz-sources: common/*.c
- * The JSON Schema compiler and validator on arbitrary input: the first line
+// fuzz-sources: common/*.c
+/* The JSON Schema compiler and validator on arbitrary input: the first line
  * is the schema, the rest the instance. Invalid schemas must be refused and
  * valid ones must validate anything without crashing. */
 #include "jsonschema.h"

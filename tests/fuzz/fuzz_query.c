@@ -1,5 +1,5 @@
-/* fuzz-sources: common/*.c mapper/query.c
- * The query-string parser and percent-decoder on arbitrary bytes. */
+// fuzz-sources: common/*.c mapper/query.c
+/* The query-string parser and percent-decoder on arbitrary bytes. */
 #include "../../mapper/query.h"
 
 #include <jansson.h>

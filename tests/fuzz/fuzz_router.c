@@ -1,5 +1,5 @@
-/* fuzz-sources: common/*.c mapper/router.c mapper/query.c
- * The router on arbitrary methods and paths, over the repository's
+// fuzz-sources: common/*.c mapper/router.c mapper/query.c
+/* The router on arbitrary methods and paths, over the repository's
  * endpoints.yaml: the first line is the method, the rest the raw path. */
 #include "config.h"
 #include "../../mapper/router.h"
