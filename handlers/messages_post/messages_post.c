@@ -10,7 +10,15 @@
  * message_id, its body is not a JSON object, or it lacks "data", or the
  * database refuses its data (e.g. a string PostgreSQL's jsonb cannot hold).
  *
- * config: { table: messages }   the table (a plain identifier)
+ * config:
+ *   table: messages     the table (a plain identifier)
+ *   data_field: NAME    store the member NAME of the body instead of the
+ *                       whole body (a form's field, say); a body without it
+ *                       is poison
+ *   data_json: true     with data_field: the member is JSON text (a form
+ *                       field holds text only) and is stored as the JSON it
+ *                       holds; text that is not JSON is poison. A member
+ *                       that is already a JSON value is stored as it is.
  */
 #include <fpesa/handler.h>
 #include <jansson.h>
@@ -24,6 +32,8 @@ struct post {
     const struct fpesa_host *host;
     struct fpesa_ctx *ctx;
     char table[STORE_TABLE_MAX + 1];
+    char *data_field; /* or NULL: the whole body */
+    bool data_json;
     PGconn *pg;
     char *lock_sql;
 };
@@ -83,8 +93,25 @@ static int post_init(const struct fpesa_host *host, struct fpesa_ctx *ctx, const
         return -1;
     }
     snprintf(p->table, sizeof(p->table), "%s", table);
+    if (host->config(ctx, "data_field")) {
+        const char *dj = host->config(ctx, "data_json");
+
+        p->data_field = strdup(host->config(ctx, "data_field"));
+        p->data_json = dj && strcmp(dj, "true") == 0;
+        if (!p->data_field) {
+            free(p);
+            return -1;
+        }
+        if (dj && strcmp(dj, "true") != 0 && strcmp(dj, "false") != 0) {
+            LOG(p, FPESA_LOG_ERROR, "messages_post: config data_json must be true or false");
+            free(p->data_field);
+            free(p);
+            return -1;
+        }
+    }
     p->lock_sql = store_sql("SELECT pg_advisory_xact_lock(hashtext('fpesa.store.{t}'))", p->table);
     if (!p->lock_sql) {
+        free(p->data_field);
         free(p);
         return -1;
     }
@@ -113,7 +140,29 @@ static int row_fill(struct post *p, const struct fpesa_message *m, struct row *r
         json_decref(env);
         return -1;
     }
-    r->data = json_dumps(data, JSON_COMPACT | JSON_ENCODE_ANY);
+    if (p->data_field) {
+        data = json_is_object(data) ? json_object_get(data, p->data_field) : NULL;
+        if (!data) {
+            LOG(p, FPESA_LOG_WARN, "messages_post: rejected id=%s: the body has no \"%s\"",
+                m->message_id, p->data_field);
+            json_decref(env);
+            return -1;
+        }
+    }
+    if (p->data_json && json_is_string(data)) {
+        json_t *inner = json_loadb(json_string_value(data), json_string_length(data),
+                                   JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, &jerr);
+        if (!inner) {
+            LOG(p, FPESA_LOG_WARN, "messages_post: rejected id=%s: %s is not JSON: %s",
+                m->message_id, p->data_field, jerr.text);
+            json_decref(env);
+            return -1;
+        }
+        r->data = json_dumps(inner, JSON_COMPACT | JSON_ENCODE_ANY);
+        json_decref(inner);
+    } else {
+        r->data = json_dumps(data, JSON_COMPACT | JSON_ENCODE_ANY);
+    }
     json_decref(env);
     if (!r->data)
         return -1;
@@ -246,6 +295,7 @@ static void post_fini(void *state) {
     if (!p)
         return;
     PQfinish(p->pg);
+    free(p->data_field);
     free(p->lock_sql);
     free(p);
 }
