@@ -1,0 +1,78 @@
+"""An example system (examples/<name>/endpoints.yaml) on spare ports: its own
+restmapper and handler host, pointed at the test stack's broker and database."""
+import os
+import time
+
+import requests
+from requests.adapters import HTTPAdapter
+
+from conftest import ROOT, Procs
+
+
+class ExampleSystem:
+    def __init__(self, stack, name, ports, ready):
+        """ready(system) returns True once an rpc goes through."""
+        self.stack = stack
+        self.name = name
+        self.procs = Procs(stack)
+        self.config = os.path.join(ROOT, "examples", name, "endpoints.yaml")
+        self.env = stack.env(FPESA_PLUGIN_DIR=stack.plugins, FPESA_AMQP_URL=stack.amqp_url,
+                             FPESA_DATABASE_URL=stack.database_url, FPESA_CONFIG=self.config)
+        os.makedirs(os.path.join(stack.var, "log"), exist_ok=True)
+        self.session = requests.Session()
+        self.session.mount("http://", HTTPAdapter(pool_maxsize=32))
+        try:
+            self.host = self.start_host()
+            self._start_mapper(ports)
+            self._wait(ready)
+        except Exception:
+            self.close()
+            raise
+
+    def log(self, what):
+        return os.path.join(self.stack.var, "log", "%s-%s.log" % (self.name, what))
+
+    def start_host(self):
+        return self.procs.start([os.path.join(self.stack.bin, "handler"), "--config", self.config],
+                                env=self.env, log=self.log("handler"))
+
+    def _start_mapper(self, ports):
+        # Spare ports are in the ephemeral range: a client connection may hold
+        # one for a while, so take the first that binds.
+        for port in ports:
+            self.port = port
+            try:
+                self.mapper = self.procs.start(
+                    [os.path.join(self.stack.bin, "restmapper"), "--config", self.config],
+                    env=dict(self.env, FPESA_HTTP_LISTEN="127.0.0.1:%d" % port),
+                    wait_http=self.url("/health"), log=self.log("mapper"))
+                return
+            except RuntimeError:
+                if port == ports[-1]:
+                    raise
+
+    def _wait(self, ready, timeout=20):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            try:
+                if ready(self):
+                    return
+            except requests.RequestException:
+                pass
+            time.sleep(0.2)
+        raise RuntimeError("the %s system did not answer in %ss" % (self.name, timeout))
+
+    def url(self, path):
+        return "http://127.0.0.1:%d%s" % (self.port, path)
+
+    def get(self, path, **kw):
+        kw.setdefault("timeout", 10)
+        return self.session.get(self.url(path), **kw)
+
+    def post(self, path, **kw):
+        kw.setdefault("timeout", 10)
+        return self.session.post(self.url(path), **kw)
+
+    def close(self):
+        self.session.close()
+        self.procs.stop_all()
