@@ -212,6 +212,19 @@ static int bind_queue(struct fpesa_ctx *c, const char *queue, const char *exchan
     return check(c, "queue.bind");
 }
 
+int consumer_declare(struct fpesa_ctx *c, const char *exchange, const char *type,
+                     const char *queue) {
+    if (!c || !c->conn || (!exchange && !queue))
+        return -1;
+    if (exchange && declare_exchange(c, exchange, type ? type : "fanout") < 0)
+        return -1;
+    if (queue && declare_queue(c, queue) < 0)
+        return -1;
+    if (exchange && queue && bind_queue(c, queue, exchange, queue) < 0)
+        return -1;
+    return 0;
+}
+
 /* The topology of the wire protocol, so the host may start before the
  * mapper: the endpoint's exchange and its queue of the same name, the RPC
  * exchange answers go to, and the dead-letter exchange and queue. */

@@ -36,4 +36,11 @@ void consumer_free(struct fpesa_ctx *c);
 /* The host services table given to every plugin (services.c). */
 extern const struct fpesa_host host_services;
 
+/* The declare service of struct fpesa_host: a durable exchange of type
+ * (NULL: fanout) and/or a durable queue, bound with the queue's name as
+ * routing key when both are given. Only from the consumer thread, connected.
+ * 0, or -1 (logged). */
+int consumer_declare(struct fpesa_ctx *c, const char *exchange, const char *type,
+                     const char *queue);
+
 #endif

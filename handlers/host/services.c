@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "consumer.h"
 #include "ctx.h"
 #include "log.h"
 
@@ -41,7 +42,8 @@ static void svc_log(struct fpesa_ctx *ctx, int level, const char *fmt, ...) {
 }
 
 static int publish(struct fpesa_ctx *ctx, const char *exchange, const char *key, const char *body,
-                   size_t len, const char *ctype, const char *corr, uint8_t mode) {
+                   size_t len, const char *ctype, const char *corr, uint8_t mode,
+                   const amqp_table_t *headers) {
     amqp_basic_properties_t props;
     amqp_bytes_t b;
 
@@ -54,6 +56,10 @@ static int publish(struct fpesa_ctx *ctx, const char *exchange, const char *key,
     if (corr) {
         props._flags |= AMQP_BASIC_CORRELATION_ID_FLAG;
         props.correlation_id = amqp_cstring_bytes(corr);
+    }
+    if (headers && headers->num_entries > 0) {
+        props._flags |= AMQP_BASIC_HEADERS_FLAG;
+        props.headers = *headers;
     }
     b.bytes = (void *)body;
     b.len = len;
@@ -70,12 +76,58 @@ static int svc_reply(struct fpesa_ctx *ctx, const struct fpesa_message *msg, con
     if (!msg || !msg->reply_to || !*msg->reply_to)
         return -1;
     /* Answers are transient: the caller waits for them on an exclusive queue. */
-    return publish(ctx, "RPC", msg->reply_to, body, len, ctype, msg->correlation_id, 1);
+    return publish(ctx, "RPC", msg->reply_to, body, len, ctype, msg->correlation_id, 1, NULL);
 }
 
 static int svc_publish(struct fpesa_ctx *ctx, const char *exchange, const char *key,
                        const char *body, size_t len, const char *ctype) {
-    return publish(ctx, exchange, key, body, len, ctype, NULL, 2);
+    return publish(ctx, exchange, key, body, len, ctype, NULL, 2, NULL);
+}
+
+#define REPLY_HEADERS_MAX 16
+
+/* HTTP status and headers travel as AMQP headers restmapper reads:
+ * "x-fpesa-status" and "x-fpesa-header-<Name>". */
+static int svc_reply_http(struct fpesa_ctx *ctx, const struct fpesa_message *msg, int status,
+                          const char *const *headers, const char *body, size_t len,
+                          const char *ctype) {
+    amqp_table_entry_t e[REPLY_HEADERS_MAX + 1];
+    char names[REPLY_HEADERS_MAX][128], st[16];
+    amqp_table_t t = {0, e};
+
+    if (!msg || !msg->reply_to || !*msg->reply_to)
+        return -1;
+    if (status) {
+        if (status < 100 || status > 599)
+            return -1;
+        snprintf(st, sizeof(st), "%d", status);
+        e[t.num_entries].key = amqp_cstring_bytes("x-fpesa-status");
+        e[t.num_entries].value.kind = AMQP_FIELD_KIND_UTF8;
+        e[t.num_entries].value.value.bytes = amqp_cstring_bytes(st);
+        t.num_entries++;
+    }
+    for (size_t i = 0, j = 0; headers && headers[i] && headers[i + 1]; i += 2, j++) {
+        int k;
+
+        if (j >= REPLY_HEADERS_MAX)
+            return -1;
+        k = snprintf(names[j], sizeof(names[j]), "x-fpesa-header-%s", headers[i]);
+        if (k < 0 || (size_t)k >= sizeof(names[j]) || strpbrk(headers[i], "\r\n: ") ||
+            strpbrk(headers[i + 1], "\r\n"))
+            return -1;
+        e[t.num_entries].key = amqp_cstring_bytes(names[j]);
+        e[t.num_entries].value.kind = AMQP_FIELD_KIND_UTF8;
+        e[t.num_entries].value.value.bytes = amqp_cstring_bytes(headers[i + 1]);
+        t.num_entries++;
+    }
+    return publish(ctx, "RPC", msg->reply_to, body, len, ctype, msg->correlation_id, 1, &t);
+}
+
+static int svc_declare(struct fpesa_ctx *ctx, const char *exchange, const char *type,
+                       const char *queue) {
+    if (!ctx || !ctx->in_batch)
+        return -1;
+    return consumer_declare(ctx, exchange, type, queue);
 }
 
 static const char *keep(struct fpesa_ctx *ctx, char *s) {
@@ -157,4 +209,6 @@ const struct fpesa_host host_services = {
     .database_url = svc_database_url,
     .name = svc_name,
     .queue = svc_queue,
+    .reply_http = svc_reply_http,
+    .declare = svc_declare,
 };

@@ -164,6 +164,28 @@ struct fpesa_host {
 
     /* The queue this instance consumes. Owned by the host. */
     const char *(*queue)(struct fpesa_ctx *ctx);
+
+    /* ---- appended in ABI 1 (check with FPESA_HAS_FIELD) ----------------- */
+
+    /* Answers the rpc request msg like reply(), and also chooses the HTTP
+     * answer restmapper gives: status (100 to 599; 0 leaves it to the body as
+     * reply() does) and response headers, headers being a NULL-terminated
+     * array of name, value pairs ({"Retry-After", "1", NULL}; NULL for none;
+     * at most 16 pairs, values without CR or LF). They travel as the AMQP
+     * headers "x-fpesa-status" and "x-fpesa-header-<Name>" of the answer.
+     * Everything is borrowed for the call. Only from within handle_batch().
+     * Returns 0, or -1 (no reply_to, a bad status or header, broker refused). */
+    int (*reply_http)(struct fpesa_ctx *ctx, const struct fpesa_message *msg, int status,
+                      const char *const *headers, const char *body, size_t len,
+                      const char *content_type);
+
+    /* Declares a durable exchange of type ("fanout", "direct", ...; NULL:
+     * fanout) and/or a durable queue (either may be NULL), the queue bound to
+     * the exchange with its own name as routing key when both are given:
+     * what a plugin needs before it publishes to an exchange of its own.
+     * Idempotent. Only from within handle_batch(). Returns 0 or -1. */
+    int (*declare)(struct fpesa_ctx *ctx, const char *exchange, const char *type,
+                   const char *queue);
 };
 
 /* What a plugin exports through fpesa_handler_v1(). */
