@@ -6,9 +6,9 @@ cd "$(dirname "$0")/.."
 
 PKGS=(build-essential pkg-config clang clang-format curl ca-certificates procps iproute2
     libmicrohttpd-dev librabbitmq-dev libyaml-dev libjansson-dev libpq-dev libwebsockets-dev
-    libcriterion-dev libpcre2-dev libcurl4-openssl-dev
+    libcriterion-dev libpcre2-dev libcurl4-openssl-dev libvips-dev
     rabbitmq-server postgresql nginx libnginx-mod-nchan wrk
-    python3 python3-pytest python3-pika python3-websocket python3-requests python3-psycopg2 python3-sphinx
+    python3 python3-pytest python3-pika python3-websocket python3-requests python3-psycopg2 python3-sphinx python3-pil
     nodejs npm chromium)
 
 missing=()
