@@ -1,0 +1,107 @@
+#include "transform.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+#include <vips/vips.h>
+
+static pthread_once_t once = PTHREAD_ONCE_INIT;
+static int init_rc = -1;
+static const char *init_prog = "fpesa-handler";
+
+static void start(void) {
+    init_rc = VIPS_INIT(init_prog) == 0 ? 0 : -1;
+    if (init_rc == 0) {
+        /* Decoding an upload must not touch the file system or spend memory
+         * on caching results nobody asks for twice. */
+        vips_cache_set_max(0);
+    }
+}
+
+int transform_init(const char *prog) {
+    if (prog)
+        init_prog = prog;
+    pthread_once(&once, start);
+    return init_rc;
+}
+
+void transform_free(void *buf) {
+    g_free(buf);
+}
+
+static void take_error(char *err, size_t errlen) {
+    const char *e = vips_error_buffer();
+    size_t l;
+
+    snprintf(err, errlen, "%s",
+             e && *e ? e : "the image could not be decoded (corrupt or truncated data)");
+    l = strlen(err);
+    /* One line: libvips ends each message with a newline. */
+    for (size_t i = 0; i < l; i++)
+        if (err[i] == '\n')
+            err[i] = i + 1 == l ? '\0' : ' ';
+    vips_error_clear();
+}
+
+int transform_thumbnail(const void *data, size_t len, int size, const char *stamp, void **out,
+                        size_t *out_len, const char **out_type, char *err, size_t errlen) {
+    VipsImage *base = vips_image_new();
+    VipsImage **t = (VipsImage **)vips_object_local_array(VIPS_OBJECT(base), 8);
+    const char *loader = vips_foreign_find_load_buffer(data, len);
+    VipsImage *img;
+    double white[3] = {255, 255, 255};
+    int is_jpeg, rc = -1, x, y;
+
+    *out = NULL;
+    *out_len = 0;
+    if (!loader) {
+        take_error(err, errlen);
+        goto out;
+    }
+    is_jpeg = strcasestr(loader, "jpeg") != NULL;
+    if (!is_jpeg && !strcasestr(loader, "png")) {
+        snprintf(err, errlen, "not a PNG or JPEG image (%s)", loader);
+        goto out;
+    }
+    /* fail-on error: a truncated or corrupt file is an error, not a grey
+     * picture. */
+    if (vips_thumbnail_buffer((void *)data, len, &t[0], size, "height", size, "fail_on",
+                              VIPS_FAIL_ON_ERROR, NULL) ||
+        vips_colourspace(t[0], &t[1], VIPS_INTERPRETATION_sRGB, NULL))
+        goto out_vips;
+    img = t[1];
+    if (vips_image_hasalpha(img)) {
+        if (vips_flatten(img, &t[2], "background", vips_array_double_newv(3, 255.0, 255.0, 255.0),
+                         NULL))
+            goto out_vips;
+        img = t[2];
+    }
+    if (vips_cast_uchar(img, &t[3], NULL))
+        goto out_vips;
+    img = t[3];
+    /* The stamp: white text as a mask, at most the picture's width. */
+    if (vips_text(&t[4], stamp, "width", img->Xsize > 8 ? img->Xsize - 4 : 4, "dpi", 72, "font",
+                  "sans 10", NULL))
+        goto out_vips;
+    x = 2;
+    y = img->Ysize - t[4]->Ysize - 2;
+    if (y < 0)
+        y = 0;
+    if (vips_embed(t[4], &t[5], x, y, img->Xsize, img->Ysize, NULL))
+        goto out_vips;
+    t[6] = vips_image_new_from_image(img, white, 3);
+    if (!t[6] || vips_ifthenelse(t[5], t[6], img, &t[7], "blend", TRUE, NULL))
+        goto out_vips;
+    if (is_jpeg ? vips_jpegsave_buffer(t[7], out, out_len, "Q", 85, "strip", TRUE, NULL)
+                : vips_pngsave_buffer(t[7], out, out_len, "strip", TRUE, NULL))
+        goto out_vips;
+    *out_type = is_jpeg ? "image/jpeg" : "image/png";
+    rc = 0;
+    goto out;
+
+out_vips:
+    take_error(err, errlen);
+out:
+    g_object_unref(base);
+    return rc;
+}
