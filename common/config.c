@@ -874,22 +874,213 @@ static void set_json(struct loader *ld, const struct key *k, const struct ynode 
     *FIELD(base, k->off, json_t *) = j;
 }
 
+static bool media_type_ok(const char *t) {
+    const char *slash = strchr(t, '/');
+
+    return slash && slash != t && slash[1] != '\0' && !strchr(t, ' ') && !strchr(t, ';');
+}
+
+/* One item of content_types in its long form: {type: image/png, max_body: 5MiB}. */
+struct ctype_item {
+    char *type;
+    size_t max_body;
+    int kind; /* enum cfg_body_kind + 1, or 0 when not given */
+};
+
+static const char *const body_kinds[] = {"json", "form", "multipart", "binary"};
+
+static void set_body_kind(struct loader *ld, const struct key *k, const struct ynode *v,
+                          void *base) {
+    char t[96];
+    const char *s;
+
+    if (!scalar_ok(ld, k, v, "json or binary"))
+        return;
+    for (size_t i = 0; i < sizeof(body_kinds) / sizeof(body_kinds[0]); i++) {
+        if (strcmp(v->value, body_kinds[i]) == 0) {
+            *FIELD(base, k->off, int) = (int)i + 1;
+            return;
+        }
+    }
+    s = suggest(v->value, body_kinds, 4);
+    if (s)
+        errf(ld, v, "unknown kind \"%s\" (did you mean \"%s\"?)", q(v->value, t, sizeof(t)), s);
+    else
+        errf(ld, v, "unknown kind \"%s\" (expected json, form, multipart or binary)",
+             q(v->value, t, sizeof(t)));
+}
+
+/* The kind a content type has when none is given. */
+static enum cfg_body_kind default_kind(const char *type) {
+    static const char *const binary_prefixes[] = {"image/", "audio/", "video/", "font/"};
+    static const char *const binary_types[] = {"application/octet-stream", "application/pdf",
+                                               "application/zip", "application/gzip"};
+
+    if (strcasecmp(type, "application/x-www-form-urlencoded") == 0)
+        return CFG_BODY_FORM;
+    if (strcasecmp(type, "multipart/form-data") == 0)
+        return CFG_BODY_MULTIPART;
+    for (size_t i = 0; i < sizeof(binary_prefixes) / sizeof(binary_prefixes[0]); i++)
+        if (strncasecmp(type, binary_prefixes[i], strlen(binary_prefixes[i])) == 0)
+            return CFG_BODY_BINARY;
+    for (size_t i = 0; i < sizeof(binary_types) / sizeof(binary_types[0]); i++)
+        if (strcasecmp(type, binary_types[i]) == 0)
+            return CFG_BODY_BINARY;
+    return CFG_BODY_JSON;
+}
+
+#define CT(f) offsetof(struct ctype_item, f)
+
+static const struct key ctype_keys[] = {
+    {"type", set_str, CT(type), 0, 0, 0, NULL, K_REQUIRED},
+    {"max_body", set_size, CT(max_body), 0, 1, 1024ll * 1024 * 1024, NULL, 0},
+    {"kind", set_body_kind, CT(kind), 0, 0, 0, NULL, 0},
+    {NULL, NULL, 0, 0, 0, 0, NULL, 0},
+};
+
+/* content_types: a list whose items are a media type, or a mapping with the
+ * type and its own size limit. */
 static void set_content_types(struct loader *ld, const struct key *k, const struct ynode *v,
                               void *base) {
     struct cfg_endpoint *ep = base;
-    char t[96];
-    size_t i;
+    char d[96], t[96];
+    char **list;
+    size_t *limits, i, j, n = 0;
+    enum cfg_body_kind *kinds;
 
-    set_strlist(ld, k, v, base);
-    if (v->kind == YNODE_SEQ && v->n_items == 0)
-        errf(ld, v, "\"%s\" must not be empty", k->name);
-    for (i = 0; i < ep->n_content_types; i++) {
-        const char *slash = strchr(ep->content_types[i], '/');
-        if (!slash || slash == ep->content_types[i] || slash[1] == '\0' ||
-            strchr(ep->content_types[i], ' ') || strchr(ep->content_types[i], ';'))
-            errf(ld, v, "bad content type \"%s\" (expected type/subtype, e.g. application/json)",
-                 q(ep->content_types[i], t, sizeof(t)));
+    if (v->kind != YNODE_SEQ) {
+        errf(ld, v, "expected a list of media types for \"%s\", got %s", k->name,
+             describe(v, d, sizeof(d)));
+        return;
     }
+    if (v->n_items == 0)
+        errf(ld, v, "\"%s\" must not be empty", k->name);
+    list = calloc(v->n_items + 1, sizeof(*list));
+    limits = calloc(v->n_items + 1, sizeof(*limits));
+    kinds = calloc(v->n_items + 1, sizeof(*kinds));
+    if (!list || !limits || !kinds) {
+        free(list);
+        free(limits);
+        free(kinds);
+        ld->oom = true;
+        return;
+    }
+    for (i = 0; i < v->n_items; i++) {
+        const struct ynode *it = v->items[i];
+        struct ctype_item item = {0};
+
+        if (it->invalid)
+            continue;
+        if (it->kind == YNODE_MAP) {
+            apply_map(ld, ctype_keys, it, &item);
+            if (!item.type)
+                continue;
+        } else if (it->kind == YNODE_SCALAR && !ytree_is_null(it) && it->value[0] != '\0') {
+            item.type = strdup(it->value);
+            if (!item.type) {
+                ld->oom = true;
+                break;
+            }
+        } else {
+            errf(ld, it, "expected a media type or {type, max_body} in \"%s\", got %s", k->name,
+                 describe(it, d, sizeof(d)));
+            continue;
+        }
+        if (!media_type_ok(item.type)) {
+            errf(ld, it, "bad content type \"%s\" (expected type/subtype, e.g. application/json)",
+                 q(item.type, t, sizeof(t)));
+            free(item.type);
+            continue;
+        }
+        for (j = 0; j < n; j++)
+            if (strcasecmp(list[j], item.type) == 0)
+                break;
+        if (j < n) {
+            errf(ld, it, "content type \"%s\" is listed twice", q(item.type, t, sizeof(t)));
+            free(item.type);
+            continue;
+        }
+        if (item.kind == CFG_BODY_FORM + 1 || item.kind == CFG_BODY_MULTIPART + 1 ||
+            default_kind(item.type) == CFG_BODY_FORM ||
+            default_kind(item.type) == CFG_BODY_MULTIPART) {
+            if (item.kind && (enum cfg_body_kind)(item.kind - 1) != default_kind(item.type)) {
+                errf(ld, ytree_get(it, "kind"),
+                     "kind form is for application/x-www-form-urlencoded and multipart for "
+                     "multipart/form-data only");
+                free(item.type);
+                continue;
+            }
+        }
+        list[n] = item.type;
+        kinds[n] = item.kind ? (enum cfg_body_kind)(item.kind - 1) : default_kind(item.type);
+        limits[n++] = item.max_body;
+    }
+    free_strv(ep->content_types, ep->n_content_types);
+    free(ep->content_max_body);
+    free(ep->content_kinds);
+    ep->content_types = list;
+    ep->content_max_body = limits;
+    ep->content_kinds = kinds;
+    ep->n_content_types = n;
+}
+
+/* response: any JSON value; the answer's body on success. */
+static void set_response(struct loader *ld, const struct key *k, const struct ynode *v,
+                         void *base) {
+    json_t *j = node_json(ld, k, v);
+
+    if (!j)
+        return;
+    json_decref(*FIELD(base, k->off, json_t *));
+    *FIELD(base, k->off, json_t *) = j;
+}
+
+#define FL(f) offsetof(struct cfg_file, f)
+
+static const struct key file_keys[] = {
+    {"field", set_str, FL(field), 0, 0, 0, NULL, K_REQUIRED},
+    {"required", set_bool, FL(required), 0, 0, 0, NULL, 0},
+    {"types", set_strlist, FL(types), FL(n_types), 0, 0, NULL, 0},
+    {"max_size", set_size, FL(max_size), 0, 1, 1024ll * 1024 * 1024, NULL, 0},
+    {NULL, NULL, 0, 0, 0, 0, NULL, 0},
+};
+
+static void file_free(struct cfg_file *f) {
+    free(f->field);
+    free_strv(f->types, f->n_types);
+}
+
+static void file_init(void *item, const struct ynode *map) {
+    struct cfg_file *f = item;
+
+    f->pos.line = map->line;
+    f->pos.col = map->col;
+}
+
+static void file_check_cb(struct loader *ld, const struct ynode *map, void *item) {
+    struct cfg_file *f = item;
+    char t[96];
+
+    for (size_t i = 0; i < f->n_types; i++)
+        if (!media_type_ok(f->types[i]))
+            errf(ld, ytree_get(map, "types"),
+                 "bad content type \"%s\" (expected type/subtype, e.g. image/png)",
+                 q(f->types[i], t, sizeof(t)));
+}
+
+static void *apply_list(struct loader *ld, const struct key *k, const struct ynode *v, size_t elem,
+                        const char *what, size_t *n,
+                        void (*init)(void *item, const struct ynode *map),
+                        void (*check)(struct loader *ld, const struct ynode *map, void *item));
+
+static void set_files(struct loader *ld, const struct key *k, const struct ynode *v, void *base) {
+    struct cfg_endpoint *ep = base;
+
+    for (size_t i = 0; i < ep->n_files; i++)
+        file_free(&ep->files[i]);
+    free(ep->files);
+    ep->files = apply_list(ld, k, v, sizeof(struct cfg_file), "file fields", &ep->n_files,
+                           file_init, file_check_cb);
 }
 
 #define EP(f) offsetof(struct cfg_endpoint, f)
@@ -909,6 +1100,8 @@ static const struct key endpoint_keys[] = {
     {"validation_status", set_int, EP(validation_status), 0, 400, 499, NULL, 0},
     {"max_body", set_size, EP(max_body), 0, 1, 1024ll * 1024 * 1024, NULL, 0},
     {"content_types", set_content_types, EP(content_types), EP(n_content_types), 0, 0, NULL, 0},
+    {"response", set_response, EP(response), 0, 0, 0, NULL, 0},
+    {"files", set_files, 0, 0, 0, 0, file_keys, 0},
     {NULL, NULL, 0, 0, 0, 0, NULL, 0},
 };
 
@@ -941,6 +1134,12 @@ static void endpoint_free(struct cfg_endpoint *ep) {
     jschema_free(ep->body_schema);
     jschema_free(ep->args_schema);
     free_strv(ep->content_types, ep->n_content_types);
+    free(ep->content_max_body);
+    free(ep->content_kinds);
+    json_decref(ep->response);
+    for (size_t i = 0; i < ep->n_files; i++)
+        file_free(&ep->files[i]);
+    free(ep->files);
 }
 
 static void handler_free(struct cfg_handler *h) {
@@ -966,6 +1165,22 @@ static void endpoint_check(struct loader *ld, const struct ynode *map, struct cf
             errf(ld, v, "\"live\" applies only to publish endpoints");
         if (ep->mode == CFG_MODE_RPC && (v = ytree_get(map, "status")))
             errf(ld, v, "\"status\" applies only to publish endpoints (an rpc answer sets it)");
+        if (ep->mode == CFG_MODE_RPC && (v = ytree_get(map, "response")))
+            errf(ld, v, "\"response\" applies only to publish endpoints (an rpc answer is it)");
+    }
+    if (ep->n_files > 0 && (v = ytree_get(map, "files"))) {
+        bool multipart = false;
+
+        for (n = 0; n < ep->n_content_types; n++)
+            if (strcasecmp(ep->content_types[n], "multipart/form-data") == 0)
+                multipart = true;
+        if (!multipart)
+            errf(ld, v, "\"files\" needs multipart/form-data in \"content_types\"");
+        for (n = 0; n < ep->n_files; n++)
+            for (size_t m = 0; m < n; m++)
+                if (ep->files[n].field && ep->files[m].field &&
+                    strcmp(ep->files[n].field, ep->files[m].field) == 0)
+                    errf(ld, v->items[n], "file field \"%s\" is listed twice", ep->files[n].field);
     }
     if (ep->path && ep->method) {
         n = strlen(ep->path) + 1 + strlen(ep->method);
@@ -1372,6 +1587,19 @@ static void finish(struct loader *ld) {
             }
             ep->n_content_types = 1;
         }
+        if (!ep->content_max_body || !ep->content_kinds) {
+            free(ep->content_max_body);
+            free(ep->content_kinds);
+            ep->content_max_body = calloc(ep->n_content_types + 1, sizeof(size_t));
+            ep->content_kinds = calloc(ep->n_content_types + 1, sizeof(enum cfg_body_kind));
+            if (!ep->content_max_body || !ep->content_kinds) {
+                ld->oom = true;
+                return;
+            }
+        }
+        for (size_t j = 0; j < ep->n_content_types; j++)
+            if (ep->content_max_body[j] == 0)
+                ep->content_max_body[j] = ep->max_body;
     }
 }
 
@@ -1550,7 +1778,7 @@ static void collect_keys(const struct key *keys, const char *prefix) {
         if (k->set == set_section) {
             snprintf(sub, sizeof(sub), "%s%s.", prefix, k->name);
             collect_keys(k->sub, sub);
-        } else if (k->set == set_endpoints || k->set == set_handlers) {
+        } else if (k->set == set_endpoints || k->set == set_handlers || k->set == set_files) {
             snprintf(sub, sizeof(sub), "%s%s[].", prefix, k->name);
             collect_keys(k->sub, sub);
         } else if (n_known < MAX_KNOWN) {

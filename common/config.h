@@ -36,6 +36,24 @@ struct cfg_pos {
 
 enum cfg_mode { CFG_MODE_PUBLISH = 0, CFG_MODE_RPC = 1 };
 
+/* How a request body of one content type is read (endpoints[].content_types[].kind). */
+enum cfg_body_kind {
+    CFG_BODY_JSON = 0,  /* parsed as JSON, validated by the body schema */
+    CFG_BODY_FORM,      /* application/x-www-form-urlencoded: an object of strings */
+    CFG_BODY_MULTIPART, /* multipart/form-data: fields as an object of strings, and files */
+    CFG_BODY_BINARY,    /* bytes carried as they are, checked by their signature when known */
+};
+
+/* A multipart/form-data field that may carry a file (endpoints[].files[]). */
+struct cfg_file {
+    char *field;   /* the form field's name */
+    bool required; /* a request without this file is refused */
+    char **types;  /* accepted media types of the file; none: the endpoint's non-form types */
+    size_t n_types;
+    size_t max_size; /* bytes; 0: the limit of the file's type in content_types, if any */
+    struct cfg_pos pos;
+};
+
 struct cfg_endpoint {
     char *path;     /* "/messages/" or "/timer/{id}"; always starts with '/' */
     char *method;   /* upper case: GET POST PUT PATCH DELETE */
@@ -53,7 +71,12 @@ struct cfg_endpoint {
     size_t max_body;             /* bytes; default http.max_body */
     char **content_types;        /* accepted request content types; default application/json */
     size_t n_content_types;
-    struct cfg_pos pos; /* of the endpoint's mapping */
+    struct cfg_pos pos;       /* of the endpoint's mapping */
+    size_t *content_max_body; /* parallel to content_types: the limit for a body of that type */
+    json_t *response;         /* publish: success body, "{id}" in strings replaced; NULL: {"id"} */
+    struct cfg_file *files;   /* multipart fields that may carry a file */
+    size_t n_files;
+    enum cfg_body_kind *content_kinds; /* parallel to content_types */
 };
 
 struct cfg_handler {

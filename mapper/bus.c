@@ -26,6 +26,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/eventfd.h>
 #include <sys/random.h>
 #include <time.h>
@@ -50,6 +51,9 @@
 #define MAX_ANSWER (16u << 20)
 /* Frames handled per loop turn before queued publishes get a turn again. */
 #define READ_BATCH 4096
+/* Room for the HTTP headers an rpc answer may set (x-fpesa-header-*). */
+#define HTTP_HEADERS_MAX 2048
+#define HTTP_HEADER_PREFIX "x-fpesa-header-"
 
 enum job_kind { JOB_PUBLISH, JOB_RPC };
 
@@ -71,6 +75,8 @@ struct job {
     char *content_type;
     char *body;
     size_t body_len;
+    amqp_table_entry_t *headers; /* n_headers AMQP headers (new, with their strings), or NULL */
+    size_t n_headers;
     char data[]; /* the strings above, copied */
 };
 
@@ -83,7 +89,7 @@ struct jlist {
 /* A delivery being assembled from its method, header and body frames. */
 struct delivery {
     bool active;
-    bool skip; /* a basic.return or an unexpected content: read and drop */
+    bool skip;    /* a basic.return or an unexpected content: read and drop */
     bool too_big; /* an answer over MAX_ANSWER: read, drop, answer 502 */
     uint64_t body_size;
     uint64_t got;
@@ -93,6 +99,9 @@ struct delivery {
     bool corr_set;
     char content_type[128];
     bool ct_set;
+    int status; /* from an x-fpesa-status header, or 0 */
+    char http_headers[HTTP_HEADERS_MAX];
+    size_t http_headers_len;
     char *buf;
     size_t cap;
 };
@@ -201,22 +210,35 @@ static void list_unlink(struct jlist *l, struct job *j) {
     l->n--;
 }
 
-/* Calls the job's callback and frees it. */
-static void finish(struct mbus *bus, struct job *j, int status, const char *body, size_t body_len,
-                   const char *content_type) {
+static void job_free(struct job *j) {
+    if (j)
+        free(j->headers);
+    free(j);
+}
+
+/* Calls the job's callback with an answer and its HTTP headers, and frees it. */
+static void finish_answer(struct mbus *bus, struct job *j, int status, const char *body,
+                          size_t body_len, const char *content_type, const char *http_headers) {
     struct mbus_result r = {
         .status = status,
         .body = body,
         .body_len = body_len,
         .content_type = content_type,
         .seconds = now_s() - j->started,
+        .http_headers = http_headers,
     };
     if (j->kind == JOB_PUBLISH)
         atomic_fetch_sub_explicit(&bus->st_pub_inflight, 1, memory_order_relaxed);
     else
         atomic_fetch_sub_explicit(&bus->st_rpc_inflight, 1, memory_order_relaxed);
     j->done(j->ctx, &r);
-    free(j);
+    job_free(j);
+}
+
+/* Calls the job's callback and frees it. */
+static void finish(struct mbus *bus, struct job *j, int status, const char *body, size_t body_len,
+                   const char *content_type) {
+    finish_answer(bus, j, status, body, body_len, content_type, NULL);
 }
 
 /* ---- rpc table: correlation hash + deadline heap ------------------------- */
@@ -521,6 +543,11 @@ static int send_job(struct mbus *bus, struct job *j) {
     p.content_type = bytes_of(j->content_type);
     p.message_id = bytes_of(j->message_id);
     p.timestamp = (uint64_t)j->timestamp;
+    if (j->n_headers) {
+        p._flags |= AMQP_BASIC_HEADERS_FLAG;
+        p.headers.num_entries = (int)j->n_headers;
+        p.headers.entries = j->headers;
+    }
 
     if (j->kind == JOB_PUBLISH) {
         p.delivery_mode = 2;
@@ -664,6 +691,8 @@ static void delivery_complete(struct mbus *bus) {
     size_t len = (size_t)d->body_size;
     const char *body = len ? d->buf : "";
     int status = answer_status(body, len, ct);
+    if (d->status && status != 502)
+        status = d->status;
     if (status == 502) {
         static const char bad[] =
             "{\"error\":{\"code\":502,\"description\":\"the worker's answer is not valid JSON\"}}";
@@ -671,7 +700,7 @@ static void delivery_complete(struct mbus *bus) {
         finish(bus, j, 502, bad, sizeof(bad) - 1, "application/json");
         return;
     }
-    finish(bus, j, status, body, len, ct);
+    finish_answer(bus, j, status, body, len, ct, d->http_headers_len ? d->http_headers : NULL);
 }
 
 static void copy_short(char *dst, size_t cap, amqp_bytes_t b, size_t *out_len) {
@@ -680,6 +709,99 @@ static void copy_short(char *dst, size_t cap, amqp_bytes_t b, size_t *out_len) {
     dst[n] = '\0';
     if (out_len)
         *out_len = n;
+}
+
+/* An integer header value of any AMQP integer kind, or a string of digits. */
+static bool field_int(const amqp_field_value_t *v, long long *out) {
+    switch (v->kind) {
+    case AMQP_FIELD_KIND_I8:
+        *out = v->value.i8;
+        return true;
+    case AMQP_FIELD_KIND_U8:
+        *out = v->value.u8;
+        return true;
+    case AMQP_FIELD_KIND_I16:
+        *out = v->value.i16;
+        return true;
+    case AMQP_FIELD_KIND_U16:
+        *out = v->value.u16;
+        return true;
+    case AMQP_FIELD_KIND_I32:
+        *out = v->value.i32;
+        return true;
+    case AMQP_FIELD_KIND_U32:
+        *out = v->value.u32;
+        return true;
+    case AMQP_FIELD_KIND_I64:
+        *out = v->value.i64;
+        return true;
+    case AMQP_FIELD_KIND_U64:
+        *out = v->value.u64 > 1000000 ? 1000000 : (long long)v->value.u64;
+        return true;
+    case AMQP_FIELD_KIND_UTF8:
+    case AMQP_FIELD_KIND_BYTES: {
+        char buf[16];
+        size_t n = v->value.bytes.len;
+
+        if (n == 0 || n >= sizeof(buf))
+            return false;
+        memcpy(buf, v->value.bytes.bytes, n);
+        buf[n] = '\0';
+        *out = 0;
+        for (size_t i = 0; i < n; i++) {
+            if (buf[i] < '0' || buf[i] > '9')
+                return false;
+            *out = *out * 10 + (buf[i] - '0');
+        }
+        return true;
+    }
+    default:
+        return false;
+    }
+}
+
+static bool header_text_ok(const char *s, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (s[i] == '\r' || s[i] == '\n' || s[i] == '\0')
+            return false;
+    return true;
+}
+
+/* Takes x-fpesa-status and x-fpesa-header-* from an answer's headers. */
+static void read_answer_headers(struct delivery *d, const amqp_table_t *t) {
+    size_t plen = strlen(HTTP_HEADER_PREFIX);
+
+    for (int i = 0; i < t->num_entries; i++) {
+        const amqp_table_entry_t *e = &t->entries[i];
+        const char *k = e->key.bytes;
+        size_t kl = e->key.len;
+        long long st;
+
+        if (kl == strlen("x-fpesa-status") && strncasecmp(k, "x-fpesa-status", kl) == 0) {
+            if (field_int(&e->value, &st) && st >= 100 && st <= 599)
+                d->status = (int)st;
+            continue;
+        }
+        if (kl <= plen || strncasecmp(k, HTTP_HEADER_PREFIX, plen) != 0)
+            continue;
+        if (e->value.kind != AMQP_FIELD_KIND_UTF8 && e->value.kind != AMQP_FIELD_KIND_BYTES)
+            continue;
+        const char *v = e->value.value.bytes.bytes;
+        size_t vl = e->value.value.bytes.len;
+        if (!header_text_ok(k, kl) || !header_text_ok(v, vl) || memchr(k, ':', kl) ||
+            d->http_headers_len + (kl - plen) + 2 + vl + 2 > sizeof(d->http_headers))
+            continue;
+        char *o = d->http_headers + d->http_headers_len;
+        memcpy(o, k + plen, kl - plen);
+        o += kl - plen;
+        memcpy(o, ": ", 2);
+        o += 2;
+        memcpy(o, v, vl);
+        o += vl;
+        *o++ = '\n';
+        *o = '\0';
+        d->http_headers_len = (size_t)(o - d->http_headers);
+    }
 }
 
 /* Handles one frame. Returns 0, or -1 when the connection must be dropped
@@ -702,6 +824,8 @@ static int handle_frame(struct mbus *bus, const amqp_frame_t *f, char *why, size
                 copy_short(d->content_type, sizeof(d->content_type), p->content_type, NULL);
                 d->ct_set = true;
             }
+            if (p->_flags & AMQP_BASIC_HEADERS_FLAG)
+                read_answer_headers(d, &p->headers);
         }
         if (!d->skip && d->body_size > MAX_ANSWER) {
             d->skip = true;
@@ -986,6 +1110,36 @@ int mbus_start(struct mbus *bus) {
     return 0;
 }
 
+/* Copies msg's headers into one allocation: the table entries, then their
+ * strings. */
+static int copy_headers(struct job *j, const struct mbus_msg *msg) {
+    size_t size = msg->n_headers * sizeof(amqp_table_entry_t);
+    char *p;
+
+    if (msg->n_headers > 64)
+        return -1;
+    for (size_t i = 0; i < msg->n_headers; i++)
+        size += strlen(msg->headers[i].name) + strlen(msg->headers[i].value);
+    j->headers = malloc(size ? size : 1);
+    if (!j->headers)
+        return -1;
+    p = (char *)(j->headers + msg->n_headers);
+    for (size_t i = 0; i < msg->n_headers; i++) {
+        amqp_table_entry_t *e = &j->headers[i];
+        size_t nl = strlen(msg->headers[i].name), vl = strlen(msg->headers[i].value);
+
+        memcpy(p, msg->headers[i].name, nl);
+        e->key = (amqp_bytes_t){nl, p};
+        p += nl;
+        memcpy(p, msg->headers[i].value, vl);
+        e->value.kind = AMQP_FIELD_KIND_UTF8;
+        e->value.value.bytes = (amqp_bytes_t){vl, p};
+        p += vl;
+    }
+    j->n_headers = msg->n_headers;
+    return 0;
+}
+
 static struct job *job_new(const struct mbus_msg *msg, enum job_kind kind, mbus_done_fn done,
                            void *ctx) {
     const char *ct = msg->content_type ? msg->content_type : "application/json";
@@ -1012,6 +1166,10 @@ static struct job *job_new(const struct mbus_msg *msg, enum job_kind kind, mbus_
         memcpy(p, msg->body, msg->body_len);
     p[msg->body_len] = '\0';
     j->body_len = msg->body_len;
+    if (msg->n_headers && copy_headers(j, msg) < 0) {
+        free(j);
+        return NULL;
+    }
     return j;
 }
 
@@ -1019,7 +1177,7 @@ static int submit(struct mbus *bus, struct job *j) {
     pthread_mutex_lock(&bus->lock);
     if (bus->stopping) {
         pthread_mutex_unlock(&bus->lock);
-        free(j);
+        job_free(j);
         return -1;
     }
     bool was_empty = bus->submitted.head == NULL;

@@ -29,7 +29,13 @@ struct mbus;
  *           that does not parse, or one over 16 MiB, is a 502 whose body is
  *           our own {"error": {"code": 502, ...}}; an answer whose
  *           content_type is not JSON is passed on as a 200 unparsed.
- * body/content_type are borrowed for the duration of the call only.
+ * An rpc answer may set the status itself with an AMQP header
+ * "x-fpesa-status" (an integer, or a string of digits, 100 to 599), which
+ * wins over the rules above, and HTTP response headers with AMQP headers
+ * "x-fpesa-header-<Name>" (string values): those come in http_headers as
+ * "Name: value\n" lines (names and values without CR, LF or NUL; at most 2 KiB
+ * in all), NULL when there are none.
+ * body/content_type/http_headers are borrowed for the duration of the call only.
  * seconds: confirm or rpc round trip as measured by the bus thread. */
 struct mbus_result {
     int status;
@@ -37,19 +43,29 @@ struct mbus_result {
     size_t body_len;
     const char *content_type;
     double seconds;
+    const char *http_headers;
 };
 
 typedef void (*mbus_done_fn)(void *ctx, const struct mbus_result *result);
+
+/* One AMQP header of a message: a name and a string value (sent as a
+ * long string, field kind 'S'). */
+struct mbus_header {
+    const char *name;
+    const char *value;
+};
 
 /* One message to send. All pointers are borrowed: mbus_publish/mbus_rpc copy
  * what they need before returning. */
 struct mbus_msg {
     const char *exchange;   /* "<path>:<METHOD>" */
     const char *message_id; /* UUIDv7 or the Idempotency-Key */
-    const char *body;       /* the JSON envelope {"data","args","params"} */
+    const char *body;       /* the JSON envelope {"data","args","params"}, or the bytes of a file */
     size_t body_len;
-    const char *content_type; /* "application/json" */
+    const char *content_type; /* "application/json", or the file's media type */
     int64_t timestamp;        /* seconds since the epoch, the AMQP timestamp property */
+    const struct mbus_header *headers; /* n_headers AMQP headers, or NULL */
+    size_t n_headers;
 };
 
 /* Creates the bus for cfg (borrowed; must outlive the bus). Does not connect

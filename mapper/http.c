@@ -4,7 +4,9 @@
 #include "config.h"
 #include "jsonschema.h"
 #include "log.h"
+#include "magic.h"
 #include "metrics.h"
+#include "multipart.h"
 #include "openapi.h"
 #include "query.h"
 #include "router.h"
@@ -44,6 +46,13 @@ struct http_server {
     _Atomic long waiting;
 };
 
+struct rq_error {
+    char desc[512];
+    char path[256];
+    char keyword[32];
+    bool schema;
+};
+
 /* Everything about one request, created by the URI callback when the request
  * line arrives and freed once, in on_completed. */
 struct request {
@@ -63,16 +72,19 @@ struct request {
     const char *cors_origin; /* value for Access-Control-Allow-Origin, or NULL */
     bool cors_vary;
 
-    char *body; /* request body as received so far */
+    /* The body, allocated when its first byte arrives, sized by
+     * Content-Length when given; always one byte more for a NUL. */
+    char *body;
     size_t body_len, body_cap, max_body;
-    size_t discarded; /* bytes of body read and dropped after a refusal */
+    size_t expect_len;       /* Content-Length, or 0 when not given */
+    size_t discarded;        /* bytes of body read and dropped after a refusal */
+    enum cfg_body_kind kind; /* how the body is read, from its content type */
+    const char *media_type;  /* the endpoint's content_types entry it matched (borrowed) */
 
-    /* An answer decided before the bus: status and error description. */
+    /* An answer decided before the bus: status and, allocated only then, the
+     * error's description. */
     int status;
-    char desc[512];
-    char err_path[256];
-    char err_keyword[32];
-    bool err_schema;
+    struct rq_error *err;
 
     char id[IDEMPOTENCY_KEY_MAX + 1];
 
@@ -82,6 +94,7 @@ struct request {
     char *result_body;
     size_t result_len;
     char *result_ctype;
+    char *result_headers; /* "Name: value\n" lines from the answer, or NULL */
 
     int answered; /* status actually sent, for the log and metrics */
 };
@@ -152,11 +165,12 @@ static enum MHD_Result reply_json(struct request *rq, int status, json_t *value)
 
 /* Sends the error decided earlier: {"error": {"code", "description", ...}}. */
 static enum MHD_Result reply_error(struct request *rq) {
-    json_t *err = json_pack("{s:i, s:s}", "code", rq->status, "description", rq->desc);
+    json_t *err = json_pack("{s:i, s:s}", "code", rq->status, "description",
+                            rq->err ? rq->err->desc : "the request was refused");
 
-    if (err && rq->err_schema) {
-        json_object_set_new(err, "path", json_string(rq->err_path));
-        json_object_set_new(err, "keyword", json_string(rq->err_keyword));
+    if (err && rq->err && rq->err->schema) {
+        json_object_set_new(err, "path", json_string(rq->err->path));
+        json_object_set_new(err, "keyword", json_string(rq->err->keyword));
     }
     return reply_json(rq, rq->status, err ? json_pack("{s:o}", "error", err) : NULL);
 }
@@ -168,8 +182,12 @@ __attribute__((format(printf, 3, 4))) static void fail(struct request *rq, int s
     if (rq->status)
         return; /* the first problem found is the one answered */
     rq->status = status;
+    rq->err = malloc(sizeof(*rq->err));
+    if (!rq->err)
+        return; /* answered with a generic description */
+    rq->err->schema = false;
     va_start(ap, fmt);
-    vsnprintf(rq->desc, sizeof(rq->desc), fmt, ap);
+    vsnprintf(rq->err->desc, sizeof(rq->err->desc), fmt, ap);
     va_end(ap);
 }
 
@@ -179,9 +197,11 @@ static void fail_schema(struct request *rq, int status, const char *where,
         return;
     fail(rq, status, "%s %s: %s: %s", where, e->instance_path[0] ? e->instance_path : "(root)",
          e->keyword, e->message);
-    rq->err_schema = true;
-    snprintf(rq->err_path, sizeof(rq->err_path), "%s", e->instance_path);
-    snprintf(rq->err_keyword, sizeof(rq->err_keyword), "%s", e->keyword);
+    if (!rq->err)
+        return;
+    rq->err->schema = true;
+    snprintf(rq->err->path, sizeof(rq->err->path), "%s", e->instance_path);
+    snprintf(rq->err->keyword, sizeof(rq->err->keyword), "%s", e->keyword);
 }
 
 /* ---- CORS ------------------------------------------------------------------ */
@@ -234,24 +254,35 @@ static enum MHD_Result reply_preflight(struct request *rq) {
 
 /* ---- checks made as soon as the headers are in ----------------------------- */
 
-static bool content_type_is_accepted(const struct cfg_endpoint *ep, const char *ctype) {
+/* The index in ep->content_types of the request's Content-Type, or -1. */
+static int content_type_index(const struct cfg_endpoint *ep, const char *ctype) {
     size_t len;
 
     if (!ctype)
-        return false;
+        return -1;
     while (*ctype == ' ' || *ctype == '\t')
         ctype++;
     /* The media type ends at the first parameter; "; charset=utf-8" is fine. */
     len = strcspn(ctype, "; \t");
-    if (ep->n_content_types == 0)
-        return len == strlen("application/json") &&
-               strncasecmp(ctype, "application/json", len) == 0;
     for (size_t i = 0; i < ep->n_content_types; i++) {
         const char *t = ep->content_types[i];
 
         if (strlen(t) == len && strncasecmp(ctype, t, len) == 0)
-            return true;
+            return (int)i;
     }
+    return -1;
+}
+
+static enum cfg_body_kind kind_at(const struct cfg_endpoint *ep, int i) {
+    return ep->content_kinds && i >= 0 ? ep->content_kinds[i] : CFG_BODY_JSON;
+}
+
+/* True when some content type of ep is read otherwise than as JSON: such an
+ * endpoint takes a body even without a body schema. */
+static bool takes_non_json(const struct cfg_endpoint *ep) {
+    for (size_t i = 0; i < ep->n_content_types; i++)
+        if (kind_at(ep, (int)i) != CFG_BODY_JSON)
+            return true;
     return false;
 }
 
@@ -265,6 +296,7 @@ static void begin(struct request *rq, const char *method) {
     const struct cfg_endpoint *ep;
     const char *cl, *te, *ctype;
     bool has_body = false;
+    int idx;
 
     cors_decide(rq);
     if (rq->path_len >= sizeof(path)) {
@@ -304,6 +336,14 @@ static void begin(struct request *rq, const char *method) {
     rq->max_body = ep->max_body              ? ep->max_body
                    : srv->cfg->http.max_body ? srv->cfg->http.max_body
                                              : DEFAULT_MAX_BODY;
+    ctype = MHD_lookup_connection_value(rq->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
+    idx = content_type_index(ep, ctype);
+    if (idx >= 0) {
+        rq->media_type = ep->content_types[idx];
+        rq->kind = kind_at(ep, idx);
+        if (ep->content_max_body && ep->content_max_body[idx])
+            rq->max_body = ep->content_max_body[idx];
+    }
     cl = MHD_lookup_connection_value(rq->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
     te = MHD_lookup_connection_value(rq->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_TRANSFER_ENCODING);
     if (cl) {
@@ -317,21 +357,24 @@ static void begin(struct request *rq, const char *method) {
             return;
         }
         has_body = n > 0;
+        rq->expect_len = (size_t)n;
     }
     if (te && strcasecmp(te, "identity") != 0)
         has_body = true;
     if (!has_body)
         return;
-    if (!ep->body) {
+    if (!ep->body && !takes_non_json(ep)) {
         fail(rq, MHD_HTTP_BAD_REQUEST, "%s %s takes no request body", ep->method, ep->path);
         return;
     }
-    ctype = MHD_lookup_connection_value(rq->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
-    if (!content_type_is_accepted(ep, ctype)) {
-        fail(rq, MHD_HTTP_UNSUPPORTED_MEDIA_TYPE, "content type %.100s is not accepted here%s%s",
-             ctype ? ctype : "(none)", ep->n_content_types ? "" : " (expected ",
-             ep->n_content_types ? "" : "application/json)");
+    if (idx < 0) {
+        fail(rq, MHD_HTTP_UNSUPPORTED_MEDIA_TYPE, "content type %.100s is not accepted here",
+             ctype ? ctype : "(none)");
+        return;
     }
+    if (rq->kind == CFG_BODY_JSON && !ep->body)
+        fail(rq, MHD_HTTP_UNSUPPORTED_MEDIA_TYPE, "%s %s takes no JSON body (content type %.100s)",
+             ep->method, ep->path, rq->media_type);
 }
 
 /* Appends a piece of the body; refuses with 413 past the limit. Returns
@@ -350,14 +393,15 @@ static bool take_upload(struct request *rq, const char *data, size_t size) {
         rq->body_len = rq->body_cap = 0;
         return true;
     }
-    if (rq->body_len + size > rq->body_cap) {
-        size_t cap = rq->body_cap ? rq->body_cap * 2 : 1024;
+    /* One byte more than the body for a terminating NUL. */
+    if (rq->body_len + size + 1 > rq->body_cap) {
+        size_t cap = rq->body_cap ? rq->body_cap * 2 : rq->expect_len ? rq->expect_len + 1 : 4096;
         char *nb;
 
-        while (cap < rq->body_len + size)
+        while (cap < rq->body_len + size + 1)
             cap *= 2;
-        if (cap > rq->max_body)
-            cap = rq->max_body;
+        if (cap > rq->max_body + 1)
+            cap = rq->max_body + 1;
         nb = realloc(rq->body, cap);
         if (!nb) {
             fail(rq, MHD_HTTP_SERVICE_UNAVAILABLE, "out of memory");
@@ -368,6 +412,7 @@ static bool take_upload(struct request *rq, const char *data, size_t size) {
     }
     memcpy(rq->body + rq->body_len, data, size);
     rq->body_len += size;
+    rq->body[rq->body_len] = '\0';
     return true;
 }
 
@@ -387,6 +432,8 @@ static void on_bus_done(void *ctx, const struct mbus_result *res) {
     }
     if (res->content_type)
         rq->result_ctype = strdup(res->content_type);
+    if (res->http_headers)
+        rq->result_headers = strdup(res->http_headers);
     if (ep->mode == CFG_MODE_PUBLISH && res->status < 500)
         metrics_confirm(rq->srv->metrics, res->seconds);
     else if (ep->mode == CFG_MODE_RPC && res->body)
@@ -407,15 +454,207 @@ static bool idempotency_key_is_valid(const char *k) {
     return true;
 }
 
-/* Parses and checks the query string and the body, builds the envelope and
- * hands it to the bus. On refusal sets rq->status and returns NULL. */
-static char *build_envelope(struct request *rq) {
+/* What goes on the bus for one request: a JSON envelope, or the bytes of a
+ * file (into the request's body) with the envelope's other parts in AMQP
+ * headers. */
+struct outgoing {
+    char *envelope; /* JSON text (new), or NULL for bytes */
+    const char *bytes;
+    size_t len;
+    const char *ctype;
+    char *texts[3]; /* header values (new) */
+    struct mbus_header hdrs[5];
+    size_t n_hdrs;
+};
+
+static void outgoing_fini(struct outgoing *o) {
+    free(o->envelope);
+    for (size_t i = 0; i < sizeof(o->texts) / sizeof(o->texts[0]); i++)
+        free(o->texts[i]);
+}
+
+/* The file of a multipart body, and its fields. */
+struct form {
+    struct request *rq;
+    json_t *fields;
+    const struct cfg_file *file_cfg;
+    const char *file;
+    size_t file_len;
+    char field[MPART_NAME_MAX];
+    char filename[MPART_NAME_MAX];
+    bool has_filename;
+    char ctype[MPART_TYPE_MAX];
+    bool have_file;
+};
+
+static const struct cfg_file *file_field(const struct cfg_endpoint *ep, const char *name) {
+    for (size_t i = 0; i < ep->n_files; i++)
+        if (ep->files[i].field && strcmp(ep->files[i].field, name) == 0)
+            return &ep->files[i];
+    return NULL;
+}
+
+/* Whether a file of media type t may come in field f, and its size limit. */
+static bool file_type_accepted(const struct cfg_endpoint *ep, const struct cfg_file *f,
+                               const char *t, size_t *limit) {
+    bool ok = false;
+
+    *limit = f->max_size;
+    if (f->n_types) {
+        for (size_t i = 0; i < f->n_types; i++)
+            if (strcasecmp(f->types[i], t) == 0)
+                ok = true;
+    }
+    for (size_t i = 0; i < ep->n_content_types; i++) {
+        if (strcasecmp(ep->content_types[i], t) != 0)
+            continue;
+        if (!f->n_types && kind_at(ep, (int)i) == CFG_BODY_BINARY)
+            ok = true;
+        if (!*limit && ep->content_max_body)
+            *limit = ep->content_max_body[i];
+    }
+    return ok;
+}
+
+static int on_part(void *ctx, const struct mpart *part) {
+    struct form *fm = ctx;
+    struct request *rq = fm->rq;
+    const struct cfg_endpoint *ep = rq->route->ep;
+    bool is_file = part->has_filename ||
+                   (part->content_type[0] && strcmp(part->content_type, "text/plain") != 0);
+
+    if (is_file) {
+        const struct cfg_file *f = file_field(ep, part->name);
+        const char *t = part->content_type[0] ? part->content_type : "application/octet-stream";
+        size_t limit = 0;
+
+        /* A browser sends an empty file input as an empty part with a file name "". */
+        if (part->len == 0 && part->filename[0] == '\0')
+            return 0;
+        if (!f) {
+            fail(rq, MHD_HTTP_BAD_REQUEST, "field \"%.100s\" does not take a file", part->name);
+            return 1;
+        }
+        if (fm->have_file) {
+            fail(rq, MHD_HTTP_BAD_REQUEST, "only one file is taken per request");
+            return 1;
+        }
+        if (!file_type_accepted(ep, f, t, &limit)) {
+            fail(rq, MHD_HTTP_UNSUPPORTED_MEDIA_TYPE,
+                 "file type %.100s is not accepted in field \"%.100s\"", t, part->name);
+            return 1;
+        }
+        if (limit && part->len > limit) {
+            fail(rq, MHD_HTTP_CONTENT_TOO_LARGE,
+                 "the file in field \"%.100s\" is larger than %zu bytes", part->name, limit);
+            return 1;
+        }
+        if (!magic_matches(t, part->data, part->len)) {
+            fail(rq, MHD_HTTP_UNSUPPORTED_MEDIA_TYPE,
+                 "the file in field \"%.100s\" is not a complete %s file", part->name, t);
+            return 1;
+        }
+        fm->have_file = true;
+        fm->file_cfg = f;
+        fm->file = part->data;
+        fm->file_len = part->len;
+        memcpy(fm->field, part->name, sizeof(fm->field));
+        memcpy(fm->filename, part->filename, sizeof(fm->filename));
+        fm->has_filename = part->has_filename;
+        memcpy(fm->ctype, t, strlen(t) + 1);
+        return 0;
+    }
+    if (!query_utf8_is_valid(part->data, part->len) || memchr(part->data, '\0', part->len)) {
+        fail(rq, MHD_HTTP_BAD_REQUEST, "form field \"%.100s\" is not UTF-8 text", part->name);
+        return 1;
+    }
+    if (json_object_get(fm->fields, part->name)) {
+        fail(rq, MHD_HTTP_BAD_REQUEST, "form field \"%.100s\" appears twice", part->name);
+        return 1;
+    }
+    if (json_object_set_new(fm->fields, part->name, json_stringn(part->data, part->len)) != 0) {
+        fail(rq, MHD_HTTP_BAD_REQUEST, "form field \"%.100s\" is not valid", part->name);
+        return 1;
+    }
+    return 0;
+}
+
+/* Reads a multipart body into *data (the fields, new) and fm (the file). */
+static int read_multipart(struct request *rq, struct form *fm, json_t **data) {
+    const struct cfg_endpoint *ep = rq->route->ep;
+    const char *ctype =
+        MHD_lookup_connection_value(rq->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
+    char boundary[MPART_BOUNDARY_MAX + 1], err[200];
+    int rc;
+
+    if (multipart_boundary(ctype, boundary, sizeof(boundary)) != 0) {
+        fail(rq, MHD_HTTP_BAD_REQUEST, "multipart/form-data needs a valid boundary parameter");
+        return -1;
+    }
+    fm->rq = rq;
+    fm->fields = json_object();
+    if (!fm->fields) {
+        fail(rq, MHD_HTTP_SERVICE_UNAVAILABLE, "out of memory");
+        return -1;
+    }
+    rc = multipart_parse(rq->body ? rq->body : "", rq->body_len, boundary, on_part, fm, err,
+                         sizeof(err));
+    if (rc != 0) {
+        if (rc < 0)
+            fail(rq, MHD_HTTP_BAD_REQUEST, "malformed multipart body: %s", err);
+        json_decref(fm->fields);
+        return -1;
+    }
+    for (size_t i = 0; i < ep->n_files; i++) {
+        if (ep->files[i].required && !(fm->have_file && fm->file_cfg == &ep->files[i])) {
+            fail(rq, ep->validation_status ? ep->validation_status : 400,
+                 "the file field \"%.100s\" is required", ep->files[i].field);
+            json_decref(fm->fields);
+            return -1;
+        }
+    }
+    *data = fm->fields;
+    return 0;
+}
+
+/* Builds the headers of a message whose body is a file. */
+static int file_headers(struct request *rq, struct outgoing *o, json_t *args, json_t *data,
+                        const struct form *fm) {
+    o->texts[0] = json_dumps(args ? args : json_null(), JSON_COMPACT | JSON_ENCODE_ANY);
+    if (!o->texts[0])
+        return -1;
+    o->hdrs[o->n_hdrs++] = (struct mbus_header){"x-fpesa-args", o->texts[0]};
+    if (rq->route->has_params) {
+        json_t *empty = rq->params ? NULL : json_object();
+
+        o->texts[1] = json_dumps(rq->params ? rq->params : empty, JSON_COMPACT);
+        json_decref(empty);
+        if (!o->texts[1])
+            return -1;
+        o->hdrs[o->n_hdrs++] = (struct mbus_header){"x-fpesa-params", o->texts[1]};
+    }
+    if (fm) {
+        o->texts[2] = json_dumps(data, JSON_COMPACT | JSON_ENCODE_ANY);
+        if (!o->texts[2])
+            return -1;
+        o->hdrs[o->n_hdrs++] = (struct mbus_header){"x-fpesa-data", o->texts[2]};
+        o->hdrs[o->n_hdrs++] = (struct mbus_header){"x-fpesa-field", fm->field};
+        if (fm->has_filename)
+            o->hdrs[o->n_hdrs++] = (struct mbus_header){"x-fpesa-filename", fm->filename};
+    }
+    return 0;
+}
+
+/* Parses and checks the query string and the body, and fills o with what
+ * goes on the bus. On refusal sets rq->status and returns -1. */
+static int build_envelope(struct request *rq, struct outgoing *o, struct form *fm) {
     const struct cfg_endpoint *ep = rq->route->ep;
     struct jschema_error e;
     json_t *args = NULL, *data = NULL, *env = NULL;
     char err[300];
-    char *text = NULL;
     const char *key;
+    bool is_file = false;
+    int rc = -1;
 
     if (rq->query && rq->query[0]) {
         if (!ep->args) {
@@ -437,7 +676,9 @@ static char *build_envelope(struct request *rq) {
             goto out;
         }
     }
-    if (rq->body_len) {
+    if (!rq->body_len) {
+        data = json_null();
+    } else if (rq->kind == CFG_BODY_JSON) {
         json_error_t jerr;
 
         data = json_loadb(rq->body, rq->body_len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
@@ -446,10 +687,30 @@ static char *build_envelope(struct request *rq) {
                  jerr.text, jerr.line, jerr.column);
             goto out;
         }
+    } else if (rq->kind == CFG_BODY_FORM) {
+        if (memchr(rq->body, '\0', rq->body_len)) {
+            fail(rq, MHD_HTTP_BAD_REQUEST, "the form body holds a NUL byte");
+            goto out;
+        }
+        if (query_parse(rq->body, &data, err, sizeof(err)) != 0) {
+            fail(rq, MHD_HTTP_BAD_REQUEST, "malformed form body: %s", err);
+            goto out;
+        }
+    } else if (rq->kind == CFG_BODY_MULTIPART) {
+        if (read_multipart(rq, fm, &data) != 0)
+            goto out;
+        is_file = fm->have_file;
     } else {
-        data = json_null();
+        if (!magic_matches(rq->media_type, rq->body, rq->body_len)) {
+            fail(rq, MHD_HTTP_UNSUPPORTED_MEDIA_TYPE, "the body is not a complete %s file",
+                 rq->media_type);
+            goto out;
+        }
+        is_file = true;
     }
-    if (ep->body_schema && jschema_validate(ep->body_schema, data, &e) != 0) {
+    /* A binary body has no schema to meet; everything else meets the body's. */
+    if (ep->body_schema && !(rq->body_len && rq->kind == CFG_BODY_BINARY) &&
+        jschema_validate(ep->body_schema, data, &e) != 0) {
         fail_schema(rq, ep->validation_status ? ep->validation_status : 400, "body", &e);
         goto out;
     }
@@ -464,34 +725,59 @@ static char *build_envelope(struct request *rq) {
     } else {
         uuid_v7(rq->id);
     }
+    if (is_file) {
+        bool multipart = rq->kind == CFG_BODY_MULTIPART;
+
+        o->bytes = multipart ? fm->file : rq->body;
+        o->len = multipart ? fm->file_len : rq->body_len;
+        o->ctype = multipart ? fm->ctype : rq->media_type;
+        if (file_headers(rq, o, args, data, multipart ? fm : NULL) != 0) {
+            fail(rq, MHD_HTTP_SERVICE_UNAVAILABLE, "out of memory");
+            goto out;
+        }
+        rc = 0;
+        goto out;
+    }
     env = json_pack("{s:O, s:O}", "data", data, "args", args ? args : json_null());
     if (env && rq->route->has_params)
         json_object_set(env, "params", rq->params ? rq->params : json_object());
-    text = env ? json_dumps(env, JSON_COMPACT) : NULL;
-    if (!text)
+    o->envelope = env ? json_dumps(env, JSON_COMPACT) : NULL;
+    if (!o->envelope) {
         fail(rq, MHD_HTTP_SERVICE_UNAVAILABLE, "out of memory");
+        goto out;
+    }
+    o->bytes = o->envelope;
+    o->len = strlen(o->envelope);
+    o->ctype = "application/json";
+    rc = 0;
 
 out:
     json_decref(env);
     json_decref(data);
     json_decref(args);
-    return text;
+    return rc;
 }
 
 static enum MHD_Result dispatch(struct request *rq) {
     const struct cfg_endpoint *ep = rq->route->ep;
     struct mbus_msg msg;
-    char *envelope = build_envelope(rq);
+    struct outgoing o = {0};
+    struct form fm;
     int rc;
 
-    if (!envelope)
+    fm.have_file = false;
+    if (build_envelope(rq, &o, &fm) != 0) {
+        outgoing_fini(&o);
         return reply_error(rq);
+    }
     msg.exchange = ep->exchange;
     msg.message_id = rq->id;
-    msg.body = envelope;
-    msg.body_len = strlen(envelope);
-    msg.content_type = "application/json";
+    msg.body = o.bytes;
+    msg.body_len = o.len;
+    msg.content_type = o.ctype;
     msg.timestamp = (int64_t)time(NULL);
+    msg.headers = o.n_hdrs ? o.hdrs : NULL;
+    msg.n_headers = o.n_hdrs;
 
     /* Suspend first: the bus may answer before mbus_publish returns. */
     rq->dispatched = true;
@@ -502,7 +788,7 @@ static enum MHD_Result dispatch(struct request *rq) {
                       rq);
     else
         rc = mbus_publish(rq->srv->bus, &msg, on_bus_done, rq);
-    free(envelope);
+    outgoing_fini(&o);
     if (rc != 0) {
         rq->result_status = MHD_HTTP_SERVICE_UNAVAILABLE;
         atomic_store_explicit(&rq->done, true, memory_order_release);
@@ -511,13 +797,103 @@ static enum MHD_Result dispatch(struct request *rq) {
     return MHD_YES;
 }
 
+/* A copy of the response template tpl (borrowed) with "{id}" replaced by id
+ * in every string. New reference, or NULL when out of memory. */
+static json_t *render_response(const json_t *tpl, const char *id) {
+    json_t *out;
+
+    if (json_is_string(tpl)) {
+        const char *s = json_string_value(tpl), *hit;
+        size_t idl = strlen(id), cap = json_string_length(tpl) + 1, n = 0;
+        char *buf;
+
+        if (!strstr(s, "{id}"))
+            return json_deep_copy(tpl);
+        for (hit = s; (hit = strstr(hit, "{id}")) != NULL; hit += 4)
+            cap += idl;
+        buf = malloc(cap);
+        if (!buf)
+            return NULL;
+        while ((hit = strstr(s, "{id}")) != NULL) {
+            memcpy(buf + n, s, (size_t)(hit - s));
+            n += (size_t)(hit - s);
+            memcpy(buf + n, id, idl);
+            n += idl;
+            s = hit + 4;
+        }
+        memcpy(buf + n, s, strlen(s) + 1);
+        out = json_string(buf);
+        free(buf);
+        return out;
+    }
+    if (json_is_object(tpl)) {
+        const char *k;
+        json_t *v;
+
+        out = json_object();
+        json_object_foreach((json_t *)tpl, k, v) {
+            if (!out || json_object_set_new(out, k, render_response(v, id)) != 0) {
+                json_decref(out);
+                return NULL;
+            }
+        }
+        return out;
+    }
+    if (json_is_array(tpl)) {
+        size_t i;
+        json_t *v;
+
+        out = json_array();
+        json_array_foreach(tpl, i, v) {
+            if (!out || json_array_append_new(out, render_response(v, id)) != 0) {
+                json_decref(out);
+                return NULL;
+            }
+        }
+        return out;
+    }
+    return json_deep_copy(tpl);
+}
+
+/* Sends an rpc answer: its bytes, content type and the headers it set. */
+static enum MHD_Result reply_answer(struct request *rq, int status) {
+    struct MHD_Response *resp =
+        MHD_create_response_from_buffer(rq->result_len, rq->result_body, MHD_RESPMEM_MUST_FREE);
+    char *line, *next;
+
+    if (!resp)
+        return MHD_NO;
+    rq->result_body = NULL; /* the response owns it now */
+    add_common_headers(rq, resp, rq->result_ctype ? rq->result_ctype : "application/json");
+    for (line = rq->result_headers; line && *line; line = next) {
+        char *colon = strchr(line, ':');
+
+        next = strchr(line, '\n');
+        if (next)
+            *next++ = '\0';
+        else
+            next = line + strlen(line);
+        if (!colon)
+            continue;
+        *colon = '\0';
+        /* Framing is ours to decide, never the worker's. */
+        if (strcasecmp(line, "Content-Length") == 0 || strcasecmp(line, "Content-Type") == 0 ||
+            strcasecmp(line, "Transfer-Encoding") == 0 || strcasecmp(line, "Connection") == 0)
+            continue;
+        MHD_add_response_header(resp, line, colon[1] == ' ' ? colon + 2 : colon + 1);
+    }
+    return queue(rq, status, resp);
+}
+
 static enum MHD_Result reply_result(struct request *rq) {
     const struct cfg_endpoint *ep = rq->route->ep;
     int st = rq->result_status;
 
     if (ep->mode == CFG_MODE_PUBLISH) {
         if (st >= 200 && st < 300)
-            return reply_json(rq, ep->status ? ep->status : 202, json_pack("{s:s}", "id", rq->id));
+            return reply_json(rq, ep->status ? ep->status : 202,
+                              ep->response ? render_response(ep->response, rq->id)
+                                           : json_pack("{s:s}", "id", rq->id));
         fail(rq, st == 504 ? 504 : 503, "the broker did not confirm the message (%s)",
              st == 503 ? "broker unavailable" : "refused");
         return reply_error(rq);
@@ -525,8 +901,7 @@ static enum MHD_Result reply_result(struct request *rq) {
     if (rq->result_body) {
         if (st < 100 || st > 599)
             st = MHD_HTTP_BAD_GATEWAY;
-        return reply(rq, st, rq->result_ctype ? rq->result_ctype : "application/json",
-                     rq->result_body, rq->result_len);
+        return reply_answer(rq, st);
     }
     if (st == MHD_HTTP_GATEWAY_TIMEOUT)
         fail(rq, st, "no answer from the worker within %ld ms", ep->timeout_ms);
@@ -689,6 +1064,8 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
     free(rq->body);
     free(rq->result_body);
     free(rq->result_ctype);
+    free(rq->result_headers);
+    free(rq->err);
     free(rq->uri);
     free(rq);
     metrics_in_flight(srv->metrics, -1);

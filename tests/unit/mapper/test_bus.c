@@ -43,8 +43,8 @@ static void done(void *ctx, const struct mbus_result *r) {
     atomic_fetch_add(&o->calls, 1);
 }
 
-static const struct mbus_msg msg_p = {"/p:POST", "id-1", "{}", 2, "application/json", 1};
-static const struct mbus_msg msg_r = {"/r:GET", "id-2", "{}", 2, "application/json", 1};
+static const struct mbus_msg msg_p = {"/p:POST", "id-1", "{}", 2, "application/json", 1, NULL, 0};
+static const struct mbus_msg msg_r = {"/r:GET", "id-2", "{}", 2, "application/json", 1, NULL, 0};
 
 static bool wait_calls(struct outcome *o, int n) {
     for (int i = 0; i < 500; i++) {
