@@ -124,6 +124,9 @@ struct node {
 
     long long min_length, max_length;
     struct regex pattern;
+    /* contentMediaType application/json without contentEncoding: the
+     * string must hold a JSON document (a form field carrying JSON). */
+    bool content_json;
 
     struct node **all_of, **any_of, **one_of;
     size_t nall_of, nany_of, none_of;
@@ -801,6 +804,23 @@ static int kw_number(struct compiler *c, struct node *n, const char *kw, const j
     return 0;
 }
 
+/* contentMediaType is an annotation in draft 7 that validators may assert:
+ * "application/json" is asserted (the string must be a JSON document), as
+ * the suite's optional content.json expects; other media types, and any
+ * with contentEncoding, stay annotations. */
+static int kw_content_media_type(struct compiler *c, struct node *n, const char *kw,
+                                 const json_t *v, const char *path, const char *base) {
+    const char *t;
+
+    (void)base;
+    if (!json_is_string(v))
+        return cerr(c, path, kw, "\"%s\" must be a string, got %s", kw, type_name(v));
+    t = json_string_value(v);
+    n->content_json = strcasecmp(t, "application/json") == 0 &&
+                      !json_object_get(n->json, "contentEncoding");
+    return 0;
+}
+
 static int kw_pattern(struct compiler *c, struct node *n, const char *kw, const json_t *v,
                       const char *path, const char *base) {
     (void)base;
@@ -868,7 +888,7 @@ static const struct keyword {
     {"readOnly", kw_annotation},
     {"writeOnly", kw_annotation},
     {"format", kw_string_annotation},
-    {"contentMediaType", kw_string_annotation},
+    {"contentMediaType", kw_content_media_type},
     {"contentEncoding", kw_string_annotation},
     {"definitions", kw_definitions},
     {"type", kw_type},
@@ -1421,6 +1441,14 @@ __attribute__((noinline)) static int check_string(struct vctx *c, const struct n
         if (!m)
             return fail(c, n, at, "pattern", "must match the pattern \"%.200s\"",
                         n->pattern.source);
+    }
+    if (n->content_json) {
+        json_error_t jerr;
+        json_t *doc = json_loadb(s, len, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, &jerr);
+
+        if (!doc)
+            return fail(c, n, at, "contentMediaType", "must be a JSON document: %s", jerr.text);
+        json_decref(doc);
     }
     return 0;
 }
