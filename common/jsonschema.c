@@ -816,8 +816,8 @@ static int kw_content_media_type(struct compiler *c, struct node *n, const char 
     if (!json_is_string(v))
         return cerr(c, path, kw, "\"%s\" must be a string, got %s", kw, type_name(v));
     t = json_string_value(v);
-    n->content_json = strcasecmp(t, "application/json") == 0 &&
-                      !json_object_get(n->json, "contentEncoding");
+    n->content_json =
+        strcasecmp(t, "application/json") == 0 && !json_object_get(n->json, "contentEncoding");
     return 0;
 }
 
