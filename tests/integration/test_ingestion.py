@@ -205,7 +205,8 @@ def test_unknown_argument_is_400(ing):
 def test_broker_down_is_503_then_recovers(ing, stack):
     stack.script("stop-rabbit")
     try:
-        r = wait_until(lambda: (lambda x: x if x.status_code == 503 else None)(
+        # (a Response is falsy when its status is an error: wrap it)
+        r, = wait_until(lambda: (lambda x: [x] if x.status_code == 503 else None)(
             ing.post("/dummy", data={"data": "{}"})), timeout=15)
         assert r.json()["error"]["code"] == 503
     finally:
