@@ -9,12 +9,19 @@ static pthread_once_t once = PTHREAD_ONCE_INIT;
 static int init_rc = -1;
 static const char *init_prog = "fpesa-handler";
 
+/* libvips warns through GLib for every damaged row of a bad upload: the
+ * failure is reported once, as the transform's error, instead. */
+static void quiet(const gchar *domain, GLogLevelFlags level, const gchar *message, gpointer data) {
+    (void)domain, (void)level, (void)message, (void)data;
+}
+
 static void start(void) {
     init_rc = VIPS_INIT(init_prog) == 0 ? 0 : -1;
     if (init_rc == 0) {
         /* Decoding an upload must not touch the file system or spend memory
          * on caching results nobody asks for twice. */
         vips_cache_set_max(0);
+        g_log_set_handler("VIPS", G_LOG_LEVEL_WARNING | G_LOG_LEVEL_MESSAGE, quiet, NULL);
     }
 }
 
@@ -46,10 +53,10 @@ static void take_error(char *err, size_t errlen) {
 int transform_thumbnail(const void *data, size_t len, int size, const char *stamp, void **out,
                         size_t *out_len, const char **out_type, char *err, size_t errlen) {
     VipsImage *base = vips_image_new();
-    VipsImage **t = (VipsImage **)vips_object_local_array(VIPS_OBJECT(base), 8);
+    VipsImage **t = (VipsImage **)vips_object_local_array(VIPS_OBJECT(base), 13);
     const char *loader = vips_foreign_find_load_buffer(data, len);
     VipsImage *img;
-    double white[3] = {255, 255, 255};
+    double white[3] = {255, 255, 255}, black[3] = {0, 0, 0};
     int is_jpeg, rc = -1, x, y;
 
     *out = NULL;
@@ -63,22 +70,32 @@ int transform_thumbnail(const void *data, size_t len, int size, const char *stam
         snprintf(err, errlen, "not a PNG or JPEG image (%s)", loader);
         goto out;
     }
-    /* fail-on error: a truncated or corrupt file is an error, not a grey
-     * picture. */
-    if (vips_thumbnail_buffer((void *)data, len, &t[0], size, "height", size, "fail_on",
-                              VIPS_FAIL_ON_ERROR, NULL) ||
-        vips_colourspace(t[0], &t[1], VIPS_INTERPRETATION_sRGB, NULL))
+    /* The header first: a small file may claim a huge picture. */
+    t[0] = vips_image_new_from_buffer(data, len, "", "fail_on", VIPS_FAIL_ON_ERROR, "access",
+                                      VIPS_ACCESS_SEQUENTIAL, NULL);
+    if (!t[0])
         goto out_vips;
-    img = t[1];
-    if (vips_image_hasalpha(img)) {
-        if (vips_flatten(img, &t[2], "background", vips_array_double_newv(3, 255.0, 255.0, 255.0),
-                         NULL))
-            goto out_vips;
-        img = t[2];
+    if ((double)t[0]->Xsize * t[0]->Ysize > TRANSFORM_MAX_PIXELS) {
+        snprintf(err, errlen, "the picture is too large (%dx%d pixels, at most %d)", t[0]->Xsize,
+                 t[0]->Ysize, TRANSFORM_MAX_PIXELS);
+        goto out;
     }
-    if (vips_cast_uchar(img, &t[3], NULL))
+    /* Decoded whole before anything else, so that damaged pixel data is an
+     * error here rather than a picture with grey or garbage rows. */
+    t[1] = vips_image_copy_memory(t[0]);
+    if (!t[1] || vips_thumbnail_image(t[1], &t[2], size, "height", size, NULL) ||
+        vips_colourspace(t[2], &t[3], VIPS_INTERPRETATION_sRGB, NULL))
         goto out_vips;
     img = t[3];
+    if (vips_image_hasalpha(img)) {
+        if (vips_flatten(img, &t[11], "background", vips_array_double_newv(3, 255.0, 255.0, 255.0),
+                         NULL))
+            goto out_vips;
+        img = t[11];
+    }
+    if (vips_cast_uchar(img, &t[12], NULL))
+        goto out_vips;
+    img = t[12];
     /* The stamp: white text as a mask, at most the picture's width. */
     if (vips_text(&t[4], stamp, "width", img->Xsize > 8 ? img->Xsize - 4 : 4, "dpi", 72, "font",
                   "sans 10", NULL))
@@ -89,10 +106,17 @@ int transform_thumbnail(const void *data, size_t len, int size, const char *stam
         y = 0;
     if (vips_embed(t[4], &t[5], x, y, img->Xsize, img->Ysize, NULL))
         goto out_vips;
-    t[6] = vips_image_new_from_image(img, white, 3);
-    if (!t[6] || vips_ifthenelse(t[5], t[6], img, &t[7], "blend", TRUE, NULL))
+    /* White text over its black shadow, one pixel down and right, so the
+     * stamp reads on light and dark pictures alike. */
+    if (vips_embed(t[4], &t[8], x + 1, y + 1, img->Xsize, img->Ysize, NULL))
         goto out_vips;
-    if (is_jpeg ? vips_jpegsave_buffer(t[7], out, out_len, "Q", 85, "strip", TRUE, NULL)
+    t[9] = vips_image_new_from_image(img, black, 3);
+    if (!t[9] || vips_ifthenelse(t[8], t[9], img, &t[10], "blend", TRUE, NULL))
+        goto out_vips;
+    t[6] = vips_image_new_from_image(img, white, 3);
+    if (!t[6] || vips_ifthenelse(t[5], t[6], t[10], &t[7], "blend", TRUE, NULL))
+        goto out_vips;
+    if (is_jpeg ? vips_jpegsave_buffer(t[7], out, out_len, "Q", 90, "strip", TRUE, NULL)
                 : vips_pngsave_buffer(t[7], out, out_len, "strip", TRUE, NULL))
         goto out_vips;
     *out_type = is_jpeg ? "image/jpeg" : "image/png";

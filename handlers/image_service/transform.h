@@ -5,6 +5,9 @@
 
 #include <stddef.h>
 
+/* Largest picture decoded: 40 megapixels (about 160 MB as RGBA). */
+#define TRANSFORM_MAX_PIXELS 40000000
+
 /* Starts libvips once per process (safe to call from every init). 0 or -1. */
 int transform_init(const char *prog);
 

@@ -10,8 +10,10 @@ from conftest import ROOT, Procs
 
 
 class ExampleSystem:
-    def __init__(self, stack, name, ports, ready):
-        """ready(system) returns True once an rpc goes through."""
+    def __init__(self, stack, name, ports, ready, hosts=None):
+        """ready(system) returns True once an rpc goes through. hosts: lists
+        of handler names, one handler host process each (default: one host
+        for every handler), kept in self.hosts."""
         self.stack = stack
         self.name = name
         self.procs = Procs(stack)
@@ -22,7 +24,7 @@ class ExampleSystem:
         self.session = requests.Session()
         self.session.mount("http://", HTTPAdapter(pool_maxsize=32))
         try:
-            self.host = self.start_host()
+            self.hosts = [self.start_host(names) for names in (hosts or [[]])]
             self._start_mapper(ports)
             self._wait(ready)
         except Exception:
@@ -32,9 +34,11 @@ class ExampleSystem:
     def log(self, what):
         return os.path.join(self.stack.var, "log", "%s-%s.log" % (self.name, what))
 
-    def start_host(self):
-        return self.procs.start([os.path.join(self.stack.bin, "handler"), "--config", self.config],
-                                env=self.env, log=self.log("handler"))
+    def start_host(self, names=()):
+        args = [os.path.join(self.stack.bin, "handler"), "--config", self.config]
+        for n in names:
+            args += ["--only", n]
+        return self.procs.start(args, env=self.env, log=self.log("handler"))
 
     def _start_mapper(self, ports):
         # Spare ports are in the ephemeral range: a client connection may hold
