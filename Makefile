@@ -98,7 +98,8 @@ unit-bins: $(UNIT_BINS)
 deps:
 	@scripts/deps.sh
 
-up: deps all
+up: deps
+	@$(MAKE) --no-print-directory all
 	@scripts/up.sh
 
 down:
@@ -122,10 +123,12 @@ check: test
 docs: deps
 	@scripts/docs.sh
 
-bench: deps all
+bench: deps
+	@$(MAKE) --no-print-directory all
 	@scripts/bench.sh
 
-faults: deps all
+faults: deps
+	@$(MAKE) --no-print-directory all
 	@FPESA_FAULTS_FULL=1 scripts/faults.sh
 
 fuzz: deps

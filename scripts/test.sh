@@ -4,7 +4,8 @@
 # one line "N passed, N failed" over all suites.
 #
 # FPESA_SUITES picks suites (default: all of unit integration frontend e2e docs
-# fuzz); PYTEST_ARGS is passed to pytest (for example -k name).
+# fuzz); PYTEST_PATHS (default tests/integration) and PYTEST_ARGS (e.g. -k name)
+# are passed to pytest.
 set -u
 export FPESA_STACK=${FPESA_STACK:-test}
 . "$(dirname "${BASH_SOURCE[0]}")/env.sh"
@@ -65,7 +66,7 @@ fi
 if want integration && [ -d tests/integration ]; then
     if [ $stack_up = 1 ]; then
         out=$(mktemp)
-        $PY -m pytest -p no:cacheprovider -q -ra tests/integration ${PYTEST_ARGS:-} 2>&1 | tee "$out"
+        $PY -m pytest -p no:cacheprovider -q -ra ${PYTEST_PATHS:-tests/integration} ${PYTEST_ARGS:-} 2>&1 | tee "$out"
         last=$(grep -E '^(=+ )?[0-9]+ (passed|failed)|no tests ran|[0-9]+ error' "$out" | tail -n 1)
         ip=$(grep -oE '[0-9]+ passed' <<<"$last" | grep -oE '[0-9]+' || echo 0)
         if_=$(grep -oE '[0-9]+ failed' <<<"$last" | grep -oE '[0-9]+' || echo 0)
