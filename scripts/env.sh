@@ -45,7 +45,7 @@ case "$FPESA_CONFIG" in /*) ;; *) FPESA_CONFIG="$FPESA_ROOT/$FPESA_CONFIG" ;; es
 # own under /tmp, named after this stack's var/ folder, and var/pg links to it.
 FPESA_PG_DIR=${FPESA_PG_DIR:-/tmp/fpesa-pg-$(printf '%s' "$FPESA_VAR" | md5sum | cut -c1-12)}
 
-FPESA_AMQP_URL=${FPESA_AMQP_URL:-amqp://guest:guest@127.0.0.1:$FPESA_AMQP_PORT/}
+FPESA_AMQP_URL=${FPESA_AMQP_URL:-amqp://guest:guest@127.0.0.1:$FPESA_AMQP_PORT}
 FPESA_DATABASE_URL=${FPESA_DATABASE_URL:-postgresql://fpesa@127.0.0.1:$FPESA_PG_PORT/fpesa}
 FPESA_HTTP_LISTEN=${FPESA_HTTP_LISTEN:-127.0.0.1:$FPESA_MAPPER_PORT}
 FPESA_LIVE_LISTEN=${FPESA_LIVE_LISTEN:-127.0.0.1:$FPESA_LIVE_PORT}

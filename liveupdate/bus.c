@@ -1,0 +1,530 @@
+#include "bus.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <amqp.h>
+#include <amqp_tcp_socket.h>
+
+#include "log.h"
+
+/* A resume request waiting for the bus thread to publish it. */
+struct rpc_req {
+    struct rpc_req *next;
+    uint64_t client;
+    int page;
+    int channel;
+    long limit;
+    char *exchange;
+    char *after;
+};
+
+struct live_bus {
+    struct live_bus_params p;
+    struct live_bus_stats stats;
+    pthread_t thread;
+    atomic_int stop;
+
+    pthread_mutex_t lock; /* guards reqs */
+    struct rpc_req *reqs, *reqs_tail;
+
+    /* Owned by the bus thread. */
+    amqp_connection_state_t conn;
+    char live_queue[256];
+    char reply_queue[256];
+};
+
+static void rpc_req_free(struct rpc_req *r) {
+    if (!r)
+        return;
+    free(r->exchange);
+    free(r->after);
+    free(r);
+}
+
+static void sleep_ms(long ms) {
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+
+    while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+        ;
+}
+
+static void emit(struct live_bus *bus, struct live_event *ev) {
+    live_inbox_push(bus->p.inbox, ev);
+    bus->p.wake(bus->p.wake_arg);
+}
+
+static void emit_kind(struct live_bus *bus, enum live_event_kind kind) {
+    struct live_event *ev = calloc(1, sizeof(*ev));
+
+    if (!ev)
+        return;
+    ev->kind = kind;
+    emit(bus, ev);
+}
+
+/* A short text for a failed rpc reply, for the log. */
+static const char *reply_text(amqp_rpc_reply_t r, char *buf, size_t len) {
+    switch (r.reply_type) {
+    case AMQP_RESPONSE_NORMAL:
+        return "ok";
+    case AMQP_RESPONSE_NONE:
+        return "missing reply";
+    case AMQP_RESPONSE_LIBRARY_EXCEPTION:
+        return amqp_error_string2(r.library_error);
+    case AMQP_RESPONSE_SERVER_EXCEPTION:
+        if (r.reply.id == AMQP_CONNECTION_CLOSE_METHOD) {
+            amqp_connection_close_t *m = r.reply.decoded;
+            snprintf(buf, len, "connection closed by server: %u %.*s", m->reply_code,
+                     (int)m->reply_text.len, (char *)m->reply_text.bytes);
+        } else if (r.reply.id == AMQP_CHANNEL_CLOSE_METHOD) {
+            amqp_channel_close_t *m = r.reply.decoded;
+            snprintf(buf, len, "channel closed by server: %u %.*s", m->reply_code,
+                     (int)m->reply_text.len, (char *)m->reply_text.bytes);
+        } else {
+            snprintf(buf, len, "server exception method=0x%08x", r.reply.id);
+        }
+        return buf;
+    }
+    return "unknown";
+}
+
+static int check(struct live_bus *bus, const char *what) {
+    char buf[256];
+    amqp_rpc_reply_t r = amqp_get_rpc_reply(bus->conn);
+
+    if (r.reply_type == AMQP_RESPONSE_NORMAL)
+        return 0;
+    LOG(LOG_WARN, "bus %s failed: %s", what, reply_text(r, buf, sizeof(buf)));
+    return -1;
+}
+
+/* Declares an exchange; when one of that name already exists with other
+ * flags (PRECONDITION_FAILED closes the channel), reopens the channel and
+ * accepts the existing one, since its name is what the wire protocol fixes. */
+static int declare_exchange(struct live_bus *bus, const char *name, const char *type) {
+    amqp_rpc_reply_t r;
+
+    amqp_exchange_declare(bus->conn, 1, amqp_cstring_bytes(name), amqp_cstring_bytes(type), 0, 1, 0,
+                          0, amqp_empty_table);
+    r = amqp_get_rpc_reply(bus->conn);
+    if (r.reply_type == AMQP_RESPONSE_NORMAL)
+        return 0;
+    if (r.reply_type == AMQP_RESPONSE_SERVER_EXCEPTION && r.reply.id == AMQP_CHANNEL_CLOSE_METHOD) {
+        amqp_channel_close_ok_t ok = {0};
+        amqp_send_method(bus->conn, 1, AMQP_CHANNEL_CLOSE_OK_METHOD, &ok);
+        LOG(LOG_INFO, "bus exchange exists with other flags; using it exchange=%s", name);
+        amqp_channel_open(bus->conn, 1);
+        return check(bus, "channel.open");
+    }
+    return check(bus, "exchange.declare");
+}
+
+static int declare_queue(struct live_bus *bus, char *out, size_t len) {
+    amqp_queue_declare_ok_t *q =
+        amqp_queue_declare(bus->conn, 1, amqp_empty_bytes, 0, 0, 1, 1, amqp_empty_table);
+
+    if (!q || check(bus, "queue.declare") < 0)
+        return -1;
+    snprintf(out, len, "%.*s", (int)q->queue.len, (char *)q->queue.bytes);
+    return 0;
+}
+
+static void disconnect(struct live_bus *bus) {
+    if (!bus->conn)
+        return;
+    amqp_connection_close(bus->conn, AMQP_REPLY_SUCCESS);
+    amqp_destroy_connection(bus->conn);
+    bus->conn = NULL;
+}
+
+static int connect_bus(struct live_bus *bus) {
+    struct amqp_connection_info ci;
+    amqp_socket_t *sock;
+    struct timeval tv = {5, 0};
+    char *url;
+    int rc = -1;
+
+    url = strdup(bus->p.url);
+    if (!url)
+        return -1;
+    amqp_default_connection_info(&ci);
+    if (amqp_parse_url(url, &ci) != AMQP_STATUS_OK) {
+        LOG(LOG_ERROR, "bus url is not a valid amqp url");
+        goto out_url;
+    }
+    /* "amqp://host:port/" names the default vhost, which RabbitMQ calls "/". */
+    if (!ci.vhost || !*ci.vhost)
+        ci.vhost = "/";
+    bus->conn = amqp_new_connection();
+    if (!bus->conn)
+        goto out_url;
+    sock = amqp_tcp_socket_new(bus->conn);
+    if (!sock)
+        goto out_conn;
+    if (amqp_socket_open_noblock(sock, ci.host, ci.port, &tv) != AMQP_STATUS_OK) {
+        LOG(LOG_WARN, "bus connect failed host=%s port=%d", ci.host, ci.port);
+        goto out_conn;
+    }
+    {
+        amqp_rpc_reply_t r = amqp_login(bus->conn, ci.vhost, 0, 131072, bus->p.heartbeat,
+                                        AMQP_SASL_METHOD_PLAIN, ci.user, ci.password);
+        char buf[256];
+        if (r.reply_type != AMQP_RESPONSE_NORMAL) {
+            LOG(LOG_WARN, "bus login failed: %s", reply_text(r, buf, sizeof(buf)));
+            goto out_conn;
+        }
+    }
+    amqp_channel_open(bus->conn, 1);
+    if (check(bus, "channel.open") < 0)
+        goto out_conn;
+    for (size_t i = 0; i < bus->p.n_exchanges; i++)
+        if (declare_exchange(bus, bus->p.exchanges[i], "fanout") < 0)
+            goto out_conn;
+    if (declare_exchange(bus, "RPC", "direct") < 0)
+        goto out_conn;
+    for (size_t i = 0; i < bus->p.n_rpc_exchanges; i++)
+        if (declare_exchange(bus, bus->p.rpc_exchanges[i], "direct") < 0)
+            goto out_conn;
+    if (declare_queue(bus, bus->live_queue, sizeof(bus->live_queue)) < 0 ||
+        declare_queue(bus, bus->reply_queue, sizeof(bus->reply_queue)) < 0)
+        goto out_conn;
+    for (size_t i = 0; i < bus->p.n_exchanges; i++) {
+        amqp_queue_bind(bus->conn, 1, amqp_cstring_bytes(bus->live_queue),
+                        amqp_cstring_bytes(bus->p.exchanges[i]), amqp_empty_bytes,
+                        amqp_empty_table);
+        if (check(bus, "queue.bind") < 0)
+            goto out_conn;
+    }
+    amqp_queue_bind(bus->conn, 1, amqp_cstring_bytes(bus->reply_queue), amqp_cstring_bytes("RPC"),
+                    amqp_cstring_bytes(bus->reply_queue), amqp_empty_table);
+    if (check(bus, "queue.bind") < 0)
+        goto out_conn;
+    amqp_basic_consume(bus->conn, 1, amqp_cstring_bytes(bus->live_queue),
+                       amqp_cstring_bytes("live"), 0, 1, 1, amqp_empty_table);
+    if (check(bus, "basic.consume") < 0)
+        goto out_conn;
+    amqp_basic_consume(bus->conn, 1, amqp_cstring_bytes(bus->reply_queue),
+                       amqp_cstring_bytes("reply"), 0, 1, 1, amqp_empty_table);
+    if (check(bus, "basic.consume") < 0)
+        goto out_conn;
+    LOG(LOG_INFO, "bus connected host=%s port=%d queue=%s exchanges=%zu", ci.host, ci.port,
+        bus->live_queue, bus->p.n_exchanges);
+    rc = 0;
+    goto out_url;
+out_conn:
+    disconnect(bus);
+out_url:
+    free(url);
+    return rc;
+}
+
+static int channel_of_exchange(struct live_bus *bus, amqp_bytes_t ex) {
+    for (size_t i = 0; i < bus->p.n_exchanges; i++) {
+        const char *name = bus->p.exchanges[i];
+        if (strlen(name) == ex.len && memcmp(name, ex.bytes, ex.len) == 0)
+            return bus->p.exchange_channel[i];
+    }
+    return -1;
+}
+
+static void on_live(struct live_bus *bus, amqp_envelope_t *env) {
+    amqp_basic_properties_t *pr = &env->message.properties;
+    int ch = channel_of_exchange(bus, env->exchange);
+    char id[128] = "";
+    char when[40];
+    json_error_t jerr;
+    json_t *body, *data = NULL;
+    struct live_event *ev;
+
+    atomic_fetch_add(&bus->stats.messages_in, 1);
+    if (ch < 0)
+        return;
+    if (pr->_flags & AMQP_BASIC_MESSAGE_ID_FLAG)
+        snprintf(id, sizeof(id), "%.*s", (int)pr->message_id.len, (char *)pr->message_id.bytes);
+    live_time_iso((pr->_flags & AMQP_BASIC_TIMESTAMP_FLAG) ? (int64_t)pr->timestamp : 0, when,
+                  sizeof(when));
+    body = json_loadb(env->message.body.bytes, env->message.body.len, 0, &jerr);
+    if (!body || !json_is_object(body)) {
+        atomic_fetch_add(&bus->stats.bad_messages, 1);
+        LOG(LOG_WARN, "bus message is not a JSON envelope; dropped id=%s", id);
+        json_decref(body);
+        return;
+    }
+    data = json_object_get(body, "data");
+    ev = calloc(1, sizeof(*ev));
+    if (ev) {
+        ev->kind = LIVE_EV_MESSAGE;
+        ev->msg = live_msg_new(ch, bus->p.channel_paths[ch], id, when, data, bus->p.pre);
+        if (ev->msg)
+            emit(bus, ev);
+        else
+            free(ev);
+    }
+    json_decref(body);
+}
+
+/* Turns an answer of the stored-messages rpc into a LIVE_EV_REPLAY event. */
+static void on_reply(struct live_bus *bus, amqp_envelope_t *env) {
+    amqp_basic_properties_t *pr = &env->message.properties;
+    char corr[128];
+    uint64_t client;
+    int page, ch;
+    json_error_t jerr;
+    json_t *body, *msgs, *err;
+    struct live_event *ev;
+
+    atomic_fetch_add(&bus->stats.rpc_answers, 1);
+    if (!(pr->_flags & AMQP_BASIC_CORRELATION_ID_FLAG))
+        return;
+    snprintf(corr, sizeof(corr), "%.*s", (int)pr->correlation_id.len,
+             (char *)pr->correlation_id.bytes);
+    if (sscanf(corr, "live.%" SCNu64 ".%d.%d", &client, &page, &ch) != 3 || ch < 0)
+        return;
+    ev = calloc(1, sizeof(*ev));
+    if (!ev)
+        return;
+    ev->kind = LIVE_EV_REPLAY;
+    ev->client = client;
+    ev->page = page;
+    body = json_loadb(env->message.body.bytes, env->message.body.len, 0, &jerr);
+    err = json_object_get(body, "error");
+    msgs = json_object_get(body, "messages");
+    if (!body || err || !json_is_array(msgs)) {
+        json_t *code = json_object_get(err, "code");
+        ev->error = json_is_integer(code) ? (int)json_integer_value(code) : 502;
+        LOG(LOG_WARN, "bus resume answer is an error client=%" PRIu64 " code=%d", client,
+            ev->error);
+        goto out_emit;
+    }
+    ev->msgs = calloc(json_array_size(msgs) + 1, sizeof(*ev->msgs));
+    if (!ev->msgs) {
+        ev->error = 500;
+        goto out_emit;
+    }
+    for (size_t i = 0; i < json_array_size(msgs); i++) {
+        json_t *m = json_array_get(msgs, i);
+        const char *mid = json_string_value(json_object_get(m, "id"));
+        const char *at = json_string_value(json_object_get(m, "received_at"));
+        struct live_msg *lm;
+        if (!mid)
+            continue;
+        lm = live_msg_new(ch, bus->p.channel_paths[ch], mid, at ? at : "",
+                          json_object_get(m, "data"), bus->p.pre);
+        if (!lm) {
+            ev->error = 500;
+            break;
+        }
+        ev->msgs[ev->n_msgs++] = lm;
+    }
+out_emit:
+    json_decref(body);
+    emit(bus, ev);
+}
+
+static int publish_req(struct live_bus *bus, struct rpc_req *r) {
+    amqp_basic_properties_t pr;
+    char corr[128], lim[32];
+    json_t *body;
+    char *text;
+    int rc;
+
+    snprintf(corr, sizeof(corr), "live.%" PRIu64 ".%d.%d", r->client, r->page, r->channel);
+    snprintf(lim, sizeof(lim), "%ld", r->limit);
+    body = json_pack("{s:n,s:{s:s,s:s}}", "data", "args", "after", r->after, "limit", lim);
+    text = body ? json_dumps(body, JSON_COMPACT) : NULL;
+    json_decref(body);
+    if (!text)
+        return -1;
+    memset(&pr, 0, sizeof(pr));
+    pr._flags = AMQP_BASIC_CONTENT_TYPE_FLAG | AMQP_BASIC_REPLY_TO_FLAG |
+                AMQP_BASIC_CORRELATION_ID_FLAG | AMQP_BASIC_TIMESTAMP_FLAG |
+                AMQP_BASIC_DELIVERY_MODE_FLAG;
+    pr.content_type = amqp_cstring_bytes("application/json");
+    pr.reply_to = amqp_cstring_bytes(bus->reply_queue);
+    pr.correlation_id = amqp_cstring_bytes(corr);
+    pr.timestamp = (uint64_t)time(NULL);
+    pr.delivery_mode = 1;
+    rc = amqp_basic_publish(bus->conn, 1, amqp_cstring_bytes(r->exchange),
+                            amqp_cstring_bytes(r->exchange), 0, 0, &pr, amqp_cstring_bytes(text));
+    free(text);
+    if (rc != AMQP_STATUS_OK) {
+        LOG(LOG_WARN, "bus resume request publish failed: %s", amqp_error_string2(rc));
+        return -1;
+    }
+    atomic_fetch_add(&bus->stats.rpc_sent, 1);
+    return 0;
+}
+
+/* Publishes every queued resume request; a failure leaves the rest queued. */
+static int flush_reqs(struct live_bus *bus) {
+    for (;;) {
+        struct rpc_req *r;
+        pthread_mutex_lock(&bus->lock);
+        r = bus->reqs;
+        if (r) {
+            bus->reqs = r->next;
+            if (!bus->reqs)
+                bus->reqs_tail = NULL;
+        }
+        pthread_mutex_unlock(&bus->lock);
+        if (!r)
+            return 0;
+        if (publish_req(bus, r) < 0) {
+            rpc_req_free(r);
+            return -1;
+        }
+        rpc_req_free(r);
+    }
+}
+
+static void drop_reqs(struct live_bus *bus) {
+    struct rpc_req *r;
+
+    pthread_mutex_lock(&bus->lock);
+    r = bus->reqs;
+    bus->reqs = bus->reqs_tail = NULL;
+    pthread_mutex_unlock(&bus->lock);
+    while (r) {
+        struct rpc_req *next = r->next;
+        rpc_req_free(r);
+        r = next;
+    }
+}
+
+/* Consumes until the connection fails or stop is asked. */
+static void consume_loop(struct live_bus *bus) {
+    while (!atomic_load(&bus->stop)) {
+        amqp_envelope_t env;
+        struct timeval tv = {0, 20000};
+        amqp_rpc_reply_t r;
+
+        if (flush_reqs(bus) < 0)
+            return;
+        amqp_maybe_release_buffers(bus->conn);
+        r = amqp_consume_message(bus->conn, &env, &tv, 0);
+        if (r.reply_type == AMQP_RESPONSE_NORMAL) {
+            if (env.consumer_tag.len == 5 && memcmp(env.consumer_tag.bytes, "reply", 5) == 0)
+                on_reply(bus, &env);
+            else
+                on_live(bus, &env);
+            amqp_destroy_envelope(&env);
+            continue;
+        }
+        if (r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION &&
+            r.library_error == AMQP_STATUS_TIMEOUT)
+            continue;
+        if (r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION &&
+            r.library_error == AMQP_STATUS_UNEXPECTED_STATE) {
+            amqp_frame_t frame;
+            if (amqp_simple_wait_frame(bus->conn, &frame) != AMQP_STATUS_OK)
+                return;
+            if (frame.frame_type == AMQP_FRAME_METHOD &&
+                (frame.payload.method.id == AMQP_CHANNEL_CLOSE_METHOD ||
+                 frame.payload.method.id == AMQP_CONNECTION_CLOSE_METHOD)) {
+                LOG(LOG_WARN, "bus closed by the broker method=0x%08x", frame.payload.method.id);
+                return;
+            }
+            continue; /* e.g. a basic.ack we did not ask for: ignore */
+        }
+        {
+            char buf[256];
+            LOG(LOG_WARN, "bus connection lost: %s", reply_text(r, buf, sizeof(buf)));
+        }
+        return;
+    }
+}
+
+static void *bus_main(void *arg) {
+    struct live_bus *bus = arg;
+    long backoff = 100;
+    int ever = 0;
+
+    while (!atomic_load(&bus->stop)) {
+        if (connect_bus(bus) < 0) {
+            LOG(LOG_INFO, "bus retry in_ms=%ld", backoff);
+            for (long waited = 0; waited < backoff && !atomic_load(&bus->stop); waited += 50)
+                sleep_ms(50);
+            backoff = backoff * 2 > 5000 ? 5000 : backoff * 2;
+            continue;
+        }
+        if (ever)
+            atomic_fetch_add(&bus->stats.reconnects, 1);
+        ever = 1;
+        backoff = 100;
+        atomic_store(&bus->stats.connected, 1);
+        emit_kind(bus, LIVE_EV_BUS_UP);
+        consume_loop(bus);
+        atomic_store(&bus->stats.connected, 0);
+        disconnect(bus);
+        drop_reqs(bus);
+        if (!atomic_load(&bus->stop)) {
+            LOG(LOG_WARN, "bus down; reconnecting");
+            emit_kind(bus, LIVE_EV_BUS_DOWN);
+        }
+    }
+    return NULL;
+}
+
+struct live_bus *live_bus_start(const struct live_bus_params *params) {
+    struct live_bus *bus = calloc(1, sizeof(*bus));
+
+    if (!bus)
+        return NULL;
+    bus->p = *params;
+    pthread_mutex_init(&bus->lock, NULL);
+    if (pthread_create(&bus->thread, NULL, bus_main, bus) != 0) {
+        pthread_mutex_destroy(&bus->lock);
+        free(bus);
+        return NULL;
+    }
+    return bus;
+}
+
+void live_bus_stop(struct live_bus *bus) {
+    if (!bus)
+        return;
+    atomic_store(&bus->stop, 1);
+    pthread_join(bus->thread, NULL);
+    drop_reqs(bus);
+    pthread_mutex_destroy(&bus->lock);
+    free(bus);
+}
+
+struct live_bus_stats *live_bus_stats(struct live_bus *bus) {
+    return &bus->stats;
+}
+
+int live_bus_request_replay(struct live_bus *bus, uint64_t client, int page, int channel,
+                            const char *exchange, const char *after, long limit) {
+    struct rpc_req *r;
+
+    if (!atomic_load(&bus->stats.connected))
+        return -1;
+    r = calloc(1, sizeof(*r));
+    if (!r)
+        return -1;
+    r->client = client;
+    r->page = page;
+    r->channel = channel;
+    r->limit = limit;
+    r->exchange = strdup(exchange);
+    r->after = strdup(after);
+    if (!r->exchange || !r->after) {
+        rpc_req_free(r);
+        return -1;
+    }
+    pthread_mutex_lock(&bus->lock);
+    if (bus->reqs_tail)
+        bus->reqs_tail->next = r;
+    else
+        bus->reqs = r;
+    bus->reqs_tail = r;
+    pthread_mutex_unlock(&bus->lock);
+    return 0;
+}

@@ -1,0 +1,71 @@
+/* liveupdate's side of RabbitMQ: one thread that owns the AMQP connection
+ * (rabbitmq-c is not thread-safe).
+ *
+ * It declares the fanout exchange of every live endpoint (durable, so start
+ * order does not matter), binds one exclusive, auto-delete, server-named queue
+ * to all of them, and turns each delivery into one shared frame (buf.h) that
+ * it pushes to the inbox before waking the service thread. It also sends the
+ * resume requests to the stored-messages rpc and hands the answers back the
+ * same way. The connection is re-established with exponential backoff; loss
+ * and recovery are reported as events so clients can be told.
+ */
+#ifndef LIVE_BUS_H
+#define LIVE_BUS_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "buf.h"
+
+struct live_bus;
+
+/* Called by the bus thread after it pushed events; must be thread-safe. */
+typedef void live_wake_fn(void *arg);
+
+struct live_bus_params {
+    const char *url;                  /* borrowed; amqp://user:pass@host:port/vhost */
+    int heartbeat;                    /* seconds */
+    size_t n_exchanges;               /* live fanout exchanges to bind */
+    const char *const *exchanges;     /* borrowed, n_exchanges names */
+    const int *exchange_channel;      /* channel index of each exchange */
+    const char *const *channel_paths; /* borrowed: path of each channel index */
+    size_t n_rpc_exchanges;           /* rpc exchanges the resume requests go to */
+    const char *const *rpc_exchanges; /* borrowed; declared direct at connect */
+    size_t pre;                       /* headroom for each frame (LWS_PRE) */
+    struct live_inbox *inbox;         /* borrowed; where events go */
+    live_wake_fn *wake;
+    void *wake_arg;
+};
+
+/* Counters the bus thread updates; read by /metrics and /health. */
+struct live_bus_stats {
+    atomic_ullong messages_in;  /* deliveries received */
+    atomic_ullong bad_messages; /* deliveries that were not a JSON envelope */
+    atomic_ullong reconnects;   /* connections established after the first */
+    atomic_ullong rpc_sent;     /* resume requests published */
+    atomic_ullong rpc_answers;  /* resume answers received */
+    atomic_int connected;       /* 1 while the broker connection is up */
+};
+
+/* Starts the bus thread. params and everything it points to are borrowed
+ * and must outlive the bus. Returns a new bus (stop with live_bus_stop) or
+ * NULL when the thread cannot be created. Connection problems are not errors
+ * here: the thread keeps retrying. */
+struct live_bus *live_bus_start(const struct live_bus_params *params);
+
+/* Stops the thread, closes the connection, frees the bus. NULL is fine. */
+void live_bus_stop(struct live_bus *bus);
+
+/* The counters (borrowed, valid until live_bus_stop). */
+struct live_bus_stats *live_bus_stats(struct live_bus *bus);
+
+/* Asks the bus thread to publish a resume request for a client: body
+ * {"data":null,"args":{"after":after,"limit":"<limit>"}} to exchange (routing
+ * key the same), answered later by a LIVE_EV_REPLAY event carrying client,
+ * page and the messages for channel. Strings are copied. Returns 0, or -1
+ * when out of memory or the broker is down (the caller answers the client). */
+int live_bus_request_replay(struct live_bus *bus, uint64_t client, int page, int channel,
+                            const char *exchange, const char *after, long limit);
+
+#endif
