@@ -235,14 +235,16 @@ function pointerSegments(ptr) {
 export function errorTarget(op, err) {
   if (!err || typeof err !== 'object') return null;
   const message = String(err.description || err.message || 'error ' + (err.code || ''));
+  // The mapper words it "query /limit: pattern: ..." or "body /name: ...".
+  const lead = /^(query|body|path)\s+(\/[^\s:]*|\(root\))?/.exec(message);
   let ptr = typeof err.path === 'string' ? err.path : null;
   if (ptr === null) {
-    const m = /^(\/[^\s:]*):/.exec(message);
+    const m = /^(?:(?:query|body|path)\s+)?(\/[^\s:]*):/.exec(message);
     ptr = m ? m[1] : '';
   }
   const segs = pointerSegments(ptr);
   const first = segs.length ? segs[0] : null;
-  const where = typeof err.in === 'string' ? err.in.toLowerCase() : null;
+  const where = typeof err.in === 'string' ? err.in.toLowerCase() : lead ? lead[1] : null;
   const hasQuery = (n) => op.queryParams.some((p) => p.name === n);
   const hasPath = (n) => op.pathParams.some((p) => p.name === n);
   const hasField = (n) => op.bodyFields.some((f) => f.name === n);

@@ -169,6 +169,13 @@ describe('errorTarget()', () => {
     // Without "in" or "path", the description's leading pointer is used.
     expect(errorTarget(ops[1], { code: 400, description: '/limit: pattern' })).toMatchObject({ where: 'query', name: 'limit' });
   });
+  it('reads where the problem is from the description when "in" is absent', () => {
+    expect(errorTarget(ops[2], { code: 400, description: 'body /name: type: expected string', path: '/name', keyword: 'type' })).toMatchObject({ where: 'body', name: 'name' });
+    expect(errorTarget(ops[1], { code: 400, description: 'query /limit: pattern: no match', path: '/limit', keyword: 'pattern' })).toMatchObject({ where: 'query', name: 'limit' });
+    expect(errorTarget(ops[1], { code: 400, description: 'query /limit: pattern: no match' })).toMatchObject({ where: 'query', name: 'limit', ptr: '/limit' });
+    expect(errorTarget(ops[0], { code: 400, description: 'body (root): type: expected object', path: '', keyword: 'type' })).toMatchObject({ where: 'body', name: null });
+  });
+
   it('puts errors about the whole body next to the editor', () => {
     expect(errorTarget(ops[0], { code: 400, description: 'type: expected object', path: '' })).toMatchObject({ where: 'body', name: null });
     expect(errorTarget(ops[0], { code: 413, description: 'body too large' })).toMatchObject({ where: 'body', name: null });
