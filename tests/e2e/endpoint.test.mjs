@@ -17,7 +17,7 @@ const EXTRA = `
       type: object
       required: [name]
       properties:
-        name: { type: string, example: "sprocket" }
+        name: { type: string, examples: ["sprocket"] }
         size: { type: integer, minimum: 1 }
 `;
 
@@ -51,7 +51,7 @@ test('an endpoint added to the YAML appears as a form', async (t) => {
   await form.waitFor({ timeout: 15000 });
   assert.match(await form.locator('summary').first().textContent(), /only this test's copy/);
   // Path parameter, a field per body property, the editor pre-filled from the schema.
-  await form.getByLabel('color').fill('blue');
+  await form.getByRole('textbox', { name: 'color', exact: true }).fill('blue');
   assert.deepEqual(JSON.parse(await form.getByLabel('JSON').inputValue()), { name: 'sprocket', size: 1 });
   assert.equal(await form.locator('[data-field="body:name"] input').inputValue(), 'sprocket');
 

@@ -2,7 +2,7 @@
 // names: a query parameter, and the body as a whole.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { BASE, api, launch, newPage } from './lib.mjs';
+import { BASE, api, launch, newPage, waitUntil } from './lib.mjs';
 
 test('a query parameter that breaks the schema gets the server error beside it', async (t) => {
   const browser = await launch();
@@ -43,7 +43,7 @@ test('a body that is not an object gets the server error beside the editor', asy
   await form.getByLabel('JSON').fill('[1, 2, 3]');
   await form.getByRole('button', { name: 'Send', exact: true }).click();
   const err = form.locator('[data-field="body"] .field-error');
-  await err.locator('xpath=.[normalize-space(.) != ""]').waitFor();
+  await waitUntil(async () => (await err.textContent()) !== '', { what: 'the error beside the editor' });
   const shown = JSON.parse(await form.locator('[data-testid="response-body"]').textContent());
   assert.equal(shown.error.code, 400);
   assert.equal(await err.textContent(), shown.error.description);
