@@ -21,3 +21,12 @@ export function timeFromUuid7(id) {
   const ms = parseInt(id.slice(0, 8) + id.slice(9, 13), 16);
   return Number.isFinite(ms) ? new Date(ms).toISOString() : null;
 }
+
+// The time to show for a message: received_at when it has sub-second
+// precision; otherwise (the broker's timestamp has whole seconds) the
+// millisecond time of its UUIDv7 id, minted when the message was accepted.
+export function messageTime(msg) {
+  const at = msg && typeof msg.received_at === 'string' ? msg.received_at : '';
+  if (/\.\d+/.test(at)) return at;
+  return timeFromUuid7(msg && msg.id) || at;
+}
