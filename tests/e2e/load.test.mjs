@@ -33,8 +33,8 @@ test('the live feed keeps up with a burst sent from the Dev view', async (t) => 
   const form = dev.locator('article.op[data-op="POST /messages/"]');
   await form.waitFor({ timeout: 15000 });
   await form.getByLabel('JSON').fill(JSON.stringify({ load: true, text: 'burst' }));
-  await form.getByRole('spinbutton', { name: 'Send' }).fill(String(N));
-  await form.getByRole('spinbutton', { name: 'requests,' }).fill('32');
+  await form.getByRole('spinbutton', { name: 'Number of requests to send' }).fill(String(N));
+  await form.getByRole('spinbutton', { name: 'Requests in flight at a time' }).fill('6');
   const t0 = Date.now();
   await form.getByRole('button', { name: `Send ${N}` }).click();
   await form.locator('progress').waitFor();
