@@ -18,15 +18,13 @@
 #include <string.h>
 #include <time.h>
 
-static double now_s(void)
-{
+static double now_s(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-static int parse_long(const char *s, long *out)
-{
+static int parse_long(const char *s, long *out) {
     char *end;
     errno = 0;
     long v = strtol(s, &end, 10);
@@ -36,8 +34,7 @@ static int parse_long(const char *s, long *out)
     return 0;
 }
 
-static int ok_reply(amqp_connection_state_t c, const char *what)
-{
+static int ok_reply(amqp_connection_state_t c, const char *what) {
     amqp_rpc_reply_t r = amqp_get_rpc_reply(c);
     if (r.reply_type == AMQP_RESPONSE_NORMAL)
         return 0;
@@ -47,8 +44,7 @@ static int ok_reply(amqp_connection_state_t c, const char *what)
 }
 
 /* Waits for the next confirm; returns the tag it covers up to, or 0 on error. */
-static uint64_t wait_confirm(amqp_connection_state_t c, long *nacks)
-{
+static uint64_t wait_confirm(amqp_connection_state_t c, long *nacks) {
     for (;;) {
         amqp_frame_t f;
         int st = amqp_simple_wait_frame(c, &f);
@@ -75,8 +71,7 @@ static uint64_t wait_confirm(amqp_connection_state_t c, long *nacks)
     }
 }
 
-int main(int argc, char **argv)
-{
+int main(int argc, char **argv) {
     long n, k;
     if (argc != 6 || parse_long(argv[3], &n) < 0 || parse_long(argv[4], &k) < 0) {
         fprintf(stderr, "usage: publish_baseline URL EXCHANGE N K BODY\n");
@@ -102,8 +97,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "publish_baseline: connect: %s\n", amqp_error_string2(st));
         return 1;
     }
-    amqp_rpc_reply_t r = amqp_login(c, info.vhost, 0, 131072, 0, AMQP_SASL_METHOD_PLAIN, info.user,
-                                    info.password);
+    amqp_rpc_reply_t r =
+        amqp_login(c, info.vhost, 0, 131072, 0, AMQP_SASL_METHOD_PLAIN, info.user, info.password);
     if (r.reply_type != AMQP_RESPONSE_NORMAL) {
         fprintf(stderr, "publish_baseline: login failed\n");
         return 1;

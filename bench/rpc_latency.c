@@ -33,29 +33,25 @@ static atomic_long worker_n;
 static long worker_cap;
 static atomic_bool worker_ready, worker_stop;
 
-static double now_s(void)
-{
+static double now_s(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-static int cmp_double(const void *a, const void *b)
-{
+static int cmp_double(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
     return x < y ? -1 : x > y;
 }
 
-static double pct(double *v, long n, double p)
-{
+static double pct(double *v, long n, double p) {
     if (n == 0)
         return 0;
     long i = (long)(p * (double)(n - 1) + 0.5);
     return v[i];
 }
 
-static void *worker_main(void *arg)
-{
+static void *worker_main(void *arg) {
     (void)arg;
     char *url = strdup(amqp_url);
     struct amqp_connection_info info;
@@ -116,8 +112,7 @@ static void *worker_main(void *arg)
 }
 
 /* Sends one request and reads one response; returns the status or -1. */
-static int http_round_trip(int fd, const char *req, size_t req_len, char *buf, size_t cap)
-{
+static int http_round_trip(int fd, const char *req, size_t req_len, char *buf, size_t cap) {
     size_t off = 0;
     while (off < req_len) {
         ssize_t n = send(fd, req + off, req_len - off, 0);
@@ -144,8 +139,7 @@ static int http_round_trip(int fd, const char *req, size_t req_len, char *buf, s
     }
 }
 
-int main(int argc, char **argv)
-{
+int main(int argc, char **argv) {
     if (argc != 7) {
         fprintf(stderr, "usage: rpc_latency AMQP_URL QUEUE HOST PORT PATH N\n");
         return 2;
@@ -211,9 +205,9 @@ int main(int argc, char **argv)
     qsort(rtt, (size_t)n, sizeof(double), cmp_double);
     qsort(wt, (size_t)wcount, sizeof(double), cmp_double);
     double p50 = pct(rtt, n, 0.5), w50 = pct(wt, wcount, 0.5);
-    printf("rpc requests=%ld non200=%ld p50=%.3fms p90=%.3fms p99=%.3fms worker_p50=%.3fms "
+    printf("rpc requests=%ld worker_answers=%ld non200=%ld p50=%.3fms p90=%.3fms p99=%.3fms worker_p50=%.3fms "
            "beyond_worker_p50=%.3fms\n",
-           n, bad, p50 * 1e3, pct(rtt, n, 0.9) * 1e3, pct(rtt, n, 0.99) * 1e3, w50 * 1e3,
+           n, wn - WARMUP, bad, p50 * 1e3, pct(rtt, n, 0.9) * 1e3, pct(rtt, n, 0.99) * 1e3, w50 * 1e3,
            (p50 - w50) * 1e3);
     free(rtt);
     free(worker_times);

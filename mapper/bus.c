@@ -37,11 +37,17 @@
 #define CH_PUB 1
 #define CH_RPC 2
 
+/* A connection attempt blocks the thread (calls queue meanwhile), so each of
+ * its steps is bounded: a frozen broker costs at most a few seconds. */
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 5000
 #define CONNECT_TIMEOUT_MS 2000
-#define SETUP_RPC_TIMEOUT_MS 5000
+#define SETUP_RPC_TIMEOUT_MS 2000
 #define FRAME_MAX 131072
+/* The largest rpc answer passed on; a larger one is read, dropped and
+ * answered 502, so that one worker cannot make the mapper allocate without
+ * bound. */
+#define MAX_ANSWER (16u << 20)
 /* Frames handled per loop turn before queued publishes get a turn again. */
 #define READ_BATCH 4096
 
@@ -50,15 +56,15 @@ enum job_kind { JOB_PUBLISH, JOB_RPC };
 struct job {
     struct job *next; /* in the submit queue, then in the in-flight list */
     struct job *prev;
-    struct job *hnext;  /* rpc: chain in the correlation table */
-    size_t heap_idx;    /* rpc: position in the deadline heap */
+    struct job *hnext; /* rpc: chain in the correlation table */
+    size_t heap_idx;   /* rpc: position in the deadline heap */
     enum job_kind kind;
     mbus_done_fn done;
     void *ctx;
-    uint64_t tag;       /* publish: delivery tag on CH_PUB */
-    uint64_t corr;      /* rpc: correlation number */
-    double started;     /* monotonic seconds when accepted */
-    double deadline;    /* rpc: monotonic seconds */
+    uint64_t tag;    /* publish: delivery tag on CH_PUB */
+    uint64_t corr;   /* rpc: correlation number */
+    double started;  /* monotonic seconds when accepted */
+    double deadline; /* rpc: monotonic seconds */
     int64_t timestamp;
     char *exchange;
     char *message_id;
@@ -78,6 +84,7 @@ struct jlist {
 struct delivery {
     bool active;
     bool skip; /* a basic.return or an unexpected content: read and drop */
+    bool too_big; /* an answer over MAX_ANSWER: read, drop, answer 502 */
     uint64_t body_size;
     uint64_t got;
     bool have_header;
@@ -129,23 +136,20 @@ struct mbus {
 
 /* ---- time and helpers ---------------------------------------------------- */
 
-static double now_s(void)
-{
+static double now_s(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-static amqp_bytes_t bytes_of(const char *s)
-{
+static amqp_bytes_t bytes_of(const char *s) {
     amqp_bytes_t b;
     b.len = s ? strlen(s) : 0;
     b.bytes = (void *)(uintptr_t)s;
     return b;
 }
 
-static const char *amqp_err(amqp_rpc_reply_t r, char *buf, size_t len)
-{
+static const char *amqp_err(amqp_rpc_reply_t r, char *buf, size_t len) {
     switch (r.reply_type) {
     case AMQP_RESPONSE_NORMAL:
         snprintf(buf, len, "ok");
@@ -173,8 +177,7 @@ static const char *amqp_err(amqp_rpc_reply_t r, char *buf, size_t len)
     return buf;
 }
 
-static void list_push(struct jlist *l, struct job *j)
-{
+static void list_push(struct jlist *l, struct job *j) {
     j->next = NULL;
     j->prev = l->tail;
     if (l->tail)
@@ -185,8 +188,7 @@ static void list_push(struct jlist *l, struct job *j)
     l->n++;
 }
 
-static void list_unlink(struct jlist *l, struct job *j)
-{
+static void list_unlink(struct jlist *l, struct job *j) {
     if (j->prev)
         j->prev->next = j->next;
     else
@@ -201,8 +203,7 @@ static void list_unlink(struct jlist *l, struct job *j)
 
 /* Calls the job's callback and frees it. */
 static void finish(struct mbus *bus, struct job *j, int status, const char *body, size_t body_len,
-                   const char *content_type)
-{
+                   const char *content_type) {
     struct mbus_result r = {
         .status = status,
         .body = body,
@@ -220,8 +221,7 @@ static void finish(struct mbus *bus, struct job *j, int status, const char *body
 
 /* ---- rpc table: correlation hash + deadline heap ------------------------- */
 
-static int table_grow(struct mbus *bus)
-{
+static int table_grow(struct mbus *bus) {
     size_t n = bus->nbuckets ? bus->nbuckets * 2 : 256;
     struct job **nb = calloc(n, sizeof(*nb));
     if (!nb)
@@ -242,8 +242,7 @@ static int table_grow(struct mbus *bus)
     return 0;
 }
 
-static void heap_swap(struct mbus *bus, size_t a, size_t b)
-{
+static void heap_swap(struct mbus *bus, size_t a, size_t b) {
     struct job *t = bus->heap[a];
     bus->heap[a] = bus->heap[b];
     bus->heap[b] = t;
@@ -251,8 +250,7 @@ static void heap_swap(struct mbus *bus, size_t a, size_t b)
     bus->heap[b]->heap_idx = b;
 }
 
-static void heap_up(struct mbus *bus, size_t i)
-{
+static void heap_up(struct mbus *bus, size_t i) {
     while (i > 0) {
         size_t p = (i - 1) / 2;
         if (bus->heap[p]->deadline <= bus->heap[i]->deadline)
@@ -262,8 +260,7 @@ static void heap_up(struct mbus *bus, size_t i)
     }
 }
 
-static void heap_down(struct mbus *bus, size_t i)
-{
+static void heap_down(struct mbus *bus, size_t i) {
     for (;;) {
         size_t l = 2 * i + 1, r = l + 1, m = i;
         if (l < bus->heap_len && bus->heap[l]->deadline < bus->heap[m]->deadline)
@@ -278,8 +275,7 @@ static void heap_down(struct mbus *bus, size_t i)
 }
 
 /* Adds j to the hash table and the heap. 0, or -1 when out of memory. */
-static int rpc_add(struct mbus *bus, struct job *j)
-{
+static int rpc_add(struct mbus *bus, struct job *j) {
     if (bus->nrpc >= bus->nbuckets && table_grow(bus) < 0)
         return -1;
     if (bus->heap_len == bus->heap_cap) {
@@ -300,8 +296,7 @@ static int rpc_add(struct mbus *bus, struct job *j)
     return 0;
 }
 
-static void rpc_remove(struct mbus *bus, struct job *j)
-{
+static void rpc_remove(struct mbus *bus, struct job *j) {
     size_t b = (size_t)(j->corr & (bus->nbuckets - 1));
     struct job **pp = &bus->buckets[b];
     while (*pp && *pp != j)
@@ -320,8 +315,7 @@ static void rpc_remove(struct mbus *bus, struct job *j)
     }
 }
 
-static struct job *rpc_find(struct mbus *bus, uint64_t corr)
-{
+static struct job *rpc_find(struct mbus *bus, uint64_t corr) {
     if (!bus->nbuckets)
         return NULL;
     for (struct job *j = bus->buckets[corr & (bus->nbuckets - 1)]; j; j = j->hnext)
@@ -332,8 +326,7 @@ static struct job *rpc_find(struct mbus *bus, uint64_t corr)
 
 /* ---- failing what is pending --------------------------------------------- */
 
-static void fail_list(struct mbus *bus, struct jlist *l, int status)
-{
+static void fail_list(struct mbus *bus, struct jlist *l, int status) {
     struct job *j;
     while ((j = l->head) != NULL) {
         list_unlink(l, j);
@@ -341,8 +334,7 @@ static void fail_list(struct mbus *bus, struct jlist *l, int status)
     }
 }
 
-static void fail_rpcs(struct mbus *bus, int status)
-{
+static void fail_rpcs(struct mbus *bus, int status) {
     while (bus->heap_len > 0) {
         struct job *j = bus->heap[0];
         rpc_remove(bus, j);
@@ -351,8 +343,7 @@ static void fail_rpcs(struct mbus *bus, int status)
 }
 
 /* Takes everything submitted so far (and clears the eventfd). */
-static void take_submitted(struct mbus *bus, struct jlist *out)
-{
+static void take_submitted(struct mbus *bus, struct jlist *out) {
     uint64_t v;
     ssize_t n = read(bus->efd, &v, sizeof(v));
     (void)n; /* EAGAIN just means nobody woke us */
@@ -364,8 +355,7 @@ static void take_submitted(struct mbus *bus, struct jlist *out)
 
 /* ---- connection ---------------------------------------------------------- */
 
-static void disconnect(struct mbus *bus, bool graceful)
-{
+static void disconnect(struct mbus *bus, bool graceful) {
     if (!bus->conn)
         return;
     atomic_store(&bus->connected, false);
@@ -381,8 +371,7 @@ static void disconnect(struct mbus *bus, bool graceful)
 }
 
 /* The connection is gone: nothing in flight can be confirmed any more. */
-static void lose_connection(struct mbus *bus, const char *why)
-{
+static void lose_connection(struct mbus *bus, const char *why) {
     LOG(LOG_WARN, "bus connection lost reason=\"%s\" publishes_failed=%zu rpcs_failed=%zu", why,
         bus->inflight.n, bus->nrpc);
     disconnect(bus, false);
@@ -390,8 +379,7 @@ static void lose_connection(struct mbus *bus, const char *why)
     fail_rpcs(bus, 503);
 }
 
-static int check_reply(struct mbus *bus, const char *what, const char *name)
-{
+static int check_reply(struct mbus *bus, const char *what, const char *name) {
     amqp_rpc_reply_t r = amqp_get_rpc_reply(bus->conn);
     if (r.reply_type == AMQP_RESPONSE_NORMAL)
         return 0;
@@ -401,8 +389,7 @@ static int check_reply(struct mbus *bus, const char *what, const char *name)
     return -1;
 }
 
-static int declare_topology(struct mbus *bus)
-{
+static int declare_topology(struct mbus *bus) {
     const struct cfg *cfg = bus->cfg;
     amqp_connection_state_t c = bus->conn;
 
@@ -448,8 +435,7 @@ static int declare_topology(struct mbus *bus)
     return 0;
 }
 
-static int connect_bus(struct mbus *bus)
-{
+static int connect_bus(struct mbus *bus) {
     char red[512];
     const char *url = bus->cfg->bus.url ? bus->cfg->bus.url : "amqp://guest:guest@127.0.0.1:5672/";
     log_redact_url(url, red, sizeof(red));
@@ -527,8 +513,7 @@ out_fail:
 
 /* ---- sending ------------------------------------------------------------- */
 
-static int send_job(struct mbus *bus, struct job *j)
-{
+static int send_job(struct mbus *bus, struct job *j) {
     amqp_basic_properties_t p;
     memset(&p, 0, sizeof(p));
     p._flags = AMQP_BASIC_CONTENT_TYPE_FLAG | AMQP_BASIC_DELIVERY_MODE_FLAG |
@@ -566,8 +551,7 @@ static int send_job(struct mbus *bus, struct job *j)
 
 /* Sends every job in l; on a send error the connection is dropped and the
  * unsent rest answered 503. Returns 0, or -1 when the connection was lost. */
-static int send_all(struct mbus *bus, struct jlist *l)
-{
+static int send_all(struct mbus *bus, struct jlist *l) {
     struct job *j;
     while ((j = l->head) != NULL) {
         list_unlink(l, j);
@@ -589,8 +573,7 @@ static int send_all(struct mbus *bus, struct jlist *l)
 
 /* ---- receiving ----------------------------------------------------------- */
 
-static void confirm(struct mbus *bus, uint64_t tag, bool multiple, bool ok)
-{
+static void confirm(struct mbus *bus, uint64_t tag, bool multiple, bool ok) {
     int status = ok ? 202 : 503;
     struct job *j;
     if (multiple) {
@@ -606,15 +589,13 @@ static void confirm(struct mbus *bus, uint64_t tag, bool multiple, bool ok)
         ;
     if (j && j->tag == tag) {
         list_unlink(&bus->inflight, j);
-        atomic_fetch_add_explicit(ok ? &bus->st_confirms : &bus->st_nacks, 1,
-                                  memory_order_relaxed);
+        atomic_fetch_add_explicit(ok ? &bus->st_confirms : &bus->st_nacks, 1, memory_order_relaxed);
         finish(bus, j, status, NULL, 0, NULL);
     }
 }
 
 /* Parses "<prefix>-<16 hex>" of this instance; false for anything else. */
-static bool parse_corr(const struct mbus *bus, const char *s, size_t len, uint64_t *out)
-{
+static bool parse_corr(const struct mbus *bus, const char *s, size_t len, uint64_t *out) {
     size_t pl = strlen(bus->corr_prefix);
     if (len != pl + 1 + 16 || memcmp(s, bus->corr_prefix, pl) != 0 || s[pl] != '-')
         return false;
@@ -635,8 +616,7 @@ static bool parse_corr(const struct mbus *bus, const char *s, size_t len, uint64
 }
 
 /* The HTTP status an rpc answer stands for. */
-static int answer_status(const char *body, size_t len, const char *content_type)
-{
+static int answer_status(const char *body, size_t len, const char *content_type) {
     if (!strstr(content_type, "json"))
         return 200;
     json_error_t err;
@@ -655,12 +635,11 @@ static int answer_status(const char *body, size_t len, const char *content_type)
     return status;
 }
 
-static void delivery_complete(struct mbus *bus)
-{
+static void delivery_complete(struct mbus *bus) {
     struct delivery *d = &bus->dlv;
     bool skip = d->skip;
     d->active = false;
-    if (skip)
+    if (skip && !d->too_big)
         return;
     uint64_t corr;
     struct job *j = NULL;
@@ -668,11 +647,19 @@ static void delivery_complete(struct mbus *bus)
         j = rpc_find(bus, corr);
     if (!j) {
         atomic_fetch_add_explicit(&bus->st_late, 1, memory_order_relaxed);
-        LOG(LOG_DEBUG, "bus dropped a reply nobody waits for correlation_id=%.*s",
-            (int)d->corr_len, d->corr);
+        LOG(LOG_DEBUG, "bus dropped a reply nobody waits for correlation_id=%.*s", (int)d->corr_len,
+            d->corr);
         return;
     }
     rpc_remove(bus, j);
+    if (d->too_big) {
+        static const char big[] =
+            "{\"error\":{\"code\":502,\"description\":\"the worker's answer is too large\"}}";
+        LOG(LOG_WARN, "bus rpc answer too large exchange=%s bytes=%" PRIu64, j->exchange,
+            d->body_size);
+        finish(bus, j, 502, big, sizeof(big) - 1, "application/json");
+        return;
+    }
     const char *ct = d->ct_set ? d->content_type : "application/json";
     size_t len = (size_t)d->body_size;
     const char *body = len ? d->buf : "";
@@ -687,8 +674,7 @@ static void delivery_complete(struct mbus *bus)
     finish(bus, j, status, body, len, ct);
 }
 
-static void copy_short(char *dst, size_t cap, amqp_bytes_t b, size_t *out_len)
-{
+static void copy_short(char *dst, size_t cap, amqp_bytes_t b, size_t *out_len) {
     size_t n = b.len < cap - 1 ? b.len : cap - 1;
     memcpy(dst, b.bytes, n);
     dst[n] = '\0';
@@ -698,8 +684,7 @@ static void copy_short(char *dst, size_t cap, amqp_bytes_t b, size_t *out_len)
 
 /* Handles one frame. Returns 0, or -1 when the connection must be dropped
  * (why says what happened). */
-static int handle_frame(struct mbus *bus, const amqp_frame_t *f, char *why, size_t why_len)
-{
+static int handle_frame(struct mbus *bus, const amqp_frame_t *f, char *why, size_t why_len) {
     struct delivery *d = &bus->dlv;
 
     if (f->frame_type == AMQP_FRAME_HEADER) {
@@ -717,6 +702,10 @@ static int handle_frame(struct mbus *bus, const amqp_frame_t *f, char *why, size
                 copy_short(d->content_type, sizeof(d->content_type), p->content_type, NULL);
                 d->ct_set = true;
             }
+        }
+        if (!d->skip && d->body_size > MAX_ANSWER) {
+            d->skip = true;
+            d->too_big = true;
         }
         if (!d->skip && d->body_size + 1 > d->cap) {
             char *nb = realloc(d->buf, (size_t)d->body_size + 1);
@@ -809,8 +798,7 @@ static int handle_frame(struct mbus *bus, const amqp_frame_t *f, char *why, size
 
 /* Reads every frame available now. Returns 0, or -1 when the connection was
  * lost. */
-static int read_frames(struct mbus *bus)
-{
+static int read_frames(struct mbus *bus) {
     char why[256];
     for (int i = 0; i < READ_BATCH; i++) {
         amqp_frame_t f;
@@ -833,8 +821,7 @@ static int read_frames(struct mbus *bus)
     return 0;
 }
 
-static void expire_rpcs(struct mbus *bus, double now)
-{
+static void expire_rpcs(struct mbus *bus, double now) {
     while (bus->heap_len > 0 && bus->heap[0]->deadline <= now) {
         struct job *j = bus->heap[0];
         rpc_remove(bus, j);
@@ -845,16 +832,14 @@ static void expire_rpcs(struct mbus *bus, double now)
 
 /* ---- the thread ---------------------------------------------------------- */
 
-static long next_backoff(struct mbus *bus)
-{
+static long next_backoff(struct mbus *bus) {
     long base = bus->backoff_ms;
     bus->backoff_ms = base * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : base * 2;
     /* Somewhere in [base/2, base] so that instances do not reconnect in step. */
     return base / 2 + (long)(rand_r(&bus->seed) % (unsigned)(base / 2 + 1));
 }
 
-static bool is_stopping(struct mbus *bus, long *drain_ms)
-{
+static bool is_stopping(struct mbus *bus, long *drain_ms) {
     pthread_mutex_lock(&bus->lock);
     bool s = bus->stopping;
     if (drain_ms)
@@ -863,8 +848,7 @@ static bool is_stopping(struct mbus *bus, long *drain_ms)
     return s;
 }
 
-static int ms_until(double now, double t)
-{
+static int ms_until(double now, double t) {
     double ms = (t - now) * 1000.0;
     if (ms <= 0)
         return 0;
@@ -873,8 +857,7 @@ static int ms_until(double now, double t)
     return (int)ms + 1;
 }
 
-static void *bus_main(void *arg)
-{
+static void *bus_main(void *arg) {
     struct mbus *bus = arg;
     double next_attempt = 0;
     double drain_deadline = 0;
@@ -952,8 +935,7 @@ static void *bus_main(void *arg)
             timeout = 0;
         pthread_mutex_unlock(&bus->lock);
         if (timeout > 0) {
-            struct pollfd pfd[2] = {{bus->efd, POLLIN, 0},
-                                    {amqp_get_sockfd(bus->conn), POLLIN, 0}};
+            struct pollfd pfd[2] = {{bus->efd, POLLIN, 0}, {amqp_get_sockfd(bus->conn), POLLIN, 0}};
             poll(pfd, 2, timeout);
         }
     }
@@ -967,8 +949,7 @@ static void *bus_main(void *arg)
 
 /* ---- public API ---------------------------------------------------------- */
 
-struct mbus *mbus_new(const struct cfg *cfg)
-{
+struct mbus *mbus_new(const struct cfg *cfg) {
     struct mbus *bus = calloc(1, sizeof(*bus));
     if (!bus)
         return NULL;
@@ -998,8 +979,7 @@ out_free:
     return NULL;
 }
 
-int mbus_start(struct mbus *bus)
-{
+int mbus_start(struct mbus *bus) {
     if (pthread_create(&bus->thread, NULL, bus_main, bus) != 0)
         return -1;
     bus->started = true;
@@ -1007,8 +987,7 @@ int mbus_start(struct mbus *bus)
 }
 
 static struct job *job_new(const struct mbus_msg *msg, enum job_kind kind, mbus_done_fn done,
-                           void *ctx)
-{
+                           void *ctx) {
     const char *ct = msg->content_type ? msg->content_type : "application/json";
     const char *mid = msg->message_id ? msg->message_id : "";
     size_t le = strlen(msg->exchange) + 1, lm = strlen(mid) + 1, lc = strlen(ct) + 1;
@@ -1036,8 +1015,7 @@ static struct job *job_new(const struct mbus_msg *msg, enum job_kind kind, mbus_
     return j;
 }
 
-static int submit(struct mbus *bus, struct job *j)
-{
+static int submit(struct mbus *bus, struct job *j) {
     pthread_mutex_lock(&bus->lock);
     if (bus->stopping) {
         pthread_mutex_unlock(&bus->lock);
@@ -1061,8 +1039,7 @@ static int submit(struct mbus *bus, struct job *j)
     return 0;
 }
 
-int mbus_publish(struct mbus *bus, const struct mbus_msg *msg, mbus_done_fn done, void *ctx)
-{
+int mbus_publish(struct mbus *bus, const struct mbus_msg *msg, mbus_done_fn done, void *ctx) {
     struct job *j = job_new(msg, JOB_PUBLISH, done, ctx);
     if (!j)
         return -1;
@@ -1070,8 +1047,7 @@ int mbus_publish(struct mbus *bus, const struct mbus_msg *msg, mbus_done_fn done
 }
 
 int mbus_rpc(struct mbus *bus, const struct mbus_msg *msg, long timeout_ms, mbus_done_fn done,
-             void *ctx)
-{
+             void *ctx) {
     struct job *j = job_new(msg, JOB_RPC, done, ctx);
     if (!j)
         return -1;
@@ -1081,13 +1057,11 @@ int mbus_rpc(struct mbus *bus, const struct mbus_msg *msg, long timeout_ms, mbus
     return submit(bus, j);
 }
 
-bool mbus_is_connected(const struct mbus *bus)
-{
+bool mbus_is_connected(const struct mbus *bus) {
     return atomic_load(&((struct mbus *)bus)->connected);
 }
 
-void mbus_stats(const struct mbus *bus, struct mbus_stats *out)
-{
+void mbus_stats(const struct mbus *bus, struct mbus_stats *out) {
     struct mbus *b = (struct mbus *)bus;
     out->publishes_in_flight = atomic_load_explicit(&b->st_pub_inflight, memory_order_relaxed);
     out->rpcs_in_flight = atomic_load_explicit(&b->st_rpc_inflight, memory_order_relaxed);
@@ -1098,8 +1072,7 @@ void mbus_stats(const struct mbus *bus, struct mbus_stats *out)
     out->late_replies = atomic_load_explicit(&b->st_late, memory_order_relaxed);
 }
 
-void mbus_stop(struct mbus *bus, long drain_ms)
-{
+void mbus_stop(struct mbus *bus, long drain_ms) {
     if (!bus)
         return;
     pthread_mutex_lock(&bus->lock);
@@ -1115,8 +1088,7 @@ void mbus_stop(struct mbus *bus, long drain_ms)
     }
 }
 
-void mbus_free(struct mbus *bus)
-{
+void mbus_free(struct mbus *bus) {
     if (!bus)
         return;
     if (bus->started)

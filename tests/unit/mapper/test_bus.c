@@ -14,8 +14,7 @@
 static struct cfg_endpoint eps[2];
 static struct cfg cfg;
 
-static void setup(void)
-{
+static void setup(void) {
     memset(eps, 0, sizeof(eps));
     memset(&cfg, 0, sizeof(cfg));
     /* Port 1 on loopback refuses connections at once. */
@@ -38,8 +37,7 @@ struct outcome {
     atomic_int status;
 };
 
-static void done(void *ctx, const struct mbus_result *r)
-{
+static void done(void *ctx, const struct mbus_result *r) {
     struct outcome *o = ctx;
     atomic_store(&o->status, r->status);
     atomic_fetch_add(&o->calls, 1);
@@ -48,8 +46,7 @@ static void done(void *ctx, const struct mbus_result *r)
 static const struct mbus_msg msg_p = {"/p:POST", "id-1", "{}", 2, "application/json", 1};
 static const struct mbus_msg msg_r = {"/r:GET", "id-2", "{}", 2, "application/json", 1};
 
-static bool wait_calls(struct outcome *o, int n)
-{
+static bool wait_calls(struct outcome *o, int n) {
     for (int i = 0; i < 500; i++) {
         if (atomic_load(&o->calls) >= n)
             return true;
@@ -60,13 +57,11 @@ static bool wait_calls(struct outcome *o, int n)
 
 TestSuite(bus, .init = setup);
 
-Test(bus, free_null_is_fine)
-{
+Test(bus, free_null_is_fine) {
     mbus_free(NULL);
 }
 
-Test(bus, not_connected_answers_503_once)
-{
+Test(bus, not_connected_answers_503_once) {
     struct mbus *bus = mbus_new(&cfg);
     cr_assert_not_null(bus);
     cr_assert_eq(mbus_start(bus), 0);
@@ -90,8 +85,7 @@ Test(bus, not_connected_answers_503_once)
     mbus_free(bus);
 }
 
-Test(bus, calls_after_stop_are_refused)
-{
+Test(bus, calls_after_stop_are_refused) {
     struct mbus *bus = mbus_new(&cfg);
     cr_assert_eq(mbus_start(bus), 0);
     mbus_stop(bus, 0);
@@ -103,8 +97,7 @@ Test(bus, calls_after_stop_are_refused)
     mbus_free(bus);
 }
 
-static void *hammer(void *arg)
-{
+static void *hammer(void *arg) {
     struct mbus *bus = ((void **)arg)[0];
     struct outcome *o = ((void **)arg)[1];
     for (int i = 0; i < 500; i++) {
@@ -114,8 +107,7 @@ static void *hammer(void *arg)
     return NULL;
 }
 
-Test(bus, every_accepted_call_is_answered_even_when_stopping_meanwhile)
-{
+Test(bus, every_accepted_call_is_answered_even_when_stopping_meanwhile) {
     struct mbus *bus = mbus_new(&cfg);
     cr_assert_eq(mbus_start(bus), 0);
     struct outcome o = {0};
@@ -131,8 +123,7 @@ Test(bus, every_accepted_call_is_answered_even_when_stopping_meanwhile)
     mbus_free(bus);
 }
 
-Test(bus, a_bad_url_keeps_answering_503)
-{
+Test(bus, a_bad_url_keeps_answering_503) {
     cfg.bus.url = "http://nowhere";
     struct mbus *bus = mbus_new(&cfg);
     cr_assert_eq(mbus_start(bus), 0);
