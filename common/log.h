@@ -21,8 +21,17 @@ extern enum log_level log_threshold;
  * from FPESA_LOG_LEVEL (debug|info|warn|error, default info). */
 void log_init(const char *component);
 
-/* Writes one line to stderr. Use the LOG macro instead, which skips the call
- * entirely when the level is below the threshold. */
+/* The longest line written, newline included; a longer message is cut and
+ * ends with "..." and the newline. */
+#define LOG_LINE_MAX 2048
+
+/* Queues one line for stderr. Info and debug lines are written in batches,
+ * at most about 50 ms later (or at log_flush()/log_fini()/exit); a warn or
+ * error line is written before the call returns, with every line queued
+ * before it. Lines are never interleaved and keep the order in which they
+ * were logged. Must not be called from a signal handler. Use the LOG macro
+ * instead, which skips the call entirely when the level is below the
+ * threshold. */
 void log_write(enum log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void log_vwrite(enum log_level level, const char *fmt, va_list ap)
     __attribute__((format(printf, 2, 0)));
@@ -32,6 +41,13 @@ void log_vwrite(enum log_level level, const char *fmt, va_list ap)
         if ((level) >= log_threshold)                                                              \
             log_write((level), __VA_ARGS__);                                                       \
     } while (0)
+
+/* Writes every queued line to stderr before returning. Also runs at exit(). */
+void log_flush(void);
+
+/* Flushes, then stops the background writer; later lines are written by
+ * their callers, one write each. Call it where a program ends. */
+void log_fini(void);
 
 /* Copies url into buf (of size len) with any password replaced by "***" and
  * returns buf. Always NUL-terminates; truncates when buf is short. */

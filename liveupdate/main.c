@@ -81,5 +81,6 @@ int main(int argc, char **argv) {
     the_server = NULL;
 out_cfg:
     cfg_free(cfg);
+    log_fini();
     return rc;
 }

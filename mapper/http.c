@@ -1050,9 +1050,12 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
     if (rq->answered) {
         metrics_request(srv->metrics, rq->route ? rq->route->id : router_count(srv->router),
                         rq->answered, secs);
-        LOG(LOG_INFO, "request method=%s path=%.*s status=%d duration_ms=%.3f id=%s",
+        /* The duration in whole microseconds printed as ms.uuu: the same
+         * text as %.3f at about half the cost of formatting a double. */
+        LOG(LOG_INFO, "request method=%s path=%.*s status=%d duration_ms=%ld.%03ld id=%s",
             rq->method ? rq->method : "-", (int)(rq->path_len > 300 ? 300 : rq->path_len), rq->uri,
-            rq->answered, secs * 1000.0, rq->id[0] ? rq->id : "-");
+            rq->answered, (long)(secs * 1e6 + 0.5) / 1000, (long)(secs * 1e6 + 0.5) % 1000,
+            rq->id[0] ? rq->id : "-");
     } else if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK) {
         LOG(LOG_DEBUG, "request ended without an answer method=%s path=%.*s reason=%d",
             rq->method ? rq->method : "-", (int)(rq->path_len > 300 ? 300 : rq->path_len), rq->uri,

@@ -146,5 +146,6 @@ out_cfg:
     cfg_free(cfg);
     if (rc == 0)
         LOG(LOG_INFO, "stopped");
+    log_fini();
     return rc;
 }

@@ -54,6 +54,8 @@ fi
 
 needs_stack=0
 for s in integration e2e; do want $s && needs_stack=1; done
+# nginx serves frontend/dist: the browser tests need it built first.
+if want e2e && [ -d tests/e2e ]; then "$FPESA_ROOT/scripts/frontend-build.sh" || echo "fpesa: the frontend did not build"; fi
 stack_up=0
 if [ $needs_stack = 1 ]; then
     if "$FPESA_ROOT/scripts/stack.sh" start servers && "$FPESA_ROOT/scripts/stack.sh" start apps; then
@@ -81,7 +83,7 @@ fi
 
 if want frontend && [ -f frontend/package.json ] && grep -q '"test"' frontend/package.json; then
     out=$(mktemp)
-    (cd frontend && npx --no-install vitest run 2>&1) | tee "$out"
+    (cd frontend && NO_COLOR=1 npx --no-install vitest run 2>&1) | tee "$out"
     fp=$(grep -E '^\s*Tests' "$out" | grep -oE '[0-9]+ passed' | grep -oE '[0-9]+' || echo 0)
     ff=$(grep -E '^\s*Tests' "$out" | grep -oE '[0-9]+ failed' | grep -oE '[0-9]+' || echo 0)
     grep -qE '^\s*Tests' "$out" || ff=1

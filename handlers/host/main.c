@@ -160,5 +160,6 @@ out:
     free(only);
     if (rc == 0)
         LOG(LOG_INFO, "stopped");
+    log_fini();
     return rc;
 }
