@@ -158,7 +158,8 @@ def yaml_key_paths(node, prefix=""):
     if isinstance(node, dict):
         for k, v in node.items():
             p = prefix + str(k)
-            if isinstance(v, dict) and p not in ("endpoints[].body", "endpoints[].args", "handlers[].config"):
+            if isinstance(v, dict) and p not in ("endpoints[].body", "endpoints[].args", "endpoints[].response",
+                                                      "handlers[].config"):
                 paths |= yaml_key_paths(v, p + ".")
             elif isinstance(v, list) and v and all(isinstance(i, dict) for i in v):
                 for item in v:
