@@ -1,5 +1,6 @@
 #!/usr/bin/python3
-"""An rpc worker for GET /greet/{name}, written against the bus protocol.
+"""An rpc worker for GET /greet/{name} and PUT /greet/{name}/avatar, written
+against the bus protocol.
 
 Run it beside a restmapper that serves doc/examples/python_worker.yaml:
 
@@ -10,12 +11,14 @@ Needs pika (Debian: python3-pika).
 import json
 import os
 import signal
+import struct
 import sys
 
 import pika
 
 EXCHANGE = "/greet/{name}:GET"  # "<path>:<METHOD>" of the endpoint
 QUEUE = EXCHANGE  # the queue has the same name, bound with the same key
+AVATAR = "/greet/{name}/avatar:PUT"  # takes a PNG: a binary body
 
 
 def answer(request):
@@ -26,6 +29,32 @@ def answer(request):
         # An error answer: restmapper turns it into HTTP 404 with this body.
         return {"error": {"code": 404, "description": "nobody is not here"}}
     return {"greeting": "Hello, %s%s" % (name, punct)}
+
+
+def on_avatar(channel, method, props, body):
+    """A binary request: the body is the PNG itself (restmapper checked its
+    signature), content_type says so, and the rest of the envelope is in
+    headers as JSON strings. The answer is binary too: the same PNG, with
+    the status and an HTTP header set through AMQP headers."""
+    headers = props.headers or {}
+    params = json.loads(headers.get("x-fpesa-params", "{}"))
+    width, height = struct.unpack(">II", body[16:24])  # from the IHDR chunk
+    if props.reply_to:
+        channel.basic_publish(
+            exchange="RPC",
+            routing_key=props.reply_to,
+            properties=pika.BasicProperties(
+                correlation_id=props.correlation_id,
+                content_type=props.content_type,  # "image/png": sent as is
+                headers={
+                    "x-fpesa-status": 201,
+                    "x-fpesa-header-X-Image-Size": "%dx%d" % (width, height),
+                    "x-fpesa-header-X-Avatar-Of": params.get("name", ""),
+                },
+            ),
+            body=body,
+        )
+    channel.basic_ack(delivery_tag=method.delivery_tag)
 
 
 def on_request(channel, method, props, body):
@@ -54,9 +83,13 @@ def main():
     channel.exchange_declare(EXCHANGE, exchange_type="direct", durable=True)
     channel.queue_declare(QUEUE, durable=True)
     channel.queue_bind(QUEUE, EXCHANGE, routing_key=QUEUE)
+    channel.exchange_declare(AVATAR, exchange_type="direct", durable=True)
+    channel.queue_declare(AVATAR, durable=True)
+    channel.queue_bind(AVATAR, AVATAR, routing_key=AVATAR)
     channel.exchange_declare("RPC", exchange_type="direct", durable=True)
     channel.basic_qos(prefetch_count=32)
     channel.basic_consume(QUEUE, on_request)
+    channel.basic_consume(AVATAR, on_avatar)
     # SIGTERM stops it like Ctrl-C; an unacknowledged request goes back to
     # the queue for the next worker.
     signal.signal(signal.SIGTERM, signal.default_int_handler)

@@ -158,7 +158,8 @@ def yaml_key_paths(node, prefix=""):
     if isinstance(node, dict):
         for k, v in node.items():
             p = prefix + str(k)
-            if isinstance(v, dict) and p not in ("endpoints[].body", "endpoints[].args", "handlers[].config"):
+            if isinstance(v, dict) and p not in ("endpoints[].body", "endpoints[].args", "endpoints[].response",
+                                                      "handlers[].config"):
                 paths |= yaml_key_paths(v, p + ".")
             elif isinstance(v, list) and v and all(isinstance(i, dict) for i in v):
                 for item in v:
@@ -253,6 +254,15 @@ def test_python_worker_answers_through_restmapper(stack, proc):
     assert '"greeting": "Hello, Ada!"' in out.stdout
     assert '"greeting": "Hello, Grace."' in out.stdout
     assert '"nobody is not here"' in out.stdout
+    assert "X-Image-Size: 4x4" in out.stdout and "X-Avatar-Of: Ada" in out.stdout
+    # The binary answer is the PNG sent, byte for byte, with its content type.
+    with open(os.path.join(EXAMPLES, "avatar.png"), "rb") as f:
+        png = f.read()
+    r = requests.put(base + "/greet/Grace/avatar", data=png, headers={"Content-Type": "image/png"},
+                     timeout=10)
+    assert r.status_code == 201 and r.content == png, (r.status_code, r.content[:100])
+    assert r.headers["Content-Type"] == "image/png"
+    assert r.headers["X-Avatar-Of"] == "Grace"
     assert worker.poll() is None, "the worker exited; log %s" % worker.logfile
     # SIGTERM ends it cleanly, as the page says.
     proc.stop(worker)

@@ -444,6 +444,11 @@ Test(config, known_keys) {
                                 "endpoints[].validation_status",
                                 "endpoints[].max_body",
                                 "endpoints[].content_types",
+                                "endpoints[].response",
+                                "endpoints[].files[].field",
+                                "endpoints[].files[].required",
+                                "endpoints[].files[].types",
+                                "endpoints[].files[].max_size",
                                 "handlers[].name",
                                 "handlers[].plugin",
                                 "handlers[].queue",
@@ -625,5 +630,54 @@ Test(config, invalid_utf8_is_a_syntax_error) {
     cr_assert_null(load_text("u.yaml", "bus:\n  url: amqp://\xff\xfe/\n", &errs));
     cr_assert(strncmp(errs, "u.yaml:2:", 9) == 0, "%s", errs);
     cr_assert(strstr(errs, "YAML syntax error") != NULL, "%s", errs);
+    free(errs);
+}
+
+Test(config, body_kinds_limits_files_and_response) {
+    char *errs = NULL;
+    struct cfg *cfg = load_text("kinds.yaml",
+                                "http: {max_body: 1KiB}\n"
+                                "endpoints:\n"
+                                "  - path: /img\n"
+                                "    method: POST\n"
+                                "    mode: publish\n"
+                                "    max_body: 2KiB\n"
+                                "    response: {ok: true, at: \"/img/{id}\"}\n"
+                                "    content_types:\n"
+                                "      - application/x-www-form-urlencoded\n"
+                                "      - {type: multipart/form-data, max_body: 6MiB}\n"
+                                "      - {type: image/png, max_body: 5MiB}\n"
+                                "      - {type: text/csv, kind: binary}\n"
+                                "      - {type: image/svg+xml, kind: json}\n"
+                                "      - application/json\n"
+                                "    files:\n"
+                                "      - {field: image, required: true, types: [image/png], "
+                                "max_size: 3MiB}\n"
+                                "      - {field: doc}\n",
+                                &errs);
+    const struct cfg_endpoint *ep;
+
+    cr_assert_not_null(cfg, "%s", errs ? errs : "");
+    ep = &cfg->endpoints[0];
+    cr_assert_eq(ep->n_content_types, 6);
+    cr_assert_eq(ep->content_kinds[0], CFG_BODY_FORM);
+    cr_assert_eq(ep->content_kinds[1], CFG_BODY_MULTIPART);
+    cr_assert_eq(ep->content_kinds[2], CFG_BODY_BINARY);
+    cr_assert_eq(ep->content_kinds[3], CFG_BODY_BINARY);
+    cr_assert_eq(ep->content_kinds[4], CFG_BODY_JSON);
+    cr_assert_eq(ep->content_kinds[5], CFG_BODY_JSON);
+    cr_assert_eq(ep->content_max_body[0], 2048, "the endpoint's limit by default");
+    cr_assert_eq(ep->content_max_body[1], 6u << 20);
+    cr_assert_eq(ep->content_max_body[2], 5u << 20);
+    cr_assert_eq(ep->content_max_body[3], 2048);
+    cr_assert_eq(ep->n_files, 2);
+    cr_assert_str_eq(ep->files[0].field, "image");
+    cr_assert(ep->files[0].required);
+    cr_assert_eq(ep->files[0].n_types, 1);
+    cr_assert_eq(ep->files[0].max_size, 3u << 20);
+    cr_assert_not(ep->files[1].required);
+    cr_assert_eq(ep->files[1].max_size, 0);
+    cr_assert_str_eq(json_string_value(json_object_get(ep->response, "at")), "/img/{id}");
+    cfg_free(cfg);
     free(errs);
 }
