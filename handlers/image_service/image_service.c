@@ -339,6 +339,9 @@ static enum fpesa_result ingest(struct svc *s, const struct fpesa_message *m) {
     /* The transform handlers declare their queue too; whoever starts first. */
     if (!s->declared_queue && s->host->declare(s->ctx, NULL, NULL, s->transform_queue) == 0)
         s->declared_queue = true;
+    /* "queued" goes out before the job, on the same channel, so it reaches
+     * the activity queue before anything the transform publishes. */
+    activity(s, m->message_id, "queued", s->transform_queue);
     {
         json_t *job = json_pack("{s:s}", "id", m->message_id);
         char *text = job ? json_dumps(job, JSON_COMPACT) : NULL;
@@ -348,11 +351,17 @@ static enum fpesa_result ingest(struct svc *s, const struct fpesa_message *m) {
         free(text);
         json_decref(job);
         if (rc < 0) {
+            const char *const why = "the transform job could not be queued";
+            char ignore[8];
+
+            vals[1] = why;
+            exec_ok(s->pg, "UPDATE images SET state = 'failed', error = $2 WHERE id = $1", vals, 2,
+                    ignore, sizeof(ignore));
+            activity(s, m->message_id, "failed", why);
             reply_error(s, m, 503, "the transform queue is unavailable");
             return FPESA_OK;
         }
     }
-    activity(s, m->message_id, "queued", s->transform_queue);
     {
         const char *headers[] = {"Location", NULL, NULL};
         char loc[300];

@@ -53,11 +53,11 @@ static void take_error(char *err, size_t errlen) {
 int transform_thumbnail(const void *data, size_t len, int size, const char *stamp, void **out,
                         size_t *out_len, const char **out_type, char *err, size_t errlen) {
     VipsImage *base = vips_image_new();
-    VipsImage **t = (VipsImage **)vips_object_local_array(VIPS_OBJECT(base), 13);
+    VipsImage **t = (VipsImage **)vips_object_local_array(VIPS_OBJECT(base), 14);
     const char *loader = vips_foreign_find_load_buffer(data, len);
-    VipsImage *img;
+    VipsImage *img, *final;
     double white[3] = {255, 255, 255}, black[3] = {0, 0, 0};
-    int is_jpeg, rc = -1, x, y;
+    int is_jpeg, rc = -1, x, y, tw, th;
 
     *out = NULL;
     *out_len = 0;
@@ -83,7 +83,8 @@ int transform_thumbnail(const void *data, size_t len, int size, const char *stam
     /* Decoded whole before anything else, so that damaged pixel data is an
      * error here rather than a picture with grey or garbage rows. */
     t[1] = vips_image_copy_memory(t[0]);
-    if (!t[1] || vips_thumbnail_image(t[1], &t[2], size, "height", size, NULL) ||
+    if (!t[1] ||
+        vips_thumbnail_image(t[1], &t[2], size, "height", size, "size", VIPS_SIZE_DOWN, NULL) ||
         vips_colourspace(t[2], &t[3], VIPS_INTERPRETATION_sRGB, NULL))
         goto out_vips;
     img = t[3];
@@ -100,24 +101,32 @@ int transform_thumbnail(const void *data, size_t len, int size, const char *stam
     if (vips_text(&t[4], stamp, "width", img->Xsize > 8 ? img->Xsize - 4 : 4, "dpi", 72, "font",
                   "sans 10", NULL))
         goto out_vips;
-    x = 2;
-    y = img->Ysize - t[4]->Ysize - 2;
-    if (y < 0)
-        y = 0;
-    if (vips_embed(t[4], &t[5], x, y, img->Xsize, img->Ysize, NULL))
-        goto out_vips;
-    /* White text over its black shadow, one pixel down and right, so the
-     * stamp reads on light and dark pictures alike. */
-    if (vips_embed(t[4], &t[8], x + 1, y + 1, img->Xsize, img->Ysize, NULL))
-        goto out_vips;
-    t[9] = vips_image_new_from_image(img, black, 3);
-    if (!t[9] || vips_ifthenelse(t[8], t[9], img, &t[10], "blend", TRUE, NULL))
-        goto out_vips;
-    t[6] = vips_image_new_from_image(img, white, 3);
-    if (!t[6] || vips_ifthenelse(t[5], t[6], t[10], &t[7], "blend", TRUE, NULL))
-        goto out_vips;
-    if (is_jpeg ? vips_jpegsave_buffer(t[7], out, out_len, "Q", 90, "strip", TRUE, NULL)
-                : vips_pngsave_buffer(t[7], out, out_len, "strip", TRUE, NULL))
+    /* Cut to what fits: a picture a few pixels wide keeps the part of the
+     * stamp that fits on it. */
+    x = img->Xsize > 6 ? 2 : 0;
+    y = img->Ysize - t[4]->Ysize - 2 > 0 ? img->Ysize - t[4]->Ysize - 2 : 0;
+    tw = t[4]->Xsize < img->Xsize - x - 1 ? t[4]->Xsize : img->Xsize - x - 1;
+    th = t[4]->Ysize < img->Ysize - y - 1 ? t[4]->Ysize : img->Ysize - y - 1;
+    if (tw < 1 || th < 1) {
+        final = img; /* one pixel wide or high: no room for any of it */
+    } else {
+        if (vips_extract_area(t[4], &t[13], 0, 0, tw, th, NULL) ||
+            vips_embed(t[13], &t[5], x, y, img->Xsize, img->Ysize, NULL))
+            goto out_vips;
+        /* White text over its black shadow, one pixel down and right, so the
+         * stamp reads on light and dark pictures alike. */
+        if (vips_embed(t[13], &t[8], x + 1, y + 1, img->Xsize, img->Ysize, NULL))
+            goto out_vips;
+        t[9] = vips_image_new_from_image(img, black, 3);
+        if (!t[9] || vips_ifthenelse(t[8], t[9], img, &t[10], "blend", TRUE, NULL))
+            goto out_vips;
+        t[6] = vips_image_new_from_image(img, white, 3);
+        if (!t[6] || vips_ifthenelse(t[5], t[6], t[10], &t[7], "blend", TRUE, NULL))
+            goto out_vips;
+        final = t[7];
+    }
+    if (is_jpeg ? vips_jpegsave_buffer(final, out, out_len, "Q", 90, "strip", TRUE, NULL)
+                : vips_pngsave_buffer(final, out, out_len, "strip", TRUE, NULL))
         goto out_vips;
     *out_type = is_jpeg ? "image/jpeg" : "image/png";
     rc = 0;

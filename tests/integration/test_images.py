@@ -224,3 +224,40 @@ def test_activity_log_has_one_event_per_step(img, stack):
         assert all(e["at"].endswith("Z") for v in events.values() for e in v)
     finally:
         conn.close()
+
+
+def png_claiming(width, height):
+    """A well-formed PNG whose header claims width x height pixels."""
+    def chunk(kind, data):
+        return (struct.pack(">I", len(data)) + kind + data +
+                struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 4096)) +
+            chunk(b"IEND", b""))
+
+
+def test_a_picture_too_large_to_decode_fails_cleanly(img):
+    # 10 billion pixels in a few hundred bytes: refused before decoding.
+    r = img.post("/image", data=png_claiming(100000, 100000), headers={"Content-Type": "image/png"})
+    assert r.status_code == 202, r.text
+    r = wait_done(img, r.json()["id"])
+    assert r.status_code == 500, r.text
+    assert "too large" in r.json()["error"]["description"]
+
+
+@pytest.mark.parametrize("size", [(1, 1), (3, 2000), (2000, 20)])
+def test_odd_shapes_get_a_thumbnail(img, size):
+    r = img.post("/image", data=picture("PNG", size), headers={"Content-Type": "image/png"})
+    assert r.status_code == 202, r.text
+    r = wait_done(img, r.json()["id"])
+    assert r.status_code == 200, r.text
+    thumb = Image.open(io.BytesIO(r.content))
+    assert max(thumb.size) == min(SIZE, max(size))
+
+
+def test_a_small_picture_is_not_enlarged(img):
+    r = img.post("/image", data=picture("JPEG", (100, 60)), headers={"Content-Type": "image/jpeg"})
+    assert r.status_code == 202, r.text
+    r = wait_done(img, r.json()["id"])
+    assert r.status_code == 200, r.text
+    assert Image.open(io.BytesIO(r.content)).size == (100, 60)
