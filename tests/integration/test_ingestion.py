@@ -10,6 +10,7 @@ import random
 import uuid
 
 import pytest
+import requests
 
 from conftest import wait_until
 from example_system import ExampleSystem
@@ -213,3 +214,13 @@ def test_broker_down_is_503_then_recovers(ing, stack):
         stack.script("start-rabbit")
     wait_until(lambda: ing.post("/dummy", data={"data": '{"after": "restart"}'}).status_code == 202,
                timeout=40, interval=0.5)
+    # The shared stack's mappers reconnect too, before the next tests use them.
+    for port in (stack.mapper_port, stack.mapper2_port):
+        wait_until(lambda: _healthy(port), timeout=60, interval=0.5)
+
+
+def _healthy(port):
+    try:
+        return requests.get("http://127.0.0.1:%d/health" % port, timeout=2).status_code == 200
+    except requests.RequestException:
+        return False
