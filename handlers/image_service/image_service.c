@@ -366,7 +366,9 @@ static enum fpesa_result ingest(struct svc *s, const struct fpesa_message *m) {
         const char *headers[] = {"Location", NULL, NULL};
         char loc[300];
 
-        snprintf(loc, sizeof(loc), "/image/%s", m->message_id);
+        /* Relative, so it stays right behind a proxy that adds a prefix
+         * (/api/v1/image -> /api/v1/image/<id>). */
+        snprintf(loc, sizeof(loc), "image/%s", m->message_id);
         headers[1] = loc;
         snprintf(reply, sizeof(reply), "{\"id\":\"%s\"}", m->message_id);
         s->host->reply_http(s->ctx, m, 202, headers, reply, strlen(reply), "application/json");
