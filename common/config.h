@@ -73,7 +73,7 @@ struct cfg {
     char *file; /* path as given to cfg_load */
 
     struct {
-        char *url;     /* amqp://user:pass@host:port/vhost; default amqp://guest:guest@127.0.0.1:5672/ */
+        char *url;     /* amqp://user:pass@host:port/vhost; default amqp://guest:guest@127.0.0.1:5672 */
         int heartbeat; /* seconds; default 30 */
     } bus;
 
@@ -125,14 +125,20 @@ const struct cfg_endpoint *cfg_endpoint_find(const struct cfg *cfg, const char *
  * The documentation test compares it with doc/'s reference. */
 const char *const *cfg_known_keys(void);
 
-/* Parses "64KiB", "1MiB", "512", "2KB" into bytes. 0 on success, -1 on a bad value. */
+/* Parses "64KiB", "1MiB", "512", "2KB" into bytes. 0 on success, -1 on a bad value.
+ * A whole number, optionally followed (spaces allowed) by a unit, case-insensitive:
+ * B, K/KB = 1000, KiB = 1024, M/MB, MiB, G/GB, GiB. No sign, no fraction. */
 int cfg_parse_size(const char *s, size_t *out);
 
-/* Parses "2s", "500ms", "1m", "1.5s" into milliseconds. 0 on success, -1 on a bad value. */
+/* Parses "2s", "500ms", "1m", "1.5s" into milliseconds. 0 on success, -1 on a bad value.
+ * A number (digits, at most one point) with a unit ms, s, m or h; a bare number
+ * is refused (its unit would be a guess) except 0. The result must be a whole
+ * number of milliseconds. */
 int cfg_parse_duration(const char *s, long *out_ms);
 
 /* Implements the --check option every program has: loads path, prints
- * "path: ok" or every problem, returns the process exit status (0 or 1). */
+ * "path: ok" (stdout) or every problem (stderr), returns the process exit
+ * status (0 or 1). */
 int cfg_check_main(const char *path);
 
 #endif

@@ -11,8 +11,7 @@ static const char *component = "fpesa";
 
 static const char *const level_names[] = {"debug", "info", "warn", "error"};
 
-void log_init(const char *name)
-{
+void log_init(const char *name) {
     const char *lvl = getenv("FPESA_LOG_LEVEL");
 
     if (name)
@@ -25,8 +24,7 @@ void log_init(const char *name)
     }
 }
 
-void log_vwrite(enum log_level level, const char *fmt, va_list ap)
-{
+void log_vwrite(enum log_level level, const char *fmt, va_list ap) {
     char line[2048];
     struct timespec ts;
     struct tm tm;
@@ -50,8 +48,7 @@ void log_vwrite(enum log_level level, const char *fmt, va_list ap)
     fwrite(line, 1, (n < sizeof(line) - 1 ? n : sizeof(line) - 2) + 1, stderr);
 }
 
-void log_write(enum log_level level, const char *fmt, ...)
-{
+void log_write(enum log_level level, const char *fmt, ...) {
     va_list ap;
 
     va_start(ap, fmt);
@@ -59,8 +56,7 @@ void log_write(enum log_level level, const char *fmt, ...)
     va_end(ap);
 }
 
-char *log_redact_url(const char *url, char *buf, size_t len)
-{
+char *log_redact_url(const char *url, char *buf, size_t len) {
     const char *scheme, *at, *colon;
     size_t head;
 

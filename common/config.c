@@ -1,0 +1,1583 @@
+/* The endpoints.yaml loader; see config.h.
+ *
+ * The file becomes a yamltree (every node with its line and column), then a
+ * table of known keys per section, each with a setter, fills struct cfg. A
+ * setter that meets a bad value records an error and goes on, so one run
+ * reports every problem of the file. Checks that need the whole file
+ * (duplicate routes, defaults that depend on other sections, environment
+ * overrides, plugin paths) run after the tables.
+ */
+#include "config.h"
+
+#include "jsonschema.h"
+#include "yamltree.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+/* Largest configuration file read; anything larger is surely not one. */
+#define MAX_FILE_SIZE (16u * 1024 * 1024)
+/* AMQP exchange and queue names are short strings of at most 255 bytes. */
+#define MAX_AMQP_NAME 255
+
+/* ---- errors ---- */
+
+enum lerr_kind {
+    LERR_POS,  /* file:line:col: msg */
+    LERR_FILE, /* file: msg */
+    LERR_BARE, /* msg (environment overrides name themselves) */
+};
+
+struct lerr {
+    enum lerr_kind kind;
+    int line, col;
+    size_t seq;
+    char *msg;
+};
+
+struct loader {
+    const char *file;
+    struct cfg *cfg;
+    struct lerr *errs;
+    size_t n_errs, cap_errs;
+    bool oom;
+};
+
+static void add_err(struct loader *ld, enum lerr_kind kind, int line, int col, const char *msg) {
+    struct lerr *e;
+
+    if (ld->n_errs == ld->cap_errs) {
+        size_t cap = ld->cap_errs ? ld->cap_errs * 2 : 16;
+        e = realloc(ld->errs, cap * sizeof(*e));
+        if (!e) {
+            ld->oom = true;
+            return;
+        }
+        ld->errs = e;
+        ld->cap_errs = cap;
+    }
+    e = &ld->errs[ld->n_errs];
+    e->msg = strdup(msg);
+    if (!e->msg) {
+        ld->oom = true;
+        return;
+    }
+    e->kind = kind;
+    e->line = line;
+    e->col = col;
+    e->seq = ld->n_errs++;
+}
+
+static void errf(struct loader *ld, const struct ynode *at, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Records a problem at node at (borrowed; NULL: the file as a whole). */
+static void errf(struct loader *ld, const struct ynode *at, const char *fmt, ...) {
+    char msg[768];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    if (at)
+        add_err(ld, LERR_POS, at->line, at->col, msg);
+    else
+        add_err(ld, LERR_FILE, 0, 0, msg);
+}
+
+static void env_errf(struct loader *ld, const char *var, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void env_errf(struct loader *ld, const char *var, const char *fmt, ...) {
+    char msg[512], line[640];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    snprintf(line, sizeof(line), "%s: %s", var, msg);
+    add_err(ld, LERR_BARE, 0, 0, line);
+}
+
+static void tree_err(void *ctx, int line, int col, const char *msg) {
+    struct loader *ld = ctx;
+
+    if (line > 0)
+        add_err(ld, LERR_POS, line, col, msg);
+    else
+        add_err(ld, LERR_FILE, 0, 0, msg);
+}
+
+/* Problems with a position come first in file order, then the rest in the
+ * order they were found. */
+static int lerr_cmp(const void *a, const void *b) {
+    const struct lerr *x = a, *y = b;
+    int xr = x->kind == LERR_POS ? 0 : 1, yr = y->kind == LERR_POS ? 0 : 1;
+
+    if (xr != yr)
+        return xr - yr;
+    if (xr == 0 && x->line != y->line)
+        return x->line < y->line ? -1 : 1;
+    if (xr == 0 && x->col != y->col)
+        return x->col < y->col ? -1 : 1;
+    return x->seq < y->seq ? -1 : (x->seq > y->seq ? 1 : 0);
+}
+
+static void print_errs(struct loader *ld, FILE *out) {
+    size_t i;
+
+    qsort(ld->errs, ld->n_errs, sizeof(*ld->errs), lerr_cmp);
+    for (i = 0; out && i < ld->n_errs; i++) {
+        const struct lerr *e = &ld->errs[i];
+        switch (e->kind) {
+        case LERR_POS:
+            fprintf(out, "%s:%d:%d: %s\n", ld->file, e->line, e->col, e->msg);
+            break;
+        case LERR_FILE:
+            fprintf(out, "%s: %s\n", ld->file, e->msg);
+            break;
+        case LERR_BARE:
+            fprintf(out, "%s\n", e->msg);
+            break;
+        }
+    }
+    if (out && ld->oom)
+        fprintf(out, "%s: out of memory\n", ld->file);
+}
+
+/* A user's string made safe to quote in a message: control characters
+ * escaped, cut at 60 bytes. Returns buf. */
+static const char *q(const char *s, char *buf, size_t len) {
+    size_t o = 0;
+    const unsigned char *p = (const unsigned char *)s;
+
+    for (; *p && o + 8 < len; p++) {
+        if (o >= 60) {
+            memcpy(buf + o, "...", 3);
+            o += 3;
+            break;
+        }
+        if (*p < 0x20 || *p == 0x7f || *p == '"' || *p == '\\')
+            o += (size_t)snprintf(buf + o, len - o, "\\x%02x", *p);
+        else
+            buf[o++] = (char)*p;
+    }
+    buf[o] = '\0';
+    return buf;
+}
+
+/* How a node reads in "expected X, got Y". */
+static const char *describe(const struct ynode *n, char *buf, size_t len) {
+    char t[96];
+
+    if (n->kind == YNODE_MAP)
+        return "a mapping";
+    if (n->kind == YNODE_SEQ)
+        return "a list";
+    if (ytree_is_null(n))
+        return "nothing";
+    if (n->quoted) {
+        snprintf(buf, len, "the string \"%s\"", q(n->value, t, sizeof(t)));
+        return buf;
+    }
+    snprintf(buf, len, "\"%s\"", q(n->value, t, sizeof(t)));
+    return buf;
+}
+
+/* ---- suggestions ---- */
+
+static size_t edit_distance(const char *a, const char *b) {
+    size_t la = strlen(a), lb = strlen(b), i, j;
+    size_t row[64], prev, tmp;
+
+    if (lb >= sizeof(row) / sizeof(row[0]) || la >= 64)
+        return SIZE_MAX;
+    for (j = 0; j <= lb; j++)
+        row[j] = j;
+    for (i = 1; i <= la; i++) {
+        prev = row[0];
+        row[0] = i;
+        for (j = 1; j <= lb; j++) {
+            size_t cost = a[i - 1] == b[j - 1] ? 0 : 1;
+            size_t best = prev + cost;
+            if (row[j] + 1 < best)
+                best = row[j] + 1;
+            if (row[j - 1] + 1 < best)
+                best = row[j - 1] + 1;
+            tmp = row[j];
+            row[j] = best;
+            prev = tmp;
+        }
+    }
+    return row[lb];
+}
+
+/* The candidate closest to word: within two edits (and fewer edits than word
+ * has characters), else the only candidate word is a prefix of. NULL if none. */
+static const char *suggest(const char *word, const char *const *cands, size_t n) {
+    const char *best = NULL, *prefix = NULL;
+    size_t best_d = SIZE_MAX, d, i, wl = strlen(word), n_prefix = 0;
+
+    for (i = 0; i < n; i++) {
+        d = edit_distance(word, cands[i]);
+        if (d < best_d) {
+            best_d = d;
+            best = cands[i];
+        }
+        if (wl >= 2 && strncasecmp(word, cands[i], wl) == 0) {
+            prefix = cands[i];
+            n_prefix++;
+        }
+    }
+    if (best && best_d <= 2 && best_d < wl)
+        return best;
+    if (n_prefix == 1)
+        return prefix;
+    return NULL;
+}
+
+/* ---- parsing of values ---- */
+
+int cfg_parse_size(const char *s, size_t *out) {
+    static const struct {
+        const char *unit;
+        unsigned long long mult;
+    } units[] = {
+        {"", 1},
+        {"b", 1},
+        {"k", 1000ull},
+        {"kb", 1000ull},
+        {"kib", 1024ull},
+        {"m", 1000ull * 1000},
+        {"mb", 1000ull * 1000},
+        {"mib", 1024ull * 1024},
+        {"g", 1000ull * 1000 * 1000},
+        {"gb", 1000ull * 1000 * 1000},
+        {"gib", 1024ull * 1024 * 1024},
+    };
+    unsigned long long n;
+    char *end;
+    size_t i;
+
+    if (!s || *s < '0' || *s > '9')
+        return -1;
+    errno = 0;
+    n = strtoull(s, &end, 10);
+    if (errno == ERANGE)
+        return -1;
+    while (*end == ' ')
+        end++;
+    for (i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
+        if (strcasecmp(end, units[i].unit) == 0) {
+            if (n > SIZE_MAX / units[i].mult)
+                return -1;
+            *out = (size_t)(n * units[i].mult);
+            return 0;
+        }
+    }
+    return -1;
+}
+
+int cfg_parse_duration(const char *s, long *out_ms) {
+    static const struct {
+        const char *unit;
+        double mult;
+    } units[] = {{"ms", 1}, {"s", 1000}, {"m", 60000}, {"h", 3600000}};
+    char num[64];
+    const char *p = s;
+    size_t n = 0, i, dots = 0;
+    double v, ms, r;
+    char *end;
+
+    if (!s)
+        return -1;
+    /* Only digits and one point: strtod alone would take "inf", "0x1p3", ... */
+    while ((*p >= '0' && *p <= '9') || *p == '.') {
+        if (*p == '.')
+            dots++;
+        p++;
+    }
+    n = (size_t)(p - s);
+    if (n == 0 || n >= sizeof(num) || dots > 1 || (n == 1 && dots == 1))
+        return -1;
+    memcpy(num, s, n);
+    num[n] = '\0';
+    v = strtod(num, &end);
+    if (*end != '\0' || !isfinite(v))
+        return -1;
+    while (*p == ' ')
+        p++;
+    if (*p == '\0') {
+        /* A bare number has no unit; only zero means the same in all. */
+        if (v != 0)
+            return -1;
+        *out_ms = 0;
+        return 0;
+    }
+    for (i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
+        if (strcmp(p, units[i].unit) == 0) {
+            ms = v * units[i].mult;
+            if (ms > 1e12)
+                return -1;
+            r = floor(ms + 0.5);
+            if (fabs(ms - r) > 1e-6)
+                return -1;
+            *out_ms = (long)r;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+/* "host:port", "[v6addr]:port" or ":port"-less "port". host may be NULL
+ * when only a port is given. Returns 0, or -1 with why filled. */
+static int parse_listen(const char *s, char **host, int *port, char *why, size_t why_len) {
+    const char *colon = strrchr(s, ':');
+    const char *h = s, *ps;
+    size_t hl;
+    long long p;
+    char *end;
+
+    *host = NULL;
+    if (!colon) {
+        ps = s;
+        hl = 0;
+    } else {
+        ps = colon + 1;
+        hl = (size_t)(colon - s);
+        if (hl >= 2 && s[0] == '[' && s[hl - 1] == ']') {
+            h = s + 1;
+            hl -= 2;
+        } else if (memchr(s, ':', hl) || memchr(s, '[', hl) || memchr(s, ']', hl)) {
+            snprintf(why, why_len, "an IPv6 address must be written in brackets: [::1]:8081");
+            return -1;
+        }
+        if (hl == 0) {
+            snprintf(why, why_len, "expected host:port, the host is missing");
+            return -1;
+        }
+    }
+    if (*ps < '0' || *ps > '9') {
+        snprintf(why, why_len, "expected host:port with a port number");
+        return -1;
+    }
+    errno = 0;
+    p = strtoll(ps, &end, 10);
+    if (errno || *end != '\0' || p < 1 || p > 65535) {
+        snprintf(why, why_len, "port must be a number from 1 to 65535");
+        return -1;
+    }
+    if (hl > 0) {
+        *host = strndup(h, hl);
+        if (!*host) {
+            snprintf(why, why_len, "out of memory");
+            return -1;
+        }
+    }
+    *port = (int)p;
+    return 0;
+}
+
+/* ---- the key tables ---- */
+
+struct key;
+typedef void set_fn(struct loader *ld, const struct key *k, const struct ynode *v, void *base);
+
+#define K_REQUIRED 1u
+
+struct key {
+    const char *name;
+    set_fn *set;
+    size_t off;  /* the field in base */
+    size_t off2; /* a second field: a listen's port, a list's count, a compiled schema */
+    long long min, max;
+    const struct key *sub; /* a section's or a list item's keys */
+    unsigned flags;
+};
+
+#define FIELD(base, off, type) ((type *)(void *)((char *)(base) + (off)))
+
+static bool scalar_ok(struct loader *ld, const struct key *k, const struct ynode *v,
+                      const char *what) {
+    char d[96];
+
+    if (v->kind == YNODE_SCALAR && !ytree_is_null(v))
+        return true;
+    errf(ld, v, "expected %s for \"%s\", got %s", what, k->name, describe(v, d, sizeof(d)));
+    return false;
+}
+
+static bool is_plain_int(const struct ynode *v, long long *out) {
+    const char *s = v->value;
+    char *end;
+
+    if (v->kind != YNODE_SCALAR || v->quoted)
+        return false;
+    if (!((*s >= '0' && *s <= '9') || ((*s == '-' || *s == '+') && s[1] >= '0' && s[1] <= '9')))
+        return false;
+    errno = 0;
+    *out = strtoll(s, &end, 10);
+    return errno == 0 && *end == '\0';
+}
+
+/* An integer in [k->min, k->max]; 0 on success. */
+static int get_int(struct loader *ld, const struct key *k, const struct ynode *v, long long *out) {
+    char d[96];
+
+    if (!is_plain_int(v, out)) {
+        errf(ld, v, "expected an integer for \"%s\", got %s", k->name, describe(v, d, sizeof(d)));
+        return -1;
+    }
+    if (*out < k->min || *out > k->max) {
+        errf(ld, v, "\"%s\" must be from %lld to %lld, got %lld", k->name, k->min, k->max, *out);
+        return -1;
+    }
+    return 0;
+}
+
+static void set_int(struct loader *ld, const struct key *k, const struct ynode *v, void *base) {
+    long long n;
+
+    if (get_int(ld, k, v, &n) == 0)
+        *FIELD(base, k->off, int) = (int)n;
+}
+
+static void set_long(struct loader *ld, const struct key *k, const struct ynode *v, void *base) {
+    long long n;
+
+    if (get_int(ld, k, v, &n) == 0)
+        *FIELD(base, k->off, long) = (long)n;
+}
+
+static void set_count(struct loader *ld, const struct key *k, const struct ynode *v, void *base) {
+    long long n;
+
+    if (get_int(ld, k, v, &n) == 0)
+        *FIELD(base, k->off, size_t) = (size_t)n;
+}
+
+static void set_bool(struct loader *ld, const struct key *k, const struct ynode *v, void *base) {
+    char d[96];
+
+    if (v->kind == YNODE_SCALAR && !v->quoted) {
+        if (!strcmp(v->value, "true") || !strcmp(v->value, "True") || !strcmp(v->value, "TRUE")) {
+            *FIELD(base, k->off, bool) = true;
+            return;
+        }
+        if (!strcmp(v->value, "false") || !strcmp(v->value, "False") ||
+            !strcmp(v->value, "FALSE")) {
+            *FIELD(base, k->off, bool) = false;
+            return;
+        }
+    }
+    errf(ld, v, "expected true or false for \"%s\", got %s", k->name, describe(v, d, sizeof(d)));
+}
+
+static bool store_str(struct loader *ld, char **field, const char *s) {
+    char *dup = strdup(s);
+
+    if (!dup) {
+        ld->oom = true;
+        return false;
+    }
+    free(*field);
+    *field = dup;
+    return true;
+}
+
+static void set_str(struct loader *ld, const struct key *k, const struct ynode *v, void *base) {
+    if (!scalar_ok(ld, k, v, "a string"))
+        return;
+    if (v->value[0] == '\0') {
+        errf(ld, v, "\"%s\" must not be empty", k->name);
+        return;
+    }
+    store_str(ld, FIELD(base, k->off, char *), v->value);
+}
+
+static bool amqp_url_ok(const char *s) {
+    return strncmp(s, "amqp://", 7) == 0 || strncmp(s, "amqps://", 8) == 0;
+}
+
+static void set_amqp_url(struct loader *ld, const struct key *k, const struct ynode *v,
+                         void *base) {
+    char t[96];
+
+    if (!scalar_ok(ld, k, v, "a URL"))
+        return;
+    if (!amqp_url_ok(v->value)) {
+        errf(ld, v, "expected an amqp:// or amqps:// URL for \"%s\", got \"%s\"", k->name,
+             q(v->value, t, sizeof(t)));
+        return;
+    }
+    store_str(ld, FIELD(base, k->off, char *), v->value);
+}
+
+static void set_size(struct loader *ld, const struct key *k, const struct ynode *v, void *base) {
+    char t[96];
+    size_t n;
+
+    if (!scalar_ok(ld, k, v, "a size such as 64KiB"))
+        return;
+    if (cfg_parse_size(v->value, &n) < 0) {
+        errf(ld, v,
+             "bad size \"%s\" for \"%s\" (expected bytes or a number with B, KB, KiB, MB, "
+             "MiB, GB or GiB)",
+             q(v->value, t, sizeof(t)), k->name);
+        return;
+    }
+    if ((long long)n < k->min || (unsigned long long)n > (unsigned long long)k->max) {
+        errf(ld, v, "\"%s\" must be from %lld to %lld bytes, got %zu", k->name, k->min, k->max, n);
+        return;
+    }
+    *FIELD(base, k->off, size_t) = n;
+}
+
+static int get_duration(struct loader *ld, const struct key *k, const struct ynode *v, long *ms) {
+    char t[96];
+
+    if (!scalar_ok(ld, k, v, "a duration such as 500ms or 2s"))
+        return -1;
+    if (cfg_parse_duration(v->value, ms) < 0) {
+        errf(ld, v, "bad duration \"%s\" for \"%s\" (expected a number with ms, s, m or h)",
+             q(v->value, t, sizeof(t)), k->name);
+        return -1;
+    }
+    if (*ms < k->min || *ms > k->max) {
+        errf(ld, v, "\"%s\" must be from %lldms to %lldms, got %ldms", k->name, k->min, k->max,
+             *ms);
+        return -1;
+    }
+    return 0;
+}
+
+static void set_duration(struct loader *ld, const struct key *k, const struct ynode *v,
+                         void *base) {
+    long ms;
+
+    if (get_duration(ld, k, v, &ms) == 0)
+        *FIELD(base, k->off, long) = ms;
+}
+
+/* Whole seconds: an integer, or a duration such as "30s" or "1m". min and
+ * max are in seconds. */
+static void set_seconds(struct loader *ld, const struct key *k, const struct ynode *v, void *base) {
+    char t[96];
+    long long n;
+    long ms;
+
+    if (is_plain_int(v, &n)) {
+        set_int(ld, k, v, base);
+        return;
+    }
+    if (!scalar_ok(ld, k, v, "a number of seconds"))
+        return;
+    if (cfg_parse_duration(v->value, &ms) < 0 || ms % 1000 != 0) {
+        errf(ld, v, "bad duration \"%s\" for \"%s\" (expected whole seconds: 30 or 30s)",
+             q(v->value, t, sizeof(t)), k->name);
+        return;
+    }
+    n = ms / 1000;
+    if (n < k->min || n > k->max) {
+        errf(ld, v, "\"%s\" must be from %lld to %lld seconds, got %lld", k->name, k->min, k->max,
+             n);
+        return;
+    }
+    *FIELD(base, k->off, int) = (int)n;
+}
+
+static void set_listen(struct loader *ld, const struct key *k, const struct ynode *v, void *base) {
+    char why[128], t[96];
+    char *host;
+    int port;
+
+    if (!scalar_ok(ld, k, v, "host:port"))
+        return;
+    if (parse_listen(v->value, &host, &port, why, sizeof(why)) < 0) {
+        errf(ld, v, "bad \"%s\" value \"%s\": %s", k->name, q(v->value, t, sizeof(t)), why);
+        return;
+    }
+    if (host) {
+        free(*FIELD(base, k->off, char *));
+        *FIELD(base, k->off, char *) = host;
+    }
+    *FIELD(base, k->off2, int) = port;
+}
+
+static void free_strv(char **v, size_t n) {
+    size_t i;
+
+    for (i = 0; v && i < n; i++)
+        free(v[i]);
+    free(v);
+}
+
+static void set_strlist(struct loader *ld, const struct key *k, const struct ynode *v, void *base) {
+    char d[96];
+    char **list;
+    size_t i, n = 0;
+
+    if (v->kind != YNODE_SEQ) {
+        errf(ld, v, "expected a list of strings for \"%s\", got %s", k->name,
+             describe(v, d, sizeof(d)));
+        return;
+    }
+    list = calloc(v->n_items + 1, sizeof(*list));
+    if (!list) {
+        ld->oom = true;
+        return;
+    }
+    for (i = 0; i < v->n_items; i++) {
+        const struct ynode *it = v->items[i];
+        if (it->invalid)
+            continue;
+        if (it->kind != YNODE_SCALAR || ytree_is_null(it) || it->value[0] == '\0') {
+            errf(ld, it, "expected a non-empty string in \"%s\", got %s", k->name,
+                 describe(it, d, sizeof(d)));
+            continue;
+        }
+        list[n] = strdup(it->value);
+        if (!list[n]) {
+            ld->oom = true;
+            break;
+        }
+        n++;
+    }
+    free_strv(*FIELD(base, k->off, char **), *FIELD(base, k->off2, size_t));
+    *FIELD(base, k->off, char **) = list;
+    *FIELD(base, k->off2, size_t) = n;
+}
+
+static void apply_map(struct loader *ld, const struct key *keys, const struct ynode *map,
+                      void *base);
+
+static void set_section(struct loader *ld, const struct key *k, const struct ynode *v, void *base) {
+    char d[96];
+
+    if (v->kind != YNODE_MAP) {
+        errf(ld, v, "expected a mapping for \"%s\", got %s", k->name, describe(v, d, sizeof(d)));
+        return;
+    }
+    apply_map(ld, k->sub, v, base);
+}
+
+/* ---- endpoints ---- */
+
+static const char *const methods[] = {"GET", "POST", "PUT", "PATCH", "DELETE"};
+static const char *const modes[] = {"publish", "rpc"};
+
+static void set_method(struct loader *ld, const struct key *k, const struct ynode *v, void *base) {
+    char up[16], t[96];
+    const char *s;
+    size_t i;
+
+    if (!scalar_ok(ld, k, v, "an HTTP method"))
+        return;
+    for (i = 0; i < sizeof(methods) / sizeof(methods[0]); i++) {
+        if (strcasecmp(v->value, methods[i]) == 0) {
+            store_str(ld, FIELD(base, k->off, char *), methods[i]);
+            return;
+        }
+    }
+    snprintf(up, sizeof(up), "%s", v->value);
+    for (i = 0; up[i]; i++)
+        if (up[i] >= 'a' && up[i] <= 'z')
+            up[i] = (char)(up[i] - 'a' + 'A');
+    s = strlen(v->value) < sizeof(up) ? suggest(up, methods, 5) : NULL;
+    if (s)
+        errf(ld, v, "unknown method \"%s\" (did you mean \"%s\"?)", q(v->value, t, sizeof(t)), s);
+    else
+        errf(ld, v, "unknown method \"%s\" (expected GET, POST, PUT, PATCH or DELETE)",
+             q(v->value, t, sizeof(t)));
+}
+
+static void set_mode(struct loader *ld, const struct key *k, const struct ynode *v, void *base) {
+    char t[96];
+    const char *s;
+
+    if (!scalar_ok(ld, k, v, "publish or rpc"))
+        return;
+    if (strcmp(v->value, "publish") == 0) {
+        *FIELD(base, k->off, enum cfg_mode) = CFG_MODE_PUBLISH;
+        return;
+    }
+    if (strcmp(v->value, "rpc") == 0) {
+        *FIELD(base, k->off, enum cfg_mode) = CFG_MODE_RPC;
+        return;
+    }
+    s = suggest(v->value, modes, 2);
+    if (s)
+        errf(ld, v, "unknown mode \"%s\" (did you mean \"%s\"?)", q(v->value, t, sizeof(t)), s);
+    else
+        errf(ld, v, "unknown mode \"%s\" (expected publish or rpc)", q(v->value, t, sizeof(t)));
+}
+
+static bool is_param_name(const char *s, size_t n) {
+    size_t i;
+
+    if (n == 0 || !((s[0] >= 'a' && s[0] <= 'z') || (s[0] >= 'A' && s[0] <= 'Z') || s[0] == '_'))
+        return false;
+    for (i = 1; i < n; i++)
+        if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= 'A' && s[i] <= 'Z') ||
+              (s[i] >= '0' && s[i] <= '9') || s[i] == '_'))
+            return false;
+    return true;
+}
+
+/* Checks a path pattern; returns NULL or why it is bad (in why). */
+static const char *path_problem(const char *path, char *why, size_t why_len) {
+    const char *seg, *end, *p;
+    const char *names[32];
+    size_t lens[32], n_names = 0, i, sl;
+
+    if (path[0] != '/')
+        return "path must start with \"/\"";
+    for (p = path; *p; p++) {
+        if ((unsigned char)*p <= 0x20 || *p == 0x7f)
+            return "path must not contain spaces or control characters";
+        if (*p == '?' || *p == '#')
+            return "path must not contain \"?\" or \"#\" (the query string is described by args)";
+    }
+    for (seg = path + 1;; seg = end + 1) {
+        end = strchr(seg, '/');
+        sl = end ? (size_t)(end - seg) : strlen(seg);
+        if (sl == 0 && end)
+            return "path must not contain an empty segment (\"//\")";
+        if (sl > 0 && seg[0] == '{') {
+            if (seg[sl - 1] != '}' || !is_param_name(seg + 1, sl - 2)) {
+                snprintf(why, why_len,
+                         "malformed parameter \"%.*s\" in path (expected {name}: a letter or _ "
+                         "then letters, digits or _, filling a whole segment)",
+                         (int)(sl > 60 ? 60 : sl), seg);
+                return why;
+            }
+            for (i = 0; i < n_names; i++) {
+                if (lens[i] == sl - 2 && memcmp(names[i], seg + 1, sl - 2) == 0) {
+                    snprintf(why, why_len, "parameter \"%.*s\" appears twice in path",
+                             (int)(sl - 2 > 60 ? 60 : sl - 2), seg + 1);
+                    return why;
+                }
+            }
+            if (n_names == sizeof(names) / sizeof(names[0]))
+                return "path has too many parameters";
+            names[n_names] = seg + 1;
+            lens[n_names++] = sl - 2;
+        } else if (memchr(seg, '{', sl) || memchr(seg, '}', sl)) {
+            snprintf(why, why_len,
+                     "malformed parameter in segment \"%.*s\" of path (a parameter {name} must "
+                     "fill a whole segment)",
+                     (int)(sl > 60 ? 60 : sl), seg);
+            return why;
+        }
+        if (!end)
+            break;
+    }
+    return NULL;
+}
+
+static void set_path(struct loader *ld, const struct key *k, const struct ynode *v, void *base) {
+    char why[256], t[96];
+    const char *problem;
+
+    if (!scalar_ok(ld, k, v, "a path such as /messages/"))
+        return;
+    problem = path_problem(v->value, why, sizeof(why));
+    if (problem) {
+        errf(ld, v, "bad path \"%s\": %s", q(v->value, t, sizeof(t)), problem);
+        return;
+    }
+    store_str(ld, FIELD(base, k->off, char *), v->value);
+}
+
+/* YAML -> JSON for a block of free-form data (a schema, a handler's config). */
+static json_t *node_json(struct loader *ld, const struct key *k, const struct ynode *v) {
+    const struct ynode *bad = NULL;
+    char msg[160];
+    json_t *j = ytree_to_json(v, &bad, msg, sizeof(msg));
+
+    if (!j)
+        errf(ld, bad ? bad : v, "in \"%s\": %s", k->name, msg);
+    return j;
+}
+
+static void set_schema(struct loader *ld, const struct key *k, const struct ynode *v, void *base) {
+    struct jschema_error err;
+    const struct ynode *at;
+    struct jschema *compiled;
+    json_t *j, *type;
+    char d[96];
+    size_t i;
+    bool is_args = strcmp(k->name, "args") == 0;
+
+    if (v->kind != YNODE_MAP && !(v->kind == YNODE_SCALAR && !v->quoted &&
+                                  (!strcmp(v->value, "true") || !strcmp(v->value, "false")))) {
+        errf(ld, v, "expected a JSON Schema (a mapping, true or false) for \"%s\", got %s", k->name,
+             describe(v, d, sizeof(d)));
+        return;
+    }
+    j = node_json(ld, k, v);
+    if (!j)
+        return;
+    type = json_object_get(j, "type");
+    if (is_args && type) {
+        bool ok = json_is_string(type) && strcmp(json_string_value(type), "object") == 0;
+        if (json_is_array(type) && json_array_size(type) > 0) {
+            ok = true;
+            for (i = 0; i < json_array_size(type); i++) {
+                json_t *t = json_array_get(type, i);
+                if (!json_is_string(t) || strcmp(json_string_value(t), "object") != 0)
+                    ok = false;
+            }
+        }
+        if (!ok) {
+            errf(ld, ytree_pointer(v, "/type"),
+                 "args schema must have type \"object\" (the query string is an object of "
+                 "strings)");
+            json_decref(j);
+            return;
+        }
+    }
+    memset(&err, 0, sizeof(err));
+    compiled = jschema_compile(j, &err);
+    if (!compiled) {
+        err.schema_path[sizeof(err.schema_path) - 1] = '\0';
+        err.message[sizeof(err.message) - 1] = '\0';
+        at = ytree_pointer(v, err.schema_path);
+        errf(ld, at, "invalid %s schema: %s", k->name,
+             err.message[0] ? err.message : "rejected by the validator");
+        json_decref(j);
+        return;
+    }
+    json_decref(*FIELD(base, k->off, json_t *));
+    jschema_free(*FIELD(base, k->off2, struct jschema *));
+    *FIELD(base, k->off, json_t *) = j;
+    *FIELD(base, k->off2, struct jschema *) = compiled;
+}
+
+static void set_json(struct loader *ld, const struct key *k, const struct ynode *v, void *base) {
+    json_t *j;
+
+    if (ytree_is_null(v))
+        return;
+    j = node_json(ld, k, v);
+    if (!j)
+        return;
+    json_decref(*FIELD(base, k->off, json_t *));
+    *FIELD(base, k->off, json_t *) = j;
+}
+
+static void set_content_types(struct loader *ld, const struct key *k, const struct ynode *v,
+                              void *base) {
+    struct cfg_endpoint *ep = base;
+    char t[96];
+    size_t i;
+
+    set_strlist(ld, k, v, base);
+    if (v->kind == YNODE_SEQ && v->n_items == 0)
+        errf(ld, v, "\"%s\" must not be empty", k->name);
+    for (i = 0; i < ep->n_content_types; i++) {
+        const char *slash = strchr(ep->content_types[i], '/');
+        if (!slash || slash == ep->content_types[i] || slash[1] == '\0' ||
+            strchr(ep->content_types[i], ' ') || strchr(ep->content_types[i], ';'))
+            errf(ld, v, "bad content type \"%s\" (expected type/subtype, e.g. application/json)",
+                 q(ep->content_types[i], t, sizeof(t)));
+    }
+}
+
+#define EP(f) offsetof(struct cfg_endpoint, f)
+#define HD(f) offsetof(struct cfg_handler, f)
+#define CF(f) offsetof(struct cfg, f)
+
+static const struct key endpoint_keys[] = {
+    {"path", set_path, EP(path), 0, 0, 0, NULL, K_REQUIRED},
+    {"method", set_method, EP(method), 0, 0, 0, NULL, K_REQUIRED},
+    {"mode", set_mode, EP(mode), 0, 0, 0, NULL, K_REQUIRED},
+    {"summary", set_str, EP(summary), 0, 0, 0, NULL, 0},
+    {"body", set_schema, EP(body), EP(body_schema), 0, 0, NULL, 0},
+    {"args", set_schema, EP(args), EP(args_schema), 0, 0, NULL, 0},
+    {"live", set_bool, EP(live), 0, 0, 0, NULL, 0},
+    {"timeout", set_duration, EP(timeout_ms), 0, 1, 3600000, NULL, 0},
+    {"status", set_int, EP(status), 0, 200, 299, NULL, 0},
+    {"validation_status", set_int, EP(validation_status), 0, 400, 499, NULL, 0},
+    {"max_body", set_size, EP(max_body), 0, 1, 1024ll * 1024 * 1024, NULL, 0},
+    {"content_types", set_content_types, EP(content_types), EP(n_content_types), 0, 0, NULL, 0},
+    {NULL, NULL, 0, 0, 0, 0, NULL, 0},
+};
+
+static const struct key handler_keys[] = {
+    {"name", set_str, HD(name), 0, 0, 0, NULL, K_REQUIRED},
+    {"plugin", set_str, HD(plugin), 0, 0, 0, NULL, K_REQUIRED},
+    {"queue", set_str, HD(queue), 0, 0, 0, NULL, K_REQUIRED},
+    {"prefetch", set_int, HD(prefetch), 0, 1, 65535, NULL, 0},
+    {"batch", set_int, HD(batch), 0, 1, 100000, NULL, 0},
+    {"batch_wait", set_duration, HD(batch_wait_ms), 0, 0, 60000, NULL, 0},
+    {"instances", set_int, HD(instances), 0, 1, 1024, NULL, 0},
+    {"config", set_json, HD(config), 0, 0, 0, NULL, 0},
+    {NULL, NULL, 0, 0, 0, 0, NULL, 0},
+};
+
+static void endpoint_defaults(struct cfg_endpoint *ep) {
+    ep->mode = CFG_MODE_PUBLISH;
+    ep->timeout_ms = 5000;
+    ep->status = 202;
+    ep->validation_status = 400;
+}
+
+static void endpoint_free(struct cfg_endpoint *ep) {
+    free(ep->path);
+    free(ep->method);
+    free(ep->exchange);
+    free(ep->summary);
+    json_decref(ep->body);
+    json_decref(ep->args);
+    jschema_free(ep->body_schema);
+    jschema_free(ep->args_schema);
+    free_strv(ep->content_types, ep->n_content_types);
+}
+
+static void handler_free(struct cfg_handler *h) {
+    free(h->name);
+    free(h->plugin);
+    free(h->plugin_path);
+    free(h->queue);
+    json_decref(h->config);
+}
+
+/* Checks of one endpoint that involve several of its keys. */
+static void endpoint_check(struct loader *ld, const struct ynode *map, struct cfg_endpoint *ep) {
+    const struct ynode *v;
+    size_t n;
+
+    v = ytree_get(map, "mode");
+    /* Only when the mode itself is valid, or a typo there would bring more. */
+    if (v && v->kind == YNODE_SCALAR &&
+        (!strcmp(v->value, "publish") || !strcmp(v->value, "rpc"))) {
+        if (ep->mode == CFG_MODE_PUBLISH && (v = ytree_get(map, "timeout")))
+            errf(ld, v, "\"timeout\" applies only to rpc endpoints");
+        if (ep->mode == CFG_MODE_RPC && (v = ytree_get(map, "live")))
+            errf(ld, v, "\"live\" applies only to publish endpoints");
+        if (ep->mode == CFG_MODE_RPC && (v = ytree_get(map, "status")))
+            errf(ld, v, "\"status\" applies only to publish endpoints (an rpc answer sets it)");
+    }
+    if (ep->path && ep->method) {
+        n = strlen(ep->path) + 1 + strlen(ep->method);
+        ep->exchange = malloc(n + 1);
+        if (!ep->exchange) {
+            ld->oom = true;
+            return;
+        }
+        snprintf(ep->exchange, n + 1, "%s:%s", ep->path, ep->method);
+        if (n > MAX_AMQP_NAME)
+            errf(ld, ytree_get(map, "path"),
+                 "path is too long: its exchange name \"<path>:<METHOD>\" must fit in %d bytes",
+                 MAX_AMQP_NAME);
+    }
+}
+
+/* Applies an item table to every mapping of a list; returns the array (new)
+ * and its length through n. */
+static void *apply_list(struct loader *ld, const struct key *k, const struct ynode *v, size_t elem,
+                        const char *what, size_t *n,
+                        void (*init)(void *item, const struct ynode *map),
+                        void (*check)(struct loader *ld, const struct ynode *map, void *item)) {
+    char d[96];
+    char *arr;
+    size_t i;
+
+    *n = 0;
+    if (v->kind != YNODE_SEQ) {
+        if (!ytree_is_null(v))
+            errf(ld, v, "expected a list of %s for \"%s\", got %s", what, k->name,
+                 describe(v, d, sizeof(d)));
+        return NULL;
+    }
+    arr = calloc(v->n_items ? v->n_items : 1, elem);
+    if (!arr) {
+        ld->oom = true;
+        return NULL;
+    }
+    for (i = 0; i < v->n_items; i++) {
+        const struct ynode *it = v->items[i];
+        if (it->invalid)
+            continue;
+        if (it->kind != YNODE_MAP) {
+            errf(ld, it, "expected a mapping for each of \"%s\", got %s", k->name,
+                 describe(it, d, sizeof(d)));
+            continue;
+        }
+        init(arr + *n * elem, it);
+        apply_map(ld, k->sub, it, arr + *n * elem);
+        check(ld, it, arr + *n * elem);
+        (*n)++;
+    }
+    return arr;
+}
+
+static void endpoint_init(void *item, const struct ynode *map) {
+    struct cfg_endpoint *ep = item;
+
+    endpoint_defaults(ep);
+    ep->pos.line = map->line;
+    ep->pos.col = map->col;
+}
+
+static void endpoint_check_cb(struct loader *ld, const struct ynode *map, void *item) {
+    endpoint_check(ld, map, item);
+}
+
+static void handler_init(void *item, const struct ynode *map) {
+    struct cfg_handler *h = item;
+
+    h->prefetch = 256;
+    h->batch = 100;
+    h->batch_wait_ms = 5;
+    h->instances = 1;
+    h->pos.line = map->line;
+    h->pos.col = map->col;
+}
+
+static void handler_check_cb(struct loader *ld, const struct ynode *map, void *item) {
+    struct cfg_handler *h = item;
+
+    if (h->queue && strlen(h->queue) > MAX_AMQP_NAME)
+        errf(ld, ytree_get(map, "queue"), "queue name is longer than %d bytes", MAX_AMQP_NAME);
+}
+
+static void set_endpoints(struct loader *ld, const struct key *k, const struct ynode *v,
+                          void *base) {
+    struct cfg *cfg = base;
+    size_t i;
+
+    for (i = 0; i < cfg->n_endpoints; i++)
+        endpoint_free(&cfg->endpoints[i]);
+    free(cfg->endpoints);
+    cfg->endpoints = apply_list(ld, k, v, sizeof(struct cfg_endpoint), "endpoints",
+                                &cfg->n_endpoints, endpoint_init, endpoint_check_cb);
+}
+
+static void set_handlers(struct loader *ld, const struct key *k, const struct ynode *v,
+                         void *base) {
+    struct cfg *cfg = base;
+    size_t i;
+
+    for (i = 0; i < cfg->n_handlers; i++)
+        handler_free(&cfg->handlers[i]);
+    free(cfg->handlers);
+    cfg->handlers = apply_list(ld, k, v, sizeof(struct cfg_handler), "handlers", &cfg->n_handlers,
+                               handler_init, handler_check_cb);
+}
+
+static const struct key cors_keys[] = {
+    {"origins", set_strlist, CF(http.cors_origins), CF(http.n_cors_origins), 0, 0, NULL, 0},
+    {NULL, NULL, 0, 0, 0, 0, NULL, 0},
+};
+
+static const struct key bus_keys[] = {
+    {"url", set_amqp_url, CF(bus.url), 0, 0, 0, NULL, 0},
+    {"heartbeat", set_seconds, CF(bus.heartbeat), 0, 0, 3600, NULL, 0},
+    {NULL, NULL, 0, 0, 0, 0, NULL, 0},
+};
+
+static const struct key http_keys[] = {
+    {"listen", set_listen, CF(http.host), CF(http.port), 0, 0, NULL, 0},
+    {"max_body", set_size, CF(http.max_body), 0, 1, 1024ll * 1024 * 1024, NULL, 0},
+    {"threads", set_int, CF(http.threads), 0, 1, 1024, NULL, 0},
+    {"max_connections", set_int, CF(http.max_connections), 0, 1, 1000000, NULL, 0},
+    {"cors", set_section, 0, 0, 0, 0, cors_keys, 0},
+    {NULL, NULL, 0, 0, 0, 0, NULL, 0},
+};
+
+static const struct key live_keys[] = {
+    {"listen", set_listen, CF(live.host), CF(live.port), 0, 0, NULL, 0},
+    {"client_queue", set_count, CF(live.client_queue), 0, 1, 10000000, NULL, 0},
+    {"max_frame", set_size, CF(live.max_frame), 0, 16, 64ll * 1024 * 1024, NULL, 0},
+    {"ping_interval", set_seconds, CF(live.ping_interval), 0, 1, 3600, NULL, 0},
+    {"resume_limit", set_long, CF(live.resume_limit), 0, 0, 10000000, NULL, 0},
+    {NULL, NULL, 0, 0, 0, 0, NULL, 0},
+};
+
+static const struct key database_keys[] = {
+    {"url", set_str, CF(database.url), 0, 0, 0, NULL, 0},
+    {NULL, NULL, 0, 0, 0, 0, NULL, 0},
+};
+
+static const struct key top_keys[] = {
+    {"bus", set_section, 0, 0, 0, 0, bus_keys, 0},
+    {"http", set_section, 0, 0, 0, 0, http_keys, 0},
+    {"liveupdate", set_section, 0, 0, 0, 0, live_keys, 0},
+    {"database", set_section, 0, 0, 0, 0, database_keys, 0},
+    {"plugin_dir", set_str, CF(plugin_dir), 0, 0, 0, NULL, 0},
+    {"endpoints", set_endpoints, 0, 0, 0, 0, endpoint_keys, 0},
+    {"handlers", set_handlers, 0, 0, 0, 0, handler_keys, 0},
+    {NULL, NULL, 0, 0, 0, 0, NULL, 0},
+};
+
+static void apply_map(struct loader *ld, const struct key *keys, const struct ynode *map,
+                      void *base) {
+    const char *names[32];
+    const char *suggested[32];
+    const struct key *k;
+    const char *s;
+    char t[96];
+    size_t i, j, n = 0, n_suggested = 0;
+    bool hinted;
+
+    for (k = keys; k->name && n < sizeof(names) / sizeof(names[0]); k++)
+        names[n++] = k->name;
+    for (i = 0; i < map->n_pairs; i++) {
+        const struct ynode *key = map->pairs[i].key;
+        for (k = keys; k->name; k++)
+            if (strcmp(k->name, key->value) == 0)
+                break;
+        if (!k->name) {
+            s = suggest(key->value, names, n);
+            if (s && n_suggested < sizeof(suggested) / sizeof(suggested[0]))
+                suggested[n_suggested++] = s;
+            if (s)
+                errf(ld, key, "unknown key \"%s\" (did you mean \"%s\"?)",
+                     q(key->value, t, sizeof(t)), s);
+            else
+                errf(ld, key, "unknown key \"%s\"", q(key->value, t, sizeof(t)));
+            continue;
+        }
+        /* An alias stands here; it was reported already. */
+        if (!map->pairs[i].value->invalid)
+            k->set(ld, k, map->pairs[i].value, base);
+    }
+    for (k = keys; k->name; k++) {
+        if (!(k->flags & K_REQUIRED) || ytree_get(map, k->name))
+            continue;
+        /* A misspelt required key was reported with a suggestion already. */
+        hinted = false;
+        for (j = 0; j < n_suggested; j++)
+            if (suggested[j] == k->name)
+                hinted = true;
+        if (!hinted)
+            errf(ld, map, "missing required key \"%s\"", k->name);
+    }
+}
+
+/* ---- whole-file checks ---- */
+
+/* The pattern with parameter names dropped: /a/{id} and /a/{x} are one route. */
+static void route_pattern(const char *path, char *buf, size_t len) {
+    size_t o = 0;
+    bool in = false;
+
+    for (; *path && o + 3 < len; path++) {
+        if (*path == '{') {
+            buf[o++] = '{';
+            buf[o++] = '}';
+            in = true;
+        } else if (*path == '}') {
+            in = false;
+        } else if (!in) {
+            buf[o++] = *path;
+        }
+    }
+    buf[o] = '\0';
+}
+
+static void check_duplicates(struct loader *ld, const struct ynode *root) {
+    const struct ynode *eps = ytree_get(root, "endpoints");
+    const struct ynode *hds = ytree_get(root, "handlers");
+    struct cfg *cfg = ld->cfg;
+    char a[512], b[512], t[96];
+    size_t i, j;
+
+    for (i = 0; i < cfg->n_endpoints; i++) {
+        const struct cfg_endpoint *x = &cfg->endpoints[i];
+        if (!x->path || !x->method)
+            continue;
+        route_pattern(x->path, a, sizeof(a));
+        for (j = 0; j < i; j++) {
+            const struct cfg_endpoint *y = &cfg->endpoints[j];
+            if (!y->path || !y->method || strcmp(x->method, y->method) != 0)
+                continue;
+            route_pattern(y->path, b, sizeof(b));
+            if (strcmp(a, b) == 0) {
+                const struct ynode *at = NULL;
+                size_t k;
+                /* The second endpoint's path node, found by its position. */
+                for (k = 0; eps && k < eps->n_items; k++)
+                    if (eps->items[k]->line == x->pos.line && eps->items[k]->col == x->pos.col)
+                        at = ytree_get(eps->items[k], "path");
+                if (!at)
+                    at = eps;
+                errf(ld, at, "duplicate route %s %s (first declared at line %d)", x->method,
+                     q(x->path, t, sizeof(t)), y->pos.line);
+                break;
+            }
+        }
+    }
+    for (i = 0; i < cfg->n_handlers; i++) {
+        const struct cfg_handler *x = &cfg->handlers[i];
+        if (!x->name)
+            continue;
+        for (j = 0; j < i; j++) {
+            const struct cfg_handler *y = &cfg->handlers[j];
+            if (y->name && strcmp(x->name, y->name) == 0) {
+                const struct ynode *at = NULL;
+                size_t k;
+                for (k = 0; hds && k < hds->n_items; k++)
+                    if (hds->items[k]->line == x->pos.line && hds->items[k]->col == x->pos.col)
+                        at = ytree_get(hds->items[k], "name");
+                if (!at)
+                    at = hds;
+                errf(ld, at, "duplicate handler name \"%s\" (first declared at line %d)",
+                     q(x->name, t, sizeof(t)), y->pos.line);
+                break;
+            }
+        }
+    }
+}
+
+static void env_overrides(struct loader *ld) {
+    struct cfg *cfg = ld->cfg;
+    char why[128];
+    const char *s;
+    char *host;
+    int port;
+
+    s = getenv("FPESA_AMQP_URL");
+    if (s && *s) {
+        if (amqp_url_ok(s))
+            store_str(ld, &cfg->bus.url, s);
+        else
+            env_errf(ld, "FPESA_AMQP_URL", "expected an amqp:// or amqps:// URL");
+    }
+    s = getenv("FPESA_DATABASE_URL");
+    if (s && *s)
+        store_str(ld, &cfg->database.url, s);
+    s = getenv("FPESA_HTTP_LISTEN");
+    if (s && *s) {
+        if (parse_listen(s, &host, &port, why, sizeof(why)) < 0) {
+            env_errf(ld, "FPESA_HTTP_LISTEN", "bad value \"%.60s\": %s", s, why);
+        } else {
+            if (host) {
+                free(cfg->http.host);
+                cfg->http.host = host;
+            }
+            cfg->http.port = port;
+        }
+    }
+    s = getenv("FPESA_LIVE_LISTEN");
+    if (s && *s) {
+        if (parse_listen(s, &host, &port, why, sizeof(why)) < 0) {
+            env_errf(ld, "FPESA_LIVE_LISTEN", "bad value \"%.60s\": %s", s, why);
+        } else {
+            if (host) {
+                free(cfg->live.host);
+                cfg->live.host = host;
+            }
+            cfg->live.port = port;
+        }
+    }
+    s = getenv("FPESA_PLUGIN_DIR");
+    if (s && *s)
+        store_str(ld, &cfg->plugin_dir, s);
+}
+
+static char *join_path(const char *dir, size_t dir_len, const char *name) {
+    size_t n = dir_len + 1 + strlen(name);
+    char *out = malloc(n + 1);
+
+    if (out)
+        snprintf(out, n + 1, "%.*s/%s", (int)dir_len, dir, name);
+    return out;
+}
+
+/* The folder "plugins" beside the folder of the running program:
+ * build/bin/restmapper -> build/plugins. */
+static char *default_plugin_dir(void) {
+    char exe[4096];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+    char *slash;
+
+    if (n <= 0)
+        return strdup("plugins");
+    exe[n] = '\0';
+    slash = strrchr(exe, '/');
+    if (!slash)
+        return strdup("plugins");
+    *slash = '\0';
+    slash = strrchr(exe, '/');
+    if (!slash)
+        return strdup("/plugins");
+    return join_path(exe, (size_t)(slash - exe), "plugins");
+}
+
+static void resolve_plugins(struct loader *ld, const struct ynode *root) {
+    struct cfg *cfg = ld->cfg;
+    const char *slash;
+    char *dir;
+    size_t i;
+
+    /* A relative plugin_dir written in the file is relative to the file. */
+    if (cfg->plugin_dir && cfg->plugin_dir[0] != '/' && ytree_get(root, "plugin_dir") &&
+        !(getenv("FPESA_PLUGIN_DIR") && *getenv("FPESA_PLUGIN_DIR"))) {
+        slash = strrchr(ld->file, '/');
+        if (slash) {
+            dir = join_path(ld->file, (size_t)(slash - ld->file), cfg->plugin_dir);
+            if (!dir) {
+                ld->oom = true;
+                return;
+            }
+            free(cfg->plugin_dir);
+            cfg->plugin_dir = dir;
+        }
+    }
+    if (!cfg->plugin_dir) {
+        cfg->plugin_dir = default_plugin_dir();
+        if (!cfg->plugin_dir) {
+            ld->oom = true;
+            return;
+        }
+    }
+    for (i = 0; i < cfg->n_handlers; i++) {
+        struct cfg_handler *h = &cfg->handlers[i];
+        if (!h->plugin)
+            continue;
+        if (strchr(h->plugin, '/'))
+            h->plugin_path = strdup(h->plugin);
+        else
+            h->plugin_path = join_path(cfg->plugin_dir, strlen(cfg->plugin_dir), h->plugin);
+        if (!h->plugin_path)
+            ld->oom = true;
+    }
+}
+
+static void finish(struct loader *ld) {
+    struct cfg *cfg = ld->cfg;
+    size_t i;
+
+    for (i = 0; i < cfg->n_endpoints; i++) {
+        struct cfg_endpoint *ep = &cfg->endpoints[i];
+        if (ep->max_body == 0)
+            ep->max_body = cfg->http.max_body;
+        if (ep->n_content_types == 0) {
+            free(ep->content_types);
+            ep->content_types = calloc(2, sizeof(char *));
+            if (!ep->content_types || !(ep->content_types[0] = strdup("application/json"))) {
+                ld->oom = true;
+                return;
+            }
+            ep->n_content_types = 1;
+        }
+    }
+}
+
+static int set_defaults(struct cfg *cfg) {
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+
+    cfg->bus.url = strdup("amqp://guest:guest@127.0.0.1:5672");
+    cfg->bus.heartbeat = 30;
+    cfg->http.host = strdup("127.0.0.1");
+    cfg->http.port = 8081;
+    cfg->http.max_body = 64 * 1024;
+    cfg->http.threads = cores > 0 ? (cores > 1024 ? 1024 : (int)cores) : 1;
+    cfg->http.max_connections = 10000;
+    cfg->live.host = strdup("127.0.0.1");
+    cfg->live.port = 8082;
+    cfg->live.client_queue = 1024;
+    cfg->live.max_frame = 4 * 1024;
+    cfg->live.ping_interval = 20;
+    cfg->live.resume_limit = 1000;
+    cfg->database.url = strdup("postgresql://fpesa@127.0.0.1:5432/fpesa");
+    if (!cfg->bus.url || !cfg->http.host || !cfg->live.host || !cfg->database.url)
+        return -1;
+    return 0;
+}
+
+static char *read_file(const char *path, size_t *len, char *why, size_t why_len) {
+    FILE *f = fopen(path, "rb");
+    char *buf = NULL, *nb;
+    size_t cap = 0, n = 0, got;
+    int saved;
+
+    if (!f) {
+        saved = errno;
+        snprintf(why, why_len, "cannot open: %s", strerror(saved));
+        return NULL;
+    }
+    for (;;) {
+        if (n == cap) {
+            if (cap >= MAX_FILE_SIZE) {
+                snprintf(why, why_len, "file is larger than %u bytes", MAX_FILE_SIZE);
+                goto out_fail;
+            }
+            cap = cap ? cap * 2 : 8192;
+            nb = realloc(buf, cap + 1);
+            if (!nb) {
+                snprintf(why, why_len, "out of memory");
+                goto out_fail;
+            }
+            buf = nb;
+        }
+        got = fread(buf + n, 1, cap - n, f);
+        n += got;
+        if (got == 0) {
+            if (ferror(f)) {
+                saved = errno;
+                snprintf(why, why_len, "cannot read: %s", strerror(saved));
+                goto out_fail;
+            }
+            break;
+        }
+    }
+    fclose(f);
+    buf[n] = '\0';
+    *len = n;
+    return buf;
+out_fail:
+    fclose(f);
+    free(buf);
+    return NULL;
+}
+
+struct cfg *cfg_load(const char *path, FILE *errs) {
+    struct loader ld;
+    struct ynode *root = NULL;
+    struct cfg *cfg;
+    char why[256];
+    char *buf;
+    size_t len, i;
+    bool failed = false;
+
+    memset(&ld, 0, sizeof(ld));
+    ld.file = path;
+    cfg = calloc(1, sizeof(*cfg));
+    if (!cfg || !(cfg->file = strdup(path)) || set_defaults(cfg) < 0) {
+        ld.oom = true;
+        goto out;
+    }
+    ld.cfg = cfg;
+    buf = read_file(path, &len, why, sizeof(why));
+    if (!buf) {
+        errf(&ld, NULL, "%s", why);
+        goto out;
+    }
+    root = ytree_parse(buf, len, tree_err, &ld, &failed);
+    free(buf);
+    if (!root) {
+        if (!failed)
+            errf(&ld, NULL, "the file is empty (expected a mapping of sections)");
+        goto out;
+    }
+    if (root->kind != YNODE_MAP) {
+        char d[96];
+        errf(&ld, root, "expected a mapping of sections (bus, http, endpoints, ...), got %s",
+             describe(root, d, sizeof(d)));
+        goto out;
+    }
+    apply_map(&ld, top_keys, root, cfg);
+    check_duplicates(&ld, root);
+    env_overrides(&ld);
+    resolve_plugins(&ld, root);
+    finish(&ld);
+out:
+    ytree_free(root);
+    if (ld.n_errs || ld.oom) {
+        if (!ld.n_errs && !ld.oom)
+            ld.oom = true;
+        print_errs(&ld, errs);
+        cfg_free(cfg);
+        cfg = NULL;
+    }
+    for (i = 0; i < ld.n_errs; i++)
+        free(ld.errs[i].msg);
+    free(ld.errs);
+    return cfg;
+}
+
+void cfg_free(struct cfg *cfg) {
+    size_t i;
+
+    if (!cfg)
+        return;
+    free(cfg->file);
+    free(cfg->bus.url);
+    free(cfg->http.host);
+    free_strv(cfg->http.cors_origins, cfg->http.n_cors_origins);
+    free(cfg->live.host);
+    free(cfg->database.url);
+    free(cfg->plugin_dir);
+    for (i = 0; i < cfg->n_endpoints; i++)
+        endpoint_free(&cfg->endpoints[i]);
+    free(cfg->endpoints);
+    for (i = 0; i < cfg->n_handlers; i++)
+        handler_free(&cfg->handlers[i]);
+    free(cfg->handlers);
+    free(cfg);
+}
+
+const struct cfg_endpoint *cfg_endpoint_find(const struct cfg *cfg, const char *method,
+                                             const char *path) {
+    size_t i;
+
+    if (!cfg || !method || !path)
+        return NULL;
+    for (i = 0; i < cfg->n_endpoints; i++) {
+        const struct cfg_endpoint *ep = &cfg->endpoints[i];
+        if (strcasecmp(ep->method, method) == 0 && strcmp(ep->path, path) == 0)
+            return ep;
+    }
+    return NULL;
+}
+
+/* ---- the list of known keys ---- */
+
+#define MAX_KNOWN 96
+
+static char known_buf[MAX_KNOWN][64];
+static const char *known_keys[MAX_KNOWN + 1];
+static pthread_once_t known_once = PTHREAD_ONCE_INIT;
+static size_t n_known;
+
+static void collect_keys(const struct key *keys, const char *prefix) {
+    const struct key *k;
+    char sub[64];
+
+    for (k = keys; k->name; k++) {
+        if (k->set == set_section) {
+            snprintf(sub, sizeof(sub), "%s%s.", prefix, k->name);
+            collect_keys(k->sub, sub);
+        } else if (k->set == set_endpoints || k->set == set_handlers) {
+            snprintf(sub, sizeof(sub), "%s%s[].", prefix, k->name);
+            collect_keys(k->sub, sub);
+        } else if (n_known < MAX_KNOWN) {
+            snprintf(known_buf[n_known], sizeof(known_buf[n_known]), "%s%s", prefix, k->name);
+            known_keys[n_known] = known_buf[n_known];
+            n_known++;
+        }
+    }
+}
+
+static void build_known(void) {
+    collect_keys(top_keys, "");
+    known_keys[n_known] = NULL;
+}
+
+const char *const *cfg_known_keys(void) {
+    pthread_once(&known_once, build_known);
+    return known_keys;
+}
+
+int cfg_check_main(const char *path) {
+    struct cfg *cfg = cfg_load(path, stderr);
+
+    if (!cfg)
+        return 1;
+    printf("%s: ok\n", path);
+    fflush(stdout);
+    cfg_free(cfg);
+    return 0;
+}
