@@ -863,8 +863,12 @@ static void wake(void *arg) {
     lws_cancel_service(srv->ctx);
 }
 
+/* tx_packet_size must be set: left at 0, libwebsockets caps every send() at
+ * rx_buffer_size (512 bytes here) and keeps the rest of a batch in its own
+ * buffer, sent 512 bytes per trip through the event loop, during which the
+ * client's queue is not served. */
 static const struct lws_protocols protocols[] = {
-    {"fpesa-live", callback, sizeof(struct client), 512, 0, NULL, 0},
+    {"fpesa-live", callback, sizeof(struct client), 512, 0, NULL, SCRATCH_SIZE},
     {NULL, NULL, 0, 0, 0, NULL, 0},
 };
 
