@@ -299,6 +299,7 @@ static int serve_http(struct lws *wsi, const char *path) {
 /* ---- client queues ----------------------------------------------------------- */
 
 static void client_close(struct client *c, int code, const char *reason);
+static void drain_inbox(struct live_server *srv);
 
 /* Asks a writable callback for every client with frames waiting. */
 static void flush_now(struct live_server *srv) {
@@ -493,6 +494,11 @@ static int client_write(struct live_server *srv, struct client *c) {
     size_t used = 0;
     struct live_msg *m;
 
+    /* Messages that arrived while this round of writes was under way go
+     * out in it, to the clients not written yet, instead of waiting for
+     * the round to end before they are even queued. */
+    if (live_inbox_nonempty(&srv->inbox))
+        drain_inbox(srv);
     if (c->closing) {
         size_t n = strlen(c->close_reason);
         lws_close_reason(c->wsi, (enum lws_close_status)c->close_code,
