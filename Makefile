@@ -8,6 +8,7 @@
 #   handlers/<name>/*.c        -> build/plugins/<name>.so (every folder but host/)
 #   tests/unit/<dir>/test_*.c  -> build/tests/unit/<dir>/test_* (Criterion), linked
 #                                 with <dir>'s objects minus main.o and libfpesa.a
+#                                 (<dir> may be two levels: handlers/host)
 #   tests/plugins/<name>/*.c   -> build/tests/plugins/<name>.so (deliberately broken
 #                                 plugins for the host's tests)
 
@@ -17,7 +18,7 @@ CC ?= cc
 # The test, up and asan scripts look at these to decide which build to use.
 export BUILD
 
-PKGS := libmicrohttpd librabbitmq yaml-0.1 jansson libpq libwebsockets libpcre2-8
+PKGS := libmicrohttpd librabbitmq yaml-0.1 jansson libpq libwebsockets libpcre2-8 libcurl
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 CRIT_LIBS := $(shell pkg-config --libs criterion 2>/dev/null)
@@ -47,7 +48,7 @@ PROGRAMS := $(if $(MAPPER_OBJS),$(BUILD)/bin/restmapper) \
             $(if $(LIVE_OBJS),$(BUILD)/bin/liveupdate) \
             $(if $(HOST_OBJS),$(BUILD)/bin/handler)
 
-UNIT_SRCS := $(sort $(wildcard tests/unit/*/test_*.c))
+UNIT_SRCS := $(sort $(wildcard tests/unit/*/test_*.c tests/unit/*/*/test_*.c))
 UNIT_BINS := $(patsubst tests/unit/%.c,$(BUILD)/tests/unit/%,$(UNIT_SRCS))
 
 .PHONY: all deps up down test asan check docs bench faults fuzz clean format unit-bins
@@ -78,6 +79,8 @@ $(BUILD)/bin/handler: $(HOST_OBJS) $(BUILD)/lib/libfpesa.a
 
 # A plugin is every .c of its folder; it links the libraries it uses itself
 # (libpq, jansson), never the host.
+# Objects reached through pattern rules are kept, not deleted as intermediates.
+.SECONDARY:
 .SECONDEXPANSION:
 $(BUILD)/plugins/%.so: $$(call objs,$$(call srcs,handlers/%))
 	@mkdir -p $(@D)
@@ -89,7 +92,8 @@ $(BUILD)/tests/plugins/%.so: $$(call objs,$$(call srcs,tests/plugins/%))
 
 # A unit test links the objects of the folder it tests (all but main.o).
 unit_dir_objs = $(filter-out %/main.o,$(call objs,$(call srcs,$(1))))
-$(BUILD)/tests/unit/%: tests/unit/%.c $$(call unit_dir_objs,$$(patsubst %/,%,$$(dir $$*))) $(BUILD)/lib/libfpesa.a
+unit_src_dir = $(patsubst %/,%,$(dir $(1)))
+$(BUILD)/tests/unit/%: tests/unit/%.c $$(call unit_dir_objs,$$(call unit_src_dir,$$*)) $(BUILD)/lib/libfpesa.a
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS_ALL) -DFPESA_SOURCE_DIR='"$(CURDIR)"' -o $@ $^ $(LDFLAGS_ALL) $(CRIT_LIBS) $(LIBS_ALL)
 
@@ -98,9 +102,10 @@ unit-bins: $(UNIT_BINS)
 deps:
 	@scripts/deps.sh
 
+# make up CONFIG=examples/timers/endpoints.yaml runs another system from its file.
 up: deps
 	@$(MAKE) --no-print-directory all
-	@scripts/up.sh
+	@$(if $(CONFIG),FPESA_CONFIG=$(CONFIG) )scripts/up.sh
 
 down:
 	@scripts/down.sh

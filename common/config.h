@@ -41,9 +41,9 @@ struct cfg_endpoint {
     char *method;   /* upper case: GET POST PUT PATCH DELETE */
     char *exchange; /* "<path>:<METHOD>", the exchange (and queue) name on the bus */
     enum cfg_mode mode;
-    char *summary;      /* free text for the OpenAPI document, or NULL */
-    json_t *body;       /* JSON Schema of the body as written, or NULL: no body allowed */
-    json_t *args;       /* JSON Schema of the query string, or NULL: no query allowed */
+    char *summary;               /* free text for the OpenAPI document, or NULL */
+    json_t *body;                /* JSON Schema of the body as written, or NULL: no body allowed */
+    json_t *args;                /* JSON Schema of the query string, or NULL: no query allowed */
     struct jschema *body_schema; /* compiled from body, or NULL */
     struct jschema *args_schema; /* compiled from args, or NULL */
     bool live;                   /* liveupdate forwards it to websocket clients */
@@ -73,17 +73,17 @@ struct cfg {
     char *file; /* path as given to cfg_load */
 
     struct {
-        char *url;     /* amqp://user:pass@host:port/vhost; default amqp://guest:guest@127.0.0.1:5672 */
+        char *url; /* amqp://user:pass@host:port/vhost; default amqp://guest:guest@127.0.0.1:5672 */
         int heartbeat; /* seconds; default 30 */
     } bus;
 
     struct {
-        char *host; /* default 127.0.0.1 */
-        int port;   /* default 8081 */
-        size_t max_body;  /* default 64 KiB; "64KiB", "1MiB", or a number of bytes */
-        int threads;      /* libmicrohttpd thread pool size; default: number of cores */
-        int max_connections;  /* default 10000 */
-        char **cors_origins;  /* allowed Origin values ("*" for any), or none */
+        char *host;          /* default 127.0.0.1 */
+        int port;            /* default 8081 */
+        size_t max_body;     /* default 64 KiB; "64KiB", "1MiB", or a number of bytes */
+        int threads;         /* libmicrohttpd thread pool size; default: number of cores */
+        int max_connections; /* default 10000 */
+        char **cors_origins; /* allowed Origin values ("*" for any), or none */
         size_t n_cors_origins;
     } http;
 

@@ -40,8 +40,10 @@
 struct jschema;
 
 struct jschema_error {
-    char instance_path[256]; /* JSON pointer into the instance, "" for the root, e.g. "/items/3/name" */
-    char schema_path[256];   /* JSON pointer into the schema of the failing keyword, e.g. "/properties/name/type" */
+    char instance_path[256]; /* JSON pointer into the instance, "" for the root, e.g.
+                                "/items/3/name" */
+    char schema_path[256];   /* JSON pointer into the schema of the failing keyword, e.g.
+                                "/properties/name/type" */
     char keyword[32];        /* the failing keyword, e.g. "type" */
     char message[256];       /* a sentence for a human, e.g. "expected string, got integer" */
 };

@@ -25,7 +25,10 @@ struct mbus;
  *  rpc:     status from the worker's answer (200, or error.code of an
  *           {"error": {...}} answer), 504 when the timeout passed, 503 when
  *           the broker is unavailable; body is the answer as received (the
- *           bytes of the reply message) or NULL for 503/504.
+ *           bytes of the reply message) or NULL for 503/504. A JSON answer
+ *           that does not parse, or one over 16 MiB, is a 502 whose body is
+ *           our own {"error": {"code": 502, ...}}; an answer whose
+ *           content_type is not JSON is passed on as a 200 unparsed.
  * body/content_type are borrowed for the duration of the call only.
  * seconds: confirm or rpc round trip as measured by the bus thread. */
 struct mbus_result {
@@ -41,9 +44,9 @@ typedef void (*mbus_done_fn)(void *ctx, const struct mbus_result *result);
 /* One message to send. All pointers are borrowed: mbus_publish/mbus_rpc copy
  * what they need before returning. */
 struct mbus_msg {
-    const char *exchange;     /* "<path>:<METHOD>" */
-    const char *message_id;   /* UUIDv7 or the Idempotency-Key */
-    const char *body;         /* the JSON envelope {"data","args","params"} */
+    const char *exchange;   /* "<path>:<METHOD>" */
+    const char *message_id; /* UUIDv7 or the Idempotency-Key */
+    const char *body;       /* the JSON envelope {"data","args","params"} */
     size_t body_len;
     const char *content_type; /* "application/json" */
     int64_t timestamp;        /* seconds since the epoch, the AMQP timestamp property */

@@ -5,7 +5,7 @@
 #   RESULT<TAB>figure<TAB>value<TAB>reference<TAB>reference value<TAB>ratio
 # also go into the table of bench/results/latest.md (not committed).
 set -u
-export FPESA_STACK=${FPESA_STACK:-bench} FPESA_PORT_BASE=${FPESA_PORT_BASE:-35800}
+export FPESA_STACK=${FPESA_STACK:-bench} FPESA_PORT_BASE=${FPESA_PORT_BASE:-21800}
 export FPESA_LOG_LEVEL=${FPESA_LOG_LEVEL:-warn}
 . "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 cd "$FPESA_ROOT"

@@ -31,7 +31,7 @@ for y in $(git ls-files '*.yaml' '*.yml'); do
     if ! "$BUILD/bin/restmapper" --check "$y"; then fail=1; fi
 done
 
-FPESA_STACK=check FPESA_PORT_BASE=35900 "$FPESA_ROOT/scripts/nginx-conf.sh"
+FPESA_STACK=check FPESA_PORT_BASE=21900 "$FPESA_ROOT/scripts/nginx-conf.sh"
 prefix=$FPESA_ROOT/var/check/nginx
 if ! /usr/sbin/nginx -p "$prefix" -c "$prefix/nginx.conf" -t 2>&1; then fail=1; fi
 

@@ -22,7 +22,7 @@ if [ "$FPESA_STACK" = up ]; then
     FPESA_NGINX_PORT=${FPESA_NGINX_PORT:-8888}
     FPESA_NODE=${FPESA_NODE:-fpesa-up@localhost}
 else
-    base=${FPESA_PORT_BASE:-35600}
+    base=${FPESA_PORT_BASE:-21600}
     FPESA_VAR=${FPESA_VAR:-$FPESA_ROOT/var/$FPESA_STACK}
     FPESA_AMQP_PORT=${FPESA_AMQP_PORT:-$((base + 0))}
     FPESA_DIST_PORT=${FPESA_DIST_PORT:-$((base + 1))}

@@ -15,7 +15,7 @@ OUT=${BUILD:-build}/fuzz
 mkdir -p "$OUT"
 MODE=${1:-fuzz}
 PKGS="librabbitmq yaml-0.1 jansson libpq libpcre2-8 libmicrohttpd"
-CFLAGS="-std=c11 -D_GNU_SOURCE -g -O1 -fno-omit-frame-pointer -Iinclude -Icommon $(pkg-config --cflags $PKGS)"
+CFLAGS="-std=c11 -D_GNU_SOURCE -g -O1 -fno-omit-frame-pointer -Iinclude -Icommon -DFPESA_FUZZ_CONFIG=\"$ROOT/endpoints.yaml\" $(pkg-config --cflags $PKGS)"
 LIBS="$(pkg-config --libs $PKGS) -lpthread -ldl -lm"
 SAN="-fsanitize=address,undefined -fno-sanitize-recover=all"
 

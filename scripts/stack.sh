@@ -90,11 +90,7 @@ rabbit_env() {
 
 rabbit_ready() { "$RABBIT_BIN/rabbitmqctl" -n "$FPESA_NODE" -q await_startup; }
 
-start_rabbit() {
-    is_running rabbitmq && return 0
-    [ -x "$RABBIT_BIN/rabbitmq-server" ] || fail rabbitmq "" "rabbitmq-server is not installed (run make deps)"
-    need_port_free rabbitmq "$FPESA_AMQP_PORT"
-    need_port_free rabbitmq-dist "$FPESA_DIST_PORT"
+launch_rabbit() {
     (
         rabbit_env
         mkdir -p "$HOME" "$RABBITMQ_MNESIA_BASE" "$RABBITMQ_LOG_BASE"
@@ -107,14 +103,39 @@ start_rabbit() {
             nohup /usr/bin/epmd -port "$FPESA_EPMD_PORT" -address 127.0.0.1 \
                 >>"$FPESA_LOG/epmd.log" 2>&1 </dev/null &
             echo $! >"$FPESA_RUN/epmd.pid"
+            sleep 0.2
         fi
         cd "$FPESA_VAR/rabbitmq" || exit 1
         nohup "$RABBIT_BIN/rabbitmq-server" >>"$FPESA_LOG/rabbitmq.log" 2>&1 </dev/null &
         echo $! >"$FPESA_RUN/rabbitmq.pid"
-    ) || fail epmd "" "port $FPESA_EPMD_PORT for epmd is already taken"
-    STARTED+=(epmd rabbitmq)
-    (rabbit_env && wait_for rabbitmq "$FPESA_LOG/rabbitmq.log" 60 rabbit_ready) || exit 1
-    say "rabbitmq up on 127.0.0.1:$FPESA_AMQP_PORT (node $FPESA_NODE)"
+    )
+}
+
+start_rabbit() {
+    is_running rabbitmq && return 0
+    [ -x "$RABBIT_BIN/rabbitmq-server" ] || fail rabbitmq "" "rabbitmq-server is not installed (run make deps)"
+    need_port_free rabbitmq "$FPESA_AMQP_PORT"
+    need_port_free rabbitmq-dist "$FPESA_DIST_PORT"
+    local attempt i
+    # A node occasionally fails to come up the first time (a distribution
+    # port briefly held by the kernel); one more try settles it.
+    for attempt in 1 2; do
+        launch_rabbit || fail epmd "" "port $FPESA_EPMD_PORT for epmd is already taken"
+        STARTED+=(epmd rabbitmq)
+        for ((i = 0; i < 300; i++)); do
+            (rabbit_env && rabbit_ready) >/dev/null 2>&1 && {
+                say "rabbitmq up on 127.0.0.1:$FPESA_AMQP_PORT (node $FPESA_NODE)"
+                return 0
+            }
+            is_running rabbitmq || break
+            sleep 0.2
+        done
+        [ $attempt = 2 ] && break
+        say "rabbitmq did not come up; trying once more"
+        stop_rabbit
+        sleep 1
+    done
+    fail rabbitmq "$FPESA_LOG/rabbitmq.log" "rabbitmq did not become ready"
 }
 
 stop_rabbit() {
@@ -212,7 +233,9 @@ start_apps() {
             start_proc restmapper2 "$BUILD/bin/restmapper" --config "$cfg"
         wait_for restmapper2 "$FPESA_LOG/restmapper2.log" 20 http_ok "http://127.0.0.1:$FPESA_MAPPER2_PORT/health"
     fi
-    if ! is_running liveupdate; then
+    # A system without live endpoints (examples/timers) has nothing for
+    # liveupdate to serve, and liveupdate refuses to start without one.
+    if ! is_running liveupdate && grep -Eq '^[[:space:]]*live:[[:space:]]*true' "$cfg"; then
         need_port_free liveupdate "$FPESA_LIVE_PORT"
         start_proc liveupdate "$BUILD/bin/liveupdate" --config "$cfg"
         wait_for liveupdate "$FPESA_LOG/liveupdate.log" 20 http_ok "http://127.0.0.1:$FPESA_LIVE_PORT/health"

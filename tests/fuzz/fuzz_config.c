@@ -1,5 +1,5 @@
-/* fuzz-sources: common/*.c
- * The endpoints.yaml loader on arbitrary bytes: it must report problems,
+// fuzz-sources: common/*.c
+/* The endpoints.yaml loader on arbitrary bytes: it must report problems,
  * never crash, leak or read out of bounds. */
 #include "config.h"
 
@@ -10,8 +10,7 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
-{
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     char path[] = "/tmp/fpesa-fuzz-config-XXXXXX";
     int fd = mkstemp(path);
     FILE *devnull;

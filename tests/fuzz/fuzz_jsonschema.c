@@ -1,5 +1,5 @@
-/* fuzz-sources: common/*.c
- * The JSON Schema compiler and validator on arbitrary input: the first line
+// fuzz-sources: common/*.c
+/* The JSON Schema compiler and validator on arbitrary input: the first line
  * is the schema, the rest the instance. Invalid schemas must be refused and
  * valid ones must validate anything without crashing. */
 #include "jsonschema.h"
@@ -10,8 +10,7 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
-{
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     const uint8_t *nl = memchr(data, '\n', size);
     size_t slen = nl ? (size_t)(nl - data) : size;
     json_t *schema, *inst = NULL;

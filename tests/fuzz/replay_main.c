@@ -8,8 +8,7 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-static int replay(const char *path)
-{
+static int replay(const char *path) {
     FILE *f = fopen(path, "rb");
     uint8_t *buf = NULL;
     long len;
@@ -33,8 +32,7 @@ out_close:
     return rc;
 }
 
-int main(int argc, char **argv)
-{
+int main(int argc, char **argv) {
     int failed = 0;
 
     for (int i = 1; i < argc; i++) {

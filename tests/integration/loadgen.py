@@ -10,6 +10,7 @@ import threading
 import time
 import uuid
 
+import psycopg2
 import requests
 
 
@@ -114,12 +115,21 @@ def stored_counts(db, ids):
         return dict(cur.fetchall())
 
 
-def wait_stored(db, ids, timeout_s=60.0):
-    """Waits until every id is stored; returns {id: count} of the last look."""
+def wait_stored(dsn, ids, timeout_s=60.0):
+    """Waits until every id is stored; returns {id: count} of the last look.
+    Connects afresh for each look, so a database restart does not end it."""
     deadline = time.time() + timeout_s
     counts = {}
     while time.time() < deadline:
-        counts = stored_counts(db, ids)
+        try:
+            db = psycopg2.connect(dsn)
+            try:
+                counts = stored_counts(db, ids)
+            finally:
+                db.close()
+        except psycopg2.OperationalError:
+            time.sleep(0.5)
+            continue
         if len(counts) == len(set(ids)):
             return counts
         time.sleep(0.5)

@@ -36,7 +36,7 @@ def run_with_fault(stack, db, fault, url=None, settle_s=1.0):
     assert load.hangs == 0, load.summary()
     assert not load.bad, "answers that were neither 202 nor a JSON error: %r" % load.bad[:5]
     assert load.accepted, "nothing was accepted: " + load.summary()
-    counts = wait_stored(db, load.accepted, timeout_s=90)
+    counts = wait_stored(stack.database_url, load.accepted, timeout_s=90)
     missing = [i for i in load.accepted if i not in counts]
     doubled = [i for i, c in counts.items() if c != 1]
     assert not missing, "%d accepted ids are not stored, e.g. %s" % (len(missing), missing[:3])

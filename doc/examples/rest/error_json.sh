@@ -1,0 +1,6 @@
+#!/bin/sh
+# expect: 400
+BASE=${BASE:-http://127.0.0.1:8888/api/v1}
+
+curl -sS -i -X POST "$BASE/messages/" \
+     -H 'Content-Type: application/json' -d '{"text": '

@@ -1,0 +1,633 @@
+/* The consumer thread: connect, declare, consume, batch, settle, reconnect. */
+#include "consumer.h"
+
+#include <amqp.h>
+#include <amqp_tcp_socket.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <fcntl.h>
+#include <unistd.h>
+
+#include "ctx.h"
+#include "log.h"
+
+#define CHANNEL 1
+#define BACKOFF_MIN_MS 100
+#define BACKOFF_MAX_MS 5000
+#define POLL_MS 250
+
+static atomic_int stop_flag;
+
+/* Becomes readable when the host stops: the stop_fd of plugins' run(). */
+static int stop_pipe[2] = {-1, -1};
+static pthread_once_t stop_pipe_once = PTHREAD_ONCE_INIT;
+
+static void stop_pipe_init(void) {
+    if (pipe2(stop_pipe, O_CLOEXEC | O_NONBLOCK) < 0) {
+        int saved = errno;
+        LOG(LOG_ERROR, "cannot create the stop pipe: %s", strerror(saved));
+        stop_pipe[0] = stop_pipe[1] = -1;
+    }
+}
+
+void consumer_request_stop(void) {
+    atomic_store(&stop_flag, 1);
+    if (stop_pipe[1] >= 0) {
+        /* One byte wakes every reader: nobody ever reads it. */
+        ssize_t w = write(stop_pipe[1], "x", 1);
+        (void)w;
+    }
+}
+
+static bool stopping(void) {
+    return atomic_load(&stop_flag) != 0;
+}
+
+static int64_t now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Sleeps ms, waking early when asked to stop. */
+static void nap(long ms) {
+    while (ms > 0 && !stopping()) {
+        long step = ms < 50 ? ms : 50;
+        struct timespec ts = {0, step * 1000000L};
+        nanosleep(&ts, NULL);
+        ms -= step;
+    }
+}
+
+static char *dup_bytes(amqp_bytes_t b) {
+    char *s = malloc(b.len + 1);
+    if (!s)
+        return NULL;
+    if (b.len)
+        memcpy(s, b.bytes, b.len);
+    s[b.len] = '\0';
+    return s;
+}
+
+/* ---- life cycle ------------------------------------------------------------ */
+
+struct fpesa_ctx *consumer_new(const struct cfg *cfg, const struct cfg_handler *h,
+                               const struct plugin *p, int instance, char *err, size_t errlen) {
+    struct fpesa_ctx *c = calloc(1, sizeof(*c));
+    size_t n;
+
+    if (!c) {
+        snprintf(err, errlen, "handler %s: out of memory", h->name);
+        return NULL;
+    }
+    c->cfg = cfg;
+    c->h = h;
+    c->plugin = p;
+    c->instance = instance;
+    pthread_mutex_init(&c->cache_lock, NULL);
+    c->config_json = h->config ? json_dumps(h->config, JSON_COMPACT) : strdup("{}");
+    n = strlen(h->queue) + 5;
+    c->dlq = malloc(n);
+    if (!c->config_json || !c->dlq) {
+        snprintf(err, errlen, "handler %s: out of memory", h->name);
+        goto out_free;
+    }
+    snprintf(c->dlq, n, "%s.dlq", h->queue);
+    if (p->table->init(&host_services, c, c->config_json, &c->state) != 0) {
+        snprintf(err, errlen,
+                 "plugin %s: init failed for handler %s (instance %d); see the lines above",
+                 p->path, h->name, instance);
+        goto out_free;
+    }
+    c->has_state = true;
+    return c;
+
+out_free:
+    consumer_free(c);
+    return NULL;
+}
+
+void consumer_free(struct fpesa_ctx *c) {
+    if (!c)
+        return;
+    if (c->has_state && c->plugin->table->fini)
+        c->plugin->table->fini(c->state);
+    for (size_t i = 0; i < c->n_cache; i++)
+        free(c->cache[i]);
+    free(c->cache);
+    pthread_mutex_destroy(&c->cache_lock);
+    free(c->config_json);
+    free(c->dlq);
+    free(c);
+}
+
+/* ---- broker ---------------------------------------------------------------- */
+
+static void reply_text(amqp_rpc_reply_t r, char *buf, size_t len) {
+    switch (r.reply_type) {
+    case AMQP_RESPONSE_NORMAL:
+        snprintf(buf, len, "ok");
+        break;
+    case AMQP_RESPONSE_NONE:
+        snprintf(buf, len, "missing reply");
+        break;
+    case AMQP_RESPONSE_LIBRARY_EXCEPTION:
+        snprintf(buf, len, "%s", amqp_error_string2(r.library_error));
+        break;
+    case AMQP_RESPONSE_SERVER_EXCEPTION:
+        if (r.reply.id == AMQP_CONNECTION_CLOSE_METHOD) {
+            amqp_connection_close_t *m = r.reply.decoded;
+            snprintf(buf, len, "connection closed: %u %.*s", m->reply_code, (int)m->reply_text.len,
+                     (char *)m->reply_text.bytes);
+        } else if (r.reply.id == AMQP_CHANNEL_CLOSE_METHOD) {
+            amqp_channel_close_t *m = r.reply.decoded;
+            snprintf(buf, len, "channel closed: %u %.*s", m->reply_code, (int)m->reply_text.len,
+                     (char *)m->reply_text.bytes);
+        } else {
+            snprintf(buf, len, "server exception 0x%08x", r.reply.id);
+        }
+        break;
+    }
+}
+
+static int check(struct fpesa_ctx *c, const char *what) {
+    char buf[256];
+    amqp_rpc_reply_t r = amqp_get_rpc_reply(c->conn);
+
+    if (r.reply_type == AMQP_RESPONSE_NORMAL)
+        return 0;
+    reply_text(r, buf, sizeof(buf));
+    LOG(LOG_WARN, "bus %s failed handler=%s: %s", what, c->h->name, buf);
+    return -1;
+}
+
+/* After a declaration the broker refused (it exists with other arguments,
+ * PRECONDITION_FAILED closes the channel): reopen the channel. Returns 1 when
+ * that was the case, 0 when the declaration succeeded, -1 on other errors. */
+static int refused(struct fpesa_ctx *c, const char *what, const char *name) {
+    amqp_rpc_reply_t r = amqp_get_rpc_reply(c->conn);
+
+    if (r.reply_type == AMQP_RESPONSE_NORMAL)
+        return 0;
+    if (r.reply_type == AMQP_RESPONSE_SERVER_EXCEPTION && r.reply.id == AMQP_CHANNEL_CLOSE_METHOD) {
+        amqp_channel_close_ok_t ok = {0};
+        amqp_send_method(c->conn, CHANNEL, AMQP_CHANNEL_CLOSE_OK_METHOD, &ok);
+        LOG(LOG_INFO, "bus %s exists with other arguments; using it handler=%s name=%s", what,
+            c->h->name, name);
+        amqp_channel_open(c->conn, CHANNEL);
+        return check(c, "channel.open") < 0 ? -1 : 1;
+    }
+    return check(c, what) < 0 ? -1 : 0;
+}
+
+static int declare_exchange(struct fpesa_ctx *c, const char *name, const char *type) {
+    amqp_exchange_declare(c->conn, CHANNEL, amqp_cstring_bytes(name), amqp_cstring_bytes(type), 0,
+                          1, 0, 0, amqp_empty_table);
+    return refused(c, "exchange.declare", name) < 0 ? -1 : 0;
+}
+
+static int declare_queue(struct fpesa_ctx *c, const char *name) {
+    int r;
+
+    amqp_queue_declare(c->conn, CHANNEL, amqp_cstring_bytes(name), 0, 1, 0, 0, amqp_empty_table);
+    r = refused(c, "queue.declare", name);
+    if (r <= 0)
+        return r;
+    /* It exists with other arguments: make sure it is there, as it is. */
+    amqp_queue_declare(c->conn, CHANNEL, amqp_cstring_bytes(name), 1, 0, 0, 0, amqp_empty_table);
+    return check(c, "queue.declare passive");
+}
+
+static int bind_queue(struct fpesa_ctx *c, const char *queue, const char *exchange,
+                      const char *key) {
+    amqp_queue_bind(c->conn, CHANNEL, amqp_cstring_bytes(queue), amqp_cstring_bytes(exchange),
+                    amqp_cstring_bytes(key), amqp_empty_table);
+    return check(c, "queue.bind");
+}
+
+/* The topology of the wire protocol, so the host may start before the
+ * mapper: the endpoint's exchange and its queue of the same name, the RPC
+ * exchange answers go to, and the dead-letter exchange and queue. */
+static int declare_all(struct fpesa_ctx *c) {
+    const char *q = c->h->queue;
+    const struct cfg_endpoint *ep = NULL;
+
+    for (size_t i = 0; i < c->cfg->n_endpoints; i++)
+        if (strcmp(c->cfg->endpoints[i].exchange, q) == 0)
+            ep = &c->cfg->endpoints[i];
+    if (declare_queue(c, q) < 0)
+        return -1;
+    c->is_rpc = ep && ep->mode == CFG_MODE_RPC;
+    if (ep) {
+        const char *type = ep->mode == CFG_MODE_RPC ? "direct" : "fanout";
+        if (declare_exchange(c, q, type) < 0 || bind_queue(c, q, q, q) < 0)
+            return -1;
+    }
+    if (declare_exchange(c, "RPC", "direct") < 0)
+        return -1;
+    if (declare_exchange(c, c->dlq, "fanout") < 0 || declare_queue(c, c->dlq) < 0 ||
+        bind_queue(c, c->dlq, c->dlq, q) < 0)
+        return -1;
+    return 0;
+}
+
+static void disconnect(struct fpesa_ctx *c) {
+    if (!c->conn)
+        return;
+    amqp_channel_close(c->conn, CHANNEL, AMQP_REPLY_SUCCESS);
+    amqp_connection_close(c->conn, AMQP_REPLY_SUCCESS);
+    amqp_destroy_connection(c->conn);
+    c->conn = NULL;
+}
+
+static int connect_bus(struct fpesa_ctx *c) {
+    struct amqp_connection_info ci;
+    amqp_socket_t *sock;
+    struct timeval tv = {5, 0};
+    char *url;
+    char buf[256];
+    int prefetch = c->h->prefetch > 0 ? c->h->prefetch : 256;
+    amqp_rpc_reply_t r;
+
+    url = strdup(c->cfg->bus.url);
+    if (!url)
+        return -1;
+    amqp_default_connection_info(&ci);
+    if (amqp_parse_url(url, &ci) != AMQP_STATUS_OK) {
+        LOG(LOG_ERROR, "bus url is not a valid amqp url handler=%s", c->h->name);
+        goto out_url;
+    }
+    if (!ci.vhost || !*ci.vhost)
+        ci.vhost = "/";
+    c->conn = amqp_new_connection();
+    if (!c->conn)
+        goto out_url;
+    sock = amqp_tcp_socket_new(c->conn);
+    if (!sock)
+        goto out_conn;
+    if (amqp_socket_open_noblock(sock, ci.host, ci.port, &tv) != AMQP_STATUS_OK) {
+        LOG(LOG_WARN, "bus connect failed handler=%s host=%s port=%d", c->h->name, ci.host,
+            ci.port);
+        goto out_conn;
+    }
+    r = amqp_login(c->conn, ci.vhost, 0, 131072, c->cfg->bus.heartbeat, AMQP_SASL_METHOD_PLAIN,
+                   ci.user, ci.password);
+    if (r.reply_type != AMQP_RESPONSE_NORMAL) {
+        reply_text(r, buf, sizeof(buf));
+        LOG(LOG_WARN, "bus login failed handler=%s: %s", c->h->name, buf);
+        goto out_conn;
+    }
+    amqp_channel_open(c->conn, CHANNEL);
+    if (check(c, "channel.open") < 0 || declare_all(c) < 0)
+        goto out_conn;
+    amqp_basic_qos(c->conn, CHANNEL, 0, (uint16_t)(prefetch > 65535 ? 65535 : prefetch), 0);
+    if (check(c, "basic.qos") < 0)
+        goto out_conn;
+    amqp_basic_consume(c->conn, CHANNEL, amqp_cstring_bytes(c->h->queue), amqp_empty_bytes, 0, 0, 0,
+                       amqp_empty_table);
+    if (check(c, "basic.consume") < 0)
+        goto out_conn;
+    free(url);
+    LOG(LOG_INFO, "consuming handler=%s instance=%d queue=%s prefetch=%d batch=%d", c->h->name,
+        c->instance, c->h->queue, prefetch, c->h->batch);
+    return 0;
+
+out_conn:
+    amqp_destroy_connection(c->conn);
+    c->conn = NULL;
+out_url:
+    free(url);
+    return -1;
+}
+
+/* ---- consuming ------------------------------------------------------------- */
+
+enum { GOT = 0, TIMEOUT = 1, BROKEN = -1 };
+
+/* Waits up to ms for one delivery. */
+static int consume_one(struct fpesa_ctx *c, amqp_envelope_t *env, long ms) {
+    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+    amqp_rpc_reply_t r;
+    amqp_frame_t frame;
+    char buf[256];
+
+    amqp_maybe_release_buffers(c->conn);
+    r = amqp_consume_message(c->conn, env, &tv, 0);
+    if (r.reply_type == AMQP_RESPONSE_NORMAL)
+        return GOT;
+    if (r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION && r.library_error == AMQP_STATUS_TIMEOUT)
+        return TIMEOUT;
+    if (r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION &&
+        r.library_error == AMQP_STATUS_UNEXPECTED_STATE) {
+        /* A frame other than a delivery: a close or a cancel ends this
+         * connection; anything else is ignored. */
+        if (amqp_simple_wait_frame_noblock(c->conn, &frame, &tv) != AMQP_STATUS_OK)
+            return TIMEOUT;
+        if (frame.frame_type == AMQP_FRAME_METHOD) {
+            switch (frame.payload.method.id) {
+            case AMQP_CHANNEL_CLOSE_METHOD:
+            case AMQP_CONNECTION_CLOSE_METHOD:
+            case AMQP_BASIC_CANCEL_METHOD:
+                LOG(LOG_WARN, "bus closed the consumer handler=%s method=0x%08x", c->h->name,
+                    frame.payload.method.id);
+                return BROKEN;
+            default:
+                break;
+            }
+        }
+        return TIMEOUT;
+    }
+    reply_text(r, buf, sizeof(buf));
+    LOG(LOG_WARN, "bus consume failed handler=%s: %s", c->h->name, buf);
+    return BROKEN;
+}
+
+struct batch {
+    amqp_envelope_t *env;
+    struct fpesa_message *msg;
+    const struct fpesa_message **ptr;
+    enum fpesa_result *res;
+    size_t n, cap;
+};
+
+static void message_clear(struct fpesa_message *m) {
+    free((char *)m->body);
+    free((char *)m->message_id);
+    free((char *)m->content_type);
+    free((char *)m->reply_to);
+    free((char *)m->correlation_id);
+    free((char *)m->exchange);
+    free((char *)m->routing_key);
+    memset(m, 0, sizeof(*m));
+}
+
+/* Fills msg from env; -1 when out of memory. */
+static int message_fill(struct fpesa_message *m, const amqp_envelope_t *env) {
+    const amqp_basic_properties_t *p = &env->message.properties;
+
+    memset(m, 0, sizeof(*m));
+    m->abi_version = FPESA_HANDLER_ABI_VERSION;
+    m->struct_size = sizeof(*m);
+    m->body = dup_bytes(env->message.body);
+    m->len = env->message.body.len;
+    m->exchange = dup_bytes(env->exchange);
+    m->routing_key = dup_bytes(env->routing_key);
+    m->redelivered = env->redelivered ? 1 : 0;
+    if (p->_flags & AMQP_BASIC_MESSAGE_ID_FLAG)
+        m->message_id = dup_bytes(p->message_id);
+    if (p->_flags & AMQP_BASIC_CONTENT_TYPE_FLAG)
+        m->content_type = dup_bytes(p->content_type);
+    if (p->_flags & AMQP_BASIC_REPLY_TO_FLAG)
+        m->reply_to = dup_bytes(p->reply_to);
+    if (p->_flags & AMQP_BASIC_CORRELATION_ID_FLAG)
+        m->correlation_id = dup_bytes(p->correlation_id);
+    if (p->_flags & AMQP_BASIC_TIMESTAMP_FLAG)
+        m->timestamp = (int64_t)p->timestamp;
+    if (!m->body || !m->exchange || !m->routing_key)
+        return -1;
+    return 0;
+}
+
+static void batch_clear(struct batch *b) {
+    for (size_t i = 0; i < b->n; i++) {
+        message_clear(&b->msg[i]);
+        amqp_destroy_envelope(&b->env[i]);
+    }
+    b->n = 0;
+}
+
+/* Moves a rejected message to "<queue>.dlq" with its properties, persistent. */
+static int dead_letter(struct fpesa_ctx *c, amqp_envelope_t *env) {
+    amqp_basic_properties_t props = env->message.properties;
+
+    props._flags |= AMQP_BASIC_DELIVERY_MODE_FLAG;
+    props.delivery_mode = 2;
+    if (amqp_basic_publish(c->conn, CHANNEL, amqp_cstring_bytes(c->dlq),
+                           amqp_cstring_bytes(c->h->queue), 0, 0, &props,
+                           env->message.body) != AMQP_STATUS_OK)
+        return -1;
+    return 0;
+}
+
+/* Hands the batch to the plugin and settles every delivery. Returns 0, or -1
+ * when the connection broke (the broker then redelivers what is unsettled). */
+static int settle(struct fpesa_ctx *c, struct batch *b, long *retry_ms) {
+    const struct fpesa_handler *t = c->plugin->table;
+    size_t n_ok = 0, n_rej = 0, n_retry = 0;
+    int rc;
+
+    for (size_t i = 0; i < b->n; i++) {
+        b->res[i] = FPESA_RETRY;
+        b->ptr[i] = &b->msg[i];
+    }
+    c->in_batch = true;
+    rc = t->handle_batch(c->state, b->ptr, b->n, b->res);
+    c->in_batch = false;
+    for (size_t i = 0; i < b->n; i++) {
+        if (rc != 0 || (b->res[i] != FPESA_OK && b->res[i] != FPESA_REJECT))
+            b->res[i] = FPESA_RETRY;
+        n_ok += b->res[i] == FPESA_OK;
+        n_rej += b->res[i] == FPESA_REJECT;
+        n_retry += b->res[i] == FPESA_RETRY;
+    }
+    c->n_ok += n_ok;
+    c->n_reject += n_rej;
+    c->n_retry += n_retry;
+
+    /* Every earlier delivery is settled already, so one multiple ack of the
+     * last tag covers exactly this batch. */
+    if (n_ok == b->n) {
+        *retry_ms = 0;
+        return amqp_basic_ack(c->conn, CHANNEL, b->env[b->n - 1].delivery_tag, 1) == 0 ? 0 : -1;
+    }
+    for (size_t i = 0; i < b->n; i++) {
+        uint64_t tag = b->env[i].delivery_tag;
+        if (b->res[i] == FPESA_OK) {
+            if (amqp_basic_ack(c->conn, CHANNEL, tag, 0) != 0)
+                return -1;
+        } else if (b->res[i] == FPESA_REJECT) {
+            LOG(LOG_WARN, "dead-lettered handler=%s id=%s dlq=%s", c->h->name,
+                b->msg[i].message_id ? b->msg[i].message_id : "-", c->dlq);
+            if (dead_letter(c, &b->env[i]) < 0 || amqp_basic_ack(c->conn, CHANNEL, tag, 0) != 0)
+                return -1;
+        }
+    }
+    if (n_retry == 0) {
+        *retry_ms = 0;
+        return 0;
+    }
+    /* Transient failure: wait, then give them back to the broker. */
+    *retry_ms = *retry_ms ? *retry_ms * 2 : BACKOFF_MIN_MS * 2;
+    if (*retry_ms > BACKOFF_MAX_MS)
+        *retry_ms = BACKOFF_MAX_MS;
+    LOG(LOG_WARN, "batch to retry handler=%s retry=%zu ok=%zu rejected=%zu backoff_ms=%ld",
+        c->h->name, n_retry, n_ok, n_rej, *retry_ms);
+    nap(*retry_ms);
+    for (size_t i = 0; i < b->n; i++)
+        if (b->res[i] == FPESA_RETRY &&
+            amqp_basic_nack(c->conn, CHANNEL, b->env[i].delivery_tag, 0, 1) != 0)
+            return -1;
+    return 0;
+}
+
+static int grow(struct batch *b, size_t cap) {
+    b->env = calloc(cap, sizeof(*b->env));
+    b->msg = calloc(cap, sizeof(*b->msg));
+    b->ptr = calloc(cap, sizeof(*b->ptr));
+    b->res = calloc(cap, sizeof(*b->res));
+    b->cap = cap;
+    return b->env && b->msg && b->ptr && b->res ? 0 : -1;
+}
+
+static void batch_free(struct batch *b) {
+    batch_clear(b);
+    free(b->env);
+    free(b->msg);
+    free(b->ptr);
+    free(b->res);
+}
+
+/* Consumes until the connection breaks (-1) or the host stops (0). */
+static int run(struct fpesa_ctx *c, struct batch *b) {
+    long retry_ms = 0;
+    /* An rpc caller is waiting for each answer: its batch is what has
+     * already arrived, never held back to fill up. */
+    long wait = c->h->batch_wait_ms > 0 && !c->is_rpc ? c->h->batch_wait_ms : 0;
+
+    while (!stopping()) {
+        int64_t deadline;
+        int r = consume_one(c, &b->env[0], POLL_MS);
+        if (r == TIMEOUT)
+            continue;
+        if (r == BROKEN)
+            return -1;
+        b->n = 1;
+        deadline = now_ms() + wait;
+        while (b->n < b->cap) {
+            int64_t left = deadline - now_ms();
+            if (left < 0)
+                left = 0;
+            /* With nothing left to wait for, still take what is buffered. */
+            r = consume_one(c, &b->env[b->n], left);
+            if (r == TIMEOUT)
+                break;
+            if (r == BROKEN) {
+                batch_clear(b);
+                return -1;
+            }
+            b->n++;
+        }
+        for (size_t i = 0; i < b->n; i++) {
+            if (message_fill(&b->msg[i], &b->env[i]) < 0) {
+                LOG(LOG_ERROR, "out of memory handler=%s", c->h->name);
+                batch_clear(b);
+                return -1;
+            }
+        }
+        r = settle(c, b, &retry_ms);
+        batch_clear(b);
+        if (r < 0) {
+            LOG(LOG_WARN, "bus settle failed handler=%s; unsettled deliveries come back",
+                c->h->name);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static void *thread_main(void *arg) {
+    struct fpesa_ctx *c = arg;
+    struct batch b = {0};
+    long backoff = BACKOFF_MIN_MS;
+    int cap = c->h->batch > 0 ? c->h->batch : 100;
+
+    if (grow(&b, (size_t)cap) < 0) {
+        LOG(LOG_ERROR, "out of memory handler=%s", c->h->name);
+        batch_free(&b);
+        return NULL;
+    }
+    while (!stopping()) {
+        if (connect_bus(c) < 0) {
+            LOG(LOG_INFO, "bus reconnect in %ldms handler=%s", backoff, c->h->name);
+            nap(backoff);
+            backoff = backoff * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : backoff * 2;
+            continue;
+        }
+        backoff = BACKOFF_MIN_MS;
+        if (run(c, &b) == 0) {
+            disconnect(c);
+            break;
+        }
+        /* The connection is gone: drop it without the closing handshake. */
+        amqp_destroy_connection(c->conn);
+        c->conn = NULL;
+        nap(BACKOFF_MIN_MS);
+    }
+    batch_free(&b);
+    LOG(LOG_INFO,
+        "stopped handler=%s instance=%d ok=%" PRIu64 " retried=%" PRIu64 " rejected=%" PRIu64,
+        c->h->name, c->instance, c->n_ok, c->n_retry, c->n_reject);
+    return NULL;
+}
+
+/* The run() callback of a plugin that has one (an appended field). */
+typedef int (*run_fn)(void *state, int stop_fd);
+
+static run_fn run_callback(const struct fpesa_ctx *c) {
+    const struct fpesa_handler *t = c->plugin->table;
+
+    return FPESA_HAS_FIELD(t, struct fpesa_handler, run) ? t->run : NULL;
+}
+
+static void *run_main(void *arg) {
+    struct fpesa_ctx *c = arg;
+    int rc;
+
+    LOG(LOG_INFO, "running handler=%s instance=%d", c->h->name, c->instance);
+    rc = run_callback(c)(c->state, stop_pipe[0]);
+    if (rc != 0 && !stopping())
+        LOG(LOG_ERROR, "run failed handler=%s instance=%d rc=%d; its queue is still served",
+            c->h->name, c->instance, rc);
+    return NULL;
+}
+
+int consumer_start(struct fpesa_ctx *c) {
+    int rc;
+
+    pthread_once(&stop_pipe_once, stop_pipe_init);
+    rc = pthread_create(&c->thread, NULL, thread_main, c);
+    if (rc != 0) {
+        LOG(LOG_ERROR, "cannot start a thread handler=%s: %s", c->h->name, strerror(rc));
+        return -1;
+    }
+    c->started = true;
+    if (run_callback(c)) {
+        if (stop_pipe[0] < 0)
+            return -1;
+        rc = pthread_create(&c->run_thread, NULL, run_main, c);
+        if (rc != 0) {
+            LOG(LOG_ERROR, "cannot start a thread handler=%s: %s", c->h->name, strerror(rc));
+            return -1;
+        }
+        c->run_started = true;
+    }
+    return 0;
+}
+
+void consumer_join(struct fpesa_ctx *c) {
+    if (c && c->started) {
+        pthread_join(c->thread, NULL);
+        c->started = false;
+    }
+    if (c && c->run_started) {
+        pthread_join(c->run_thread, NULL);
+        c->run_started = false;
+    }
+}

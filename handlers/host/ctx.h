@@ -1,0 +1,34 @@
+/* The inside of struct fpesa_ctx, shared by consumer.c and services.c. */
+#ifndef HOST_CTX_H
+#define HOST_CTX_H
+
+#include <amqp.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "consumer.h"
+
+struct fpesa_ctx {
+    const struct cfg *cfg;
+    const struct cfg_handler *h;
+    const struct plugin *plugin;
+    int instance;
+    void *state; /* the plugin's, from init */
+    bool has_state;
+    char *config_json;            /* h->config as JSON text, "{}" when absent */
+    char *dlq;                    /* "<queue>.dlq" */
+    amqp_connection_state_t conn; /* while connected; only the consumer thread uses it */
+    bool in_batch;                /* reply/publish allowed */
+    bool is_rpc;                  /* the queue is an rpc endpoint's: callers wait, batches do not */
+    pthread_t thread;
+    bool started;
+    pthread_t run_thread;   /* the plugin's run(), when it has one */
+    bool run_started;
+    pthread_mutex_t cache_lock;
+    char **cache; /* strings returned by the config service */
+    size_t n_cache;
+    uint64_t n_ok, n_retry, n_reject;
+};
+
+#endif

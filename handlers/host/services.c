@@ -1,0 +1,160 @@
+/* The host services table handed to plugins (struct fpesa_host). */
+#include <amqp.h>
+#include <jansson.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ctx.h"
+#include "log.h"
+
+static void svc_log(struct fpesa_ctx *ctx, int level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void svc_log(struct fpesa_ctx *ctx, int level, const char *fmt, ...) {
+    enum log_level l;
+    char line[1536];
+    va_list ap;
+
+    switch (level) {
+    case FPESA_LOG_DEBUG:
+        l = LOG_DEBUG;
+        break;
+    case FPESA_LOG_WARN:
+        l = LOG_WARN;
+        break;
+    case FPESA_LOG_ERROR:
+        l = LOG_ERROR;
+        break;
+    default:
+        l = LOG_INFO;
+        break;
+    }
+    if (l < log_threshold)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof(line), fmt, ap);
+    va_end(ap);
+    log_write(l, "%s handler=%s instance=%d", line, ctx ? ctx->h->name : "?",
+              ctx ? ctx->instance : -1);
+}
+
+static int publish(struct fpesa_ctx *ctx, const char *exchange, const char *key, const char *body,
+                   size_t len, const char *ctype, const char *corr, uint8_t mode) {
+    amqp_basic_properties_t props;
+    amqp_bytes_t b;
+
+    if (!ctx || !ctx->in_batch || !ctx->conn || !exchange || !key || (!body && len))
+        return -1;
+    memset(&props, 0, sizeof(props));
+    props._flags = AMQP_BASIC_CONTENT_TYPE_FLAG | AMQP_BASIC_DELIVERY_MODE_FLAG;
+    props.content_type = amqp_cstring_bytes(ctype ? ctype : "application/json");
+    props.delivery_mode = mode;
+    if (corr) {
+        props._flags |= AMQP_BASIC_CORRELATION_ID_FLAG;
+        props.correlation_id = amqp_cstring_bytes(corr);
+    }
+    b.bytes = (void *)body;
+    b.len = len;
+    if (amqp_basic_publish(ctx->conn, 1, amqp_cstring_bytes(exchange), amqp_cstring_bytes(key), 0,
+                           0, &props, b) != AMQP_STATUS_OK) {
+        LOG(LOG_WARN, "publish failed handler=%s exchange=%s", ctx->h->name, exchange);
+        return -1;
+    }
+    return 0;
+}
+
+static int svc_reply(struct fpesa_ctx *ctx, const struct fpesa_message *msg, const char *body,
+                     size_t len, const char *ctype) {
+    if (!msg || !msg->reply_to || !*msg->reply_to)
+        return -1;
+    /* Answers are transient: the caller waits for them on an exclusive queue. */
+    return publish(ctx, "RPC", msg->reply_to, body, len, ctype, msg->correlation_id, 1);
+}
+
+static int svc_publish(struct fpesa_ctx *ctx, const char *exchange, const char *key,
+                       const char *body, size_t len, const char *ctype) {
+    return publish(ctx, exchange, key, body, len, ctype, NULL, 2);
+}
+
+static const char *keep(struct fpesa_ctx *ctx, char *s) {
+    char **n;
+
+    if (!s)
+        return NULL;
+    pthread_mutex_lock(&ctx->cache_lock);
+    n = realloc(ctx->cache, (ctx->n_cache + 1) * sizeof(*n));
+    if (!n) {
+        pthread_mutex_unlock(&ctx->cache_lock);
+        free(s);
+        return NULL;
+    }
+    ctx->cache = n;
+    ctx->cache[ctx->n_cache++] = s;
+    pthread_mutex_unlock(&ctx->cache_lock);
+    return s;
+}
+
+static const char *svc_config(struct fpesa_ctx *ctx, const char *key) {
+    json_t *v;
+    char part[256];
+    const char *p, *dot;
+    char buf[64];
+
+    if (!ctx || !key)
+        return NULL;
+    v = ctx->h->config;
+    for (p = key; v && *p; p = dot ? dot + 1 : p + strlen(p)) {
+        size_t n;
+        dot = strchr(p, '.');
+        n = dot ? (size_t)(dot - p) : strlen(p);
+        if (n >= sizeof(part))
+            return NULL;
+        memcpy(part, p, n);
+        part[n] = '\0';
+        v = json_object_get(v, part);
+    }
+    if (!v)
+        return NULL;
+    switch (json_typeof(v)) {
+    case JSON_STRING:
+        return keep(ctx, strdup(json_string_value(v)));
+    case JSON_INTEGER:
+        snprintf(buf, sizeof(buf), "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+        return keep(ctx, strdup(buf));
+    case JSON_REAL:
+        snprintf(buf, sizeof(buf), "%.17g", json_real_value(v));
+        return keep(ctx, strdup(buf));
+    case JSON_TRUE:
+        return "true";
+    case JSON_FALSE:
+        return "false";
+    default:
+        return NULL;
+    }
+}
+
+static const char *svc_database_url(struct fpesa_ctx *ctx) {
+    return ctx ? ctx->cfg->database.url : NULL;
+}
+
+static const char *svc_name(struct fpesa_ctx *ctx) {
+    return ctx ? ctx->h->name : NULL;
+}
+
+static const char *svc_queue(struct fpesa_ctx *ctx) {
+    return ctx ? ctx->h->queue : NULL;
+}
+
+const struct fpesa_host host_services = {
+    .abi_version = FPESA_HANDLER_ABI_VERSION,
+    .struct_size = sizeof(struct fpesa_host),
+    .log = svc_log,
+    .reply = svc_reply,
+    .publish = svc_publish,
+    .config = svc_config,
+    .database_url = svc_database_url,
+    .name = svc_name,
+    .queue = svc_queue,
+};

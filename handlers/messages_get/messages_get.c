@@ -1,0 +1,328 @@
+/* messages_get: answers the rpc requests of "GET /messages/" from
+ * PostgreSQL (the contracts are in query.h).
+ *
+ * Every query is a prepared statement, and PostgreSQL builds the JSON array
+ * of the page itself (json_agg), so no row is parsed here: the answer is the
+ * database's text with a few fields around it. The keyset query walks the
+ * UNIQUE index on seq backwards from the cursor, so a page costs the same at
+ * any depth. Errors are answered as {"error":{"code","description"}}: 400 for
+ * bad arguments or a body that is not an envelope, 404 for an unknown
+ * `after` id, 503 when the database is unavailable. Every request is
+ * answered and acknowledged (FPESA_OK): the caller is waiting on a timeout,
+ * so a retry later would be an answer nobody reads.
+ *
+ * config: { table: messages }
+ */
+#include <fpesa/handler.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "../messages_post/store.h"
+#include "query.h"
+
+#define ROW_JSON "json_build_object('id', id, 'received_at', received_at, 'data', data)"
+
+static const char *const sql_keyset =
+    "WITH page AS (SELECT seq, id, received_at, data FROM {t} WHERE seq < $1"
+    " ORDER BY seq DESC LIMIT $2 + 1),"
+    " shown AS (SELECT * FROM page ORDER BY seq DESC LIMIT $2)"
+    " SELECT coalesce((SELECT json_agg(" ROW_JSON " ORDER BY seq DESC) FROM shown), '[]'),"
+    " CASE WHEN (SELECT count(*) FROM page) > $2 THEN (SELECT min(seq) FROM shown) END";
+
+static const char *const sql_after =
+    "WITH a AS (SELECT seq FROM {t} WHERE id = $1),"
+    " page AS (SELECT seq, id, received_at, data FROM {t} WHERE seq > (SELECT seq FROM a)"
+    " ORDER BY seq LIMIT $2)"
+    " SELECT coalesce((SELECT json_agg(" ROW_JSON " ORDER BY seq) FROM page), '[]'),"
+    " (SELECT count(*) FROM a),"
+    " CASE WHEN (SELECT count(*) FROM page) >= $2"
+    "  THEN (SELECT to_json(id) FROM page ORDER BY seq DESC LIMIT 1) END";
+
+static const char *const sql_offset =
+    "SELECT coalesce((SELECT json_agg(" ROW_JSON " ORDER BY seq DESC) FROM"
+    " (SELECT seq, id, received_at, data FROM {t} WHERE seq <= $1"
+    "  ORDER BY seq DESC OFFSET $2 LIMIT $3) p), '[]'),"
+    " (SELECT count(*) FROM {t} WHERE seq <= $1)";
+
+static const char *const sql_max = "SELECT coalesce(max(seq), 0) FROM {t}";
+
+struct get {
+    const struct fpesa_host *host;
+    struct fpesa_ctx *ctx;
+    char table[STORE_TABLE_MAX + 1];
+    PGconn *pg;
+    time_t failed_at; /* last failed connect: no new attempt within a second */
+};
+
+#define LOG(g, lvl, ...) (g)->host->log((g)->ctx, (lvl), __VA_ARGS__)
+
+static int prepare(struct get *g, const char *name, const char *tmpl, int nparams) {
+    char *sql = store_sql(tmpl, g->table);
+    PGresult *r;
+    int rc = 0;
+
+    if (!sql)
+        return -1;
+    r = PQprepare(g->pg, name, sql, nparams, NULL);
+    if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+        LOG(g, FPESA_LOG_ERROR, "messages_get: cannot prepare %s: %s", name,
+            PQresultErrorMessage(r));
+        rc = -1;
+    }
+    PQclear(r);
+    free(sql);
+    return rc;
+}
+
+static int open_db(struct get *g) {
+    char err[512];
+    time_t now = time(NULL);
+
+    if (g->pg && PQstatus(g->pg) == CONNECTION_OK)
+        return 0;
+    if (g->pg) {
+        PQfinish(g->pg);
+        g->pg = NULL;
+    }
+    if (g->failed_at && now - g->failed_at < 1)
+        return -1;
+    g->pg = store_connect(g->host->database_url(g->ctx), err, sizeof(err));
+    if (!g->pg) {
+        LOG(g, FPESA_LOG_WARN, "messages_get: database unavailable: %s", err);
+        goto out_fail;
+    }
+    if (store_migrate(g->pg, g->table, err, sizeof(err)) < 0) {
+        LOG(g, FPESA_LOG_ERROR, "messages_get: migration of table %s failed: %s", g->table, err);
+        goto out_fail;
+    }
+    if (prepare(g, "keyset", sql_keyset, 2) < 0 || prepare(g, "after", sql_after, 2) < 0 ||
+        prepare(g, "offset", sql_offset, 3) < 0 || prepare(g, "max", sql_max, 0) < 0)
+        goto out_fail;
+    g->failed_at = 0;
+    LOG(g, FPESA_LOG_INFO, "messages_get: database connected table=%s", g->table);
+    return 0;
+
+out_fail:
+    PQfinish(g->pg);
+    g->pg = NULL;
+    g->failed_at = now;
+    return -1;
+}
+
+static int get_init(const struct fpesa_host *host, struct fpesa_ctx *ctx, const char *config_json,
+                    void **state) {
+    struct get *g = calloc(1, sizeof(*g));
+    const char *table = host->config(ctx, "table");
+
+    (void)config_json;
+    if (!g)
+        return -1;
+    g->host = host;
+    g->ctx = ctx;
+    if (!table)
+        table = "messages";
+    if (!store_ident_is_valid(table)) {
+        LOG(g, FPESA_LOG_ERROR,
+            "messages_get: config table \"%s\" is not a plain identifier ([a-z_][a-z0-9_]*)",
+            table);
+        free(g);
+        return -1;
+    }
+    snprintf(g->table, sizeof(g->table), "%s", table);
+    open_db(g);
+    *state = g;
+    return 0;
+}
+
+static void reply_error(struct get *g, const struct fpesa_message *m, int code, const char *desc) {
+    json_t *doc = json_pack("{s:{s:i,s:s}}", "error", "code", code, "description", desc);
+    char *text = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
+
+    if (text)
+        g->host->reply(g->ctx, m, text, strlen(text), "application/json");
+    free(text);
+    json_decref(doc);
+}
+
+/* Runs a prepared statement; NULL (after logging) when it failed. */
+static PGresult *run(struct get *g, const char *name, int n, const char *const *vals) {
+    PGresult *r = PQexecPrepared(g->pg, name, n, vals, NULL, NULL, 0);
+
+    if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1)
+        return r;
+    LOG(g, FPESA_LOG_WARN, "messages_get: %s failed: %s", name,
+        r ? PQresultErrorMessage(r) : PQerrorMessage(g->pg));
+    PQclear(r);
+    if (PQstatus(g->pg) != CONNECTION_OK) {
+        PQfinish(g->pg);
+        g->pg = NULL;
+    }
+    return NULL;
+}
+
+/* Answers with text pieces concatenated; -1 when out of memory. */
+static int reply_parts(struct get *g, const struct fpesa_message *m, const char *const *parts,
+                       size_t n) {
+    size_t len = 0, w = 0;
+    char *buf;
+
+    for (size_t i = 0; i < n; i++)
+        len += strlen(parts[i]);
+    buf = malloc(len + 1);
+    if (!buf)
+        return -1;
+    for (size_t i = 0; i < n; i++) {
+        size_t l = strlen(parts[i]);
+        memcpy(buf + w, parts[i], l);
+        w += l;
+    }
+    buf[w] = '\0';
+    g->host->reply(g->ctx, m, buf, w, "application/json");
+    free(buf);
+    return 0;
+}
+
+static int answer_keyset(struct get *g, const struct fpesa_message *m, const struct msgq *q) {
+    char before[24], limit[24], cur[CURSOR_MAX + 3] = "null";
+    const char *vals[2] = {before, limit};
+    PGresult *r;
+
+    snprintf(before, sizeof(before), "%" PRId64, q->before);
+    snprintf(limit, sizeof(limit), "%ld", q->limit);
+    r = run(g, "keyset", 2, vals);
+    if (!r)
+        return -1;
+    if (!PQgetisnull(r, 0, 1)) {
+        char enc[CURSOR_MAX + 1];
+        long long next = strtoll(PQgetvalue(r, 0, 1), NULL, 10);
+        if (cursor_encode('b', next, enc, sizeof(enc)) == 0)
+            snprintf(cur, sizeof(cur), "\"%s\"", enc);
+    }
+    {
+        const char *parts[] = {"{\"messages\":", PQgetvalue(r, 0, 0), ",\"next\":", cur, "}"};
+        reply_parts(g, m, parts, 5);
+    }
+    PQclear(r);
+    return 0;
+}
+
+static int answer_after(struct get *g, const struct fpesa_message *m, const struct msgq *q) {
+    char limit[24];
+    const char *vals[2] = {q->after, limit};
+    PGresult *r;
+
+    snprintf(limit, sizeof(limit), "%ld", q->limit);
+    r = run(g, "after", 2, vals);
+    if (!r)
+        return -1;
+    if (strcmp(PQgetvalue(r, 0, 1), "0") == 0) {
+        reply_error(g, m, 404, "after: no stored message has this id");
+    } else {
+        /* "next" is the id to ask after for the following page, when this
+         * one is full (a JSON string built by the database). */
+        const char *next = PQgetisnull(r, 0, 2) ? "null" : PQgetvalue(r, 0, 2);
+        const char *parts[] = {"{\"messages\":", PQgetvalue(r, 0, 0), ",\"next\":", next, "}"};
+        reply_parts(g, m, parts, 5);
+    }
+    PQclear(r);
+    return 0;
+}
+
+static int answer_offset(struct get *g, const struct fpesa_message *m, const struct msgq *q) {
+    char frozen[24], off[24], limit[24], pid[CURSOR_MAX + 1], head[160];
+    const char *vals[3] = {frozen, off, limit};
+    int64_t fz = q->frozen;
+    PGresult *r;
+
+    if (fz < 0) {
+        r = run(g, "max", 0, NULL);
+        if (!r)
+            return -1;
+        fz = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+        PQclear(r);
+    }
+    snprintf(frozen, sizeof(frozen), "%" PRId64, fz);
+    snprintf(off, sizeof(off), "%lld", q->offset);
+    snprintf(limit, sizeof(limit), "%ld", q->limit);
+    if (cursor_encode('p', fz, pid, sizeof(pid)) < 0)
+        return -1;
+    r = run(g, "offset", 3, vals);
+    if (!r)
+        return -1;
+    snprintf(head, sizeof(head),
+             "{\"offset\":%lld,\"limit\":%ld,\"paginationId\":\"%s\",\"total\":%s,", q->offset,
+             q->limit, pid, PQgetvalue(r, 0, 1));
+    {
+        const char *parts[] = {head, "\"messages\":", PQgetvalue(r, 0, 0), "}"};
+        reply_parts(g, m, parts, 4);
+    }
+    PQclear(r);
+    return 0;
+}
+
+static void handle(struct get *g, const struct fpesa_message *m) {
+    json_error_t jerr;
+    json_t *env = json_loadb(m->body, m->len, 0, &jerr);
+    struct msgq q;
+    char err[256];
+    int rc;
+
+    if (!env || !json_is_object(env)) {
+        reply_error(g, m, 400, "the request is not a JSON envelope");
+        goto out;
+    }
+    if (msgq_parse(json_object_get(env, "args"), &q, err, sizeof(err)) < 0) {
+        reply_error(g, m, 400, err);
+        goto out;
+    }
+    /* A connection that broke since the last request (a database restart)
+     * is only noticed when a query fails: then reconnect and try once more,
+     * so that a restart costs the client nothing. */
+    rc = -1;
+    for (int attempt = 0; attempt < 2 && rc < 0; attempt++) {
+        if (open_db(g) < 0)
+            break;
+        rc = q.mode == MSGQ_KEYSET  ? answer_keyset(g, m, &q)
+             : q.mode == MSGQ_AFTER ? answer_after(g, m, &q)
+                                    : answer_offset(g, m, &q);
+        if (g->pg)
+            break; /* the connection is fine: the failure was the query's own */
+    }
+    if (rc < 0)
+        reply_error(g, m, 503, "the message store is unavailable");
+out:
+    json_decref(env);
+}
+
+static int get_batch(void *state, const struct fpesa_message *const *msgs, size_t n,
+                     enum fpesa_result *results) {
+    struct get *g = state;
+
+    for (size_t i = 0; i < n; i++) {
+        if (!msgs[i]->reply_to) {
+            LOG(g, FPESA_LOG_WARN, "messages_get: request without reply_to id=%s",
+                msgs[i]->message_id ? msgs[i]->message_id : "-");
+            results[i] = FPESA_REJECT;
+            continue;
+        }
+        handle(g, msgs[i]);
+        results[i] = FPESA_OK;
+    }
+    return 0;
+}
+
+static void get_fini(void *state) {
+    struct get *g = state;
+
+    if (!g)
+        return;
+    PQfinish(g->pg);
+    free(g);
+}
+
+FPESA_HANDLER_DEFINE("messages_get: pages of stored messages (keyset and offset)", get_init,
+                     get_batch, get_fini)

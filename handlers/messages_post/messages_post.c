@@ -1,0 +1,254 @@
+/* messages_post: stores the messages of "POST /messages/" in PostgreSQL.
+ *
+ * A batch is one transaction: a multi-row INSERT ... ON CONFLICT (id) DO
+ * NOTHING, so a redelivered message is stored once, and the host acks only
+ * after COMMIT. While the database is unreachable every batch is answered
+ * FPESA_RETRY (the host backs off and the broker keeps the messages); the
+ * connection is re-opened on the next batch.
+ *
+ * A message is poison (FPESA_REJECT, dead-lettered) when it has no
+ * message_id, its body is not a JSON object, or it lacks "data", or the
+ * database refuses its data (e.g. a string PostgreSQL's jsonb cannot hold).
+ *
+ * config: { table: messages }   the table (a plain identifier)
+ */
+#include <fpesa/handler.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "store.h"
+
+struct post {
+    const struct fpesa_host *host;
+    struct fpesa_ctx *ctx;
+    char table[STORE_TABLE_MAX + 1];
+    PGconn *pg;
+    char *lock_sql;
+};
+
+struct row {
+    const char *id;
+    char ms[24];  /* received_at in Unix ms, or "" for now() */
+    char *data;   /* compact JSON text, new */
+    size_t index; /* in the batch */
+};
+
+#define LOG(p, lvl, ...) (p)->host->log((p)->ctx, (lvl), __VA_ARGS__)
+
+static int open_db(struct post *p) {
+    char err[512];
+
+    if (p->pg && PQstatus(p->pg) == CONNECTION_OK)
+        return 0;
+    if (p->pg) {
+        PQfinish(p->pg);
+        p->pg = NULL;
+    }
+    p->pg = store_connect(p->host->database_url(p->ctx), err, sizeof(err));
+    if (!p->pg) {
+        LOG(p, FPESA_LOG_WARN, "messages_post: database unavailable: %s", err);
+        return -1;
+    }
+    if (store_migrate(p->pg, p->table, err, sizeof(err)) < 0) {
+        LOG(p, FPESA_LOG_ERROR, "messages_post: migration of table %s failed: %s", p->table, err);
+        PQfinish(p->pg);
+        p->pg = NULL;
+        return -1;
+    }
+    LOG(p, FPESA_LOG_INFO, "messages_post: database connected table=%s", p->table);
+    return 0;
+}
+
+static int post_init(const struct fpesa_host *host, struct fpesa_ctx *ctx, const char *config_json,
+                     void **state) {
+    struct post *p = calloc(1, sizeof(*p));
+    const char *table = host->config(ctx, "table");
+
+    (void)config_json;
+    if (!p) {
+        host->log(ctx, FPESA_LOG_ERROR, "messages_post: out of memory");
+        return -1;
+    }
+    p->host = host;
+    p->ctx = ctx;
+    if (!table)
+        table = "messages";
+    if (!store_ident_is_valid(table)) {
+        LOG(p, FPESA_LOG_ERROR,
+            "messages_post: config table \"%s\" is not a plain identifier ([a-z_][a-z0-9_]*)",
+            table);
+        free(p);
+        return -1;
+    }
+    snprintf(p->table, sizeof(p->table), "%s", table);
+    p->lock_sql = store_sql("SELECT pg_advisory_xact_lock(hashtext('fpesa.store.{t}'))", p->table);
+    if (!p->lock_sql) {
+        free(p);
+        return -1;
+    }
+    /* A database that is down now is not a reason to refuse to start: the
+     * first batch connects (and migrates) again. */
+    open_db(p);
+    *state = p;
+    return 0;
+}
+
+/* Parses a message into a row; -1 when it is poison. */
+static int row_fill(struct post *p, const struct fpesa_message *m, struct row *r) {
+    json_error_t jerr;
+    json_t *env, *data;
+    int64_t ms;
+
+    memset(r, 0, sizeof(*r));
+    if (!m->message_id || !*m->message_id) {
+        LOG(p, FPESA_LOG_WARN, "messages_post: rejected: no message_id");
+        return -1;
+    }
+    env = json_loadb(m->body, m->len, 0, &jerr);
+    if (!env || !json_is_object(env) || !(data = json_object_get(env, "data"))) {
+        LOG(p, FPESA_LOG_WARN, "messages_post: rejected id=%s: %s", m->message_id,
+            env ? "the body is not an envelope with \"data\"" : jerr.text);
+        json_decref(env);
+        return -1;
+    }
+    r->data = json_dumps(data, JSON_COMPACT | JSON_ENCODE_ANY);
+    json_decref(env);
+    if (!r->data)
+        return -1;
+    r->id = m->message_id;
+    if (store_uuid7_ms(m->message_id, &ms))
+        snprintf(r->ms, sizeof(r->ms), "%lld", (long long)ms);
+    else if (m->timestamp > 0)
+        snprintf(r->ms, sizeof(r->ms), "%lld", (long long)m->timestamp * 1000);
+    return 0;
+}
+
+static PGresult *insert(struct post *p, struct row *rows, size_t n) {
+    size_t cap = 128 + strlen(p->table) + n * 128;
+    char *sql = malloc(cap);
+    const char **vals = calloc(n * 3 + 1, sizeof(*vals));
+    size_t w;
+    PGresult *res = NULL;
+
+    if (!sql || !vals)
+        goto out;
+    w = (size_t)snprintf(sql, cap, "INSERT INTO %s (id, received_at, data) VALUES ", p->table);
+    for (size_t i = 0; i < n; i++) {
+        w += (size_t)snprintf(
+            sql + w, cap - w,
+            "%s($%zu, coalesce(to_timestamp($%zu::bigint / 1000.0), now()), $%zu::jsonb)",
+            i ? "," : "", 3 * i + 1, 3 * i + 2, 3 * i + 3);
+        vals[3 * i] = rows[i].id;
+        vals[3 * i + 1] = rows[i].ms[0] ? rows[i].ms : NULL;
+        vals[3 * i + 2] = rows[i].data;
+    }
+    snprintf(sql + w, cap - w, " ON CONFLICT (id) DO NOTHING");
+    res = PQexecParams(p->pg, sql, (int)(n * 3), NULL, vals, NULL, NULL, 0);
+out:
+    free(sql);
+    free(vals);
+    return res;
+}
+
+static bool cmd_ok(PGresult *r) {
+    ExecStatusType st = PQresultStatus(r);
+    return st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK;
+}
+
+/* One transaction for the rows. 0 stored, 1 transient failure, -1 the data
+ * was refused (some row is poison). */
+static int store_rows(struct post *p, struct row *rows, size_t n) {
+    PGresult *r;
+    int rc;
+
+    r = PQexec(p->pg, "BEGIN");
+    if (!cmd_ok(r))
+        goto out_fail;
+    PQclear(r);
+    /* seq is drawn under this lock and released at COMMIT: seq order is
+     * commit order, which keeps keyset readers from missing a row. */
+    r = PQexec(p->pg, p->lock_sql);
+    if (!cmd_ok(r))
+        goto out_fail;
+    PQclear(r);
+    r = insert(p, rows, n);
+    if (!cmd_ok(r))
+        goto out_fail;
+    PQclear(r);
+    r = PQexec(p->pg, "COMMIT");
+    if (!cmd_ok(r))
+        goto out_fail;
+    PQclear(r);
+    return 0;
+
+out_fail:
+    rc = store_is_transient(p->pg, r) ? 1 : -1;
+    LOG(p, rc > 0 ? FPESA_LOG_WARN : FPESA_LOG_ERROR, "messages_post: batch of %zu not stored: %s",
+        n, r ? PQresultErrorMessage(r) : PQerrorMessage(p->pg));
+    PQclear(r);
+    if (PQstatus(p->pg) == CONNECTION_OK && PQtransactionStatus(p->pg) != PQTRANS_IDLE)
+        PQclear(PQexec(p->pg, "ROLLBACK"));
+    return rc;
+}
+
+static int post_batch(void *state, const struct fpesa_message *const *msgs, size_t n,
+                      enum fpesa_result *results) {
+    struct post *p = state;
+    struct row *rows = calloc(n, sizeof(*rows));
+    size_t k = 0;
+    int rc = 1;
+
+    if (!rows)
+        return 1;
+    for (size_t i = 0; i < n; i++) {
+        if (row_fill(p, msgs[i], &rows[k]) < 0) {
+            free(rows[k].data);
+            results[i] = FPESA_REJECT;
+            continue;
+        }
+        rows[k++].index = i;
+    }
+    if (k == 0) {
+        rc = 0;
+        goto out;
+    }
+    if (open_db(p) < 0)
+        goto out; /* everything not rejected stays FPESA_RETRY */
+    switch (store_rows(p, rows, k)) {
+    case 0:
+        for (size_t j = 0; j < k; j++)
+            results[rows[j].index] = FPESA_OK;
+        rc = 0;
+        break;
+    case 1:
+        break;
+    default:
+        /* Find the poison: each row on its own (still idempotent). */
+        rc = 0;
+        for (size_t j = 0; j < k; j++) {
+            int one = store_rows(p, &rows[j], 1);
+            results[rows[j].index] = one == 0 ? FPESA_OK : one > 0 ? FPESA_RETRY : FPESA_REJECT;
+        }
+        break;
+    }
+out:
+    for (size_t j = 0; j < k; j++)
+        free(rows[j].data);
+    free(rows);
+    return rc;
+}
+
+static void post_fini(void *state) {
+    struct post *p = state;
+
+    if (!p)
+        return;
+    PQfinish(p->pg);
+    free(p->lock_sql);
+    free(p);
+}
+
+FPESA_HANDLER_DEFINE("messages_post: stores messages in PostgreSQL, a batch per transaction",
+                     post_init, post_batch, post_fini)

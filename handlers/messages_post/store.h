@@ -1,0 +1,53 @@
+/* The message store's schema and connection, shared by messages_post and
+ * messages_get (each plugin compiles its own copy: plugins link nothing of
+ * the host and nothing of each other).
+ *
+ * Table (migration 1), "messages" unless the handler's config says
+ * `table: NAME`:
+ *   seq          bigint identity, UNIQUE  the store order; keyset pagination key
+ *   id           text PRIMARY KEY         the message id (UUIDv7 or Idempotency-Key)
+ *   received_at  timestamptz              the mapper's receive time (see below)
+ *   data         jsonb                    the envelope's "data"
+ * The id is text and not uuid because an Idempotency-Key may be any string;
+ * ordering therefore never relies on the id but on seq, which messages_post
+ * assigns under a transaction-level advisory lock so that seq order is also
+ * commit order (a reader paging by seq never sees a lower seq appear later).
+ *
+ * Migrations are versioned in schema_migrations(name, version, applied_at),
+ * name being the table, applied under a session advisory lock so that many
+ * hosts starting at once apply each version exactly once. */
+#ifndef MSGSTORE_STORE_H
+#define MSGSTORE_STORE_H
+
+#include <libpq-fe.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define STORE_TABLE_MAX 63
+
+/* True when s is a plain lower-case SQL identifier ([a-z_][a-z0-9_]*, at
+ * most 63 bytes), safe to paste into SQL. */
+bool store_ident_is_valid(const char *s);
+
+/* Connects to url (borrowed) with a short connect timeout and the session
+ * in UTC. Returns the new connection (PQfinish), or NULL with the reason in
+ * err (the URL itself is never written there). */
+PGconn *store_connect(const char *url, char *err, size_t errlen);
+
+/* Applies the migrations table (borrowed, valid identifier) lacks. 0, or -1
+ * with the reason in err. */
+int store_migrate(PGconn *pg, const char *table, char *err, size_t errlen);
+
+/* Replaces every "{t}" in tmpl with table; new string (free), or NULL. */
+char *store_sql(const char *tmpl, const char *table);
+
+/* When id is a UUIDv7, stores its embedded Unix time in milliseconds in
+ * *ms and returns true. */
+bool store_uuid7_ms(const char *id, int64_t *ms);
+
+/* True when the failed result res (or the connection) means the database
+ * is unreachable or restarting, not that the statement or data is wrong. */
+bool store_is_transient(PGconn *pg, const PGresult *res);
+
+#endif

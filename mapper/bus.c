@@ -1,0 +1,1105 @@
+/* The bus thread: one AMQP connection owned by one thread.
+ *
+ * rabbitmq-c is not thread-safe, so every library call happens on the bus
+ * thread. HTTP threads append jobs to a mutex-protected list and wake the
+ * thread through an eventfd; the thread polls that eventfd and the AMQP
+ * socket, publishes everything queued, and reads frames without blocking.
+ *
+ * Channel 1 is in confirm mode and carries the persistent publishes. Its
+ * delivery tags count up from 1 after every reconnect, and RabbitMQ confirms
+ * them in order (with `multiple` acks), so the in-flight publishes are a FIFO
+ * list ordered by tag. Channel 2 declares the topology, sends rpc requests and
+ * consumes this instance's exclusive reply queue with no-ack; pending rpc
+ * calls are found by correlation id in a hash table and expire from a
+ * min-heap of deadlines.
+ */
+#include "bus.h"
+
+#include <amqp.h>
+#include <amqp_tcp_socket.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "log.h"
+
+#define CH_PUB 1
+#define CH_RPC 2
+
+/* A connection attempt blocks the thread (calls queue meanwhile), so each of
+ * its steps is bounded: a frozen broker costs at most a few seconds. */
+#define BACKOFF_MIN_MS 100
+#define BACKOFF_MAX_MS 5000
+#define CONNECT_TIMEOUT_MS 2000
+#define SETUP_RPC_TIMEOUT_MS 2000
+#define FRAME_MAX 131072
+/* The largest rpc answer passed on; a larger one is read, dropped and
+ * answered 502, so that one worker cannot make the mapper allocate without
+ * bound. */
+#define MAX_ANSWER (16u << 20)
+/* Frames handled per loop turn before queued publishes get a turn again. */
+#define READ_BATCH 4096
+
+enum job_kind { JOB_PUBLISH, JOB_RPC };
+
+struct job {
+    struct job *next; /* in the submit queue, then in the in-flight list */
+    struct job *prev;
+    struct job *hnext; /* rpc: chain in the correlation table */
+    size_t heap_idx;   /* rpc: position in the deadline heap */
+    enum job_kind kind;
+    mbus_done_fn done;
+    void *ctx;
+    uint64_t tag;    /* publish: delivery tag on CH_PUB */
+    uint64_t corr;   /* rpc: correlation number */
+    double started;  /* monotonic seconds when accepted */
+    double deadline; /* rpc: monotonic seconds */
+    int64_t timestamp;
+    char *exchange;
+    char *message_id;
+    char *content_type;
+    char *body;
+    size_t body_len;
+    char data[]; /* the strings above, copied */
+};
+
+struct jlist {
+    struct job *head;
+    struct job *tail;
+    size_t n;
+};
+
+/* A delivery being assembled from its method, header and body frames. */
+struct delivery {
+    bool active;
+    bool skip; /* a basic.return or an unexpected content: read and drop */
+    bool too_big; /* an answer over MAX_ANSWER: read, drop, answer 502 */
+    uint64_t body_size;
+    uint64_t got;
+    bool have_header;
+    char corr[128];
+    size_t corr_len;
+    bool corr_set;
+    char content_type[128];
+    bool ct_set;
+    char *buf;
+    size_t cap;
+};
+
+struct mbus {
+    const struct cfg *cfg;
+
+    /* Shared with the HTTP threads. */
+    pthread_mutex_t lock;
+    struct jlist submitted; /* under lock */
+    bool stopping;          /* under lock */
+    long drain_ms;          /* under lock */
+    int efd;
+    pthread_t thread;
+    bool started;
+    atomic_bool connected;
+    _Atomic uint64_t st_pub_inflight, st_rpc_inflight, st_reconnects, st_confirms, st_nacks,
+        st_rpc_timeouts, st_late;
+
+    /* Bus thread only. */
+    amqp_connection_state_t conn;
+    char *url_copy; /* amqp_parse_url points into it */
+    struct amqp_connection_info info;
+    uint64_t next_tag;
+    struct jlist inflight; /* publishes sent, ordered by tag */
+    struct job **buckets;  /* rpc by correlation number */
+    size_t nbuckets;
+    size_t nrpc;
+    struct job **heap; /* rpc by deadline */
+    size_t heap_len;
+    size_t heap_cap;
+    uint64_t next_corr;
+    char corr_prefix[17];
+    char reply_queue[256];
+    size_t reply_queue_len;
+    struct delivery dlv;
+    long backoff_ms;
+    unsigned int seed;
+    bool ever_connected;
+};
+
+/* ---- time and helpers ---------------------------------------------------- */
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static amqp_bytes_t bytes_of(const char *s) {
+    amqp_bytes_t b;
+    b.len = s ? strlen(s) : 0;
+    b.bytes = (void *)(uintptr_t)s;
+    return b;
+}
+
+static const char *amqp_err(amqp_rpc_reply_t r, char *buf, size_t len) {
+    switch (r.reply_type) {
+    case AMQP_RESPONSE_NORMAL:
+        snprintf(buf, len, "ok");
+        break;
+    case AMQP_RESPONSE_NONE:
+        snprintf(buf, len, "missing reply");
+        break;
+    case AMQP_RESPONSE_LIBRARY_EXCEPTION:
+        snprintf(buf, len, "%s", amqp_error_string2(r.library_error));
+        break;
+    case AMQP_RESPONSE_SERVER_EXCEPTION:
+        if (r.reply.id == AMQP_CONNECTION_CLOSE_METHOD) {
+            const amqp_connection_close_t *c = r.reply.decoded;
+            snprintf(buf, len, "connection closed by broker: %u %.*s", c->reply_code,
+                     (int)c->reply_text.len, (const char *)c->reply_text.bytes);
+        } else if (r.reply.id == AMQP_CHANNEL_CLOSE_METHOD) {
+            const amqp_channel_close_t *c = r.reply.decoded;
+            snprintf(buf, len, "channel closed by broker: %u %.*s", c->reply_code,
+                     (int)c->reply_text.len, (const char *)c->reply_text.bytes);
+        } else {
+            snprintf(buf, len, "unexpected method 0x%08x", r.reply.id);
+        }
+        break;
+    }
+    return buf;
+}
+
+static void list_push(struct jlist *l, struct job *j) {
+    j->next = NULL;
+    j->prev = l->tail;
+    if (l->tail)
+        l->tail->next = j;
+    else
+        l->head = j;
+    l->tail = j;
+    l->n++;
+}
+
+static void list_unlink(struct jlist *l, struct job *j) {
+    if (j->prev)
+        j->prev->next = j->next;
+    else
+        l->head = j->next;
+    if (j->next)
+        j->next->prev = j->prev;
+    else
+        l->tail = j->prev;
+    j->next = j->prev = NULL;
+    l->n--;
+}
+
+/* Calls the job's callback and frees it. */
+static void finish(struct mbus *bus, struct job *j, int status, const char *body, size_t body_len,
+                   const char *content_type) {
+    struct mbus_result r = {
+        .status = status,
+        .body = body,
+        .body_len = body_len,
+        .content_type = content_type,
+        .seconds = now_s() - j->started,
+    };
+    if (j->kind == JOB_PUBLISH)
+        atomic_fetch_sub_explicit(&bus->st_pub_inflight, 1, memory_order_relaxed);
+    else
+        atomic_fetch_sub_explicit(&bus->st_rpc_inflight, 1, memory_order_relaxed);
+    j->done(j->ctx, &r);
+    free(j);
+}
+
+/* ---- rpc table: correlation hash + deadline heap ------------------------- */
+
+static int table_grow(struct mbus *bus) {
+    size_t n = bus->nbuckets ? bus->nbuckets * 2 : 256;
+    struct job **nb = calloc(n, sizeof(*nb));
+    if (!nb)
+        return -1;
+    for (size_t i = 0; i < bus->nbuckets; i++) {
+        struct job *j = bus->buckets[i];
+        while (j) {
+            struct job *nx = j->hnext;
+            size_t b = (size_t)(j->corr & (n - 1));
+            j->hnext = nb[b];
+            nb[b] = j;
+            j = nx;
+        }
+    }
+    free(bus->buckets);
+    bus->buckets = nb;
+    bus->nbuckets = n;
+    return 0;
+}
+
+static void heap_swap(struct mbus *bus, size_t a, size_t b) {
+    struct job *t = bus->heap[a];
+    bus->heap[a] = bus->heap[b];
+    bus->heap[b] = t;
+    bus->heap[a]->heap_idx = a;
+    bus->heap[b]->heap_idx = b;
+}
+
+static void heap_up(struct mbus *bus, size_t i) {
+    while (i > 0) {
+        size_t p = (i - 1) / 2;
+        if (bus->heap[p]->deadline <= bus->heap[i]->deadline)
+            break;
+        heap_swap(bus, p, i);
+        i = p;
+    }
+}
+
+static void heap_down(struct mbus *bus, size_t i) {
+    for (;;) {
+        size_t l = 2 * i + 1, r = l + 1, m = i;
+        if (l < bus->heap_len && bus->heap[l]->deadline < bus->heap[m]->deadline)
+            m = l;
+        if (r < bus->heap_len && bus->heap[r]->deadline < bus->heap[m]->deadline)
+            m = r;
+        if (m == i)
+            return;
+        heap_swap(bus, i, m);
+        i = m;
+    }
+}
+
+/* Adds j to the hash table and the heap. 0, or -1 when out of memory. */
+static int rpc_add(struct mbus *bus, struct job *j) {
+    if (bus->nrpc >= bus->nbuckets && table_grow(bus) < 0)
+        return -1;
+    if (bus->heap_len == bus->heap_cap) {
+        size_t n = bus->heap_cap ? bus->heap_cap * 2 : 256;
+        struct job **nh = realloc(bus->heap, n * sizeof(*nh));
+        if (!nh)
+            return -1;
+        bus->heap = nh;
+        bus->heap_cap = n;
+    }
+    size_t b = (size_t)(j->corr & (bus->nbuckets - 1));
+    j->hnext = bus->buckets[b];
+    bus->buckets[b] = j;
+    bus->nrpc++;
+    j->heap_idx = bus->heap_len;
+    bus->heap[bus->heap_len++] = j;
+    heap_up(bus, j->heap_idx);
+    return 0;
+}
+
+static void rpc_remove(struct mbus *bus, struct job *j) {
+    size_t b = (size_t)(j->corr & (bus->nbuckets - 1));
+    struct job **pp = &bus->buckets[b];
+    while (*pp && *pp != j)
+        pp = &(*pp)->hnext;
+    if (*pp)
+        *pp = j->hnext;
+    bus->nrpc--;
+
+    size_t i = j->heap_idx;
+    bus->heap_len--;
+    if (i != bus->heap_len) {
+        bus->heap[i] = bus->heap[bus->heap_len];
+        bus->heap[i]->heap_idx = i;
+        heap_down(bus, i);
+        heap_up(bus, i);
+    }
+}
+
+static struct job *rpc_find(struct mbus *bus, uint64_t corr) {
+    if (!bus->nbuckets)
+        return NULL;
+    for (struct job *j = bus->buckets[corr & (bus->nbuckets - 1)]; j; j = j->hnext)
+        if (j->corr == corr)
+            return j;
+    return NULL;
+}
+
+/* ---- failing what is pending --------------------------------------------- */
+
+static void fail_list(struct mbus *bus, struct jlist *l, int status) {
+    struct job *j;
+    while ((j = l->head) != NULL) {
+        list_unlink(l, j);
+        finish(bus, j, status, NULL, 0, NULL);
+    }
+}
+
+static void fail_rpcs(struct mbus *bus, int status) {
+    while (bus->heap_len > 0) {
+        struct job *j = bus->heap[0];
+        rpc_remove(bus, j);
+        finish(bus, j, status, NULL, 0, NULL);
+    }
+}
+
+/* Takes everything submitted so far (and clears the eventfd). */
+static void take_submitted(struct mbus *bus, struct jlist *out) {
+    uint64_t v;
+    ssize_t n = read(bus->efd, &v, sizeof(v));
+    (void)n; /* EAGAIN just means nobody woke us */
+    pthread_mutex_lock(&bus->lock);
+    *out = bus->submitted;
+    bus->submitted = (struct jlist){0};
+    pthread_mutex_unlock(&bus->lock);
+}
+
+/* ---- connection ---------------------------------------------------------- */
+
+static void disconnect(struct mbus *bus, bool graceful) {
+    if (!bus->conn)
+        return;
+    atomic_store(&bus->connected, false);
+    if (graceful) {
+        amqp_channel_close(bus->conn, CH_RPC, AMQP_REPLY_SUCCESS);
+        amqp_channel_close(bus->conn, CH_PUB, AMQP_REPLY_SUCCESS);
+        amqp_connection_close(bus->conn, AMQP_REPLY_SUCCESS);
+    }
+    amqp_destroy_connection(bus->conn);
+    bus->conn = NULL;
+    free(bus->dlv.buf);
+    bus->dlv = (struct delivery){0};
+}
+
+/* The connection is gone: nothing in flight can be confirmed any more. */
+static void lose_connection(struct mbus *bus, const char *why) {
+    LOG(LOG_WARN, "bus connection lost reason=\"%s\" publishes_failed=%zu rpcs_failed=%zu", why,
+        bus->inflight.n, bus->nrpc);
+    disconnect(bus, false);
+    fail_list(bus, &bus->inflight, 503);
+    fail_rpcs(bus, 503);
+}
+
+static int check_reply(struct mbus *bus, const char *what, const char *name) {
+    amqp_rpc_reply_t r = amqp_get_rpc_reply(bus->conn);
+    if (r.reply_type == AMQP_RESPONSE_NORMAL)
+        return 0;
+    char buf[256];
+    LOG(LOG_ERROR, "bus setup failed step=%s name=\"%s\" reason=\"%s\"", what, name ? name : "",
+        amqp_err(r, buf, sizeof(buf)));
+    return -1;
+}
+
+static int declare_topology(struct mbus *bus) {
+    const struct cfg *cfg = bus->cfg;
+    amqp_connection_state_t c = bus->conn;
+
+    for (size_t i = 0; i < cfg->n_endpoints; i++) {
+        const struct cfg_endpoint *ep = &cfg->endpoints[i];
+        amqp_bytes_t name = bytes_of(ep->exchange);
+        bool pub = ep->mode == CFG_MODE_PUBLISH;
+        amqp_exchange_declare(c, CH_RPC, name, bytes_of(pub ? "fanout" : "direct"), 0, 1, 0, 0,
+                              amqp_empty_table);
+        if (check_reply(bus, "exchange.declare", ep->exchange) < 0)
+            return -1;
+        amqp_queue_declare(c, CH_RPC, name, 0, 1, 0, 0, amqp_empty_table);
+        if (check_reply(bus, "queue.declare", ep->exchange) < 0)
+            return -1;
+        /* A fanout exchange ignores the key; the rpc exchange routes on it. */
+        amqp_queue_bind(c, CH_RPC, name, name, pub ? amqp_empty_bytes : name, amqp_empty_table);
+        if (check_reply(bus, "queue.bind", ep->exchange) < 0)
+            return -1;
+    }
+
+    amqp_exchange_declare(c, CH_RPC, bytes_of("RPC"), bytes_of("direct"), 0, 1, 0, 0,
+                          amqp_empty_table);
+    if (check_reply(bus, "exchange.declare", "RPC") < 0)
+        return -1;
+    amqp_queue_declare_ok_t *q =
+        amqp_queue_declare(c, CH_RPC, amqp_empty_bytes, 0, 0, 1, 1, amqp_empty_table);
+    if (!q || check_reply(bus, "queue.declare", "reply queue") < 0)
+        return -1;
+    if (q->queue.len >= sizeof(bus->reply_queue)) {
+        LOG(LOG_ERROR, "bus setup failed: reply queue name too long");
+        return -1;
+    }
+    memcpy(bus->reply_queue, q->queue.bytes, q->queue.len);
+    bus->reply_queue[q->queue.len] = '\0';
+    bus->reply_queue_len = q->queue.len;
+    amqp_bytes_t rq = {bus->reply_queue_len, bus->reply_queue};
+    amqp_queue_bind(c, CH_RPC, rq, bytes_of("RPC"), rq, amqp_empty_table);
+    if (check_reply(bus, "queue.bind", bus->reply_queue) < 0)
+        return -1;
+    amqp_basic_consume(c, CH_RPC, rq, amqp_empty_bytes, 0, 1, 1, amqp_empty_table);
+    if (check_reply(bus, "basic.consume", bus->reply_queue) < 0)
+        return -1;
+    return 0;
+}
+
+static int connect_bus(struct mbus *bus) {
+    char red[512];
+    const char *url = bus->cfg->bus.url ? bus->cfg->bus.url : "amqp://guest:guest@127.0.0.1:5672/";
+    log_redact_url(url, red, sizeof(red));
+
+    free(bus->url_copy);
+    bus->url_copy = strdup(url);
+    if (!bus->url_copy)
+        return -1;
+    amqp_default_connection_info(&bus->info);
+    if (amqp_parse_url(bus->url_copy, &bus->info) != AMQP_STATUS_OK) {
+        LOG(LOG_ERROR, "bus url is not valid url=%s", red);
+        return -1;
+    }
+    /* "amqp://host/" strictly names the empty vhost; everyone means "/". */
+    if (!bus->info.vhost || !*bus->info.vhost)
+        bus->info.vhost = "/";
+    if (bus->info.ssl) {
+        LOG(LOG_ERROR, "bus url uses amqps, which is not supported url=%s", red);
+        return -1;
+    }
+
+    bus->conn = amqp_new_connection();
+    if (!bus->conn)
+        return -1;
+    amqp_socket_t *sock = amqp_tcp_socket_new(bus->conn);
+    if (!sock)
+        goto out_fail;
+    struct timeval tv = {CONNECT_TIMEOUT_MS / 1000, (CONNECT_TIMEOUT_MS % 1000) * 1000};
+    amqp_set_handshake_timeout(bus->conn, &tv);
+    struct timeval rtv = {SETUP_RPC_TIMEOUT_MS / 1000, (SETUP_RPC_TIMEOUT_MS % 1000) * 1000};
+    amqp_set_rpc_timeout(bus->conn, &rtv);
+
+    int st = amqp_socket_open_noblock(sock, bus->info.host, bus->info.port, &tv);
+    if (st != AMQP_STATUS_OK) {
+        LOG(LOG_WARN, "bus connect failed url=%s reason=\"%s\"", red, amqp_error_string2(st));
+        goto out_fail;
+    }
+    int hb = bus->cfg->bus.heartbeat;
+    if (hb < 0)
+        hb = 0;
+    amqp_rpc_reply_t r = amqp_login(bus->conn, bus->info.vhost, 0, FRAME_MAX, hb,
+                                    AMQP_SASL_METHOD_PLAIN, bus->info.user, bus->info.password);
+    if (r.reply_type != AMQP_RESPONSE_NORMAL) {
+        char buf[256];
+        LOG(LOG_WARN, "bus login failed url=%s reason=\"%s\"", red, amqp_err(r, buf, sizeof(buf)));
+        goto out_fail;
+    }
+    amqp_channel_open(bus->conn, CH_PUB);
+    if (check_reply(bus, "channel.open", "publish") < 0)
+        goto out_fail;
+    amqp_confirm_select(bus->conn, CH_PUB);
+    if (check_reply(bus, "confirm.select", "publish") < 0)
+        goto out_fail;
+    amqp_channel_open(bus->conn, CH_RPC);
+    if (check_reply(bus, "channel.open", "rpc") < 0)
+        goto out_fail;
+    if (declare_topology(bus) < 0)
+        goto out_fail;
+
+    bus->next_tag = 1;
+    bus->dlv = (struct delivery){0};
+    atomic_store(&bus->connected, true);
+    if (bus->ever_connected)
+        atomic_fetch_add(&bus->st_reconnects, 1);
+    bus->ever_connected = true;
+    LOG(LOG_INFO, "bus connected url=%s endpoints=%zu reply_queue=%s heartbeat=%d", red,
+        bus->cfg->n_endpoints, bus->reply_queue, hb);
+    return 0;
+
+out_fail:
+    amqp_destroy_connection(bus->conn);
+    bus->conn = NULL;
+    return -1;
+}
+
+/* ---- sending ------------------------------------------------------------- */
+
+static int send_job(struct mbus *bus, struct job *j) {
+    amqp_basic_properties_t p;
+    memset(&p, 0, sizeof(p));
+    p._flags = AMQP_BASIC_CONTENT_TYPE_FLAG | AMQP_BASIC_DELIVERY_MODE_FLAG |
+               AMQP_BASIC_MESSAGE_ID_FLAG | AMQP_BASIC_TIMESTAMP_FLAG;
+    p.content_type = bytes_of(j->content_type);
+    p.message_id = bytes_of(j->message_id);
+    p.timestamp = (uint64_t)j->timestamp;
+
+    if (j->kind == JOB_PUBLISH) {
+        p.delivery_mode = 2;
+        int st = amqp_basic_publish(bus->conn, CH_PUB, bytes_of(j->exchange), amqp_empty_bytes, 0,
+                                    0, &p, (amqp_bytes_t){j->body_len, j->body});
+        if (st != AMQP_STATUS_OK)
+            return st;
+        j->tag = bus->next_tag++;
+        list_push(&bus->inflight, j);
+        return 0;
+    }
+
+    char corr[64];
+    j->corr = ++bus->next_corr;
+    int n = snprintf(corr, sizeof(corr), "%s-%016" PRIx64, bus->corr_prefix, j->corr);
+    p._flags |= AMQP_BASIC_REPLY_TO_FLAG | AMQP_BASIC_CORRELATION_ID_FLAG;
+    p.delivery_mode = 1;
+    p.reply_to = (amqp_bytes_t){bus->reply_queue_len, bus->reply_queue};
+    p.correlation_id = (amqp_bytes_t){(size_t)n, corr};
+    if (rpc_add(bus, j) < 0) {
+        finish(bus, j, 503, NULL, 0, NULL);
+        return 0;
+    }
+    int st = amqp_basic_publish(bus->conn, CH_RPC, bytes_of(j->exchange), bytes_of(j->exchange), 0,
+                                0, &p, (amqp_bytes_t){j->body_len, j->body});
+    return st == AMQP_STATUS_OK ? 0 : st;
+}
+
+/* Sends every job in l; on a send error the connection is dropped and the
+ * unsent rest answered 503. Returns 0, or -1 when the connection was lost. */
+static int send_all(struct mbus *bus, struct jlist *l) {
+    struct job *j;
+    while ((j = l->head) != NULL) {
+        list_unlink(l, j);
+        if (!bus->conn) {
+            finish(bus, j, 503, NULL, 0, NULL);
+            continue;
+        }
+        int st = send_job(bus, j);
+        if (st != 0) {
+            /* The publish itself may or may not have reached the broker;
+             * either way it cannot be confirmed now. */
+            if (j->kind == JOB_PUBLISH)
+                finish(bus, j, 503, NULL, 0, NULL);
+            lose_connection(bus, amqp_error_string2(st));
+        }
+    }
+    return bus->conn ? 0 : -1;
+}
+
+/* ---- receiving ----------------------------------------------------------- */
+
+static void confirm(struct mbus *bus, uint64_t tag, bool multiple, bool ok) {
+    int status = ok ? 202 : 503;
+    struct job *j;
+    if (multiple) {
+        while ((j = bus->inflight.head) != NULL && j->tag <= tag) {
+            list_unlink(&bus->inflight, j);
+            atomic_fetch_add_explicit(ok ? &bus->st_confirms : &bus->st_nacks, 1,
+                                      memory_order_relaxed);
+            finish(bus, j, status, NULL, 0, NULL);
+        }
+        return;
+    }
+    for (j = bus->inflight.head; j && j->tag < tag; j = j->next)
+        ;
+    if (j && j->tag == tag) {
+        list_unlink(&bus->inflight, j);
+        atomic_fetch_add_explicit(ok ? &bus->st_confirms : &bus->st_nacks, 1, memory_order_relaxed);
+        finish(bus, j, status, NULL, 0, NULL);
+    }
+}
+
+/* Parses "<prefix>-<16 hex>" of this instance; false for anything else. */
+static bool parse_corr(const struct mbus *bus, const char *s, size_t len, uint64_t *out) {
+    size_t pl = strlen(bus->corr_prefix);
+    if (len != pl + 1 + 16 || memcmp(s, bus->corr_prefix, pl) != 0 || s[pl] != '-')
+        return false;
+    uint64_t v = 0;
+    for (size_t i = pl + 1; i < len; i++) {
+        char ch = s[i];
+        int d;
+        if (ch >= '0' && ch <= '9')
+            d = ch - '0';
+        else if (ch >= 'a' && ch <= 'f')
+            d = ch - 'a' + 10;
+        else
+            return false;
+        v = (v << 4) | (uint64_t)d;
+    }
+    *out = v;
+    return true;
+}
+
+/* The HTTP status an rpc answer stands for. */
+static int answer_status(const char *body, size_t len, const char *content_type) {
+    if (!strstr(content_type, "json"))
+        return 200;
+    json_error_t err;
+    json_t *root = json_loadb(body, len, JSON_ALLOW_NUL, &err);
+    if (!root)
+        return 502;
+    int status = 200;
+    json_t *e = json_is_object(root) ? json_object_get(root, "error") : NULL;
+    json_t *code = json_is_object(e) ? json_object_get(e, "code") : NULL;
+    if (json_is_integer(code)) {
+        json_int_t c = json_integer_value(code);
+        if (c >= 400 && c <= 599)
+            status = (int)c;
+    }
+    json_decref(root);
+    return status;
+}
+
+static void delivery_complete(struct mbus *bus) {
+    struct delivery *d = &bus->dlv;
+    bool skip = d->skip;
+    d->active = false;
+    if (skip && !d->too_big)
+        return;
+    uint64_t corr;
+    struct job *j = NULL;
+    if (d->corr_set && parse_corr(bus, d->corr, d->corr_len, &corr))
+        j = rpc_find(bus, corr);
+    if (!j) {
+        atomic_fetch_add_explicit(&bus->st_late, 1, memory_order_relaxed);
+        LOG(LOG_DEBUG, "bus dropped a reply nobody waits for correlation_id=%.*s", (int)d->corr_len,
+            d->corr);
+        return;
+    }
+    rpc_remove(bus, j);
+    if (d->too_big) {
+        static const char big[] =
+            "{\"error\":{\"code\":502,\"description\":\"the worker's answer is too large\"}}";
+        LOG(LOG_WARN, "bus rpc answer too large exchange=%s bytes=%" PRIu64, j->exchange,
+            d->body_size);
+        finish(bus, j, 502, big, sizeof(big) - 1, "application/json");
+        return;
+    }
+    const char *ct = d->ct_set ? d->content_type : "application/json";
+    size_t len = (size_t)d->body_size;
+    const char *body = len ? d->buf : "";
+    int status = answer_status(body, len, ct);
+    if (status == 502) {
+        static const char bad[] =
+            "{\"error\":{\"code\":502,\"description\":\"the worker's answer is not valid JSON\"}}";
+        LOG(LOG_WARN, "bus rpc answer is not valid JSON exchange=%s", j->exchange);
+        finish(bus, j, 502, bad, sizeof(bad) - 1, "application/json");
+        return;
+    }
+    finish(bus, j, status, body, len, ct);
+}
+
+static void copy_short(char *dst, size_t cap, amqp_bytes_t b, size_t *out_len) {
+    size_t n = b.len < cap - 1 ? b.len : cap - 1;
+    memcpy(dst, b.bytes, n);
+    dst[n] = '\0';
+    if (out_len)
+        *out_len = n;
+}
+
+/* Handles one frame. Returns 0, or -1 when the connection must be dropped
+ * (why says what happened). */
+static int handle_frame(struct mbus *bus, const amqp_frame_t *f, char *why, size_t why_len) {
+    struct delivery *d = &bus->dlv;
+
+    if (f->frame_type == AMQP_FRAME_HEADER) {
+        if (!d->active)
+            return 0;
+        d->have_header = true;
+        d->body_size = f->payload.properties.body_size;
+        const amqp_basic_properties_t *p = f->payload.properties.decoded;
+        if (!d->skip && p) {
+            if (p->_flags & AMQP_BASIC_CORRELATION_ID_FLAG) {
+                copy_short(d->corr, sizeof(d->corr), p->correlation_id, &d->corr_len);
+                d->corr_set = true;
+            }
+            if ((p->_flags & AMQP_BASIC_CONTENT_TYPE_FLAG) && p->content_type.len > 0) {
+                copy_short(d->content_type, sizeof(d->content_type), p->content_type, NULL);
+                d->ct_set = true;
+            }
+        }
+        if (!d->skip && d->body_size > MAX_ANSWER) {
+            d->skip = true;
+            d->too_big = true;
+        }
+        if (!d->skip && d->body_size + 1 > d->cap) {
+            char *nb = realloc(d->buf, (size_t)d->body_size + 1);
+            if (!nb) {
+                d->skip = true;
+            } else {
+                d->buf = nb;
+                d->cap = (size_t)d->body_size + 1;
+            }
+        }
+        if (d->body_size == 0)
+            delivery_complete(bus);
+        return 0;
+    }
+    if (f->frame_type == AMQP_FRAME_BODY) {
+        if (!d->active || !d->have_header)
+            return 0;
+        amqp_bytes_t b = f->payload.body_fragment;
+        if (d->got + b.len > d->body_size) {
+            snprintf(why, why_len, "body frame larger than announced");
+            return -1;
+        }
+        if (!d->skip)
+            memcpy(d->buf + d->got, b.bytes, b.len);
+        d->got += b.len;
+        if (d->got == d->body_size) {
+            if (!d->skip)
+                d->buf[d->got] = '\0';
+            delivery_complete(bus);
+        }
+        return 0;
+    }
+    if (f->frame_type != AMQP_FRAME_METHOD)
+        return 0;
+
+    const amqp_method_t *m = &f->payload.method;
+    switch (m->id) {
+    case AMQP_BASIC_ACK_METHOD: {
+        const amqp_basic_ack_t *a = m->decoded;
+        if (f->channel == CH_PUB)
+            confirm(bus, a->delivery_tag, a->multiple, true);
+        return 0;
+    }
+    case AMQP_BASIC_NACK_METHOD: {
+        const amqp_basic_nack_t *a = m->decoded;
+        if (f->channel == CH_PUB)
+            confirm(bus, a->delivery_tag, a->multiple, false);
+        return 0;
+    }
+    case AMQP_BASIC_DELIVER_METHOD:
+    case AMQP_BASIC_RETURN_METHOD: {
+        char *buf = d->buf;
+        size_t cap = d->cap;
+        *d = (struct delivery){0};
+        d->buf = buf;
+        d->cap = cap;
+        d->active = true;
+        d->skip = m->id == AMQP_BASIC_RETURN_METHOD || f->channel != CH_RPC;
+        return 0;
+    }
+    case AMQP_BASIC_CANCEL_METHOD:
+        snprintf(why, why_len, "the broker cancelled the reply consumer");
+        return -1;
+    case AMQP_CHANNEL_CLOSE_METHOD: {
+        const amqp_channel_close_t *c = m->decoded;
+        snprintf(why, why_len, "channel %u closed by broker: %u %.*s", f->channel, c->reply_code,
+                 (int)c->reply_text.len, (const char *)c->reply_text.bytes);
+        amqp_channel_close_ok_t ok = {0};
+        amqp_send_method(bus->conn, f->channel, AMQP_CHANNEL_CLOSE_OK_METHOD, &ok);
+        return -1;
+    }
+    case AMQP_CONNECTION_CLOSE_METHOD: {
+        const amqp_connection_close_t *c = m->decoded;
+        snprintf(why, why_len, "connection closed by broker: %u %.*s", c->reply_code,
+                 (int)c->reply_text.len, (const char *)c->reply_text.bytes);
+        amqp_connection_close_ok_t ok = {0};
+        amqp_send_method(bus->conn, 0, AMQP_CONNECTION_CLOSE_OK_METHOD, &ok);
+        return -1;
+    }
+    case AMQP_CONNECTION_BLOCKED_METHOD:
+        LOG(LOG_WARN, "bus connection blocked by the broker (resource alarm)");
+        return 0;
+    case AMQP_CONNECTION_UNBLOCKED_METHOD:
+        LOG(LOG_INFO, "bus connection unblocked");
+        return 0;
+    default:
+        return 0;
+    }
+}
+
+/* Reads every frame available now. Returns 0, or -1 when the connection was
+ * lost. */
+static int read_frames(struct mbus *bus) {
+    char why[256];
+    for (int i = 0; i < READ_BATCH; i++) {
+        amqp_frame_t f;
+        /* One microsecond, not zero: a zero timeout would hide a missed
+         * heartbeat from the library's own check. */
+        struct timeval tv = {0, 1};
+        int st = amqp_simple_wait_frame_noblock(bus->conn, &f, &tv);
+        if (st == AMQP_STATUS_TIMEOUT)
+            break;
+        if (st != AMQP_STATUS_OK) {
+            lose_connection(bus, amqp_error_string2(st));
+            return -1;
+        }
+        if (handle_frame(bus, &f, why, sizeof(why)) < 0) {
+            lose_connection(bus, why);
+            return -1;
+        }
+    }
+    amqp_maybe_release_buffers(bus->conn);
+    return 0;
+}
+
+static void expire_rpcs(struct mbus *bus, double now) {
+    while (bus->heap_len > 0 && bus->heap[0]->deadline <= now) {
+        struct job *j = bus->heap[0];
+        rpc_remove(bus, j);
+        atomic_fetch_add_explicit(&bus->st_rpc_timeouts, 1, memory_order_relaxed);
+        finish(bus, j, 504, NULL, 0, NULL);
+    }
+}
+
+/* ---- the thread ---------------------------------------------------------- */
+
+static long next_backoff(struct mbus *bus) {
+    long base = bus->backoff_ms;
+    bus->backoff_ms = base * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : base * 2;
+    /* Somewhere in [base/2, base] so that instances do not reconnect in step. */
+    return base / 2 + (long)(rand_r(&bus->seed) % (unsigned)(base / 2 + 1));
+}
+
+static bool is_stopping(struct mbus *bus, long *drain_ms) {
+    pthread_mutex_lock(&bus->lock);
+    bool s = bus->stopping;
+    if (drain_ms)
+        *drain_ms = bus->drain_ms;
+    pthread_mutex_unlock(&bus->lock);
+    return s;
+}
+
+static int ms_until(double now, double t) {
+    double ms = (t - now) * 1000.0;
+    if (ms <= 0)
+        return 0;
+    if (ms > 60000)
+        return 60000;
+    return (int)ms + 1;
+}
+
+static void *bus_main(void *arg) {
+    struct mbus *bus = arg;
+    double next_attempt = 0;
+    double drain_deadline = 0;
+    bool draining = false;
+
+    for (;;) {
+        double now = now_s();
+        long drain_ms = 0;
+        bool stopping = is_stopping(bus, &drain_ms);
+        if (stopping && !draining) {
+            draining = true;
+            drain_deadline = now + (double)drain_ms / 1000.0;
+        }
+
+        if (!bus->conn) {
+            /* Nothing can be confirmed without a connection: answer at once. */
+            struct jlist l;
+            take_submitted(bus, &l);
+            fail_list(bus, &l, 503);
+            if (stopping)
+                break;
+            if (now >= next_attempt) {
+                if (connect_bus(bus) == 0) {
+                    bus->backoff_ms = BACKOFF_MIN_MS;
+                    continue;
+                }
+                next_attempt = now_s() + (double)next_backoff(bus) / 1000.0;
+                continue;
+            }
+            struct pollfd pfd = {bus->efd, POLLIN, 0};
+            poll(&pfd, 1, ms_until(now, next_attempt));
+            continue;
+        }
+
+        struct jlist l;
+        take_submitted(bus, &l);
+        if (send_all(bus, &l) < 0)
+            continue;
+        if (read_frames(bus) < 0)
+            continue;
+        now = now_s();
+        expire_rpcs(bus, now);
+
+        if (draining) {
+            if ((bus->inflight.n == 0 && bus->nrpc == 0) || now >= drain_deadline) {
+                LOG(LOG_INFO, "bus stopping publishes_unconfirmed=%zu rpcs_unanswered=%zu",
+                    bus->inflight.n, bus->nrpc);
+                fail_list(bus, &bus->inflight, 503);
+                fail_rpcs(bus, 503);
+                disconnect(bus, true);
+                break;
+            }
+        }
+
+        /* Sleep until the broker or an HTTP thread has something for us, the
+         * next rpc deadline, or the heartbeat needs servicing. */
+        int timeout = 1000;
+        int hb = bus->cfg->bus.heartbeat;
+        if (hb > 0 && hb * 500 < timeout)
+            timeout = hb * 500;
+        if (bus->heap_len > 0) {
+            int t = ms_until(now, bus->heap[0]->deadline);
+            if (t < timeout)
+                timeout = t;
+        }
+        if (draining) {
+            int t = ms_until(now, drain_deadline);
+            if (t < timeout)
+                timeout = t;
+        }
+        if (amqp_frames_enqueued(bus->conn) || amqp_data_in_buffer(bus->conn))
+            timeout = 0;
+        pthread_mutex_lock(&bus->lock);
+        if (bus->submitted.head)
+            timeout = 0;
+        pthread_mutex_unlock(&bus->lock);
+        if (timeout > 0) {
+            struct pollfd pfd[2] = {{bus->efd, POLLIN, 0}, {amqp_get_sockfd(bus->conn), POLLIN, 0}};
+            poll(pfd, 2, timeout);
+        }
+    }
+
+    /* Whatever was submitted while the last answers went out. */
+    struct jlist l;
+    take_submitted(bus, &l);
+    fail_list(bus, &l, 503);
+    return NULL;
+}
+
+/* ---- public API ---------------------------------------------------------- */
+
+struct mbus *mbus_new(const struct cfg *cfg) {
+    struct mbus *bus = calloc(1, sizeof(*bus));
+    if (!bus)
+        return NULL;
+    bus->cfg = cfg;
+    bus->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (bus->efd < 0)
+        goto out_free;
+    if (pthread_mutex_init(&bus->lock, NULL) != 0)
+        goto out_close;
+    atomic_init(&bus->connected, false);
+    bus->backoff_ms = BACKOFF_MIN_MS;
+
+    uint64_t rnd = 0;
+    if (getrandom(&rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd)) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        rnd = ((uint64_t)ts.tv_nsec << 20) ^ (uint64_t)ts.tv_sec ^ ((uint64_t)getpid() << 40);
+    }
+    snprintf(bus->corr_prefix, sizeof(bus->corr_prefix), "%016" PRIx64, rnd);
+    bus->seed = (unsigned int)(rnd ^ (rnd >> 32));
+    return bus;
+
+out_close:
+    close(bus->efd);
+out_free:
+    free(bus);
+    return NULL;
+}
+
+int mbus_start(struct mbus *bus) {
+    if (pthread_create(&bus->thread, NULL, bus_main, bus) != 0)
+        return -1;
+    bus->started = true;
+    return 0;
+}
+
+static struct job *job_new(const struct mbus_msg *msg, enum job_kind kind, mbus_done_fn done,
+                           void *ctx) {
+    const char *ct = msg->content_type ? msg->content_type : "application/json";
+    const char *mid = msg->message_id ? msg->message_id : "";
+    size_t le = strlen(msg->exchange) + 1, lm = strlen(mid) + 1, lc = strlen(ct) + 1;
+    struct job *j = malloc(sizeof(*j) + le + lm + lc + msg->body_len + 1);
+    if (!j)
+        return NULL;
+    memset(j, 0, sizeof(*j));
+    j->kind = kind;
+    j->done = done;
+    j->ctx = ctx;
+    j->started = now_s();
+    j->timestamp = msg->timestamp;
+    char *p = j->data;
+    j->exchange = memcpy(p, msg->exchange, le);
+    p += le;
+    j->message_id = memcpy(p, mid, lm);
+    p += lm;
+    j->content_type = memcpy(p, ct, lc);
+    p += lc;
+    j->body = p;
+    if (msg->body_len)
+        memcpy(p, msg->body, msg->body_len);
+    p[msg->body_len] = '\0';
+    j->body_len = msg->body_len;
+    return j;
+}
+
+static int submit(struct mbus *bus, struct job *j) {
+    pthread_mutex_lock(&bus->lock);
+    if (bus->stopping) {
+        pthread_mutex_unlock(&bus->lock);
+        free(j);
+        return -1;
+    }
+    bool was_empty = bus->submitted.head == NULL;
+    list_push(&bus->submitted, j);
+    if (j->kind == JOB_PUBLISH)
+        atomic_fetch_add_explicit(&bus->st_pub_inflight, 1, memory_order_relaxed);
+    else
+        atomic_fetch_add_explicit(&bus->st_rpc_inflight, 1, memory_order_relaxed);
+    pthread_mutex_unlock(&bus->lock);
+    /* Only the first job of a batch needs to wake the thread: it takes the
+     * whole list at once. */
+    if (was_empty) {
+        uint64_t one = 1;
+        ssize_t n = write(bus->efd, &one, sizeof(one));
+        (void)n; /* a full counter still wakes the thread */
+    }
+    return 0;
+}
+
+int mbus_publish(struct mbus *bus, const struct mbus_msg *msg, mbus_done_fn done, void *ctx) {
+    struct job *j = job_new(msg, JOB_PUBLISH, done, ctx);
+    if (!j)
+        return -1;
+    return submit(bus, j);
+}
+
+int mbus_rpc(struct mbus *bus, const struct mbus_msg *msg, long timeout_ms, mbus_done_fn done,
+             void *ctx) {
+    struct job *j = job_new(msg, JOB_RPC, done, ctx);
+    if (!j)
+        return -1;
+    if (timeout_ms <= 0)
+        timeout_ms = 5000;
+    j->deadline = j->started + (double)timeout_ms / 1000.0;
+    return submit(bus, j);
+}
+
+bool mbus_is_connected(const struct mbus *bus) {
+    return atomic_load(&((struct mbus *)bus)->connected);
+}
+
+void mbus_stats(const struct mbus *bus, struct mbus_stats *out) {
+    struct mbus *b = (struct mbus *)bus;
+    out->publishes_in_flight = atomic_load_explicit(&b->st_pub_inflight, memory_order_relaxed);
+    out->rpcs_in_flight = atomic_load_explicit(&b->st_rpc_inflight, memory_order_relaxed);
+    out->reconnects = atomic_load_explicit(&b->st_reconnects, memory_order_relaxed);
+    out->confirms = atomic_load_explicit(&b->st_confirms, memory_order_relaxed);
+    out->nacks = atomic_load_explicit(&b->st_nacks, memory_order_relaxed);
+    out->rpc_timeouts = atomic_load_explicit(&b->st_rpc_timeouts, memory_order_relaxed);
+    out->late_replies = atomic_load_explicit(&b->st_late, memory_order_relaxed);
+}
+
+void mbus_stop(struct mbus *bus, long drain_ms) {
+    if (!bus)
+        return;
+    pthread_mutex_lock(&bus->lock);
+    bus->stopping = true;
+    bus->drain_ms = drain_ms < 0 ? 0 : drain_ms;
+    pthread_mutex_unlock(&bus->lock);
+    uint64_t one = 1;
+    ssize_t n = write(bus->efd, &one, sizeof(one));
+    (void)n;
+    if (bus->started) {
+        pthread_join(bus->thread, NULL);
+        bus->started = false;
+    }
+}
+
+void mbus_free(struct mbus *bus) {
+    if (!bus)
+        return;
+    if (bus->started)
+        mbus_stop(bus, 0);
+    if (bus->conn)
+        amqp_destroy_connection(bus->conn);
+    free(bus->dlv.buf);
+    free(bus->buckets);
+    free(bus->heap);
+    free(bus->url_copy);
+    close(bus->efd);
+    pthread_mutex_destroy(&bus->lock);
+    free(bus);
+}

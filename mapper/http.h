@@ -1,0 +1,43 @@
+/* The HTTP side of the restmapper: a libmicrohttpd daemon with an epoll
+ * thread pool that routes each request, checks it (content type, size,
+ * JSON, schemas), turns it into an envelope on the bus and answers when the
+ * bus has the outcome, suspending the connection meanwhile.
+ */
+#ifndef FPESA_MAPPER_HTTP_H
+#define FPESA_MAPPER_HTTP_H
+
+#include <stddef.h>
+
+struct cfg;
+struct mbus;
+struct http_server;
+
+/* Creates the server for cfg and bus (both borrowed; must outlive it).
+ * Builds the route table, the metrics and the OpenAPI document; does not
+ * listen yet. Returns NULL (with a log line) on failure. */
+struct http_server *http_new(const struct cfg *cfg, struct mbus *bus);
+
+/* Starts listening on cfg->http.host:port. Returns 0, or -1 with a log line
+ * (for example when the port is taken). */
+int http_start(struct http_server *srv);
+
+/* Stops accepting new connections; requests already received go on. */
+void http_quiesce(struct http_server *srv);
+
+/* Number of requests received and not yet completed, including those still
+ * arriving (a slow client's half-sent request counts). Thread-safe. */
+long http_in_flight(const struct http_server *srv);
+
+/* Number of requests handed to the bus and not yet answered: what a graceful
+ * stop waits for. Thread-safe. */
+long http_waiting(const struct http_server *srv);
+
+/* Closes every connection and stops the threads. Call only when no request
+ * is waiting for the bus (http_in_flight() is 0, or the bus was stopped, which
+ * answers every pending call). */
+void http_stop(struct http_server *srv);
+
+/* Frees a stopped server. NULL is fine. */
+void http_free(struct http_server *srv);
+
+#endif
