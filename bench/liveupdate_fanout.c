@@ -102,6 +102,10 @@ static int parse_url(const char *url, const char *scheme, char *host, size_t hl,
     return 0;
 }
 
+/* Connects to host:port. To a loopback address, the connection comes from
+ * 127.0.0.2: thousands of connections in TIME_WAIT hold their local ports
+ * for a minute, and ports taken on 127.0.0.1 could be the ones the servers
+ * of the stack need to bind (their ports lie in the ephemeral range). */
 static int tcp_connect(const char *host, int port, int nonblock) {
     struct sockaddr_in sa = {0};
     int fd = socket(AF_INET, SOCK_STREAM | (nonblock ? SOCK_NONBLOCK : 0), 0);
@@ -110,6 +114,17 @@ static int tcp_connect(const char *host, int port, int nonblock) {
     if (fd < 0)
         return -1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    if (strncmp(host, "127.", 4) == 0) {
+        struct sockaddr_in src = {0};
+        src.sin_family = AF_INET;
+        inet_pton(AF_INET, "127.0.0.2", &src.sin_addr);
+        /* The port is chosen at connect(), per destination, not at bind(). */
+        setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof(one));
+        if (bind(fd, (struct sockaddr *)&src, sizeof(src)) < 0) {
+            close(fd);
+            return -1;
+        }
+    }
     sa.sin_family = AF_INET;
     sa.sin_port = htons((uint16_t)port);
     inet_pton(AF_INET, host, &sa.sin_addr);
