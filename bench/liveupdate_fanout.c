@@ -2,13 +2,13 @@
  *
  *   liveupdate_fanout --ws ws://127.0.0.1:8082/messages/ --clients 1000
  *                     (--post http://127.0.0.1:8081/messages/ | --amqp URL --exchange EX)
- *                     [--rate 1000] [--seconds 5]
+ *                     [--rate 1000] [--seconds 5] [--publishers 16]
  *   liveupdate_fanout --ws ... --clients 10000 --idle 10
  *
  * Opens --clients websocket connections (a minimal client on raw sockets and
  * one epoll loop), then publishes --rate messages a second for --seconds,
- * each {"seq": N}, either as HTTP POSTs (the time of the response, the 202,
- * is the start) or straight to the broker (the time of the broker's confirm,
+ * each {"seq": N}, either as HTTP POSTs from --publishers connections
+ * taking turns (the time of the response, the 202, is the start) or straight to the broker (the time of the broker's confirm,
  * which is when the mapper answers 202). Every frame received is matched by
  * its seq; the latency from the start to its receipt at each client is
  * printed as p50/p99/max, with how many of the expected deliveries arrived.
@@ -60,10 +60,17 @@ static int post_port;
 static const char *amqp_url, *exchange;
 static int64_t *t_ack;  /* when publish i was answered (202, or the broker's confirm) */
 static int64_t *t_sent; /* when publish i was sent */
-static int64_t pub_t0;     /* when publish 0 was due; publish i is due i/rate later */
-static int64_t pub_t_last; /* when the last publish was sent */
-static atomic_int published;
-static atomic_int pub_done;
+static int n_pub = 16;            /* HTTP publishers, each sending every n_pub-th message */
+static int64_t pub_t0;            /* when publish 0 is due; publish i is due i/rate later */
+static _Atomic int64_t pub_t_last; /* when the last publish was sent */
+static atomic_int published;      /* publishes answered with success */
+static atomic_int pub_done;       /* publisher threads finished */
+
+static void note_last_send(int64_t t) {
+    int64_t cur = atomic_load(&pub_t_last);
+    while (t > cur && !atomic_compare_exchange_weak(&pub_t_last, &cur, t))
+        ;
+}
 static struct receipt *receipts;
 static size_t n_receipts, cap_receipts;
 static int n_open, n_closed, n_failed;
@@ -313,19 +320,21 @@ static void poll_once(int ep, int timeout_ms) {
 
 /* ---- publishers ---------------------------------------------------------------- */
 
+/* One of n_pub HTTP publishers: sends messages k, k + n_pub, ... each when
+ * it is due, on one keep-alive connection, waiting for each answer. Several
+ * of them keep the schedule although each answer takes a few ms. */
 static void *pub_http(void *arg) {
+    int k = (int)(intptr_t)arg;
     int total = rate * seconds;
     int fd = tcp_connect(post_host, post_port, 0);
-    int64_t t0 = pub_t0 = now_ns();
     char resp[8192];
 
-    (void)arg;
     if (fd < 0) {
         fprintf(stderr, "cannot connect to the publisher endpoint\n");
-        atomic_store(&pub_done, 1);
+        atomic_fetch_add(&pub_done, 1);
         return NULL;
     }
-    for (int i = 0; i < total; i++) {
+    for (int i = k; i < total; i += n_pub) {
         char body[64], req[1024];
         int bl = snprintf(body, sizeof(body), "{\"seq\":%d}", i);
         int n = snprintf(req, sizeof(req),
@@ -333,8 +342,9 @@ static void *pub_http(void *arg) {
                          "Content-Length: %d\r\n\r\n%s",
                          post_path, post_host, post_port, bl, body);
         size_t got = 0;
-        sleep_until(t0 + (int64_t)i * 1000000000LL / rate);
-        t_sent[i] = pub_t_last = now_ns();
+        sleep_until(pub_t0 + (int64_t)i * 1000000000LL / rate);
+        t_sent[i] = now_ns();
+        note_last_send(t_sent[i]);
         if (write(fd, req, (size_t)n) != n)
             break;
         /* Reads one response: headers, then Content-Length bytes. */
@@ -353,12 +363,12 @@ static void *pub_http(void *arg) {
                 continue;
             break;
         }
-        t_ack[i] = now_ns();
         if (strncmp(resp + 9, "20", 2) != 0) {
             fprintf(stderr, "publish answered: %.40s\n", resp);
             break;
         }
-        atomic_store(&published, i + 1);
+        t_ack[i] = now_ns();
+        atomic_fetch_add(&published, 1);
         /* nginx ends a keep-alive connection after keepalive_requests. */
         if (strcasestr(resp, "connection: close")) {
             close(fd);
@@ -368,8 +378,9 @@ static void *pub_http(void *arg) {
         }
     }
 out:
-    close(fd);
-    atomic_store(&pub_done, 1);
+    if (fd >= 0)
+        close(fd);
+    atomic_fetch_add(&pub_done, 1);
     return NULL;
 }
 
@@ -393,13 +404,13 @@ static void *pub_amqp(void *arg) {
         amqp_login(conn, ci.vhost, 0, 131072, 0, AMQP_SASL_METHOD_PLAIN, ci.user, ci.password)
                 .reply_type != AMQP_RESPONSE_NORMAL) {
         fprintf(stderr, "cannot connect to the broker\n");
-        atomic_store(&pub_done, 1);
+        atomic_fetch_add(&pub_done, 1);
         return NULL;
     }
     amqp_channel_open(conn, 1);
     amqp_confirm_select(conn, 1);
     amqp_get_rpc_reply(conn);
-    t0 = pub_t0 = now_ns();
+    t0 = pub_t0;
     for (int i = 0; i < total || acked < atomic_load(&published);) {
         int64_t next = t0 + (int64_t)i * 1000000000LL / rate;
         if (i < total && now_ns() >= next) {
@@ -413,7 +424,8 @@ static void *pub_amqp(void *arg) {
             pr.timestamp = (uint64_t)time(NULL);
             pr.content_type = amqp_cstring_bytes("application/json");
             pr.delivery_mode = 2;
-            t_sent[i] = pub_t_last = now_ns();
+            t_sent[i] = now_ns();
+            note_last_send(t_sent[i]);
             amqp_basic_publish(conn, 1, amqp_cstring_bytes(exchange), amqp_empty_bytes, 0, 0, &pr,
                                amqp_cstring_bytes(body));
             i++;
@@ -459,7 +471,7 @@ static void *pub_amqp(void *arg) {
     amqp_connection_close(conn, AMQP_REPLY_SUCCESS);
     amqp_destroy_connection(conn);
     free(url);
-    atomic_store(&pub_done, 1);
+    atomic_fetch_add(&pub_done, 1);
     return NULL;
 }
 
@@ -472,7 +484,8 @@ int main(int argc, char **argv) {
     const char *ws = NULL, *post = NULL;
     struct rlimit rl;
     int ep, pending;
-    pthread_t th;
+    pthread_t th[64];
+    int n_th;
 
     for (int i = 1; i + 1 < argc; i += 2) {
         if (!strcmp(argv[i], "--ws"))
@@ -485,6 +498,8 @@ int main(int argc, char **argv) {
             seconds = (int)strtol(argv[i + 1], NULL, 10);
         else if (!strcmp(argv[i], "--idle"))
             idle = (int)strtol(argv[i + 1], NULL, 10);
+        else if (!strcmp(argv[i], "--publishers"))
+            n_pub = (int)strtol(argv[i + 1], NULL, 10);
         else if (!strcmp(argv[i], "--post"))
             post = argv[i + 1];
         else if (!strcmp(argv[i], "--amqp"))
@@ -498,7 +513,7 @@ int main(int argc, char **argv) {
     }
     if (!ws ||
         parse_url(ws, "ws://", ws_host, sizeof(ws_host), &ws_port, ws_path, sizeof(ws_path)) < 0 ||
-        n_clients <= 0 || rate <= 0 || seconds <= 0) {
+        n_clients <= 0 || rate <= 0 || seconds <= 0 || n_pub < 1 || n_pub > 64) {
         fprintf(stderr, "usage: liveupdate_fanout --ws ws://HOST:PORT/PATH --clients N "
                         "(--post http://HOST:PORT/PATH | --amqp URL --exchange EX | --idle S) "
                         "[--rate R] [--seconds S]\n");
@@ -567,9 +582,13 @@ int main(int argc, char **argv) {
     if (!receipts)
         return 1;
     memset(receipts, 0, cap_receipts * sizeof(*receipts));
-    if (pthread_create(&th, NULL, post ? pub_http : pub_amqp, NULL) != 0)
-        return 1;
-    while (!atomic_load(&pub_done))
+    /* Publish 0 is due a little later, when every publisher is ready. */
+    n_th = post ? n_pub : 1;
+    pub_t0 = now_ns() + 20000000LL;
+    for (int k = 0; k < n_th; k++)
+        if (pthread_create(&th[k], NULL, post ? pub_http : pub_amqp, (void *)(intptr_t)k) != 0)
+            return 1;
+    while (atomic_load(&pub_done) < n_th)
         poll_once(ep, 10);
     {
         /* Stragglers: until every delivery arrived, or two quiet seconds. */
@@ -584,9 +603,10 @@ int main(int argc, char **argv) {
             }
         }
     }
-    pthread_join(th, NULL);
+    for (int k = 0; k < n_th; k++)
+        pthread_join(th[k], NULL);
     {
-        int pub = atomic_load(&published);
+        int pub = atomic_load(&published), total = rate * seconds;
         size_t want = (size_t)pub * (size_t)n_open, n = 0, early = 0;
         int64_t *lat = malloc((n_receipts + 1) * sizeof(*lat));
         int64_t *lat_sent = malloc((n_receipts + 1) * sizeof(*lat_sent));
@@ -594,7 +614,7 @@ int main(int argc, char **argv) {
         double took = pub > 1 ? (double)(pub_t_last - pub_t0) / 1e9 : 0;
         for (size_t i = 0; i < n_receipts; i++) {
             uint32_t s = receipts[i].seq;
-            if ((int)s >= pub || !t_ack[s])
+            if ((int)s >= total || !t_ack[s])
                 continue;
             int64_t d = receipts[i].t - t_ack[s];
             if (d < 0) {
