@@ -74,6 +74,7 @@ static void note_last_send(int64_t t) {
 static struct receipt *receipts;
 static size_t n_receipts, cap_receipts;
 static int n_open, n_closed, n_failed;
+static unsigned long long n_reads; /* reads that returned data, to report frames per read */
 
 static int64_t now_ns(void) {
     struct timespec ts;
@@ -248,6 +249,7 @@ static void on_readable(int ep, struct conn *c) {
             return;
         }
         c->len += (size_t)n;
+        n_reads++;
         if (c->state == ST_HANDSHAKE) {
             unsigned char *end = memmem(c->buf, c->len, "\r\n\r\n", 4);
             size_t hl;
@@ -582,6 +584,13 @@ int main(int argc, char **argv) {
     if (!receipts)
         return 1;
     memset(receipts, 0, cap_receipts * sizeof(*receipts));
+    /* The receiving loop's own CPU is measured from here: when it is busy
+     * nearly all the time, the client, not the server, sets the latency. */
+    struct timespec cpu0;
+    int64_t wall0 = now_ns();
+    unsigned long long reads0 = n_reads;
+    size_t receipts0 = n_receipts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &cpu0);
     /* Publish 0 is due a little later, when every publisher is ready. */
     n_th = post ? n_pub : 1;
     pub_t0 = now_ns() + 20000000LL;
@@ -605,6 +614,16 @@ int main(int argc, char **argv) {
     }
     for (int k = 0; k < n_th; k++)
         pthread_join(th[k], NULL);
+    {
+        struct timespec cpu1;
+        double busy, wall = (double)(now_ns() - wall0) / 1e9;
+        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &cpu1);
+        busy = (double)(cpu1.tv_sec - cpu0.tv_sec) + (double)(cpu1.tv_nsec - cpu0.tv_nsec) / 1e9;
+        printf("bench client receiving loop: busy %.0f%% of %.2f s, %.1f frames per read%s\n",
+               wall > 0 ? 100 * busy / wall : 0.0, wall,
+               n_reads > reads0 ? (double)(n_receipts - receipts0) / (double)(n_reads - reads0) : 0.0,
+               wall > 0 && busy / wall > 0.9 ? " (saturated: these latencies are the client's)" : "");
+    }
     {
         int pub = atomic_load(&published), total = rate * seconds;
         size_t want = (size_t)pub * (size_t)n_open, n = 0, early = 0;
