@@ -8,8 +8,9 @@
  * Opens --clients websocket connections (a minimal client on raw sockets and
  * one epoll loop), then publishes --rate messages a second for --seconds,
  * each {"seq": N}, either as HTTP POSTs from --publishers connections
- * taking turns (the time of the response, the 202, is the start) or straight to the broker (the time of the broker's confirm,
- * which is when the mapper answers 202). Every frame received is matched by
+ * taking turns (the time of the response, the 202, is the start) or
+ * straight to the broker (the time of the broker's confirm, which is when
+ * the mapper answers 202). Every frame received is matched by
  * its seq; the latency from the start to its receipt at each client is
  * printed as p50/p99/max, with how many of the expected deliveries arrived.
  * With --idle it only holds the connections for that many seconds, printing
@@ -58,13 +59,13 @@ static int ws_port = 80;
 static char post_host[256], post_path[512];
 static int post_port;
 static const char *amqp_url, *exchange;
-static int64_t *t_ack;  /* when publish i was answered (202, or the broker's confirm) */
-static int64_t *t_sent; /* when publish i was sent */
-static int n_pub = 16;            /* HTTP publishers, each sending every n_pub-th message */
-static int64_t pub_t0;            /* when publish 0 is due; publish i is due i/rate later */
+static int64_t *t_ack;             /* when publish i was answered (202, or the broker's confirm) */
+static int64_t *t_sent;            /* when publish i was sent */
+static int n_pub = 16;             /* HTTP publishers, each sending every n_pub-th message */
+static int64_t pub_t0;             /* when publish 0 is due; publish i is due i/rate later */
 static _Atomic int64_t pub_t_last; /* when the last publish was sent */
-static atomic_int published;      /* publishes answered with success */
-static atomic_int pub_done;       /* publisher threads finished */
+static atomic_int published;       /* publishes answered with success */
+static atomic_int pub_done;        /* publisher threads finished */
 
 static void note_last_send(int64_t t) {
     int64_t cur = atomic_load(&pub_t_last);
@@ -619,10 +620,11 @@ int main(int argc, char **argv) {
         double busy, wall = (double)(now_ns() - wall0) / 1e9;
         clock_gettime(CLOCK_THREAD_CPUTIME_ID, &cpu1);
         busy = (double)(cpu1.tv_sec - cpu0.tv_sec) + (double)(cpu1.tv_nsec - cpu0.tv_nsec) / 1e9;
-        printf("bench client receiving loop: busy %.0f%% of %.2f s, %.1f frames per read%s\n",
-               wall > 0 ? 100 * busy / wall : 0.0, wall,
-               n_reads > reads0 ? (double)(n_receipts - receipts0) / (double)(n_reads - reads0) : 0.0,
-               wall > 0 && busy / wall > 0.9 ? " (saturated: these latencies are the client's)" : "");
+        printf(
+            "bench client receiving loop: busy %.0f%% of %.2f s, %.1f frames per read%s\n",
+            wall > 0 ? 100 * busy / wall : 0.0, wall,
+            n_reads > reads0 ? (double)(n_receipts - receipts0) / (double)(n_reads - reads0) : 0.0,
+            wall > 0 && busy / wall > 0.9 ? " (saturated: these latencies are the client's)" : "");
     }
     {
         int pub = atomic_load(&published), total = rate * seconds;
