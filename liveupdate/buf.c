@@ -89,6 +89,7 @@ void live_inbox_init(struct live_inbox *q) {
     pthread_mutex_init(&q->lock, NULL);
     q->head = q->tail = NULL;
     q->depth = 0;
+    atomic_init(&q->nonempty, false);
 }
 
 void live_inbox_fini(struct live_inbox *q) {
@@ -111,6 +112,7 @@ void live_inbox_push(struct live_inbox *q, struct live_event *ev) {
         q->head = ev;
     q->tail = ev;
     q->depth++;
+    atomic_store_explicit(&q->nonempty, true, memory_order_relaxed);
     pthread_mutex_unlock(&q->lock);
 }
 
@@ -121,6 +123,7 @@ struct live_event *live_inbox_take_all(struct live_inbox *q) {
     all = q->head;
     q->head = q->tail = NULL;
     q->depth = 0;
+    atomic_store_explicit(&q->nonempty, false, memory_order_relaxed);
     pthread_mutex_unlock(&q->lock);
     return all;
 }

@@ -88,6 +88,7 @@ struct live_inbox {
     pthread_mutex_t lock;
     struct live_event *head, *tail;
     size_t depth;
+    atomic_bool nonempty; /* a hint readable without the lock */
 };
 
 void live_inbox_init(struct live_inbox *q);
@@ -98,5 +99,10 @@ void live_inbox_push(struct live_inbox *q, struct live_event *ev);
 /* Removes and returns every queued event as a list in order (new; free each
  * with live_event_free), or NULL. */
 struct live_event *live_inbox_take_all(struct live_inbox *q);
+/* True when events may be queued: a cheap check without the lock, for the
+ * receiver to look for work between other jobs. */
+static inline bool live_inbox_nonempty(struct live_inbox *q) {
+    return atomic_load_explicit(&q->nonempty, memory_order_relaxed);
+}
 
 #endif
