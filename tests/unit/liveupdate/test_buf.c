@@ -97,5 +97,8 @@ Test(buf, references_and_inbox_order) {
 
 Test(buf, iso_time) {
     char b[40];
-    cr_assert_str_eq(live_time_iso(1700000000, b, sizeof(b)), "2023-11-14T22:13:20Z");
+    cr_assert_str_eq(live_time_iso(1700000000123LL, b, sizeof(b)), "2023-11-14T22:13:20.123+00:00");
+    cr_assert_eq(live_uuid7_ms("018bcfe5-687b-7000-8000-000000000000"), 1700000000123LL);
+    cr_assert_eq(live_uuid7_ms("018bcfe5-687b-4000-8000-000000000000"), 0);
+    cr_assert_eq(live_uuid7_ms("not-a-uuid"), 0);
 }
