@@ -6,6 +6,17 @@
 #     runs a mapper, else the broker's confirm, which is when the mapper would
 #     answer) to the receipt at every client, p50/p99; then the same through
 #     nchan (HTTP publish answered 201/202 -> websocket subscribers).
+#   The two are compared on the latency from when each publish was due (the
+#     schedule of RATE a second): nchan answers its publisher only after its
+#     fan-out, so its publisher falls behind the schedule when nchan is slow,
+#     and latencies from the answer or the send alone would hide that wait.
+#     The rate each publisher achieved is printed too.
+#   LIVE_BENCH_RUNS (default 1) repeats both measurements, interleaved, and
+#     prints every run: the machine may be shared, so read ranges.
+#     LIVE_BENCH_VIA=broker publishes straight to the broker even when a
+#     mapper runs (liveupdate alone, without the mapper's share of the time).
+#     The client prints how busy its own receiving loop was: near 100%, the
+#     figures are the client's, not the server's.
 #   10,000 idle connections: resident memory of liveupdate (goal < 100 MiB).
 #
 # Needs the stack's broker (scripts/stack.sh start servers); starts its own
@@ -81,8 +92,10 @@ http {
     scgi_temp_path $WORK/nginx/tmp/scgi;
     server {
         listen 127.0.0.1:$NCHAN_PORT;
-        location = /sub { nchan_subscriber websocket; nchan_channel_id bench; }
-        location = /pub { nchan_publisher; nchan_channel_id bench; nchan_message_buffer_length 16; }
+        # A channel per run (?id=): a new subscriber may be handed the last
+        # messages of the channel, whose seq would count as this run's.
+        location = /sub { nchan_subscriber websocket; nchan_channel_id \$arg_id; }
+        location = /pub { nchan_publisher; nchan_channel_id \$arg_id; nchan_message_buffer_length 16; }
     }
 }
 EOF
@@ -91,7 +104,7 @@ if [ -f /usr/lib/nginx/modules/ngx_nchan_module.so ]; then
     nginx -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" >"$WORK/nginx/logs/stdout.log" 2>&1 &
     PIDS+=("$!")
     for _ in $(seq 1 50); do
-        curl -s -o /dev/null --max-time 1 "http://127.0.0.1:$NCHAN_PORT/pub" && { NCHAN=1; break; }
+        curl -s -o /dev/null --max-time 1 "http://127.0.0.1:$NCHAN_PORT/pub?id=probe" && { NCHAN=1; break; }
         sleep 0.1
     done
     [ "$NCHAN" = 1 ] || { echo "nginx with nchan did not start:"; cat "$WORK/nginx/logs/"*; }
@@ -100,57 +113,59 @@ else
 fi
 
 # ---- fan-out latency ------------------------------------------------------------
-if curl -fsS -o /dev/null --max-time 1 "http://127.0.0.1:$FPESA_MAPPER_PORT/health" >/dev/null 2>&1; then
+if [ "${LIVE_BENCH_VIA:-}" != broker ] &&
+    curl -fsS -o /dev/null --max-time 1 "http://127.0.0.1:$FPESA_MAPPER_PORT/health" >/dev/null 2>&1; then
     PUB=(--post "http://127.0.0.1:$FPESA_MAPPER_PORT/messages/")
     FROM="the mapper's 202"
 else
     PUB=(--amqp "$FPESA_AMQP_URL" --exchange "/messages/:POST")
     FROM="the broker's confirm (no mapper running)"
 fi
-echo "liveupdate: $CLIENTS clients, $RATE msg/s for ${SECS}s, latency from $FROM to receipt"
-live_cpu0=$(cpu_ticks "$LIVE_PID")
-timeout 300 "$BIN" --ws "ws://127.0.0.1:$LIVE_PORT/messages/" --clients "$CLIENTS" \
-    --rate "$RATE" --seconds "$SECS" "${PUB[@]}" | tee "$WORK/live.out"
-live_cpu=$(( $(cpu_ticks "$LIVE_PID") - live_cpu0 ))
-live_p50=$(sed -n 's/^FIGURES p50_ms=\([0-9.]*\).*/\1/p' "$WORK/live.out")
-live_p99=$(sed -n 's/^FIGURES.* p99_ms=\([0-9.]*\).*/\1/p' "$WORK/live.out")
-live_s50=$(sed -n 's/^FIGURES.* send_p50_ms=\([0-9.]*\).*/\1/p' "$WORK/live.out")
-live_s99=$(sed -n 's/^FIGURES.* send_p99_ms=\([0-9.]*\).*/\1/p' "$WORK/live.out")
-echo "liveupdate RSS after the fan-out: $(awk '/VmRSS/ {print $2 " " $3}' /proc/$LIVE_PID/status)"
-
-nchan_p50="" nchan_p99="" nchan_s50="" nchan_s99="" nchan_cpu=""
-if [ "$NCHAN" = 1 ]; then
-    echo "nchan: $CLIENTS clients, $RATE msg/s for ${SECS}s, latency from the publish response to receipt"
-    NGINX_WORKER=$(ps -o pid= --ppid "$(cat "$WORK/nginx/nginx.pid")" | head -n 1 | tr -d ' ')
-    nchan_cpu0=$(cpu_ticks "$NGINX_WORKER")
-    timeout 300 "$BIN" --ws "ws://127.0.0.1:$NCHAN_PORT/sub" --clients "$CLIENTS" \
-        --rate "$RATE" --seconds "$SECS" --post "http://127.0.0.1:$NCHAN_PORT/pub" | tee "$WORK/nchan.out"
-    nchan_cpu=$(( $(cpu_ticks "$NGINX_WORKER") - nchan_cpu0 ))
-    nchan_p50=$(sed -n 's/^FIGURES p50_ms=\([0-9.]*\).*/\1/p' "$WORK/nchan.out")
-    nchan_p99=$(sed -n 's/^FIGURES.* p99_ms=\([0-9.]*\).*/\1/p' "$WORK/nchan.out")
-    nchan_s50=$(sed -n 's/^FIGURES.* send_p50_ms=\([0-9.]*\).*/\1/p' "$WORK/nchan.out")
-    nchan_s99=$(sed -n 's/^FIGURES.* send_p99_ms=\([0-9.]*\).*/\1/p' "$WORK/nchan.out")
-fi
-
+RUNS=${LIVE_BENCH_RUNS:-1}
+NGINX_WORKER=""
+[ "$NCHAN" = 1 ] && NGINX_WORKER=$(ps -o pid= --ppid "$(cat "$WORK/nginx/nginx.pid")" | head -n 1 | tr -d ' ')
+fig() { sed -n "s/^FIGURES.* $1=\([0-9.]*\).*/\1/p" "$2"; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || b == 0) print "-"; else printf "%.2f", a / b }'; }
-printf 'RESULT\tliveupdate fan-out p50, %d clients @ %d msg/s (ms)\t%s\tnchan p50 (ms)\t%s\t%s\n' \
-    "$CLIENTS" "$RATE" "${live_p50:--}" "${nchan_p50:--}" "$(ratio "$live_p50" "$nchan_p50")"
-printf 'RESULT\tliveupdate fan-out p99, %d clients @ %d msg/s (ms)\t%s\tnchan p99 (ms)\t%s\t%s\n' \
-    "$CLIENTS" "$RATE" "${live_p99:--}" "${nchan_p99:--}" "$(ratio "$live_p99" "$nchan_p99")"
-# nchan answers its publisher after delivering, so from the send is the fair comparison.
-printf 'RESULT\tliveupdate fan-out p50 from the send (ms)\t%s\tnchan p50 from the send (ms)\t%s\t%s\n' \
-    "${live_s50:--}" "${nchan_s50:--}" "$(ratio "$live_s50" "$nchan_s50")"
-printf 'RESULT\tliveupdate fan-out p99 from the send (ms)\t%s\tnchan p99 from the send (ms)\t%s\t%s\n' \
-    "${live_s99:--}" "${nchan_s99:--}" "$(ratio "$live_s99" "$nchan_s99")"
-
-# CPU per delivery (the machine may be shared, so latency alone can mislead).
 hz=$(getconf CLK_TCK)
 deliv=$((RATE * SECS * CLIENTS))
-live_us=$(awk -v t="$live_cpu" -v hz="$hz" -v n="$deliv" 'BEGIN { printf "%.3f", t / hz * 1e6 / n }')
-nchan_us=$([ -n "$nchan_cpu" ] && awk -v t="$nchan_cpu" -v hz="$hz" -v n="$deliv" 'BEGIN { printf "%.3f", t / hz * 1e6 / n }')
-echo "CPU per delivery: liveupdate $live_us us (all threads), nchan ${nchan_us:--} us (its worker)"
-printf 'RESULT\tliveupdate CPU per delivery (us)\t%s\tnchan CPU per delivery (us)\t%s\t%s\n' \
-    "$live_us" "${nchan_us:--}" "$(ratio "$live_us" "$nchan_us")"
+per_us() { awk -v t="$1" -v hz="$hz" -v n="$deliv" 'BEGIN { printf "%.3f", t / hz * 1e6 / n }'; }
+
+for run in $(seq 1 "$RUNS"); do
+    echo "---- run $run of $RUNS"
+    echo "liveupdate: $CLIENTS clients, $RATE msg/s for ${SECS}s, latency from $FROM to receipt"
+    live_cpu0=$(cpu_ticks "$LIVE_PID")
+    timeout 300 "$BIN" --ws "ws://127.0.0.1:$LIVE_PORT/messages/" --clients "$CLIENTS" \
+        --rate "$RATE" --seconds "$SECS" "${PUB[@]}" | tee "$WORK/live.out"
+    live_cpu=$(( $(cpu_ticks "$LIVE_PID") - live_cpu0 ))
+    echo "liveupdate RSS after the fan-out: $(awk '/VmRSS/ {print $2 " " $3}' /proc/$LIVE_PID/status)"
+    : >"$WORK/nchan.out"
+    nchan_cpu=""
+    if [ "$NCHAN" = 1 ]; then
+        echo "nchan: $CLIENTS clients, $RATE msg/s for ${SECS}s, latency from the publish response to receipt"
+        nchan_cpu0=$(cpu_ticks "$NGINX_WORKER")
+        timeout 300 "$BIN" --ws "ws://127.0.0.1:$NCHAN_PORT/sub?id=run$run" --clients "$CLIENTS" \
+            --rate "$RATE" --seconds "$SECS" --post "http://127.0.0.1:$NCHAN_PORT/pub?id=run$run" | tee "$WORK/nchan.out"
+        nchan_cpu=$(( $(cpu_ticks "$NGINX_WORKER") - nchan_cpu0 ))
+    fi
+    L=$WORK/live.out N=$WORK/nchan.out
+    printf 'RESULT\trun %d: liveupdate p50 from when due, %d clients @ %d msg/s (ms)\t%s\tnchan (ms)\t%s\t%s\n' \
+        "$run" "$CLIENTS" "$RATE" "$(fig due_p50_ms "$L")" "$(fig due_p50_ms "$N")" \
+        "$(ratio "$(fig due_p50_ms "$L")" "$(fig due_p50_ms "$N")")"
+    printf 'RESULT\trun %d: liveupdate p99 from when due (ms)\t%s\tnchan (ms)\t%s\t%s\n' \
+        "$run" "$(fig due_p99_ms "$L")" "$(fig due_p99_ms "$N")" \
+        "$(ratio "$(fig due_p99_ms "$L")" "$(fig due_p99_ms "$N")")"
+    printf 'RESULT\trun %d: liveupdate p50 / p99 from the answer (ms)\t%s / %s\tnchan (ms)\t%s / %s\t-\n' \
+        "$run" "$(fig p50_ms "$L")" "$(fig p99_ms "$L")" "$(fig p50_ms "$N")" "$(fig p99_ms "$N")"
+    printf 'RESULT\trun %d: liveupdate publish rate achieved (msg/s)\t%s\tnchan (msg/s)\t%s\t-\n' \
+        "$run" "$(fig rate "$L")" "$(fig rate "$N")"
+    printf 'RESULT\trun %d: liveupdate deliveries made\t%s of %s\tnchan\t%s of %s\t-\n' \
+        "$run" "$(fig delivered "$L")" "$(fig expected "$L")" "$(fig delivered "$N")" "$(fig expected "$N")"
+    # CPU per delivery (the machine may be shared, so latency alone can mislead).
+    live_us=$(per_us "$live_cpu")
+    nchan_us=$([ -n "$nchan_cpu" ] && per_us "$nchan_cpu")
+    printf 'RESULT\trun %d: liveupdate CPU per delivery, all threads (us)\t%s\tnchan, its worker (us)\t%s\t%s\n' \
+        "$run" "$live_us" "${nchan_us:--}" "$(ratio "$live_us" "$nchan_us")"
+done
 
 # ---- idle connections -------------------------------------------------------------
 echo "liveupdate: $IDLE idle connections"

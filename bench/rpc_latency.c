@@ -205,10 +205,11 @@ int main(int argc, char **argv) {
     qsort(rtt, (size_t)n, sizeof(double), cmp_double);
     qsort(wt, (size_t)wcount, sizeof(double), cmp_double);
     double p50 = pct(rtt, n, 0.5), w50 = pct(wt, wcount, 0.5);
-    printf("rpc requests=%ld worker_answers=%ld non200=%ld p50=%.3fms p90=%.3fms p99=%.3fms worker_p50=%.3fms "
+    printf("rpc requests=%ld worker_answers=%ld non200=%ld p50=%.3fms p90=%.3fms p99=%.3fms "
+           "worker_p50=%.3fms "
            "beyond_worker_p50=%.3fms\n",
-           n, wn - WARMUP, bad, p50 * 1e3, pct(rtt, n, 0.9) * 1e3, pct(rtt, n, 0.99) * 1e3, w50 * 1e3,
-           (p50 - w50) * 1e3);
+           n, wn - WARMUP, bad, p50 * 1e3, pct(rtt, n, 0.9) * 1e3, pct(rtt, n, 0.99) * 1e3,
+           w50 * 1e3, (p50 - w50) * 1e3);
     free(rtt);
     free(worker_times);
     return bad ? 1 : 0;

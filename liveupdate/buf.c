@@ -5,13 +5,49 @@
 #include <string.h>
 #include <time.h>
 
-char *live_time_iso(int64_t secs, char *buf, size_t len) {
+char *live_time_iso(int64_t ms, char *buf, size_t len) {
     struct tm tm;
-    time_t t = secs > 0 ? (time_t)secs : time(NULL);
+    struct timespec now;
+    time_t t;
+    size_t n;
 
+    if (ms <= 0) {
+        clock_gettime(CLOCK_REALTIME, &now);
+        ms = (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000;
+    }
+    t = (time_t)(ms / 1000);
     gmtime_r(&t, &tm);
-    strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    n = strftime(buf, len, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(buf + n, len - n, ".%03d+00:00", (int)(ms % 1000));
     return buf;
+}
+
+int64_t live_uuid7_ms(const char *id) {
+    int64_t ms = 0;
+    int digits = 0;
+
+    /* xxxxxxxx-xxxx-7xxx-[89ab]xxx-xxxxxxxxxxxx: the first 48 bits are the
+     * Unix time in milliseconds. */
+    if (!id || strlen(id) != 36 || id[8] != '-' || id[13] != '-' || id[14] != '7' ||
+        id[18] != '-' || id[23] != '-' || !strchr("89abAB", id[19]))
+        return 0;
+    for (int i = 0; i < 13 && digits < 12; i++) {
+        char c = id[i];
+        int v;
+        if (c == '-')
+            continue;
+        if (c >= '0' && c <= '9')
+            v = c - '0';
+        else if (c >= 'a' && c <= 'f')
+            v = c - 'a' + 10;
+        else if (c >= 'A' && c <= 'F')
+            v = c - 'A' + 10;
+        else
+            return 0;
+        ms = ms * 16 + v;
+        digits++;
+    }
+    return ms;
 }
 
 struct live_msg *live_msg_new(int channel, const char *channel_path, const char *id,
@@ -89,6 +125,7 @@ void live_inbox_init(struct live_inbox *q) {
     pthread_mutex_init(&q->lock, NULL);
     q->head = q->tail = NULL;
     q->depth = 0;
+    atomic_init(&q->nonempty, false);
 }
 
 void live_inbox_fini(struct live_inbox *q) {
@@ -111,6 +148,7 @@ void live_inbox_push(struct live_inbox *q, struct live_event *ev) {
         q->head = ev;
     q->tail = ev;
     q->depth++;
+    atomic_store_explicit(&q->nonempty, true, memory_order_relaxed);
     pthread_mutex_unlock(&q->lock);
 }
 
@@ -121,6 +159,7 @@ struct live_event *live_inbox_take_all(struct live_inbox *q) {
     all = q->head;
     q->head = q->tail = NULL;
     q->depth = 0;
+    atomic_store_explicit(&q->nonempty, false, memory_order_relaxed);
     pthread_mutex_unlock(&q->lock);
     return all;
 }

@@ -37,9 +37,15 @@ struct live_msg {
 struct live_msg *live_msg_new(int channel, const char *channel_path, const char *id,
                               const char *received_at, json_t *data, size_t pre);
 
-/* Formats seconds since the epoch as 2026-01-02T03:04:05Z into buf (>= 32 bytes).
- * 0 means now. Returns buf. */
-char *live_time_iso(int64_t secs, char *buf, size_t len);
+/* Formats milliseconds since the epoch as 2026-01-02T03:04:05.678+00:00 (the
+ * form the message store answers with) into buf (>= 40 bytes). 0 means now.
+ * Returns buf. */
+char *live_time_iso(int64_t ms, char *buf, size_t len);
+
+/* The millisecond time inside a UUIDv7 id (borrowed), or 0 when id is not one.
+ * The store takes a message's receive time from it too, so a live frame and
+ * the stored message show the same time. */
+int64_t live_uuid7_ms(const char *id);
 
 /* Adds a reference and returns m. */
 struct live_msg *live_msg_ref(struct live_msg *m);
@@ -88,6 +94,7 @@ struct live_inbox {
     pthread_mutex_t lock;
     struct live_event *head, *tail;
     size_t depth;
+    atomic_bool nonempty; /* a hint readable without the lock */
 };
 
 void live_inbox_init(struct live_inbox *q);
@@ -98,5 +105,10 @@ void live_inbox_push(struct live_inbox *q, struct live_event *ev);
 /* Removes and returns every queued event as a list in order (new; free each
  * with live_event_free), or NULL. */
 struct live_event *live_inbox_take_all(struct live_inbox *q);
+/* True when events may be queued: a cheap check without the lock, for the
+ * receiver to look for work between other jobs. */
+static inline bool live_inbox_nonempty(struct live_inbox *q) {
+    return atomic_load_explicit(&q->nonempty, memory_order_relaxed);
+}
 
 #endif

@@ -237,7 +237,7 @@ static void on_live(struct live_bus *bus, amqp_envelope_t *env) {
     amqp_basic_properties_t *pr = &env->message.properties;
     int ch = channel_of_exchange(bus, env->exchange);
     char id[128] = "";
-    char when[40];
+    char when[48];
     json_error_t jerr;
     json_t *body, *data = NULL;
     struct live_event *ev;
@@ -247,8 +247,12 @@ static void on_live(struct live_bus *bus, amqp_envelope_t *env) {
         return;
     if (pr->_flags & AMQP_BASIC_MESSAGE_ID_FLAG)
         snprintf(id, sizeof(id), "%.*s", (int)pr->message_id.len, (char *)pr->message_id.bytes);
-    live_time_iso((pr->_flags & AMQP_BASIC_TIMESTAMP_FLAG) ? (int64_t)pr->timestamp : 0, when,
-                  sizeof(when));
+    {
+        int64_t ms = live_uuid7_ms(id);
+        if (ms == 0 && (pr->_flags & AMQP_BASIC_TIMESTAMP_FLAG))
+            ms = (int64_t)pr->timestamp * 1000;
+        live_time_iso(ms, when, sizeof(when));
+    }
     body = json_loadb(env->message.body.bytes, env->message.body.len, 0, &jerr);
     if (!body || !json_is_object(body)) {
         atomic_fetch_add(&bus->stats.bad_messages, 1);

@@ -23,10 +23,11 @@
 
 /* Stored messages asked for per resume request. */
 #define REPLAY_PAGE 100
-/* Live messages are flushed to their clients at most this often (µs): a
- * message arriving alone waits at most this long, and under load each
- * client gets several frames per write instead of one write per frame. */
-#define FLUSH_US 5000
+/* Live messages are flushed to their clients at most this often (µs). A
+ * message that arrives when the last flush is older than that goes out at
+ * once; under load, the messages arriving within one interval share a write
+ * per client instead of one write per frame each. */
+#define FLUSH_US 1000
 /* Bytes of frames written to one client per writable callback. */
 #define SCRATCH_SIZE (64 * 1024)
 /* Close code on broker loss: 1014 "Bad Gateway" in the IANA registry (the
@@ -66,6 +67,7 @@ struct client {
     long replayed;
 
     bool dirty; /* has frames and waits for the next flush to ask for writable */
+    bool asked; /* a writable callback is asked for and not served yet */
     bool closing;
     int close_code;
     const char *close_reason;
@@ -112,6 +114,8 @@ struct live_server {
 
     lws_sorted_usec_list_t flush_sul; /* pending flush of dirty clients */
     bool flush_scheduled;
+    bool any_dirty;        /* some client became dirty since the last flush */
+    lws_usec_t last_flush; /* when the last flush ran */
 
     unsigned char scratch[LWS_PRE + SCRATCH_SIZE]; /* batches frames for one write */
 };
@@ -295,25 +299,44 @@ static int serve_http(struct lws *wsi, const char *path) {
 /* ---- client queues ----------------------------------------------------------- */
 
 static void client_close(struct client *c, int code, const char *reason);
+static void drain_inbox(struct live_server *srv);
+
+/* Asks a writable callback for every client with frames waiting. */
+static void flush_now(struct live_server *srv) {
+    srv->last_flush = lws_now_usecs();
+    srv->any_dirty = false;
+    for (size_t i = 0; i < srv->n_channels; i++)
+        for (struct client *c = srv->channels[i].clients; c; c = c->next)
+            if (c->dirty) {
+                c->dirty = false;
+                c->asked = true;
+                lws_callback_on_writable(c->wsi);
+            }
+}
 
 static void flush_run(lws_sorted_usec_list_t *sul) {
     struct live_server *srv =
         (struct live_server *)((char *)sul - offsetof(struct live_server, flush_sul));
 
     srv->flush_scheduled = false;
-    for (size_t i = 0; i < srv->n_channels; i++)
-        for (struct client *c = srv->channels[i].clients; c; c = c->next)
-            if (c->dirty) {
-                c->dirty = false;
-                lws_callback_on_writable(c->wsi);
-            }
+    flush_now(srv);
 }
 
+/* Flushes now when the last flush is at least FLUSH_US old, else when it
+ * will be: an isolated message is not delayed, a stream is batched. */
 static void flush_schedule(struct live_server *srv) {
-    if (srv->flush_scheduled)
+    lws_usec_t now, due;
+
+    if (srv->flush_scheduled || !srv->any_dirty)
         return;
+    now = lws_now_usecs();
+    due = srv->last_flush + FLUSH_US;
+    if (now >= due) {
+        flush_now(srv);
+        return;
+    }
     srv->flush_scheduled = true;
-    lws_sul_schedule(srv->ctx, 0, &srv->flush_sul, flush_run, FLUSH_US);
+    lws_sul_schedule(srv->ctx, 0, &srv->flush_sul, flush_run, due - now);
 }
 
 static void ring_clear(struct live_server *srv, struct client *c) {
@@ -391,9 +414,9 @@ static void client_offer(struct live_server *srv, struct client *c, struct live_
         client_close(c, LWS_CLOSE_STATUS_UNEXPECTED_CONDITION, "out of memory");
         return;
     }
-    if (!c->pending && !c->dirty) {
+    if (!c->pending && !c->dirty && !c->asked) {
         c->dirty = true;
-        flush_schedule(srv);
+        srv->any_dirty = true;
     }
 }
 
@@ -471,12 +494,18 @@ static int client_write(struct live_server *srv, struct client *c) {
     size_t used = 0;
     struct live_msg *m;
 
+    /* Messages that arrived while this round of writes was under way go
+     * out in it, to the clients not written yet, instead of waiting for
+     * the round to end before they are even queued. */
+    if (live_inbox_nonempty(&srv->inbox))
+        drain_inbox(srv);
     if (c->closing) {
         size_t n = strlen(c->close_reason);
         lws_close_reason(c->wsi, (enum lws_close_status)c->close_code,
                          (unsigned char *)c->close_reason, n);
         return -1;
     }
+    c->asked = false;
     if (c->pending)
         return 0;
     m = client_peek(c);
@@ -495,8 +524,10 @@ static int client_write(struct live_server *srv, struct client *c) {
         if (used && lws_write(c->wsi, out, used, LWS_WRITE_RAW) < (int)used)
             return -1;
     }
-    if (client_peek(c))
+    if (client_peek(c)) {
+        c->asked = true;
         lws_callback_on_writable(c->wsi);
+    }
     return 0;
 }
 
@@ -533,6 +564,7 @@ static void resume_request(struct live_server *srv, struct client *c) {
 
 static void resume_done(struct client *c) {
     c->pending = false;
+    c->asked = true;
     lws_set_timer_usecs(c->wsi, LWS_SET_TIMER_USEC_CANCEL);
     lws_callback_on_writable(c->wsi);
 }
@@ -648,6 +680,7 @@ static void drain_inbox(struct live_server *srv) {
         live_event_free(ev);
         ev = next;
     }
+    flush_schedule(srv);
 }
 
 /* ---- the protocol callback ----------------------------------------------------- */
@@ -863,8 +896,12 @@ static void wake(void *arg) {
     lws_cancel_service(srv->ctx);
 }
 
+/* tx_packet_size must be set: left at 0, libwebsockets caps every send() at
+ * rx_buffer_size (512 bytes here) and keeps the rest of a batch in its own
+ * buffer, sent 512 bytes per trip through the event loop, during which the
+ * client's queue is not served. */
 static const struct lws_protocols protocols[] = {
-    {"fpesa-live", callback, sizeof(struct client), 512, 0, NULL, 0},
+    {"fpesa-live", callback, sizeof(struct client), 512, 0, NULL, SCRATCH_SIZE},
     {NULL, NULL, 0, 0, 0, NULL, 0},
 };
 

@@ -23,7 +23,7 @@ struct fpesa_ctx {
     bool is_rpc;                  /* the queue is an rpc endpoint's: callers wait, batches do not */
     pthread_t thread;
     bool started;
-    pthread_t run_thread;   /* the plugin's run(), when it has one */
+    pthread_t run_thread; /* the plugin's run(), when it has one */
     bool run_started;
     pthread_mutex_t cache_lock;
     char **cache; /* strings returned by the config service */

@@ -256,9 +256,8 @@ typedef const struct fpesa_handler *(*fpesa_handler_entry_fn)(void);
  */
 #define FPESA_HANDLER_DEFINE_RUN(desc, init_cb, batch_cb, fini_cb, run_cb)                         \
     const struct fpesa_handler *fpesa_handler_v1(void);                                            \
-    __attribute__((visibility("default"))) const struct fpesa_handler *fpesa_handler_v1(void)      \
-    {                                                                                              \
-        static const struct fpesa_handler table = {                                               \
+    __attribute__((visibility("default"))) const struct fpesa_handler *fpesa_handler_v1(void) {    \
+        static const struct fpesa_handler table = {                                                \
             .abi_version = FPESA_HANDLER_ABI_VERSION,                                              \
             .struct_size = sizeof(struct fpesa_handler),                                           \
             .description = (desc),                                                                 \

@@ -69,6 +69,7 @@ Test(buf, references_and_inbox_order) {
     cr_assert_eq(atomic_load(&m->refs), 2);
     live_msg_unref(m);
     live_inbox_init(&q);
+    cr_assert_not(live_inbox_nonempty(&q));
     for (int i = 0; i < 3; i++) {
         ev = calloc(1, sizeof(*ev));
         ev->kind = LIVE_EV_MESSAGE;
@@ -77,8 +78,10 @@ Test(buf, references_and_inbox_order) {
         live_inbox_push(&q, ev);
     }
     cr_assert_eq(q.depth, 3);
+    cr_assert(live_inbox_nonempty(&q));
     all = live_inbox_take_all(&q);
     cr_assert_eq(q.depth, 0);
+    cr_assert_not(live_inbox_nonempty(&q));
     for (int i = 0; i < 3; i++) {
         cr_assert_not_null(all);
         cr_assert_eq(all->page, i);
@@ -94,5 +97,8 @@ Test(buf, references_and_inbox_order) {
 
 Test(buf, iso_time) {
     char b[40];
-    cr_assert_str_eq(live_time_iso(1700000000, b, sizeof(b)), "2023-11-14T22:13:20Z");
+    cr_assert_str_eq(live_time_iso(1700000000123LL, b, sizeof(b)), "2023-11-14T22:13:20.123+00:00");
+    cr_assert_eq(live_uuid7_ms("018bcfe5-687b-7000-8000-000000000000"), 1700000000123LL);
+    cr_assert_eq(live_uuid7_ms("018bcfe5-687b-4000-8000-000000000000"), 0);
+    cr_assert_eq(live_uuid7_ms("not-a-uuid"), 0);
 }

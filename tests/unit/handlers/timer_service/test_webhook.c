@@ -4,14 +4,12 @@
 
 #include "../../../../handlers/timer_service/webhook.h"
 
-static int check(const struct hook_allow *a, const char *url)
-{
+static int check(const struct hook_allow *a, const char *url) {
     char why[256];
     return hook_url_check(a, url, why, sizeof(why));
 }
 
-Test(webhook, loopback_by_default)
-{
+Test(webhook, loopback_by_default) {
     struct hook_allow a;
     char err[128];
 
@@ -24,8 +22,7 @@ Test(webhook, loopback_by_default)
     hook_allow_fini(&a);
 }
 
-Test(webhook, schemes_and_shapes)
-{
+Test(webhook, schemes_and_shapes) {
     struct hook_allow a;
     char err[128], why[256];
 
@@ -40,8 +37,7 @@ Test(webhook, schemes_and_shapes)
     hook_allow_fini(&a);
 }
 
-Test(webhook, suffixes_and_wildcard)
-{
+Test(webhook, suffixes_and_wildcard) {
     struct hook_allow a;
     char err[128];
     json_t *list = json_pack("[s,s]", "*.example.com", "api.test");
@@ -63,8 +59,7 @@ Test(webhook, suffixes_and_wildcard)
     json_decref(list);
 }
 
-Test(webhook, bad_lists_are_refused)
-{
+Test(webhook, bad_lists_are_refused) {
     struct hook_allow a;
     char err[128];
     json_t *list = json_pack("[s,i]", "ok", 3);
