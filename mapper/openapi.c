@@ -98,6 +98,41 @@ static json_t *parameters(const struct cfg_endpoint *ep, int *failed) {
     return list;
 }
 
+static enum cfg_body_kind kind_of(const struct cfg_endpoint *ep, size_t i) {
+    return ep->content_kinds ? ep->content_kinds[i] : CFG_BODY_JSON;
+}
+
+static bool has_non_json(const struct cfg_endpoint *ep) {
+    for (size_t i = 0; i < ep->n_content_types; i++)
+        if (kind_of(ep, i) != CFG_BODY_JSON)
+            return true;
+    return false;
+}
+
+/* The schema of a body of one kind (new reference): bytes for a binary
+ * body; the body schema for the others, with the file fields added as
+ * binary strings for multipart. */
+static json_t *body_schema(const struct cfg_endpoint *ep, enum cfg_body_kind kind) {
+    json_t *schema, *props;
+
+    if (kind == CFG_BODY_BINARY)
+        return json_pack("{s:s, s:s}", "type", "string", "format", "binary");
+    schema = ep->body ? json_deep_copy(ep->body) : json_object();
+    if (kind != CFG_BODY_MULTIPART || ep->n_files == 0 || !json_is_object(schema))
+        return schema;
+    props = json_object_get(schema, "properties");
+    if (!json_is_object(props)) {
+        props = json_object();
+        json_object_set_new(schema, "properties", props);
+    }
+    for (size_t i = 0; i < ep->n_files; i++) {
+        if (ep->files[i].field)
+            json_object_set_new(props, ep->files[i].field,
+                                json_pack("{s:s, s:s}", "type", "string", "format", "binary"));
+    }
+    return schema;
+}
+
 static json_t *operation(const struct cfg_endpoint *ep, int *failed) {
     json_t *op = json_object();
     json_t *responses = json_object();
@@ -111,11 +146,12 @@ static json_t *operation(const struct cfg_endpoint *ep, int *failed) {
     if (ep->live)
         set(op, "x-fpesa-live", json_true(), failed);
     set(op, "parameters", parameters(ep, failed), failed);
-    if (ep->body) {
+    if (ep->body || has_non_json(ep)) {
         json_t *content = json_object();
 
         for (size_t i = 0; i < ep->n_content_types; i++)
-            set(content, ep->content_types[i], json_pack("{s:O}", "schema", ep->body), failed);
+            set(content, ep->content_types[i],
+                json_pack("{s:o}", "schema", body_schema(ep, kind_of(ep, i))), failed);
         if (ep->n_content_types == 0)
             set(content, "application/json", json_pack("{s:O}", "schema", ep->body), failed);
         set(op, "requestBody", json_pack("{s:b, s:o}", "required", 1, "content", content), failed);

@@ -298,3 +298,16 @@ def test_binary_rpc_answer_round_trip(bk, stack):
     finally:
         stop.set()
         t.join(5)
+
+
+def test_openapi_describes_the_body_kinds(bk):
+    doc = requests.get(bk.url + "/openapi.json").json()
+    content = doc["paths"]["/bk/image/{album}"]["post"]["requestBody"]["content"]
+    assert content["image/png"]["schema"] == {"type": "string", "format": "binary"}
+    mp = content["multipart/form-data"]["schema"]
+    assert mp["properties"]["image"] == {"type": "string", "format": "binary"}
+    assert mp["properties"]["caption"]["maxLength"] == 20
+    form = doc["paths"]["/bk/form"]["post"]["requestBody"]["content"]
+    assert form["application/x-www-form-urlencoded"]["schema"]["required"] == ["data"]
+    thumb = doc["paths"]["/bk/thumb"]["post"]["requestBody"]["content"]
+    assert thumb == {"image/png": {"schema": {"type": "string", "format": "binary"}}}
