@@ -48,6 +48,8 @@
     "  (SELECT (extract(epoch FROM received_at) * 1000000)::bigint || ':' || id FROM shown"        \
     "   ORDER BY received_at DESC, id DESC LIMIT 1) END"
 
+/* The first page has no position; it still names $1 and $2 (always NULL)
+ * so both statements take the same three parameters. */
 static const char *const sql_first = PAGE_SQL("WHERE $1::bigint IS NULL AND $2::text IS NULL");
 static const char *const sql_next = PAGE_SQL("WHERE (received_at, id) > (" EPOCH_US ", $2::text)");
 
