@@ -165,3 +165,32 @@ def write_config(tmp_path, text, name="endpoints.yaml"):
 
 def jdump(o):
     return json.dumps(o, separators=(",", ":"))
+
+
+def stack_healthy(stack, timeout=60.0):
+    """Waits until the stack's restmappers and liveupdate answer /health with
+    200 (after a test restarted the broker they reconnect with backoff)."""
+    urls = [stack.mapper + "/health", "http://127.0.0.1:%d/health" % stack.mapper2_port,
+            stack.live + "/health"]
+    deadline = time.time() + timeout
+    pending = list(urls)
+    while pending and time.time() < deadline:
+        still = []
+        for u in pending:
+            try:
+                if requests.get(u, timeout=1).status_code != 200:
+                    still.append(u)
+            except requests.RequestException:
+                still.append(u)
+        pending = still
+        if pending:
+            time.sleep(0.2)
+    return not pending
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _healthy_stack_per_module(stack):
+    """Every test file starts with a healthy stack, whatever the file before
+    it did to the broker or the database."""
+    assert stack_healthy(stack), "the test stack is not healthy before this test file"
+    yield
