@@ -62,8 +62,8 @@ struct mbus_msg {
     const char *message_id; /* UUIDv7 or the Idempotency-Key */
     const char *body;       /* the JSON envelope {"data","args","params"}, or the bytes of a file */
     size_t body_len;
-    const char *content_type; /* "application/json", or the file's media type */
-    int64_t timestamp;        /* seconds since the epoch, the AMQP timestamp property */
+    const char *content_type;          /* "application/json", or the file's media type */
+    int64_t timestamp;                 /* seconds since the epoch, the AMQP timestamp property */
     const struct mbus_header *headers; /* n_headers AMQP headers, or NULL */
     size_t n_headers;
 };
