@@ -243,9 +243,13 @@ def latencies(rate, db, secs):
         d = due - time.time()
         if d > 0:
             time.sleep(d)
+        t_start = time.time()
         r = s.post(NGINX + "/api/v1/messages/", json={"lat": i}, timeout=10)
         if r.status_code == 202:
-            sent[r.json()["id"]] = time.time()
+            # The websocket frame often arrives before this client has read
+            # the 202 (both leave the broker at once), so latency is measured
+            # from the moment the POST was sent.
+            sent[r.json()["id"]] = t_start
     time.sleep(1)
     stop.set()
     t.join(3)
@@ -256,10 +260,11 @@ def latencies(rate, db, secs):
     sample = list(sent)[:: max(1, len(sent) // 100)]
     with db.cursor() as cur:
         for i in sample[:50]:
+            t_row = time.time()
             r = s.post(NGINX + "/api/v1/messages/", json={"row": i}, timeout=10)
             if r.status_code != 202:
                 continue
-            mid, t1 = r.json()["id"], time.time()
+            mid, t1 = r.json()["id"], t_row
             while time.time() - t1 < 5:
                 cur.execute("SELECT 1 FROM messages WHERE id::text = %s", (mid,))
                 if cur.fetchone():
@@ -283,10 +288,10 @@ def main():
            "raw batched INSERT (rows/s)", "%.0f" % raw_ins, "%.2f" % (sustained / raw_ins))
     half = max(10.0, sustained / 2)
     ws_lat, row_lat = latencies(min(half, 2000.0), db, min(SECS, 10))
-    result("POST -> websocket p50 (ms) at %.0f/s" % min(half, 2000.0), "%.2f" % pct(ws_lat, 50))
-    result("POST -> websocket p99 (ms) at %.0f/s" % min(half, 2000.0), "%.2f" % pct(ws_lat, 99))
-    result("POST -> row committed p50 (ms)", "%.2f" % pct(row_lat, 50))
-    result("POST -> row committed p99 (ms)", "%.2f" % pct(row_lat, 99))
+    result("POST sent -> websocket receipt p50 (ms) at %.0f/s" % min(half, 2000.0), "%.2f" % pct(ws_lat, 50))
+    result("POST sent -> websocket receipt p99 (ms) at %.0f/s" % min(half, 2000.0), "%.2f" % pct(ws_lat, 99))
+    result("POST sent -> row visible p50 (ms)", "%.2f" % pct(row_lat, 50))
+    result("POST sent -> row visible p99 (ms)", "%.2f" % pct(row_lat, 99))
     rps, p50, non2xx, _ = wrk(NGINX + "/api/v1/messages/?limit=50", min(SECS, 10), conns=16)
     nrps, np50, _, _ = wrk(NGINX + "/api/v1/health", min(SECS, 10), conns=16)
     result("GET /api/v1/messages/?limit=50 p50 (ms)", "%.2f" % p50,
