@@ -5,7 +5,8 @@
 #   mapper/*.c                 -> build/bin/restmapper   (main() lives in main.c)
 #   liveupdate/*.c             -> build/bin/liveupdate   (main() lives in main.c)
 #   handlers/host/*.c          -> build/bin/handler      (main() lives in main.c)
-#   handlers/<name>/*.c        -> build/plugins/<name>.so (every folder but host/)
+#   handlers/<name>/*.c        -> build/plugins/<name>.so (every folder but host/ and lib/)
+#   handlers/lib/*.c           -> compiled into every plugin (C that plugins share)
 #   tests/unit/<dir>/test_*.c  -> build/tests/unit/<dir>/test_* (Criterion), linked
 #                                 with <dir>'s objects minus main.o and libfpesa.a
 #                                 (<dir> may be two levels: handlers/host)
@@ -39,7 +40,9 @@ MAPPER_OBJS := $(call objs,$(call srcs,mapper))
 LIVE_OBJS := $(call objs,$(call srcs,liveupdate))
 HOST_OBJS := $(call objs,$(call srcs,handlers/host))
 
-PLUGIN_DIRS := $(filter-out handlers/host,$(patsubst %/,%,$(sort $(dir $(wildcard handlers/*/*.c)))))
+# handlers/lib/ is C every plugin may use; it is compiled into each plugin.
+PLUGIN_LIB_OBJS := $(call objs,$(call srcs,handlers/lib))
+PLUGIN_DIRS := $(filter-out handlers/host handlers/lib,$(patsubst %/,%,$(sort $(dir $(wildcard handlers/*/*.c)))))
 PLUGINS := $(patsubst handlers/%,$(BUILD)/plugins/%.so,$(PLUGIN_DIRS))
 TEST_PLUGIN_DIRS := $(patsubst %/,%,$(sort $(dir $(wildcard tests/plugins/*/*.c))))
 TEST_PLUGINS := $(patsubst tests/plugins/%,$(BUILD)/tests/plugins/%.so,$(TEST_PLUGIN_DIRS))
@@ -82,7 +85,7 @@ $(BUILD)/bin/handler: $(HOST_OBJS) $(BUILD)/lib/libfpesa.a
 # Objects reached through pattern rules are kept, not deleted as intermediates.
 .SECONDARY:
 .SECONDEXPANSION:
-$(BUILD)/plugins/%.so: $$(call objs,$$(call srcs,handlers/%))
+$(BUILD)/plugins/%.so: $$(call objs,$$(call srcs,handlers/%)) $(PLUGIN_LIB_OBJS)
 	@mkdir -p $(@D)
 	$(CC) -shared $(LDFLAGS_ALL) -o $@ $^ $(LIBS_ALL)
 
@@ -93,7 +96,9 @@ $(BUILD)/tests/plugins/%.so: $$(call objs,$$(call srcs,tests/plugins/%))
 # A unit test links the objects of the folder it tests (all but main.o).
 unit_dir_objs = $(filter-out %/main.o,$(call objs,$(call srcs,$(1))))
 unit_src_dir = $(patsubst %/,%,$(dir $(1)))
-$(BUILD)/tests/unit/%: tests/unit/%.c $$(call unit_dir_objs,$$(call unit_src_dir,$$*)) $(BUILD)/lib/libfpesa.a
+# A test of a plugin's code also links handlers/lib/, as the plugin does.
+unit_plugin_lib = $(if $(filter handlers/%,$(call unit_src_dir,$(1))),$(PLUGIN_LIB_OBJS))
+$(BUILD)/tests/unit/%: tests/unit/%.c $$(call unit_dir_objs,$$(call unit_src_dir,$$*)) $$(call unit_plugin_lib,$$*) $(BUILD)/lib/libfpesa.a
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS_ALL) -DFPESA_SOURCE_DIR='"$(CURDIR)"' -o $@ $^ $(LDFLAGS_ALL) $(CRIT_LIBS) $(LIBS_ALL)
 

@@ -39,7 +39,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "../messages_post/store.h"
+#include "../lib/store.h"
 #include "transform.h"
 
 enum role { ROLE_INGEST, ROLE_TRANSFORM, ROLE_GET };

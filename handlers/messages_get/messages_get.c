@@ -21,7 +21,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "../messages_post/store.h"
+#include "../lib/store.h"
 #include "query.h"
 
 #define ROW_JSON "json_build_object('id', id, 'received_at', received_at, 'data', data)"

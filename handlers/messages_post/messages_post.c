@@ -26,7 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "store.h"
+#include "../lib/store.h"
 
 struct post {
     const struct fpesa_host *host;

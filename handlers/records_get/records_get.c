@@ -27,7 +27,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "../messages_post/store.h"
+#include "../lib/store.h"
 #include "token.h"
 
 #define PAGE_SIZE_DEFAULT 50

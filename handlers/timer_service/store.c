@@ -1,4 +1,5 @@
 #include "store.h"
+#include "../lib/store.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,37 +34,6 @@ static void set_err(char *err, size_t errlen, const char *what) {
         err[--l] = '\0';
 }
 
-PGconn *tstore_connect(const char *url, char *err, size_t errlen) {
-    const char *keys[] = {"dbname", "connect_timeout", "options", "application_name", NULL};
-    const char *vals[] = {url, "3", "-c TimeZone=UTC -c client_min_messages=warning",
-                          "fpesa-timers", NULL};
-    PGconn *pg = PQconnectdbParams(keys, vals, 1);
-
-    if (!pg) {
-        set_err(err, errlen, "out of memory");
-        return NULL;
-    }
-    if (PQstatus(pg) != CONNECTION_OK) {
-        set_err(err, errlen, PQerrorMessage(pg));
-        PQfinish(pg);
-        return NULL;
-    }
-    return pg;
-}
-
-static int exec_ok(PGconn *pg, const char *sql, char *err, size_t errlen) {
-    PGresult *r = PQexec(pg, sql);
-    ExecStatusType st = PQresultStatus(r);
-    int rc = 0;
-
-    if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
-        set_err(err, errlen, PQresultErrorMessage(r));
-        rc = -1;
-    }
-    PQclear(r);
-    return rc;
-}
-
 int tstore_migrate(PGconn *pg, char *err, size_t errlen) {
     const char *params[1];
     char ver[16], ignore[8];
@@ -71,14 +41,14 @@ int tstore_migrate(PGconn *pg, char *err, size_t errlen) {
     PGresult *r;
     int rc = -1;
 
-    if (exec_ok(pg, MIGRATION_LOCK, err, errlen) < 0)
+    if (store_exec(pg, MIGRATION_LOCK, err, errlen) < 0)
         return -1;
-    if (exec_ok(pg,
-                "CREATE TABLE IF NOT EXISTS schema_migrations ("
-                " name text NOT NULL, version integer NOT NULL,"
-                " applied_at timestamptz NOT NULL DEFAULT now(),"
-                " PRIMARY KEY (name, version))",
-                err, errlen) < 0)
+    if (store_exec(pg,
+                   "CREATE TABLE IF NOT EXISTS schema_migrations ("
+                   " name text NOT NULL, version integer NOT NULL,"
+                   " applied_at timestamptz NOT NULL DEFAULT now(),"
+                   " PRIMARY KEY (name, version))",
+                   err, errlen) < 0)
         goto out_unlock;
     r = PQexec(pg, "SELECT coalesce(max(version), 0) FROM schema_migrations WHERE name = 'timers'");
     if (PQresultStatus(r) != PGRES_TUPLES_OK) {
@@ -90,9 +60,9 @@ int tstore_migrate(PGconn *pg, char *err, size_t errlen) {
     PQclear(r);
     for (size_t v = (size_t)(have > 0 ? have : 0); v < sizeof(migrations) / sizeof(*migrations);
          v++) {
-        if (exec_ok(pg, "BEGIN", err, errlen) < 0)
+        if (store_exec(pg, "BEGIN", err, errlen) < 0)
             goto out_unlock;
-        if (exec_ok(pg, migrations[v], err, errlen) < 0)
+        if (store_exec(pg, migrations[v], err, errlen) < 0)
             goto out_rollback;
         snprintf(ver, sizeof(ver), "%zu", v + 1);
         params[0] = ver;
@@ -104,16 +74,16 @@ int tstore_migrate(PGconn *pg, char *err, size_t errlen) {
             goto out_rollback;
         }
         PQclear(r);
-        if (exec_ok(pg, "COMMIT", err, errlen) < 0)
+        if (store_exec(pg, "COMMIT", err, errlen) < 0)
             goto out_unlock;
     }
     rc = 0;
     goto out_unlock;
 
 out_rollback:
-    exec_ok(pg, "ROLLBACK", ignore, sizeof(ignore));
+    store_exec(pg, "ROLLBACK", ignore, sizeof(ignore));
 out_unlock:
-    exec_ok(pg, MIGRATION_UNLOCK, ignore, sizeof(ignore));
+    store_exec(pg, MIGRATION_UNLOCK, ignore, sizeof(ignore));
     return rc;
 }
 
@@ -180,7 +150,7 @@ json_t *tstore_create(PGconn *pg, const json_t *rows, char *err, size_t errlen) 
     json_t *out = NULL;
     char ignore[8];
 
-    if (exec_ok(pg, "BEGIN", err, errlen) < 0)
+    if (store_exec(pg, "BEGIN", err, errlen) < 0)
         return NULL;
     r = exec_json(pg, sql, rows, err, errlen);
     if (!r)
@@ -198,8 +168,8 @@ json_t *tstore_create(PGconn *pg, const json_t *rows, char *err, size_t errlen) 
         goto out_rollback;
     }
     /* Delivered to the listening schedulers when this commits. */
-    if (exec_ok(pg, "NOTIFY " TSTORE_CHANNEL, err, errlen) < 0 ||
-        exec_ok(pg, "COMMIT", err, errlen) < 0) {
+    if (store_exec(pg, "NOTIFY " TSTORE_CHANNEL, err, errlen) < 0 ||
+        store_exec(pg, "COMMIT", err, errlen) < 0) {
         json_decref(out);
         out = NULL;
         goto out_rollback;
@@ -208,7 +178,7 @@ json_t *tstore_create(PGconn *pg, const json_t *rows, char *err, size_t errlen) 
 
 out_rollback:
     if (PQtransactionStatus(pg) != PQTRANS_IDLE)
-        exec_ok(pg, "ROLLBACK", ignore, sizeof(ignore));
+        store_exec(pg, "ROLLBACK", ignore, sizeof(ignore));
     return NULL;
 }
 

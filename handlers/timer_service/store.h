@@ -20,10 +20,6 @@
 /* The channel creations are notified on, so schedulers wake at once. */
 #define TSTORE_CHANNEL "fpesa_timers"
 
-/* Connects to url (borrowed) with UTC and a 3 s connect timeout. Returns a new
- * connection (PQfinish) or NULL with the reason in err. */
-PGconn *tstore_connect(const char *url, char *err, size_t errlen);
-
 /* Creates or upgrades the table (versioned in schema_migrations under the
  * name "timers", under an advisory lock). 0, or -1 with the reason in err. */
 int tstore_migrate(PGconn *pg, char *err, size_t errlen);

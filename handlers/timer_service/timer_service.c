@@ -25,6 +25,7 @@
 #include <time.h>
 
 #include "store.h"
+#include "../lib/store.h"
 #include "webhook.h"
 
 #define DEFAULT_MAX_DELAY_S (30LL * 24 * 3600)
@@ -188,7 +189,7 @@ static int db_ready(struct timers *t) {
     if (t->pg && PQstatus(t->pg) == CONNECTION_OK)
         return 0;
     db_drop(t);
-    t->pg = tstore_connect(url ? url : "", err, sizeof(err));
+    t->pg = store_connect(url ? url : "", err, sizeof(err));
     if (!t->pg || tstore_migrate(t->pg, err, sizeof(err)) < 0) {
         t->host->log(t->ctx, FPESA_LOG_WARN, "timer_service: database unavailable: %s", err);
         db_drop(t);

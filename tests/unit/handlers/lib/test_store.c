@@ -2,7 +2,7 @@
 #include <criterion/criterion.h>
 #include <stdlib.h>
 
-#include "../../../../handlers/messages_post/store.h"
+#include "../../../../handlers/lib/store.h"
 
 Test(store, identifiers) {
     cr_assert(store_ident_is_valid("messages"));

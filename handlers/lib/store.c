@@ -79,7 +79,7 @@ PGconn *store_connect(const char *url, char *err, size_t errlen) {
     return pg;
 }
 
-static int exec_ok(PGconn *pg, const char *sql, char *err, size_t errlen) {
+int store_exec(PGconn *pg, const char *sql, char *err, size_t errlen) {
     PGresult *r = PQexec(pg, sql);
     ExecStatusType st = PQresultStatus(r);
     int rc = 0;
@@ -99,14 +99,14 @@ int store_migrate(PGconn *pg, const char *table, char *err, size_t errlen) {
     PGresult *r;
     int rc = -1;
 
-    if (exec_ok(pg, MIGRATION_LOCK, err, errlen) < 0)
+    if (store_exec(pg, MIGRATION_LOCK, err, errlen) < 0)
         return -1;
-    if (exec_ok(pg,
-                "CREATE TABLE IF NOT EXISTS schema_migrations ("
-                " name text NOT NULL, version integer NOT NULL,"
-                " applied_at timestamptz NOT NULL DEFAULT now(),"
-                " PRIMARY KEY (name, version))",
-                err, errlen) < 0)
+    if (store_exec(pg,
+                   "CREATE TABLE IF NOT EXISTS schema_migrations ("
+                   " name text NOT NULL, version integer NOT NULL,"
+                   " applied_at timestamptz NOT NULL DEFAULT now(),"
+                   " PRIMARY KEY (name, version))",
+                   err, errlen) < 0)
         goto out_unlock;
     params[0] = table;
     r = PQexecParams(pg, "SELECT coalesce(max(version), 0) FROM schema_migrations WHERE name = $1",
@@ -124,9 +124,9 @@ int store_migrate(PGconn *pg, const char *table, char *err, size_t errlen) {
             snprintf(err, errlen, "out of memory");
             goto out_unlock;
         }
-        if (exec_ok(pg, "BEGIN", err, errlen) < 0 || exec_ok(pg, sql, err, errlen) < 0) {
+        if (store_exec(pg, "BEGIN", err, errlen) < 0 || store_exec(pg, sql, err, errlen) < 0) {
             free(sql);
-            exec_ok(pg, "ROLLBACK", err + strlen(err), errlen - strlen(err));
+            store_exec(pg, "ROLLBACK", err + strlen(err), errlen - strlen(err));
             goto out_unlock;
         }
         free(sql);
@@ -137,18 +137,18 @@ int store_migrate(PGconn *pg, const char *table, char *err, size_t errlen) {
         if (PQresultStatus(r) != PGRES_COMMAND_OK) {
             snprintf(err, errlen, "%s", PQresultErrorMessage(r));
             PQclear(r);
-            exec_ok(pg, "ROLLBACK", ver, sizeof(ver));
+            store_exec(pg, "ROLLBACK", ver, sizeof(ver));
             goto out_unlock;
         }
         PQclear(r);
-        if (exec_ok(pg, "COMMIT", err, errlen) < 0)
+        if (store_exec(pg, "COMMIT", err, errlen) < 0)
             goto out_unlock;
     }
     rc = 0;
 
 out_unlock : {
     char ignore[8];
-    exec_ok(pg, MIGRATION_UNLOCK, ignore, sizeof(ignore));
+    store_exec(pg, MIGRATION_UNLOCK, ignore, sizeof(ignore));
 }
     return rc;
 }

@@ -1,6 +1,7 @@
-/* The message store's schema and connection, shared by messages_post and
- * messages_get (each plugin compiles its own copy: plugins link nothing of
- * the host and nothing of each other).
+/* PostgreSQL helpers every plugin may use, and the message store's schema
+ * (messages_post, messages_get, records_get, image_service). handlers/lib/ is
+ * compiled into each plugin (plugins link nothing of the host and nothing of
+ * each other), so this is one source with a private copy per .so.
  *
  * Table (migration 1), "messages" unless the handler's config says
  * `table: NAME`:
@@ -34,6 +35,10 @@ bool store_ident_is_valid(const char *s);
  * in UTC. Returns the new connection (PQfinish), or NULL with the reason in
  * err (the URL itself is never written there). */
 PGconn *store_connect(const char *url, char *err, size_t errlen);
+
+/* Runs sql (borrowed); 0 when it succeeded, else -1 with the server's
+ * message in err. */
+int store_exec(PGconn *pg, const char *sql, char *err, size_t errlen);
 
 /* Applies the migrations table (borrowed, valid identifier) lacks. 0, or -1
  * with the reason in err. */
