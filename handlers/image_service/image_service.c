@@ -87,51 +87,6 @@ static int exec_ok(PGconn *pg, const char *sql, const char *const *vals, int n, 
     return rc;
 }
 
-static int migrate(PGconn *pg, char *err, size_t errlen) {
-    char ver[16];
-    const char *vals[2] = {"images", ver};
-    char ignore[8];
-    PGresult *r;
-    long have;
-    int rc = -1;
-
-    if (exec_ok(pg, "SELECT pg_advisory_lock(hashtext('fpesa.schema_migrations'))", NULL, 0, err,
-                errlen) < 0)
-        return -1;
-    if (exec_ok(pg,
-                "CREATE TABLE IF NOT EXISTS schema_migrations ("
-                " name text NOT NULL, version integer NOT NULL,"
-                " applied_at timestamptz NOT NULL DEFAULT now(),"
-                " PRIMARY KEY (name, version))",
-                NULL, 0, err, errlen) < 0)
-        goto out_unlock;
-    r = PQexecParams(pg, "SELECT coalesce(max(version), 0) FROM schema_migrations WHERE name = $1",
-                     1, NULL, vals, NULL, NULL, 0);
-    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-        snprintf(err, errlen, "%s", PQresultErrorMessage(r));
-        PQclear(r);
-        goto out_unlock;
-    }
-    have = strtol(PQgetvalue(r, 0, 0), NULL, 10);
-    PQclear(r);
-    for (size_t v = (size_t)have; v < sizeof(migrations) / sizeof(migrations[0]); v++) {
-        snprintf(ver, sizeof(ver), "%zu", v + 1);
-        if (exec_ok(pg, "BEGIN", NULL, 0, err, errlen) < 0 ||
-            exec_ok(pg, migrations[v], NULL, 0, err, errlen) < 0 ||
-            exec_ok(pg, "INSERT INTO schema_migrations (name, version) VALUES ($1, $2)", vals, 2,
-                    err, errlen) < 0 ||
-            exec_ok(pg, "COMMIT", NULL, 0, err, errlen) < 0) {
-            exec_ok(pg, "ROLLBACK", NULL, 0, ignore, sizeof(ignore));
-            goto out_unlock;
-        }
-    }
-    rc = 0;
-out_unlock:
-    exec_ok(pg, "SELECT pg_advisory_unlock(hashtext('fpesa.schema_migrations'))", NULL, 0, ignore,
-            sizeof(ignore));
-    return rc;
-}
-
 static int open_db(struct svc *s) {
     char err[512];
     time_t now = time(NULL);
@@ -149,7 +104,8 @@ static int open_db(struct svc *s) {
         LOG(s, FPESA_LOG_WARN, "image_service: database unavailable: %s", err);
         goto out_fail;
     }
-    if (migrate(s->pg, err, sizeof(err)) < 0) {
+    if (store_migrate_set(s->pg, "images", migrations, sizeof(migrations) / sizeof(migrations[0]),
+                          NULL, err, sizeof(err)) < 0) {
         LOG(s, FPESA_LOG_ERROR, "image_service: migration failed: %s", err);
         goto out_fail;
     }

@@ -92,9 +92,25 @@ int store_exec(PGconn *pg, const char *sql, char *err, size_t errlen) {
     return rc;
 }
 
-int store_migrate(PGconn *pg, const char *table, char *err, size_t errlen) {
-    const char *params[2];
-    char ver[16];
+/* Runs one parameterised statement; 0, or -1 with the server's message. */
+static int exec_params(PGconn *pg, const char *sql, int n, const char *const *vals, char *err,
+                       size_t errlen) {
+    PGresult *r = PQexecParams(pg, sql, n, NULL, vals, NULL, NULL, 0);
+    ExecStatusType st = PQresultStatus(r);
+    int rc = 0;
+
+    if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
+        snprintf(err, errlen, "%s", PQresultErrorMessage(r));
+        rc = -1;
+    }
+    PQclear(r);
+    return rc;
+}
+
+int store_migrate_set(PGconn *pg, const char *name, const char *const *list, size_t n,
+                      const char *table, char *err, size_t errlen) {
+    char ver[24], ignore[8];
+    const char *params[2] = {name, ver};
     long have = 0;
     PGresult *r;
     int rc = -1;
@@ -108,7 +124,6 @@ int store_migrate(PGconn *pg, const char *table, char *err, size_t errlen) {
                    " PRIMARY KEY (name, version))",
                    err, errlen) < 0)
         goto out_unlock;
-    params[0] = table;
     r = PQexecParams(pg, "SELECT coalesce(max(version), 0) FROM schema_migrations WHERE name = $1",
                      1, NULL, params, NULL, NULL, 0);
     if (PQresultStatus(r) != PGRES_TUPLES_OK) {
@@ -118,39 +133,35 @@ int store_migrate(PGconn *pg, const char *table, char *err, size_t errlen) {
     }
     have = strtol(PQgetvalue(r, 0, 0), NULL, 10);
     PQclear(r);
-    for (size_t v = (size_t)have; v < sizeof(migrations) / sizeof(migrations[0]); v++) {
-        char *sql = store_sql(migrations[v], table);
+    for (size_t v = (size_t)(have > 0 ? have : 0); v < n; v++) {
+        char *sql = table ? store_sql(list[v], table) : strdup(list[v]);
+        int bad;
+
         if (!sql) {
             snprintf(err, errlen, "out of memory");
             goto out_unlock;
         }
-        if (store_exec(pg, "BEGIN", err, errlen) < 0 || store_exec(pg, sql, err, errlen) < 0) {
-            free(sql);
-            store_exec(pg, "ROLLBACK", err + strlen(err), errlen - strlen(err));
-            goto out_unlock;
-        }
-        free(sql);
         snprintf(ver, sizeof(ver), "%zu", v + 1);
-        params[1] = ver;
-        r = PQexecParams(pg, "INSERT INTO schema_migrations (name, version) VALUES ($1, $2)", 2,
-                         NULL, params, NULL, NULL, 0);
-        if (PQresultStatus(r) != PGRES_COMMAND_OK) {
-            snprintf(err, errlen, "%s", PQresultErrorMessage(r));
-            PQclear(r);
-            store_exec(pg, "ROLLBACK", ver, sizeof(ver));
+        bad = store_exec(pg, "BEGIN", err, errlen) < 0 || store_exec(pg, sql, err, errlen) < 0 ||
+              exec_params(pg, "INSERT INTO schema_migrations (name, version) VALUES ($1, $2)", 2,
+                          params, err, errlen) < 0 ||
+              store_exec(pg, "COMMIT", err, errlen) < 0;
+        free(sql);
+        if (bad) {
+            store_exec(pg, "ROLLBACK", ignore, sizeof(ignore));
             goto out_unlock;
         }
-        PQclear(r);
-        if (store_exec(pg, "COMMIT", err, errlen) < 0)
-            goto out_unlock;
     }
     rc = 0;
 
-out_unlock : {
-    char ignore[8];
+out_unlock:
     store_exec(pg, MIGRATION_UNLOCK, ignore, sizeof(ignore));
-}
     return rc;
+}
+
+int store_migrate(PGconn *pg, const char *table, char *err, size_t errlen) {
+    return store_migrate_set(pg, table, migrations, sizeof(migrations) / sizeof(migrations[0]),
+                             table, err, errlen);
 }
 
 static int hexval(char c) {

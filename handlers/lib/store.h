@@ -40,6 +40,15 @@ PGconn *store_connect(const char *url, char *err, size_t errlen);
  * message in err. */
 int store_exec(PGconn *pg, const char *sql, char *err, size_t errlen);
 
+/* Applies, in order and each in its own transaction, the migrations of the
+ * list (borrowed, n entries) that schema_migrations does not record under
+ * name yet, under one advisory lock shared by every plugin, so that several
+ * processes starting at once apply each version exactly once. When table is
+ * not NULL, "{t}" in each statement is replaced by it. 0, or -1 with the
+ * reason in err. */
+int store_migrate_set(PGconn *pg, const char *name, const char *const *migrations, size_t n,
+                      const char *table, char *err, size_t errlen);
+
 /* Applies the migrations table (borrowed, valid identifier) lacks. 0, or -1
  * with the reason in err. */
 int store_migrate(PGconn *pg, const char *table, char *err, size_t errlen);

@@ -70,71 +70,15 @@ struct rec {
 
 #define LOG(g, lvl, ...) (g)->host->log((g)->ctx, (lvl), __VA_ARGS__)
 
-static int exec_ok(PGconn *pg, const char *sql, const char *const *vals, int n, char *err,
-                   size_t errlen) {
-    PGresult *r = PQexecParams(pg, sql, n, NULL, vals, NULL, NULL, 0);
-    ExecStatusType st = PQresultStatus(r);
-    int rc = 0;
-
-    if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
-        snprintf(err, errlen, "%s", PQresultErrorMessage(r));
-        rc = -1;
-    }
-    PQclear(r);
-    return rc;
-}
-
-/* Applies the index migrations the table lacks, under the same advisory
- * lock as the table's own. */
+/* Applies the index migrations the table lacks (schema_migrations name
+ * "<table>.records"). */
 static int migrate_index(struct rec *g, char *err, size_t errlen) {
-    char name[STORE_TABLE_MAX + 16], ver[16];
-    const char *vals[2] = {name, ver};
-    PGresult *r;
-    long have;
-    int rc = -1;
+    char name[STORE_TABLE_MAX + 16];
 
     snprintf(name, sizeof(name), "%s.records", g->table);
-    if (exec_ok(g->pg, "SELECT pg_advisory_lock(hashtext('fpesa.schema_migrations'))", NULL, 0, err,
-                errlen) < 0)
-        return -1;
-    r = PQexecParams(g->pg,
-                     "SELECT coalesce(max(version), 0) FROM schema_migrations WHERE name = $1", 1,
-                     NULL, vals, NULL, NULL, 0);
-    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-        snprintf(err, errlen, "%s", PQresultErrorMessage(r));
-        PQclear(r);
-        goto out_unlock;
-    }
-    have = strtol(PQgetvalue(r, 0, 0), NULL, 10);
-    PQclear(r);
-    for (size_t v = (size_t)have; v < sizeof(index_migrations) / sizeof(index_migrations[0]); v++) {
-        char *sql = store_sql(index_migrations[v], g->table);
-        int bad;
-
-        if (!sql) {
-            snprintf(err, errlen, "out of memory");
-            goto out_unlock;
-        }
-        snprintf(ver, sizeof(ver), "%zu", v + 1);
-        bad = exec_ok(g->pg, "BEGIN", NULL, 0, err, errlen) < 0 ||
-              exec_ok(g->pg, sql, NULL, 0, err, errlen) < 0 ||
-              exec_ok(g->pg, "INSERT INTO schema_migrations (name, version) VALUES ($1, $2)", vals,
-                      2, err, errlen) < 0 ||
-              exec_ok(g->pg, "COMMIT", NULL, 0, err, errlen) < 0;
-        free(sql);
-        if (bad) {
-            char ignore[8];
-            exec_ok(g->pg, "ROLLBACK", NULL, 0, ignore, sizeof(ignore));
-            goto out_unlock;
-        }
-    }
-    rc = 0;
-out_unlock : {
-    char ignore[8];
-    exec_ok(g->pg, "SELECT pg_advisory_unlock(hashtext('fpesa.schema_migrations'))", NULL, 0,
-            ignore, sizeof(ignore));
-}
-    return rc;
+    return store_migrate_set(g->pg, name, index_migrations,
+                             sizeof(index_migrations) / sizeof(index_migrations[0]), g->table, err,
+                             errlen);
 }
 
 static int prepare(struct rec *g, const char *name, const char *tmpl) {

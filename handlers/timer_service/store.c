@@ -5,10 +5,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* The lock messages_post takes too: creating schema_migrations must not race. */
-#define MIGRATION_LOCK "SELECT pg_advisory_lock(hashtext('fpesa.schema_migrations'))"
-#define MIGRATION_UNLOCK "SELECT pg_advisory_unlock(hashtext('fpesa.schema_migrations'))"
-
 static const char *const migrations[] = {
     /* 1: the table and the one index the schedulers read it by. */
     "CREATE TABLE timers ("
@@ -35,56 +31,8 @@ static void set_err(char *err, size_t errlen, const char *what) {
 }
 
 int tstore_migrate(PGconn *pg, char *err, size_t errlen) {
-    const char *params[1];
-    char ver[16], ignore[8];
-    long have;
-    PGresult *r;
-    int rc = -1;
-
-    if (store_exec(pg, MIGRATION_LOCK, err, errlen) < 0)
-        return -1;
-    if (store_exec(pg,
-                   "CREATE TABLE IF NOT EXISTS schema_migrations ("
-                   " name text NOT NULL, version integer NOT NULL,"
-                   " applied_at timestamptz NOT NULL DEFAULT now(),"
-                   " PRIMARY KEY (name, version))",
-                   err, errlen) < 0)
-        goto out_unlock;
-    r = PQexec(pg, "SELECT coalesce(max(version), 0) FROM schema_migrations WHERE name = 'timers'");
-    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-        set_err(err, errlen, PQresultErrorMessage(r));
-        PQclear(r);
-        goto out_unlock;
-    }
-    have = strtol(PQgetvalue(r, 0, 0), NULL, 10);
-    PQclear(r);
-    for (size_t v = (size_t)(have > 0 ? have : 0); v < sizeof(migrations) / sizeof(*migrations);
-         v++) {
-        if (store_exec(pg, "BEGIN", err, errlen) < 0)
-            goto out_unlock;
-        if (store_exec(pg, migrations[v], err, errlen) < 0)
-            goto out_rollback;
-        snprintf(ver, sizeof(ver), "%zu", v + 1);
-        params[0] = ver;
-        r = PQexecParams(pg, "INSERT INTO schema_migrations (name, version) VALUES ('timers', $1)",
-                         1, NULL, params, NULL, NULL, 0);
-        if (PQresultStatus(r) != PGRES_COMMAND_OK) {
-            set_err(err, errlen, PQresultErrorMessage(r));
-            PQclear(r);
-            goto out_rollback;
-        }
-        PQclear(r);
-        if (store_exec(pg, "COMMIT", err, errlen) < 0)
-            goto out_unlock;
-    }
-    rc = 0;
-    goto out_unlock;
-
-out_rollback:
-    store_exec(pg, "ROLLBACK", ignore, sizeof(ignore));
-out_unlock:
-    store_exec(pg, MIGRATION_UNLOCK, ignore, sizeof(ignore));
-    return rc;
+    return store_migrate_set(pg, "timers", migrations, sizeof(migrations) / sizeof(*migrations),
+                             NULL, err, errlen);
 }
 
 bool tstore_id_is_valid(const char *id) {
