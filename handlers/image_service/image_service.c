@@ -73,20 +73,6 @@ static const char *const migrations[] = {
     " done_at timestamptz)",
 };
 
-static int exec_ok(PGconn *pg, const char *sql, const char *const *vals, int n, char *err,
-                   size_t errlen) {
-    PGresult *r = PQexecParams(pg, sql, n, NULL, vals, NULL, NULL, 0);
-    ExecStatusType st = PQresultStatus(r);
-    int rc = 0;
-
-    if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
-        snprintf(err, errlen, "%s", PQresultErrorMessage(r));
-        rc = -1;
-    }
-    PQclear(r);
-    return rc;
-}
-
 static int open_db(struct svc *s) {
     char err[512];
     time_t now = time(NULL);
@@ -311,8 +297,8 @@ static enum fpesa_result ingest(struct svc *s, const struct fpesa_message *m) {
             char ignore[8];
 
             vals[1] = why;
-            exec_ok(s->pg, "UPDATE images SET state = 'failed', error = $2 WHERE id = $1", vals, 2,
-                    ignore, sizeof(ignore));
+            store_exec_params(s->pg, "UPDATE images SET state = 'failed', error = $2 WHERE id = $1",
+                              2, vals, ignore, sizeof(ignore));
             activity(s, m->message_id, "failed", why);
             reply_error(s, m, 503, "the transform queue is unavailable");
             return FPESA_OK;

@@ -92,9 +92,8 @@ int store_exec(PGconn *pg, const char *sql, char *err, size_t errlen) {
     return rc;
 }
 
-/* Runs one parameterised statement; 0, or -1 with the server's message. */
-static int exec_params(PGconn *pg, const char *sql, int n, const char *const *vals, char *err,
-                       size_t errlen) {
+int store_exec_params(PGconn *pg, const char *sql, int n, const char *const *vals, char *err,
+                      size_t errlen) {
     PGresult *r = PQexecParams(pg, sql, n, NULL, vals, NULL, NULL, 0);
     ExecStatusType st = PQresultStatus(r);
     int rc = 0;
@@ -143,8 +142,8 @@ int store_migrate_set(PGconn *pg, const char *name, const char *const *list, siz
         }
         snprintf(ver, sizeof(ver), "%zu", v + 1);
         bad = store_exec(pg, "BEGIN", err, errlen) < 0 || store_exec(pg, sql, err, errlen) < 0 ||
-              exec_params(pg, "INSERT INTO schema_migrations (name, version) VALUES ($1, $2)", 2,
-                          params, err, errlen) < 0 ||
+              store_exec_params(pg, "INSERT INTO schema_migrations (name, version) VALUES ($1, $2)",
+                                2, params, err, errlen) < 0 ||
               store_exec(pg, "COMMIT", err, errlen) < 0;
         free(sql);
         if (bad) {

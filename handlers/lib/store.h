@@ -40,6 +40,11 @@ PGconn *store_connect(const char *url, char *err, size_t errlen);
  * message in err. */
 int store_exec(PGconn *pg, const char *sql, char *err, size_t errlen);
 
+/* Runs one statement with n text parameters (vals, borrowed); 0 when it
+ * succeeded, else -1 with the server's message in err. */
+int store_exec_params(PGconn *pg, const char *sql, int n, const char *const *vals, char *err,
+                      size_t errlen);
+
 /* Applies, in order and each in its own transaction, the migrations of the
  * list (borrowed, n entries) that schema_migrations does not record under
  * name yet, under one advisory lock shared by every plugin, so that several
