@@ -2,7 +2,8 @@
 # Starts and stops the pieces of one stack as ordinary background processes.
 #
 #   scripts/stack.sh start [servers|apps|all]   start what is not running yet
-#   scripts/stack.sh stop                        stop everything this stack started
+#   scripts/stack.sh stop [apps|all]             stop what this stack started (apps: our
+#                                                programs and nginx, not the servers)
 #   scripts/stack.sh status                      list what runs
 #
 # Each process's pid is kept in var/run/NAME.pid and its log in var/log/NAME.log;
@@ -266,9 +267,13 @@ status() {
     done
 }
 
-stop_all() {
+stop_apps() {
     local n
     for n in nginx liveupdate restmapper2 restmapper handler; do stop_one "$n"; done
+}
+
+stop_all() {
+    stop_apps
     stop_pg
     stop_rabbit
 }
@@ -284,12 +289,18 @@ start)
     *) die "unknown part: $what" ;;
     esac
     ;;
-stop) stop_all ;;
+stop)
+    case "$what" in
+    apps) stop_apps ;;
+    all) stop_all ;;
+    *) die "unknown part: $what" ;;
+    esac
+    ;;
 stop-one) stop_one "$what" ;;
 stop-rabbit) stop_rabbit ;;
 start-rabbit) start_rabbit ;;
 stop-pg) stop_pg ;;
 start-pg) start_pg ;;
 status) status ;;
-*) die "usage: stack.sh start [servers|apps|all] | stop | status" ;;
+*) die "usage: stack.sh start [servers|apps|all] | stop [apps|all] | status" ;;
 esac

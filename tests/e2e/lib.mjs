@@ -133,3 +133,35 @@ export async function screenshot(page, name) {
 export function unique(tag) {
   return `${tag}-${process.pid}-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 8)}`;
 }
+
+// Another system (an example's endpoints.yaml, or any file) served through an
+// nginx of its own, beside the test stack and on its broker and database:
+// scripts/stack.sh start apps with its own var/ folder and ports (one mapper,
+// liveupdate when the file has a live endpoint). Returns { base, stop() }.
+// slot picks the ports: AUX_PORT + 16 + 4 * slot and the three after it.
+export async function startSystem(name, config, slot = 0) {
+  const first = AUX_PORT + 16 + 4 * slot;
+  const env = {
+    ...process.env,
+    FPESA_STACK: 'sys-' + name,
+    FPESA_VAR: path.join(VAR, 'sys-' + name),
+    FPESA_PG_DIR: path.join(VAR, 'sys-' + name, 'no-pg'),
+    FPESA_CONFIG: path.isAbsolute(config) ? config : path.join(ROOT, config),
+    FPESA_NGINX_PORT: String(first),
+    FPESA_MAPPER_PORT: String(first + 1),
+    FPESA_HTTP_LISTEN: '127.0.0.1:' + (first + 1),
+    FPESA_MAPPERS: '1',
+    FPESA_LIVE_PORT: String(first + 2),
+    FPESA_LIVE_LISTEN: '127.0.0.1:' + (first + 2),
+  };
+  const run = (...args) =>
+    new Promise((resolve, reject) => {
+      execFile(path.join(ROOT, 'scripts', 'stack.sh'), args, { env, timeout: 120000 }, (err, stdout, stderr) => {
+        if (err) reject(new Error(`stack.sh ${args.join(' ')} (${name}) failed: ${stderr || stdout || err.message}`));
+        else resolve(stdout);
+      });
+    });
+  await run('stop', 'apps');
+  await run('start', 'apps');
+  return { base: `http://127.0.0.1:${first}`, stop: () => run('stop', 'apps') };
+}

@@ -177,36 +177,107 @@ describe('Saved.vue', () => {
 });
 
 describe('Index.vue', () => {
-  it('shows frames newest first, keeps at most 200, and the connection state', async () => {
+  const liveDoc = {
+    openapi: '3.1.0',
+    info: { title: 't', version: '1' },
+    paths: {
+      '/messages/': { post: { 'x-fpesa-mode': 'publish', 'x-fpesa-live': true }, get: { 'x-fpesa-mode': 'rpc' } },
+      '/alerts': { post: { 'x-fpesa-mode': 'publish', 'x-fpesa-live': true } },
+      '/quiet': { post: { 'x-fpesa-mode': 'publish' } },
+    },
+  };
+  function setup() {
     const sockets = [];
     class FakeWS {
       constructor(url) {
         this.url = url;
         sockets.push(this);
       }
-      close() {}
+      close() {
+        this.closed = true;
+      }
     }
     vi.stubGlobal('WebSocket', FakeWS);
     const raf = [];
     vi.stubGlobal('requestAnimationFrame', (fn) => raf.push(fn));
-    const w = mount(Index);
-    expect(sockets[0].url).toBe(`ws://${window.location.host}/ws/v1/messages/`);
+    vi.stubGlobal('fetch', async () => jsonResponse(200, liveDoc));
+    return { sockets, raf };
+  }
+  const frame = (i, channel = '/messages/') =>
+    JSON.stringify({ id: 'id' + String(i).padStart(3, '0'), channel, received_at: '2024-01-01T00:00:00Z', data: { i } });
+
+  it('opens every live channel of the document, shows frames newest first, keeps at most 200', async () => {
+    const { sockets, raf } = setup();
+    const w = mount(Index, { props: { route: { name: 'live', query: {} } }, attachTo: document.body });
+    await flushPromises();
+    expect(sockets.map((s) => s.url)).toEqual([
+      `ws://${window.location.host}/ws/v1/messages/`,
+      `ws://${window.location.host}/ws/v1/alerts`,
+    ]);
+    expect(w.findAll('fieldset.channels input:checked').length).toBe(2);
     sockets[0].onopen({});
     await flushPromises();
+    expect(w.find('[role="status"]').attributes('data-status')).not.toBe('connected');
+    sockets[1].onopen({});
+    await flushPromises();
     expect(w.find('[role="status"]').text()).toBe('connected');
-    for (let i = 0; i < 250; i++) {
-      sockets[0].onmessage({ data: JSON.stringify({ id: 'id' + String(i).padStart(3, '0'), channel: '/messages/:POST', received_at: '2024-01-01T00:00:00Z', data: { i } }) });
-    }
+    for (let i = 0; i < 250; i++) sockets[i % 2].onmessage({ data: frame(i, i % 2 ? '/alerts' : '/messages/') });
     raf.splice(0).forEach((f) => f());
     await flushPromises();
     const items = w.findAll('li.item');
     expect(items.length).toBe(200);
     expect(items[0].attributes('data-id')).toBe('id249');
+    expect(items[0].find('.chan').text()).toBe('/alerts');
     expect(items[0].find('pre').text()).toBe('{\n  "i": 249\n}');
     expect(w.find('[data-testid="total"]').text()).toBe('250');
     sockets[0].onclose({ code: 1012, reason: 'restart' });
     await flushPromises();
     expect(w.find('[role="status"]').text()).toBe('reconnecting');
+    w.unmount();
+  });
+
+  it('follows the channels of the URL', async () => {
+    const { sockets } = setup();
+    const w = mount(Index, { props: { route: { name: 'live', query: { channels: '/alerts' } } } });
+    await flushPromises();
+    expect(sockets.map((s) => s.url)).toEqual([`ws://${window.location.host}/ws/v1/alerts`]);
+    await w.setProps({ route: { name: 'live', query: { channels: '/messages/' } } });
+    await flushPromises();
+    expect(sockets[0].closed).toBe(true);
+    expect(sockets[1].url).toBe(`ws://${window.location.host}/ws/v1/messages/`);
+    // Another view's route leaves the feeds as they are.
+    await w.setProps({ route: { name: 'saved', query: {} } });
+    await flushPromises();
+    expect(sockets.length).toBe(2);
+    w.unmount();
+  });
+
+  it('holds the list while the reader is scrolled down and offers "N new"', async () => {
+    const { sockets, raf } = setup();
+    const w = mount(Index, { props: { route: { name: 'live', query: { channels: '/messages/' } } } });
+    await flushPromises();
+    sockets[0].onopen({});
+    sockets[0].onmessage({ data: frame(1) });
+    raf.splice(0).forEach((f) => f());
+    await flushPromises();
+    expect(w.findAll('li.item').length).toBe(1);
+    window.scrollY = 500;
+    window.dispatchEvent(new Event('scroll'));
+    for (let i = 2; i < 400; i++) sockets[0].onmessage({ data: frame(i) });
+    raf.splice(0).forEach((f) => f());
+    await flushPromises();
+    // What the reader looks at stays; the newcomers are counted.
+    expect(w.findAll('li.item').map((li) => li.attributes('data-id'))).toEqual(['id001']);
+    expect(w.find('[data-testid="new-notice"]').text()).toContain('398 new');
+    window.scrollTo = () => {
+      window.scrollY = 0;
+    };
+    await w.find('[data-testid="new-notice"]').trigger('click');
+    await flushPromises();
+    const ids = w.findAll('li.item').map((li) => li.attributes('data-id'));
+    expect(ids.length).toBe(200);
+    expect(ids[0]).toBe('id399');
+    expect(w.find('[data-testid="new-notice"]').exists()).toBe(false);
     w.unmount();
   });
 });
