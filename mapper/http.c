@@ -521,6 +521,29 @@ static bool file_type_accepted(const struct cfg_endpoint *ep, const struct cfg_f
     return ok;
 }
 
+/* The accepted type whose signature data[0..len) carries, for a file part sent
+ * without a Content-Type (or as application/octet-stream): the common way
+ * scripts upload (Python requests' files={"image": f}) names no type, and the
+ * bytes are what is checked anyway. NULL when no accepted type matches. */
+static const char *sniff_file_type(const struct cfg_endpoint *ep, const struct cfg_file *f,
+                                   const char *data, size_t len) {
+    size_t limit;
+
+    for (size_t i = 0; i < f->n_types; i++)
+        if (magic_is_known(f->types[i]) && magic_matches(f->types[i], data, len))
+            return f->types[i];
+    if (f->n_types)
+        return NULL;
+    for (size_t i = 0; i < ep->n_content_types; i++) {
+        const char *t = ep->content_types[i];
+
+        if (magic_is_known(t) && file_type_accepted(ep, f, t, &limit) &&
+            magic_matches(t, data, len))
+            return t;
+    }
+    return NULL;
+}
+
 static int on_part(void *ctx, const struct mpart *part) {
     struct form *fm = ctx;
     struct request *rq = fm->rq;
@@ -543,6 +566,12 @@ static int on_part(void *ctx, const struct mpart *part) {
         if (fm->have_file) {
             fail(rq, MHD_HTTP_BAD_REQUEST, "only one file is taken per request");
             return 1;
+        }
+        if (!part->content_type[0] || strcmp(part->content_type, "application/octet-stream") == 0) {
+            const char *sniffed = sniff_file_type(ep, f, part->data, part->len);
+
+            if (sniffed)
+                t = sniffed;
         }
         if (!file_type_accepted(ep, f, t, &limit)) {
             fail(rq, MHD_HTTP_UNSUPPORTED_MEDIA_TYPE,

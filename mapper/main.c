@@ -1,6 +1,6 @@
 /* restmapper: serves every route of endpoints.yaml and maps it onto RabbitMQ.
  *
- *   restmapper [--config FILE] [--check FILE] [--list-config-keys]
+ *   restmapper [--config FILE] [--check FILE] [--list-config-keys] [--body-limits FILE]
  *
  * SIGTERM or SIGINT stops accepting connections, lets the requests already
  * received finish (up to FPESA_DRAIN_MS, default 10000 ms), then stops the bus
@@ -9,6 +9,7 @@
 #include "bus.h"
 #include "config.h"
 #include "http.h"
+#include "limits.h"
 #include "log.h"
 
 #include <errno.h>
@@ -22,11 +23,25 @@
 #define DEFAULT_DRAIN_MS 10000
 
 static void usage(FILE *out) {
-    fprintf(out, "usage: restmapper [--config FILE] [--check FILE] [--list-config-keys]\n"
+    fprintf(out, "usage: restmapper [--config FILE] [--check FILE] [--list-config-keys] "
+                 "[--body-limits FILE]\n"
                  "  --config FILE       endpoints file (default: $FPESA_CONFIG, else "
                  "endpoints.yaml)\n"
                  "  --check FILE        validate FILE, print every problem, exit 0 or 1\n"
-                 "  --list-config-keys  print every configuration key the loader knows\n");
+                 "  --list-config-keys  print every configuration key the loader knows\n"
+                 "  --body-limits FILE  print the body size limit of every path of FILE (bytes)\n");
+}
+
+/* --body-limits: what a proxy in front needs to let each route's body through. */
+static int body_limits_main(const char *file) {
+    struct cfg *cfg = cfg_load(file, stderr);
+    int rc;
+
+    if (!cfg)
+        return 1;
+    rc = limits_print(cfg, stdout) == 0 ? 0 : 1;
+    cfg_free(cfg);
+    return rc;
 }
 
 static long env_ms(const char *name, long def) {
@@ -73,6 +88,8 @@ int main(int argc, char **argv) {
             config = argv[++i];
         } else if (strcmp(argv[i], "--check") == 0 && i + 1 < argc) {
             return cfg_check_main(argv[i + 1]);
+        } else if (strcmp(argv[i], "--body-limits") == 0 && i + 1 < argc) {
+            return body_limits_main(argv[i + 1]);
         } else if (strcmp(argv[i], "--list-config-keys") == 0) {
             for (const char *const *k = cfg_known_keys(); k && *k; k++)
                 printf("%s\n", *k);

@@ -5,7 +5,10 @@
 # two mappers unless FPESA_MAPPERS=1, one liveupdate; FPESA_NGINX_MAPPERS and
 # FPESA_NGINX_LIVES ("host:port host:port") add more. client_max_body_size
 # follows http.max_body of FPESA_CONFIG (64KiB when absent) unless
-# FPESA_NGINX_MAX_BODY gives it in nginx's own units (e.g. 1m).
+# FPESA_NGINX_MAX_BODY gives it in nginx's own units (e.g. 1m). Every path
+# whose limit differs (a route's max_body, a content type's limit) gets a
+# location of its own with that limit, from restmapper --body-limits, so each
+# route is reachable up to its own limit and no further.
 set -eu
 . "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 prefix=$FPESA_VAR/nginx
@@ -47,6 +50,38 @@ else
     max_text="$bytes bytes"
 fi
 
+# restmapper --body-limits prints "default N" and then "PATH N" per path.
+route_locations=""
+route_too_large=""
+limits=""
+if [ -x "$BUILD/bin/restmapper" ]; then
+    limits=$("$BUILD/bin/restmapper" --body-limits "$FPESA_CONFIG" 2>/dev/null) || limits=""
+fi
+default_limit=$(awk '$1 == "default" { print $2 }' <<<"$limits")
+i=0
+while read -r path bytes; do
+    [ -n "$path" ] && [ "$path" != default ] && [ "$bytes" != "$default_limit" ] || continue
+    i=$((i + 1))
+    # /image/{id} -> ^/api/v1/image/[^/]+/?$ (regex characters escaped, a
+    # trailing slash optional as for the prefix location).
+    re=$(printf '%s' "${path%/}" | sed -e 's/[][\.^$*+?()|]/\\&/g' -e 's/{[^}]*}/[^\/]+/g')
+    route_locations="$route_locations
+        location ~ \"^/api/v1$re/?\$\" {
+            client_max_body_size $bytes;
+            rewrite ^/api/v1(/.*)\$ \$1 break;
+            proxy_pass http://restmapper;
+            include $prefix/api-proxy.conf;
+            error_page 413 = @too_large_$i;
+        }"
+    route_too_large="$route_too_large
+        location @too_large_$i {
+            default_type application/json;
+            return 413 '{\"error\":{\"code\":413,\"description\":\"request body larger than $bytes bytes\"}}\\n';
+        }"
+done <<<"$limits"
+cp "$FPESA_ROOT/nginx/api-proxy.conf" "$prefix/api-proxy.conf"
+export FPESA_ROUTE_LOCATIONS=$route_locations FPESA_ROUTE_TOO_LARGE=$route_too_large
+
 dist=$FPESA_ROOT/frontend/dist
 [ -f "$dist/index.html" ] || dist=$FPESA_ROOT/nginx/placeholder
 
@@ -71,6 +106,8 @@ awk -v prefix="$prefix" -v logdir="$FPESA_LOG" -v port="$FPESA_NGINX_PORT" -v di
     { gsub("@PREFIX@", prefix); gsub("@LOG@", logdir); gsub("@PORT@", port); gsub("@DIST@", dist);
       gsub("@MAX_BODY_TEXT@", maxtext); gsub("@MAX_BODY@", maxbody); gsub("@MODULES@", modules);
       gsub("@WORKERS@", workers); gsub("@NOFILE@", nofile); gsub("@CONNECTIONS@", conns);
-      if ($0 == "@MAPPER_SERVERS@") $0 = mappers; if ($0 == "@LIVE_SERVERS@") $0 = lives; print }' \
+      if ($0 == "@MAPPER_SERVERS@") $0 = mappers; if ($0 == "@LIVE_SERVERS@") $0 = lives;
+      if ($0 == "@ROUTE_LOCATIONS@") $0 = ENVIRON["FPESA_ROUTE_LOCATIONS"];
+      if ($0 == "@ROUTE_TOO_LARGE@") $0 = ENVIRON["FPESA_ROUTE_TOO_LARGE"]; print }' \
     "$FPESA_ROOT/nginx/nginx.conf.in" >"$prefix/nginx.conf.tmp"
 mv "$prefix/nginx.conf.tmp" "$prefix/nginx.conf"

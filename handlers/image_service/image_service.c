@@ -12,6 +12,9 @@
  *                    media type once done; 202 with Retry-After while
  *                    pending; 404 unknown; 500 with the reason when the
  *                    transform failed; 400 an id that is not one.
+ *   role: activity   consumes the activity queue: one log line per event,
+ *                    so the queue stays short (the events are the pipeline's
+ *                    audit trail, read from the handler's log).
  *
  * Every step publishes one event to the fanout exchange `activity` (config
  * activity_exchange), bound to a durable queue of the same name, so the
@@ -24,7 +27,7 @@
  *          original_type, result bytea, result_type, error, done_at)
  *
  * config:
- *   role: ingest | transform | get
+ *   role: ingest | transform | get | activity
  *   transform_queue: images.transform   (ingest publishes there; transform
  *                                         handlers consume it)
  *   activity_exchange: activity
@@ -42,7 +45,7 @@
 #include "../lib/store.h"
 #include "transform.h"
 
-enum role { ROLE_INGEST, ROLE_TRANSFORM, ROLE_GET };
+enum role { ROLE_INGEST, ROLE_TRANSFORM, ROLE_GET, ROLE_ACTIVITY };
 
 struct svc {
     const struct fpesa_host *host;
@@ -148,8 +151,11 @@ static int svc_init(const struct fpesa_host *host, struct fpesa_ctx *ctx, const 
         s->role = ROLE_TRANSFORM;
     else if (role && strcmp(role, "get") == 0)
         s->role = ROLE_GET;
+    else if (role && strcmp(role, "activity") == 0)
+        s->role = ROLE_ACTIVITY;
     else {
-        LOG(s, FPESA_LOG_ERROR, "image_service: config role must be ingest, transform or get");
+        LOG(s, FPESA_LOG_ERROR,
+            "image_service: config role must be ingest, transform, get or activity");
         goto out_free;
     }
     if (copy_config(s, "transform_queue", "images.transform", s->transform_queue,
@@ -178,7 +184,8 @@ static int svc_init(const struct fpesa_host *host, struct fpesa_ctx *ctx, const 
         LOG(s, FPESA_LOG_ERROR, "image_service: libvips did not start");
         goto out_free;
     }
-    open_db(s);
+    if (s->role != ROLE_ACTIVITY)
+        open_db(s);
     *state = s;
     return 0;
 
@@ -475,6 +482,24 @@ out:
     return FPESA_OK;
 }
 
+/* An event of the activity queue: one line in the log, then acked. A body
+ * that is not an event is logged as such and acked too: nothing waits for it. */
+static enum fpesa_result record_event(struct svc *s, const struct fpesa_message *m) {
+    json_t *ev = json_loadb(m->body, m->len, 0, NULL);
+    const char *id = json_string_value(json_object_get(ev, "image_id"));
+    const char *step = json_string_value(json_object_get(ev, "step"));
+    const char *at = json_string_value(json_object_get(ev, "at"));
+    const char *detail = json_string_value(json_object_get(ev, "detail"));
+
+    if (id && step)
+        LOG(s, FPESA_LOG_INFO, "image activity image_id=%.64s step=%.32s at=%.40s%s%.200s", id,
+            step, at ? at : "-", detail ? " detail=" : "", detail ? detail : "");
+    else
+        LOG(s, FPESA_LOG_WARN, "image activity: not an event (%zu bytes)", m->len);
+    json_decref(ev);
+    return FPESA_OK;
+}
+
 static int svc_batch(void *state, const struct fpesa_message *const *msgs, size_t n,
                      enum fpesa_result *results) {
     struct svc *s = state;
@@ -482,6 +507,10 @@ static int svc_batch(void *state, const struct fpesa_message *const *msgs, size_
     for (size_t i = 0; i < n; i++) {
         const struct fpesa_message *m = msgs[i];
 
+        if (s->role == ROLE_ACTIVITY) {
+            results[i] = record_event(s, m);
+            continue;
+        }
         if (s->role != ROLE_TRANSFORM && !m->reply_to) {
             results[i] = FPESA_REJECT;
             continue;

@@ -165,3 +165,31 @@ export async function startSystem(name, config, slot = 0) {
   await run('start', 'apps');
   return { base: `http://127.0.0.1:${first}`, stop: () => run('stop', 'apps') };
 }
+
+// A real PNG of random pixels (it does not compress) of at least minBytes:
+// 8-bit RGB, one filter byte per row, stored with zlib.
+export function noisePng(minBytes) {
+  const zlib = require('node:zlib');
+  const side = Math.ceil(Math.sqrt(minBytes / 3)) + 1;
+  const raw = Buffer.alloc((side * 3 + 1) * side);
+  for (let i = 0; i < raw.length; i++) raw[i] = (Math.random() * 256) | 0;
+  for (let y = 0; y < side; y++) raw[y * (side * 3 + 1)] = 0;
+  const chunk = (type, data) => {
+    const len = Buffer.alloc(4);
+    len.writeUInt32BE(data.length);
+    const td = Buffer.concat([Buffer.from(type, 'latin1'), data]);
+    const crc = Buffer.alloc(4);
+    crc.writeUInt32BE(zlib.crc32(td) >>> 0);
+    return Buffer.concat([len, td, crc]);
+  };
+  const ihdr = Buffer.alloc(13);
+  ihdr.writeUInt32BE(side, 0);
+  ihdr.writeUInt32BE(side, 4);
+  ihdr.set([8, 2, 0, 0, 0], 8);
+  return Buffer.concat([
+    Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
+    chunk('IHDR', ihdr),
+    chunk('IDAT', zlib.deflateSync(raw, { level: 1 })),
+    chunk('IEND', Buffer.alloc(0)),
+  ]);
+}

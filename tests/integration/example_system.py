@@ -80,3 +80,49 @@ class ExampleSystem:
     def close(self):
         self.session.close()
         self.procs.stop_all()
+
+
+class NginxSystem:
+    """A whole system as its users reach it: scripts/stack.sh start apps with
+    the example's file, its own var/ folder and ports (nginx, one mapper,
+    liveupdate when the file has a live endpoint), on the test stack's broker
+    and database. Requests go through its nginx under /api/v1/."""
+
+    def __init__(self, stack, name, slot, config=None):
+        first = stack.aux_port + 26 + 3 * slot
+        var = os.path.join(stack.var, "sys-" + name)
+        self.stack = stack
+        self.name = name
+        self.base = "http://127.0.0.1:%d" % first
+        self.env = stack.env(
+            FPESA_STACK="sys-" + name, FPESA_VAR=var, FPESA_PG_DIR=os.path.join(var, "no-pg"),
+            FPESA_CONFIG=config or os.path.join(ROOT, "examples", name, "endpoints.yaml"),
+            FPESA_NGINX_PORT=first, FPESA_MAPPER_PORT=first + 1,
+            FPESA_HTTP_LISTEN="127.0.0.1:%d" % (first + 1), FPESA_MAPPERS=1,
+            FPESA_LIVE_PORT=first + 2, FPESA_LIVE_LISTEN="127.0.0.1:%d" % (first + 2))
+        self.session = requests.Session()
+        self._script("stop", "apps")
+        r = self._script("start", "apps")
+        if r.returncode != 0:
+            self._script("stop", "apps")
+            raise RuntimeError("the %s system did not start: %s%s" % (name, r.stdout, r.stderr))
+
+    def _script(self, *args):
+        import subprocess
+        return subprocess.run([os.path.join(ROOT, "scripts", "stack.sh"), *args], env=self.env,
+                              capture_output=True, text=True, timeout=120)
+
+    def url(self, path):
+        return self.base + "/api/v1" + path
+
+    def get(self, path, **kw):
+        kw.setdefault("timeout", 10)
+        return self.session.get(self.url(path), **kw)
+
+    def post(self, path, **kw):
+        kw.setdefault("timeout", 30)
+        return self.session.post(self.url(path), **kw)
+
+    def close(self):
+        self.session.close()
+        self._script("stop", "apps")

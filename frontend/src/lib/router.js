@@ -7,6 +7,7 @@ import { reactive } from 'vue';
 export const ROUTES = [
   { name: 'live', path: '/', title: 'Live', nav: true },
   { name: 'saved', path: '/saved', title: 'Saved', nav: true },
+  { name: 'upload', path: '/upload', title: 'Upload', nav: true },
   { name: 'dev', path: '/dev', title: 'Dev', nav: true },
 ];
 
