@@ -193,3 +193,15 @@ export function noisePng(minBytes) {
     chunk('IEND', Buffer.alloc(0)),
   ]);
 }
+
+// Runs axe-core (from frontend/node_modules) on the page as it is and returns
+// its WCAG 2 A/AA violations as short lines ("rule: target ..."), [] when clean.
+export async function axeViolations(page) {
+  const file = require.resolve('axe-core/axe.min.js');
+  if (!(await page.evaluate(() => typeof window.axe === 'object'))) await page.addScriptTag({ path: file });
+  const found = await page.evaluate(async () => {
+    const r = await window.axe.run(document, { runOnly: { type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa'] } });
+    return r.violations.map((v) => ({ id: v.id, nodes: v.nodes.map((n) => n.target.join(' ') + ' ' + (n.failureSummary || '').replace(/\s+/g, ' ').slice(0, 160)) }));
+  });
+  return found.flatMap((v) => v.nodes.map((n) => `${v.id}: ${n}`));
+}

@@ -3,6 +3,7 @@ import { mount, flushPromises } from '@vue/test-utils';
 import Dev from './Dev.vue';
 import Saved from './Saved.vue';
 import Index from './Index.vue';
+import { parseHash } from '../lib/router.js';
 
 const doc = {
   openapi: '3.1.0',
@@ -76,19 +77,67 @@ describe('Dev.vue', () => {
     expect(calls[0][0]).toBe('http://other:9/openapi.json');
     const people = w.findAll('article.op')[2];
     await people.find('input[name="team"]').setValue('blue');
-    await people.find('input[name="name"]').setValue('5');
-    await people.find('textarea').setValue('{"name": 5}');
+    await people.find('textarea').setValue('{"name": "Bob"}');
     await people.find('form').trigger('submit');
     await flushPromises();
     const [url, init] = calls[1];
     expect(url).toBe('http://other:9/people/blue');
     expect(init.method).toBe('POST');
-    expect(init.body).toBe('{"name": 5}');
+    expect(init.body).toBe('{"name": "Bob"}');
+    expect(people.find('[data-testid="url-sent"]').text()).toBe('POST http://other:9/people/blue');
     const field = people.find('[data-field="body:name"]');
     expect(field.find('.field-error').text()).toBe('/name: type: expected string');
     expect(field.find('input').attributes('aria-invalid')).toBe('true');
     expect(people.find('[data-testid="status"]').text()).toContain('400');
     expect(people.find('[data-field="body"] .field-error').text()).toBe('');
+  });
+
+  it('checks the body against its schema before sending, and clears the last answer', async () => {
+    const calls = [];
+    vi.stubGlobal('fetch', async (url, init = {}) => {
+      calls.push([url, init]);
+      if (url.endsWith('openapi.json')) return jsonResponse(200, doc);
+      return jsonResponse(202, { id: 'x1' });
+    });
+    const w = mount(Dev, { props: { route: { name: 'dev', query: {} } } });
+    await flushPromises();
+    const people = w.findAll('article.op')[2];
+    await people.find('input[name="team"]').setValue('blue');
+    await people.find('form').trigger('submit');
+    await flushPromises();
+    expect(calls.length).toBe(2);
+    expect(people.find('[data-testid="status"]').text()).toContain('202');
+    await people.find('textarea').setValue('{"name": 5, "age": "old"}');
+    await people.find('form').trigger('submit');
+    await flushPromises();
+    expect(calls.length).toBe(2);
+    expect(people.find('[data-field="body:name"] .field-error').text()).toBe('/name: type: must be string');
+    expect(people.find('[data-field="body:age"] .field-error').text()).toBe('/age: type: must be integer');
+    expect(people.find('[data-testid="status"]').exists()).toBe(false);
+    await people.find('textarea').setValue('{"age": 3}');
+    await people.find('form').trigger('submit');
+    await flushPromises();
+    expect(people.find('[data-field="body:name"] .field-error').text()).toBe('/name: required: must have required property \'name\'');
+    expect(calls.length).toBe(2);
+  });
+
+  it('shows the URL it will send to and copies the request as curl', async () => {
+    vi.stubGlobal('fetch', async (url) => (url.endsWith('openapi.json') ? jsonResponse(200, doc) : jsonResponse(202, { id: 'x1' })));
+    const copied = [];
+    vi.stubGlobal('navigator', { clipboard: { writeText: async (t) => copied.push(t) } });
+    const w = mount(Dev, { props: { route: { name: 'dev', query: {} } } });
+    await flushPromises();
+    const people = w.findAll('article.op')[2];
+    expect(people.find('[data-testid="url-now"]').text()).toBe('POST http://localhost:3000/api/v1/people/{team}');
+    await people.find('input[name="team"]').setValue("o'neil");
+    expect(people.find('[data-testid="url-now"]').text()).toBe("POST http://localhost:3000/api/v1/people/o'neil");
+    await people.find('form').trigger('submit');
+    await flushPromises();
+    await people.findAll('button').find((b) => b.text() === 'Copy as curl').trigger('click');
+    await flushPromises();
+    expect(copied[0]).toBe(
+      `curl -X POST 'http://localhost:3000/api/v1/people/o'\\''neil' -H 'Content-Type: application/json' --data-raw '{\n  "name": "Ada",\n  "age": 0\n}'`,
+    );
   });
 
   it('refuses to send a missing path parameter and says which', async () => {
@@ -134,7 +183,7 @@ describe('Dev.vue', () => {
 });
 
 describe('Saved.vue', () => {
-  it('pages older and newer with the cursors the server gives', async () => {
+  it('keeps its page in the URL and pages with the cursors the server gives', async () => {
     const urls = [];
     const pages = {
       '': { messages: [{ id: 'c', received_at: '2024-01-01T00:00:03Z', data: { n: 3 } }, { id: 'b', received_at: '2024-01-01T00:00:02Z', data: { n: 2 } }], next: 'b' },
@@ -142,26 +191,56 @@ describe('Saved.vue', () => {
     };
     vi.stubGlobal('fetch', async (url) => {
       urls.push(url);
-      const before = new URL(url, 'http://x').searchParams.get('before') || '';
-      return jsonResponse(200, pages[before]);
+      const u = new URL(url, 'http://x');
+      if (u.searchParams.has('offset')) return jsonResponse(200, { offset: 0, limit: 1, total: 3, messages: [] });
+      return jsonResponse(200, pages[u.searchParams.get('before') || '']);
     });
-    const w = mount(Saved, { props: { route: { name: 'saved', query: { size: '10' } } } });
+    window.location.hash = '#/saved?size=10';
+    const w = mount(Saved, { props: { route: parseHash(window.location.hash) } });
+    // Whatever the view does to the URL reaches it as the router would.
+    const follow = async () => {
+      await w.setProps({ route: parseHash(window.location.hash) });
+      await flushPromises();
+    };
     await flushPromises();
-    expect(urls[0]).toBe('/api/v1/messages/?limit=10');
+    const pageUrls = () => urls.filter((u) => !u.includes('offset'));
+    expect(pageUrls()[0]).toBe('/api/v1/messages/?limit=10');
+    expect(w.find('[data-testid="saved-total"]').text()).toBe('3 stored');
     expect(w.findAll('li.item').map((li) => li.attributes('data-id'))).toEqual(['c', 'b']);
     const button = (label) => w.findAll('button').find((b) => b.text().includes(label));
     expect(button('Newer').attributes('disabled')).toBeDefined();
     await button('Older').trigger('click');
-    await flushPromises();
-    expect(urls[1]).toBe('/api/v1/messages/?limit=10&before=b');
+    expect(window.location.hash).toBe('#/saved?size=10&before=b');
+    await follow();
+    expect(pageUrls()[1]).toBe('/api/v1/messages/?limit=10&before=b');
+    expect(w.find('[data-testid="page"]').text()).toBe('page 2');
     expect(w.findAll('li.item').map((li) => li.attributes('data-id'))).toEqual(['a']);
     expect(button('Older').attributes('disabled')).toBeDefined();
     await button('Newer').trigger('click');
-    await flushPromises();
-    expect(urls[2]).toBe('/api/v1/messages/?limit=10');
+    expect(window.location.hash).toBe('#/saved?size=10');
+    await follow();
+    expect(pageUrls()[2]).toBe('/api/v1/messages/?limit=10');
+    // A new page size starts from the newest page, in the same history entry.
     await w.find('select#page-size').setValue('50');
+    expect(window.location.hash).toBe('#/saved?size=50');
+    await follow();
+    expect(pageUrls()[3]).toBe('/api/v1/messages/?limit=50');
+    w.unmount();
+  });
+
+  it('folds a long message and bounds its panel', async () => {
+    const big = Object.fromEntries(Array.from({ length: 100 }, (_, i) => ['k' + i, i]));
+    vi.stubGlobal('fetch', async () => jsonResponse(200, { messages: [{ id: 'x', received_at: '2024-01-01T00:00:00Z', data: big }], next: null }));
+    const w = mount(Saved, { props: { route: { name: 'saved', query: {} } } });
     await flushPromises();
-    expect(urls[3]).toBe('/api/v1/messages/?limit=50');
+    const pre = w.find('li.item pre');
+    expect(pre.classes()).toContain('bounded');
+    expect(pre.text().split('\n').length).toBe(24);
+    const fold = w.find('li.item button.fold');
+    expect(fold.text()).toBe('Show all 102 lines');
+    await fold.trigger('click');
+    expect(w.find('li.item pre').text().split('\n').length).toBe(102);
+    expect(fold.attributes('aria-expanded')).toBe('true');
   });
 
   it('has an empty state and an error state', async () => {

@@ -3,6 +3,8 @@
 // schema). Nothing here knows fpesa's endpoints; a new endpoint in the
 // mapper's configuration shows up as one more operation.
 
+import { problems } from './validate.js';
+
 const METHODS = ['get', 'post', 'put', 'patch', 'delete', 'head', 'options'];
 
 // Resolves a local "$ref": "#/a/b" against the document (one level at a time).
@@ -181,41 +183,87 @@ export function apiBase(doc, openapiUrl) {
   return base.href.replace(/\/+$/, '');
 }
 
-// The request a filled-in form stands for. Throws an Error with a `field`
-// ({ where, name }) when the form cannot be sent as it is.
+// The request a filled-in form stands for. Throws an Error with `field`
+// ({ where, name }) and `fields` (every problem found: { where, name,
+// message }) when the form cannot be sent as it is: a missing path
+// parameter, text that is not JSON, or a value its JSON Schema refuses
+// (checked here, before anything is sent).
 export function buildRequest(op, base, { pathValues = {}, queryValues = {}, bodyText = '' } = {}) {
+  const found = [];
+  const fail = () => {
+    const e = new Error(found[0].message);
+    e.field = { where: found[0].where, name: found[0].name };
+    e.fields = found;
+    throw e;
+  };
   let path = op.path;
   for (const p of op.pathParams) {
     const v = pathValues[p.name];
     if (v === undefined || v === '') {
-      const e = new Error(p.name + ' is required');
-      e.field = { where: 'path', name: p.name };
-      throw e;
+      found.push({ where: 'path', name: p.name, message: p.name + ' is required' });
+      continue;
     }
+    for (const pr of problems(p.schema, v)) found.push({ where: 'path', name: p.name, message: p.name + ': ' + pr.keyword + ': ' + pr.message.replace(/^[^:]*: [^:]*: /, '') });
     path = path.split('{' + p.name + '}').join(encodeURIComponent(v));
   }
   const qs = [];
   for (const p of op.queryParams) {
     const v = queryValues[p.name];
-    if (v === undefined || v === '') continue;
+    if (v === undefined || v === '') {
+      if (p.required) found.push({ where: 'query', name: p.name, message: p.name + ' is required' });
+      continue;
+    }
+    for (const pr of problems(p.schema, v)) found.push({ where: 'query', name: p.name, message: p.name + ': ' + pr.keyword + ': ' + pr.message.replace(/^[^:]*: [^:]*: /, '') });
     qs.push(encodeURIComponent(p.name) + '=' + encodeURIComponent(v));
   }
   const url = base + path + (qs.length ? '?' + qs.join('&') : '');
   const req = { method: op.method, url, headers: {}, body: undefined };
   if (op.hasBody) {
     const text = bodyText.trim();
-    if (text === '' && !op.bodyRequired) return req;
+    if (text === '' && !op.bodyRequired) {
+      if (found.length) fail();
+      return req;
+    }
+    let value;
     try {
-      JSON.parse(text);
+      value = JSON.parse(text);
     } catch (err) {
-      const e = new Error('the body is not valid JSON: ' + err.message);
-      e.field = { where: 'body', name: null };
-      throw e;
+      found.push({ where: 'body', name: null, message: 'the body is not valid JSON: ' + err.message });
+      fail();
+    }
+    const form = op.contentType === 'application/x-www-form-urlencoded';
+    if (form) {
+      // A form is an object of strings; the editor's other values are sent
+      // as their JSON text.
+      if (!value || typeof value !== 'object' || Array.isArray(value)) {
+        found.push({ where: 'body', name: null, message: 'a form body is an object of fields' });
+        fail();
+      }
+      value = Object.fromEntries(Object.entries(value).map(([k, v]) => [k, typeof v === 'string' ? v : JSON.stringify(v)]));
+    }
+    const names = new Set(op.bodyFields.map((f) => f.name));
+    for (const pr of problems(op.bodySchema, value)) {
+      const first = pr.path.split('/')[1];
+      const name = first !== undefined && names.has(first.replace(/~1/g, '/').replace(/~0/g, '~')) ? first : null;
+      found.push({ where: 'body', name, message: pr.message });
     }
     req.headers['Content-Type'] = op.contentType || 'application/json';
-    req.body = text;
+    req.body = form ? new URLSearchParams(value).toString() : text;
   }
+  if (found.length) fail();
   return req;
+}
+
+// The request as a curl command line a shell runs as it is (single quotes,
+// the URL made absolute against origin).
+export function curlOf(req, origin = globalThis.location ? globalThis.location.href : 'http://localhost/') {
+  const q = (s) => "'" + String(s).replace(/'/g, "'\\''") + "'";
+  const parts = ['curl'];
+  if (req.method !== 'GET') parts.push('-X', req.method);
+  parts.push(q(new URL(req.url, origin).href));
+  for (const [k, v] of Object.entries(req.headers || {})) parts.push('-H', q(k + ': ' + v));
+  if (req.body !== undefined && req.body !== null) parts.push('--data-raw', q(req.body));
+  return parts.join(' ');
 }
 
 function pointerSegments(ptr) {

@@ -64,6 +64,25 @@ export class CursorPager {
   }
 }
 
+// The pager's position as URL query values ({ before, trail }), so that a
+// page can be reloaded, bookmarked and reached with Back: before is the
+// cursor of the page shown, trail the cursors of the newer pages after the
+// first, joined with "~" (cursors never hold one).
+export function positionOf(pager) {
+  if (pager.cursor === null) return { before: '', trail: '' };
+  return { before: pager.cursor, trail: pager.stack.slice(1).join('~') };
+}
+
+// Puts the pager at the position a URL query names (see positionOf).
+export function restorePosition(pager, query = {}) {
+  pager.reset();
+  const before = typeof query.before === 'string' && query.before ? query.before : null;
+  if (before === null) return;
+  const trail = typeof query.trail === 'string' && query.trail ? query.trail.split('~').filter(Boolean) : [];
+  pager.cursor = before;
+  pager.stack = [null, ...trail];
+}
+
 export function queryString(q) {
   const parts = [];
   for (const [k, v] of Object.entries(q)) {

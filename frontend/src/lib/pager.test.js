@@ -88,3 +88,32 @@ describe('queryString', () => {
     expect(queryString({})).toBe('');
   });
 });
+
+import { positionOf, restorePosition } from './pager.js';
+
+describe('pager position in the URL', () => {
+  it('round-trips through positionOf and restorePosition at any depth', () => {
+    const get = server(45);
+    const p = new CursorPager(10);
+    p.loaded(get(p.query()));
+    expect(positionOf(p)).toEqual({ before: '', trail: '' });
+    const positions = [];
+    while (p.older()) {
+      positions.push([positionOf(p), p.pageNumber, p.query()]);
+      p.loaded(get(p.query()));
+    }
+    expect(positions.map((x) => x[1])).toEqual([2, 3, 4, 5]);
+    for (const [pos, page, query] of positions) {
+      const q = new CursorPager(10);
+      restorePosition(q, pos);
+      expect(q.pageNumber).toBe(page);
+      expect(q.query()).toEqual(query);
+    }
+    // From a restored deep page, Newer walks back to the first.
+    const q = new CursorPager(10);
+    restorePosition(q, positions[3][0]);
+    const seen = [];
+    while (q.newer()) seen.push(q.query().before || 'first');
+    expect(seen).toEqual([positions[2][2].before, positions[1][2].before, positions[0][2].before, 'first']);
+  });
+});
