@@ -1095,6 +1095,7 @@ static const struct key endpoint_keys[] = {
     {"body", set_schema, EP(body), EP(body_schema), 0, 0, NULL, 0},
     {"args", set_schema, EP(args), EP(args_schema), 0, 0, NULL, 0},
     {"live", set_bool, EP(live), 0, 0, 0, NULL, 0},
+    {"trailing_slash", set_bool, EP(trailing_slash), 0, 0, 0, NULL, 0},
     {"timeout", set_duration, EP(timeout_ms), 0, 1, 3600000, NULL, 0},
     {"status", set_int, EP(status), 0, 200, 299, NULL, 0},
     {"validation_status", set_int, EP(validation_status), 0, 400, 499, NULL, 0},

@@ -65,6 +65,7 @@ struct cfg_endpoint {
     struct jschema *body_schema; /* compiled from body, or NULL */
     struct jschema *args_schema; /* compiled from args, or NULL */
     bool live;                   /* liveupdate forwards it to websocket clients */
+    bool trailing_slash;         /* the path with a trailing '/' added (or taken off) matches too */
     long timeout_ms;             /* rpc: no answer in time -> 504; default 5000 */
     int status;                  /* publish: status on success; default 202 */
     int validation_status;       /* status for a body/args schema violation; default 400 */

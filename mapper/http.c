@@ -717,8 +717,9 @@ static int build_envelope(struct request *rq, struct outgoing *o, struct form *f
 
         data = json_loadb(rq->body, rq->body_len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
         if (!data) {
-            fail(rq, MHD_HTTP_BAD_REQUEST, "the body is not valid JSON: %s (line %d, column %d)",
-                 jerr.text, jerr.line, jerr.column);
+            fail(rq, ep->validation_status ? ep->validation_status : 400,
+                 "the body is not valid JSON: %s (line %d, column %d)", jerr.text, jerr.line,
+                 jerr.column);
             goto out;
         }
     } else if (rq->kind == CFG_BODY_FORM) {

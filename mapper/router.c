@@ -149,6 +149,22 @@ struct router *router_new(const struct cfg *cfg) {
         if (add_route(r, ROUTE_ENDPOINT, ep->method, ep->path, ep) != 0)
             goto out_free;
     }
+    /* The other spelling of each trailing_slash endpoint, after every endpoint,
+     * so that an endpoint of its own at that path wins. */
+    for (size_t i = 0; cfg && i < cfg->n_endpoints; i++) {
+        const struct cfg_endpoint *ep = &cfg->endpoints[i];
+        size_t n = strlen(ep->path);
+        char alt[1024];
+
+        if (!ep->trailing_slash || n < 2 || n + 2 > sizeof(alt))
+            continue;
+        if (ep->path[n - 1] == '/')
+            snprintf(alt, sizeof(alt), "%.*s", (int)(n - 1), ep->path);
+        else
+            snprintf(alt, sizeof(alt), "%s/", ep->path);
+        if (add_route(r, ROUTE_ENDPOINT, ep->method, alt, ep) != 0)
+            goto out_free;
+    }
     /* Routes point at their pattern's path; patterns may have moved while the
      * table grew, so the pointers are set once it is complete. */
     for (size_t i = 0; i < r->npatterns; i++) {

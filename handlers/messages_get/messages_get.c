@@ -11,6 +11,13 @@
  * answered and acknowledged (FPESA_OK): the caller is waiting on a timeout,
  * so a retry later would be an answer nobody reads.
  *
+ * GET /messages/{id} (the same plugin on that route's queue: the envelope's
+ * params.id) answers the one message {"id", "received_at", "data"}, or 404.
+ *
+ * ?contains= filters the keyset pages by JSONB containment; a GIN index on
+ * data (jsonb_path_ops, this plugin's own versioned migration, name
+ * "<table>.contains") serves it.
+ *
  * config: { table: messages }
  */
 #include <fpesa/handler.h>
@@ -32,6 +39,22 @@ static const char *const sql_keyset =
     " shown AS (SELECT * FROM page ORDER BY seq DESC LIMIT $2)"
     " SELECT coalesce((SELECT json_agg(" ROW_JSON " ORDER BY seq DESC) FROM shown), '[]'),"
     " CASE WHEN (SELECT count(*) FROM page) > $2 THEN (SELECT min(seq) FROM shown) END";
+
+/* The same page with a containment filter ($3, JSON text). */
+static const char *const sql_keyset_contains =
+    "WITH page AS (SELECT seq, id, received_at, data FROM {t} WHERE seq < $1 AND data @> $3::jsonb"
+    " ORDER BY seq DESC LIMIT $2 + 1),"
+    " shown AS (SELECT * FROM page ORDER BY seq DESC LIMIT $2)"
+    " SELECT coalesce((SELECT json_agg(" ROW_JSON " ORDER BY seq DESC) FROM shown), '[]'),"
+    " CASE WHEN (SELECT count(*) FROM page) > $2 THEN (SELECT min(seq) FROM shown) END";
+
+static const char *const sql_one = "SELECT (SELECT " ROW_JSON " FROM {t} WHERE id = $1)";
+
+/* The index of the containment filter, versioned apart from the table's own
+ * migrations (schema_migrations name "<table>.contains"). */
+static const char *const contains_migrations[] = {
+    "CREATE INDEX IF NOT EXISTS {t}_data_path_idx ON {t} USING gin (data jsonb_path_ops)",
+};
 
 static const char *const sql_after =
     "WITH a AS (SELECT seq FROM {t} WHERE id = $1),"
@@ -99,7 +122,20 @@ static int open_db(struct get *g) {
         LOG(g, FPESA_LOG_ERROR, "messages_get: migration of table %s failed: %s", g->table, err);
         goto out_fail;
     }
-    if (prepare(g, "keyset", sql_keyset, 2) < 0 || prepare(g, "after", sql_after, 2) < 0 ||
+    {
+        char name[STORE_TABLE_MAX + 16];
+
+        snprintf(name, sizeof(name), "%s.contains", g->table);
+        if (store_migrate_set(g->pg, name, contains_migrations,
+                              sizeof(contains_migrations) / sizeof(contains_migrations[0]),
+                              g->table, err, sizeof(err)) < 0) {
+            LOG(g, FPESA_LOG_ERROR, "messages_get: migration %s failed: %s", name, err);
+            goto out_fail;
+        }
+    }
+    if (prepare(g, "keyset", sql_keyset, 2) < 0 ||
+        prepare(g, "keyset_contains", sql_keyset_contains, 3) < 0 ||
+        prepare(g, "one", sql_one, 1) < 0 || prepare(g, "after", sql_after, 2) < 0 ||
         prepare(g, "offset", sql_offset, 3) < 0 || prepare(g, "max", sql_max, 0) < 0)
         goto out_fail;
     g->failed_at = 0;
@@ -188,12 +224,12 @@ static int reply_parts(struct get *g, const struct fpesa_message *m, const char 
 
 static int answer_keyset(struct get *g, const struct fpesa_message *m, const struct msgq *q) {
     char before[24], limit[24], cur[CURSOR_MAX + 3] = "null";
-    const char *vals[2] = {before, limit};
+    const char *vals[3] = {before, limit, q->contains};
     PGresult *r;
 
     snprintf(before, sizeof(before), "%" PRId64, q->before);
     snprintf(limit, sizeof(limit), "%ld", q->limit);
-    r = run(g, "keyset", 2, vals);
+    r = q->contains[0] ? run(g, "keyset_contains", 3, vals) : run(g, "keyset", 2, vals);
     if (!r)
         return -1;
     if (!PQgetisnull(r, 0, 1)) {
@@ -205,6 +241,23 @@ static int answer_keyset(struct get *g, const struct fpesa_message *m, const str
     {
         const char *parts[] = {"{\"messages\":", PQgetvalue(r, 0, 0), ",\"next\":", cur, "}"};
         reply_parts(g, m, parts, 5);
+    }
+    PQclear(r);
+    return 0;
+}
+
+/* GET /messages/{id}: the message, or 404. */
+static int answer_one(struct get *g, const struct fpesa_message *m, const char *id) {
+    const char *vals[1] = {id};
+    PGresult *r = run(g, "one", 1, vals);
+
+    if (!r)
+        return -1;
+    if (PQgetisnull(r, 0, 0)) {
+        reply_error(g, m, 404, "no stored message has this id");
+    } else {
+        const char *parts[] = {PQgetvalue(r, 0, 0)};
+        reply_parts(g, m, parts, 1);
     }
     PQclear(r);
     return 0;
@@ -268,6 +321,7 @@ static void handle(struct get *g, const struct fpesa_message *m) {
     json_error_t jerr;
     json_t *env = json_loadb(m->body, m->len, 0, &jerr);
     struct msgq q;
+    const char *one;
     char err[256];
     int rc;
 
@@ -275,7 +329,19 @@ static void handle(struct get *g, const struct fpesa_message *m) {
         reply_error(g, m, 400, "the request is not a JSON envelope");
         goto out;
     }
-    if (msgq_parse(json_object_get(env, "args"), &q, err, sizeof(err)) < 0) {
+    one = json_string_value(json_object_get(json_object_get(env, "params"), "id"));
+    if (one) {
+        const json_t *args = json_object_get(env, "args");
+
+        if (!*one || strlen(one) > MSGQ_ID_MAX) {
+            reply_error(g, m, 400, "the id must be 1 to 200 characters");
+            goto out;
+        }
+        if (json_object_size(args) > 0) {
+            reply_error(g, m, 400, "GET /messages/{id} takes no query arguments");
+            goto out;
+        }
+    } else if (msgq_parse(json_object_get(env, "args"), &q, err, sizeof(err)) < 0) {
         reply_error(g, m, 400, err);
         goto out;
     }
@@ -286,9 +352,10 @@ static void handle(struct get *g, const struct fpesa_message *m) {
     for (int attempt = 0; attempt < 2 && rc < 0; attempt++) {
         if (open_db(g) < 0)
             break;
-        rc = q.mode == MSGQ_KEYSET  ? answer_keyset(g, m, &q)
-             : q.mode == MSGQ_AFTER ? answer_after(g, m, &q)
-                                    : answer_offset(g, m, &q);
+        rc = one                     ? answer_one(g, m, one)
+             : q.mode == MSGQ_KEYSET ? answer_keyset(g, m, &q)
+             : q.mode == MSGQ_AFTER  ? answer_after(g, m, &q)
+                                     : answer_offset(g, m, &q);
         if (g->pg)
             break; /* the connection is fine: the failure was the query's own */
     }

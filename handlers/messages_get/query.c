@@ -122,8 +122,42 @@ static int number(const json_t *v, const char *name, long long max, long long *o
     return 0;
 }
 
+/* contains: the text of a JSON object or array, copied into out. */
+static int parse_contains(const json_t *v, char *out, size_t len, char *err, size_t errlen) {
+    const char *s = json_string_value(v);
+    json_error_t jerr;
+    json_t *doc;
+    size_t n;
+
+    if (!s || !*s) {
+        snprintf(err, errlen, "contains must be JSON text, e.g. {\"key\":\"value\"}");
+        return -1;
+    }
+    doc = json_loads(s, JSON_REJECT_DUPLICATES | JSON_DECODE_INT_AS_REAL, &jerr);
+    if (!doc) {
+        snprintf(err, errlen, "contains is not JSON: %.100s (column %d)", jerr.text, jerr.column);
+        return -1;
+    }
+    if (!json_is_object(doc) && !json_is_array(doc)) {
+        json_decref(doc);
+        snprintf(err, errlen, "contains must be a JSON object or array");
+        return -1;
+    }
+    json_decref(doc);
+    /* The text itself goes to PostgreSQL, which reads its numbers exactly;
+     * jansson only said it is JSON. */
+    n = strlen(s);
+    if (n >= len) {
+        snprintf(err, errlen, "contains is longer than %zu bytes", len - 1);
+        return -1;
+    }
+    memcpy(out, s, n + 1);
+    return 0;
+}
+
 int msgq_parse(const json_t *args, struct msgq *q, char *err, size_t errlen) {
-    const json_t *limit = NULL, *before = NULL, *offset = NULL, *pid = NULL, *after = NULL;
+    const json_t *limit = NULL, *before = NULL, *offset = NULL, *pid = NULL, *after = NULL,
+                 *contains = NULL;
     const char *key;
     json_t *v;
     long long n;
@@ -150,11 +184,13 @@ int msgq_parse(const json_t *args, struct msgq *q, char *err, size_t errlen) {
             pid = v;
         else if (strcmp(key, "after") == 0)
             after = v;
+        else if (strcmp(key, "contains") == 0)
+            contains = v;
         else {
-            snprintf(
-                err, errlen,
-                "unknown argument \"%.64s\" (known: limit, before, offset, paginationId, after)",
-                key);
+            snprintf(err, errlen,
+                     "unknown argument \"%.64s\" (known: limit, before, offset, paginationId, "
+                     "after, contains)",
+                     key);
             return -1;
         }
     }
@@ -165,6 +201,10 @@ int msgq_parse(const json_t *args, struct msgq *q, char *err, size_t errlen) {
     if (before && (offset || pid)) {
         snprintf(err, errlen,
                  "before (keyset pagination) cannot be combined with offset or paginationId");
+        return -1;
+    }
+    if (contains && (after || offset || pid)) {
+        snprintf(err, errlen, "contains goes with keyset pagination only (limit, before)");
         return -1;
     }
     if (offset || pid)
@@ -204,6 +244,8 @@ int msgq_parse(const json_t *args, struct msgq *q, char *err, size_t errlen) {
             return -1;
         }
     }
+    if (contains && parse_contains(contains, q->contains, sizeof(q->contains), err, errlen) < 0)
+        return -1;
     if (after) {
         const char *s = json_string_value(after);
         if (!s || !*s || strlen(s) > MSGQ_ID_MAX) {

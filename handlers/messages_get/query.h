@@ -11,6 +11,9 @@
  *   after   ?after=ID[&limit=N]           oldest first, the messages stored
  *                                         after the message ID (liveupdate's
  *                                         resume); limit as keyset.
+ * keyset takes a filter too: &contains=JSON (a JSON object or array as text)
+ * keeps the messages whose data contains it (PostgreSQL's jsonb @>, e.g.
+ * {"sensor":"t-1"} matches every message with that key and value).
  * Mixing modes (before with offset, after with either) is an error, as are
  * unknown arguments, non-numeric or zero limits, and cursors that do not
  * decode. Values are strings (the mapper passes the query string as strings);
@@ -32,6 +35,7 @@
 #define MSGQ_MAX_OFFSET 1000000000LL
 #define MSGQ_ID_MAX 200
 #define CURSOR_MAX 40
+#define MSGQ_CONTAINS_MAX 4000
 
 enum msgq_mode { MSGQ_KEYSET = 0, MSGQ_OFFSET = 1, MSGQ_AFTER = 2 };
 
@@ -42,6 +46,7 @@ struct msgq {
     long long offset;            /* offset mode */
     int64_t frozen;              /* offset mode: rows with seq <= frozen; -1 until a paginationId */
     char after[MSGQ_ID_MAX + 1]; /* after mode: the message id */
+    char contains[MSGQ_CONTAINS_MAX + 1]; /* keyset filter: JSON text as given, "" for none */
 };
 
 /* Fills q from args (borrowed; NULL or JSON null mean no arguments). On a bad

@@ -2,6 +2,7 @@
 script generates for each, under /api/v1/, with the clients their
 specifications describe (Python requests, the common way)."""
 import io
+import json
 import os
 import re
 import uuid
@@ -130,3 +131,81 @@ def test_the_activity_queue_is_consumed(images, stack):
         wait_until(drained, timeout=30)
     finally:
         conn.close()
+
+
+# ---- timers, as the seed's clients call it ---------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def timers_sys(stack):
+    s = NginxSystem(stack, "timers", 1)
+    try:
+        wait_until(lambda: s.get("/timer/" + "x" * 10).status_code == 400, timeout=20)
+        yield s
+    finally:
+        s.close()
+
+
+@pytest.fixture(scope="module")
+def hook(stack):
+    from timers_util import Receiver
+    r = Receiver(stack.aux_port + 38)
+    try:
+        yield r
+    finally:
+        r.close()
+
+
+@pytest.mark.parametrize("path", ["/timer", "/timer/"])
+def test_timer_routes_with_and_without_the_slash(timers_sys, hook, path):
+    tag = uuid.uuid4().hex[:10]
+    r = timers_sys.post(path, json={"hours": 0, "minutes": 0, "seconds": 1, "url": hook.url("/" + tag)})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert set(body) == {"id", "time_left"} and 0 < body["time_left"] <= 1
+    g = timers_sys.get("/timer/" + body["id"])
+    assert g.status_code == 200 and g.json()["id"] == body["id"]
+    wait_until(lambda: len(hook.ids("/" + tag)) == 1, timeout=20)
+
+
+@pytest.mark.parametrize("data,ctype", [(b"{not json", "application/json"), (b"", "application/json"),
+                                        (b"[1, 2", "application/json")])
+def test_a_body_that_is_not_a_timer_is_422(timers_sys, data, ctype):
+    for path in ("/timer", "/timer/"):
+        r = timers_sys.post(path, data=data, headers={"Content-Type": ctype})
+        assert r.status_code == 422, (path, data, r.text)
+        assert r.json()["error"]["code"] == 422
+
+
+# ---- ingestion, as the seed's clients call it ------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def ingestion_sys(stack):
+    s = NginxSystem(stack, "ingestion", 2)
+    try:
+        wait_until(lambda: s.get("/records?next=%21").status_code == 400, timeout=20)
+        yield s
+    finally:
+        s.close()
+
+
+def test_ingestion_form_posts_and_records_through_nginx(ingestion_sys):
+    doc = {"sensor": "t-%s" % uuid.uuid4().hex[:8], "value": 21.5}
+    r = ingestion_sys.post("/dummy", data={"data": json.dumps(doc)})
+    assert r.status_code == 202, r.text
+    mid = r.json()["id"]
+
+    def find():
+        nxt, found = None, None
+        while True:
+            page = ingestion_sys.get("/records" + ("?next=" + nxt if nxt else "")).json()
+            for rec in page["results"]:
+                if rec["message_id"] == mid:
+                    found = rec
+            nxt = page["next"]
+            if nxt is None:
+                return found
+    rec = wait_until(find, timeout=20)
+    assert set(rec) == {"timestamp", "message_id", "data"}
+    assert rec["data"] == doc or json.loads(rec["data"]) == doc

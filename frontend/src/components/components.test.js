@@ -4,6 +4,7 @@ import Dev from './Dev.vue';
 import Saved from './Saved.vue';
 import Index from './Index.vue';
 import { parseHash } from '../lib/router.js';
+import Message from './Message.vue';
 
 const doc = {
   openapi: '3.1.0',
@@ -251,7 +252,7 @@ describe('Saved.vue', () => {
     vi.stubGlobal('fetch', async () => jsonResponse(504, { error: { code: 504, description: 'no answer in time' } }));
     w = mount(Saved, { props: { route: { name: 'saved', query: {} } } });
     await flushPromises();
-    expect(w.find('[role="alert"]').text()).toContain('504 no answer in time');
+    expect(w.find('.error-box[role="alert"]').text()).toContain('504 no answer in time');
   });
 });
 
@@ -358,5 +359,50 @@ describe('Index.vue', () => {
     expect(ids[0]).toBe('id399');
     expect(w.find('[data-testid="new-notice"]').exists()).toBe(false);
     w.unmount();
+  });
+});
+
+describe('Saved.vue filter', () => {
+  it('sends ?contains= with the page, checks the JSON first, keeps it in the URL', async () => {
+    const urls = [];
+    vi.stubGlobal('fetch', async (url) => {
+      urls.push(url);
+      return jsonResponse(200, { messages: [{ id: 'm1', received_at: '2024-01-01T00:00:00Z', data: { sensor: 't-1' } }], next: null, offset: 0, total: 9 });
+    });
+    window.location.hash = '#/saved';
+    const w = mount(Saved, { props: { route: parseHash(window.location.hash) } });
+    await flushPromises();
+    await w.find('input#contains').setValue('{not json');
+    await w.find('form.filter').trigger('submit');
+    expect(w.find('#contains-err').text()).toContain('not JSON');
+    expect(window.location.hash).toBe('#/saved');
+    await w.find('input#contains').setValue('{"sensor": "t-1"}');
+    await w.find('form.filter').trigger('submit');
+    expect(window.location.hash).toBe('#/saved?contains=%7B%22sensor%22%3A+%22t-1%22%7D');
+    await w.setProps({ route: parseHash(window.location.hash) });
+    await flushPromises();
+    expect(urls[urls.length - 1]).toBe('/api/v1/messages/?limit=20&contains=%7B%22sensor%22%3A%20%22t-1%22%7D');
+    expect(w.find('[data-testid="saved-total"]').exists()).toBe(false);
+    expect(w.find('li.item a.id').attributes('href')).toBe('#/messages/m1');
+    w.unmount();
+  });
+});
+
+describe('Message.vue', () => {
+  it('shows one message from GET /messages/{id}, and 404 plainly', async () => {
+    const urls = [];
+    vi.stubGlobal('fetch', async (url) => {
+      urls.push(url);
+      if (url.endsWith('/nope')) return jsonResponse(404, { error: { code: 404, description: 'no stored message has this id' } });
+      return jsonResponse(200, { id: 'a b', received_at: '2024-01-01T00:00:00Z', data: { k: [1, 2] } });
+    });
+    const w = mount(Message, { props: { route: parseHash('#/messages/a%20b') } });
+    await flushPromises();
+    expect(urls[0]).toBe('/api/v1/messages/a%20b');
+    expect(w.find('[data-testid="message-data"]').text()).toBe(JSON.stringify({ k: [1, 2] }, null, 2));
+    expect(w.find('[data-testid="permalink"]').text()).toMatch(/#\/messages\/a%20b$/);
+    await w.setProps({ route: parseHash('#/messages/nope') });
+    await flushPromises();
+    expect(w.find('[role="alert"]').text()).toContain('No stored message has this id.');
   });
 });

@@ -9,6 +9,7 @@ export const ROUTES = [
   { name: 'saved', path: '/saved', title: 'Saved', nav: true },
   { name: 'upload', path: '/upload', title: 'Upload', nav: true },
   { name: 'dev', path: '/dev', title: 'Dev', nav: true },
+  { name: 'message', path: '/messages/', title: 'Message', param: 'id' },
 ];
 
 export function parseHash(hash) {

@@ -84,7 +84,7 @@ Test(config, repository_file_loads_with_its_values) {
     cr_assert_eq(cfg->live.port, 8082);
     cr_assert_eq(cfg->live.client_queue, 1024);
     cr_assert_str_eq(cfg->database.url, "postgresql://fpesa@127.0.0.1:5432/fpesa");
-    cr_assert_eq(cfg->n_endpoints, 3);
+    cr_assert_eq(cfg->n_endpoints, 4);
 
     ep = cfg_endpoint_find(cfg, "POST", "/messages/");
     cr_assert_not_null(ep);
@@ -117,14 +117,19 @@ Test(config, repository_file_loads_with_its_values) {
     cr_assert_null(cfg_endpoint_find(cfg, "GET", "/echo/{word}"));
     cr_assert_null(cfg_endpoint_find(cfg, "POST", "/echo/{other}"));
 
-    cr_assert_eq(cfg->n_handlers, 3);
+    ep = cfg_endpoint_find(cfg, "GET", "/messages/{id}");
+    cr_assert_not_null(ep);
+    cr_assert_eq(ep->mode, CFG_MODE_RPC);
+
+    cr_assert_eq(cfg->n_handlers, 4);
     cr_assert_str_eq(cfg->handlers[0].name, "messages_post");
     cr_assert_str_eq(cfg->handlers[0].queue, "/messages/:POST");
     cr_assert_eq(cfg->handlers[0].batch, 500);
     cr_assert_eq(cfg->handlers[0].prefetch, 1000);
     cr_assert_eq(cfg->handlers[1].instances, 2);
     cr_assert_eq(cfg->handlers[1].prefetch, 256);
-    cr_assert_str_eq(cfg->handlers[2].queue, "/echo/{word}:POST");
+    cr_assert_str_eq(cfg->handlers[2].queue, "/messages/{id}:GET");
+    cr_assert_str_eq(cfg->handlers[3].queue, "/echo/{word}:POST");
     cfg_free(cfg);
 }
 
@@ -439,6 +444,7 @@ Test(config, known_keys) {
                                 "endpoints[].body",
                                 "endpoints[].args",
                                 "endpoints[].live",
+                                "endpoints[].trailing_slash",
                                 "endpoints[].timeout",
                                 "endpoints[].status",
                                 "endpoints[].validation_status",

@@ -160,3 +160,30 @@ Test(router, malformed_pattern_is_refused) {
     c.n_endpoints = 1;
     cr_assert_null(router_new(&c));
 }
+
+Test(router, trailing_slash_matches_both_spellings) {
+    struct cfg_endpoint two[3] = {0};
+    struct cfg c = {0};
+    struct router *r;
+    struct route_match m;
+
+    two[0] = (struct cfg_endpoint){.method = "POST", .path = "/timer", .trailing_slash = true};
+    two[1] = (struct cfg_endpoint){.method = "GET", .path = "/things/", .trailing_slash = true};
+    /* An endpoint of its own at the other spelling keeps it. */
+    two[2] = (struct cfg_endpoint){.method = "GET", .path = "/things"};
+    c.endpoints = two;
+    c.n_endpoints = 3;
+    r = router_new(&c);
+    cr_assert_not_null(r);
+    cr_assert_eq(router_match(r, "POST", "/timer", &m), ROUTE_FOUND);
+    cr_assert_eq(m.route->ep, &two[0]);
+    cr_assert_eq(router_match(r, "POST", "/timer/", &m), ROUTE_FOUND);
+    cr_assert_eq(m.route->ep, &two[0]);
+    cr_assert_eq(router_match(r, "GET", "/timer/", &m), ROUTE_BAD_METHOD);
+    cr_assert_eq(router_match(r, "GET", "/things/", &m), ROUTE_FOUND);
+    cr_assert_eq(m.route->ep, &two[1]);
+    cr_assert_eq(router_match(r, "GET", "/things", &m), ROUTE_FOUND);
+    cr_assert_eq(m.route->ep, &two[2]);
+    cr_assert_eq(router_match(r, "POST", "/timer//", &m), ROUTE_NOT_FOUND);
+    router_free(r);
+}

@@ -154,3 +154,38 @@ Test(args, bad_ones_say_why) {
         json_decref(a);
     }
 }
+
+Test(args, contains_is_json_text_with_keyset_only) {
+    struct msgq q;
+    char err[256];
+    json_t *a = args("{\"limit\": \"5\", \"contains\": \"{\\\"k\\\": 12345678901234567890}\"}");
+
+    cr_assert_eq(msgq_parse(a, &q, err, sizeof(err)), 0, "%s", err);
+    cr_assert_eq(q.mode, MSGQ_KEYSET);
+    cr_assert_eq(q.limit, 5);
+    /* The text as given: PostgreSQL reads the number exactly. */
+    cr_assert_str_eq(q.contains, "{\"k\": 12345678901234567890}");
+    json_decref(a);
+
+    a = args("{}");
+    cr_assert_eq(msgq_parse(a, &q, err, sizeof(err)), 0, "%s", err);
+    cr_assert_str_eq(q.contains, "");
+    json_decref(a);
+
+    const char *bad[] = {
+        "{\"contains\": \"{not json\"}",
+        "{\"contains\": \"\\\"a string\\\"\"}",
+        "{\"contains\": \"{\\\"a\\\": 1, \\\"a\\\": 2}\"}",
+        "{\"contains\": \"\"}",
+        "{\"contains\": 5}",
+        "{\"contains\": \"{}\", \"offset\": \"0\"}",
+        "{\"contains\": \"{}\", \"after\": \"x\"}",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        a = args(bad[i]);
+        err[0] = '\0';
+        cr_assert_eq(msgq_parse(a, &q, err, sizeof(err)), -1, "accepted %s", bad[i]);
+        cr_assert(strstr(err, "contains"), "the error names contains: %s", err);
+        json_decref(a);
+    }
+}
