@@ -18,6 +18,11 @@
  * config:
  *   table: messages     the message store's table (messages_post's)
  *   page_size: 50       records per page (1 to 1000)
+ *   format: json        json: "data" is the stored JSON value and "timestamp"
+ *                       PostgreSQL's text (1 to 6 fraction digits); seed: the
+ *                       original service's form, "data" the JSON as a text
+ *                       string and "timestamp" with six fraction digits
+ *                       (2026-11-23T09:32:30.438000+00:00)
  */
 #include <errno.h>
 #include <fpesa/handler.h>
@@ -34,15 +39,18 @@
 #define PAGE_SIZE_MAX 1000
 
 #define ROW_JSON "json_build_object('timestamp', received_at, 'message_id', id, 'data', data)"
+#define ROW_SEED                                                                                   \
+    "json_build_object('timestamp', to_char(received_at AT TIME ZONE 'UTC',"                       \
+    " 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"+00:00\"'), 'message_id', id, 'data', data::text)"
 #define EPOCH_US "timestamptz 'epoch' + $1::bigint * interval '1 microsecond'"
 
 /* $3 + 1 rows tell whether a next page exists; only $3 are shown. The cursor
  * is the last shown row, its time in exact microseconds. */
-#define PAGE_SQL(where)                                                                            \
+#define PAGE_SQL(ROW, where)                                                                       \
     "WITH page AS (SELECT id, received_at, data FROM {t} " where                                   \
     " ORDER BY received_at, id LIMIT $3 + 1),"                                                     \
     " shown AS (SELECT * FROM page ORDER BY received_at, id LIMIT $3)"                             \
-    " SELECT coalesce((SELECT json_agg(" ROW_JSON " ORDER BY received_at, id) FROM shown), '[]')," \
+    " SELECT coalesce((SELECT json_agg(" ROW " ORDER BY received_at, id) FROM shown), '[]'),"      \
     " (SELECT count(*) FROM shown),"                                                               \
     " CASE WHEN (SELECT count(*) FROM page) > $3 THEN"                                             \
     "  (SELECT (extract(epoch FROM received_at) * 1000000)::bigint || ':' || id FROM shown"        \
@@ -50,8 +58,12 @@
 
 /* The first page has no position; it still names $1 and $2 (always NULL)
  * so both statements take the same three parameters. */
-static const char *const sql_first = PAGE_SQL("WHERE $1::bigint IS NULL AND $2::text IS NULL");
-static const char *const sql_next = PAGE_SQL("WHERE (received_at, id) > (" EPOCH_US ", $2::text)");
+#define WHERE_FIRST "WHERE $1::bigint IS NULL AND $2::text IS NULL"
+#define WHERE_NEXT "WHERE (received_at, id) > (" EPOCH_US ", $2::text)"
+static const char *const sql_first = PAGE_SQL(ROW_JSON, WHERE_FIRST);
+static const char *const sql_next = PAGE_SQL(ROW_JSON, WHERE_NEXT);
+static const char *const sql_first_seed = PAGE_SQL(ROW_SEED, WHERE_FIRST);
+static const char *const sql_next_seed = PAGE_SQL(ROW_SEED, WHERE_NEXT);
 
 /* The index of the keyset, versioned apart from the table's own migrations
  * (schema_migrations name "<table>.records"). */
@@ -64,6 +76,7 @@ struct rec {
     struct fpesa_ctx *ctx;
     char table[STORE_TABLE_MAX + 1];
     long page_size;
+    bool seed; /* format: seed */
     PGconn *pg;
     time_t failed_at; /* last failed connect: no new attempt within a second */
 };
@@ -121,7 +134,8 @@ static int open_db(struct rec *g) {
         LOG(g, FPESA_LOG_ERROR, "records_get: migration of table %s failed: %s", g->table, err);
         goto out_fail;
     }
-    if (prepare(g, "first", sql_first) < 0 || prepare(g, "next", sql_next) < 0)
+    if (prepare(g, "first", g->seed ? sql_first_seed : sql_first) < 0 ||
+        prepare(g, "next", g->seed ? sql_next_seed : sql_next) < 0)
         goto out_fail;
     g->failed_at = 0;
     LOG(g, FPESA_LOG_INFO, "records_get: database connected table=%s page_size=%ld", g->table,
@@ -140,6 +154,7 @@ static int rec_init(const struct fpesa_host *host, struct fpesa_ctx *ctx, const 
     struct rec *g = calloc(1, sizeof(*g));
     const char *table = host->config(ctx, "table");
     const char *size = host->config(ctx, "page_size");
+    const char *format = host->config(ctx, "format");
 
     (void)config_json;
     if (!g)
@@ -167,6 +182,12 @@ static int rec_init(const struct fpesa_host *host, struct fpesa_ctx *ctx, const 
             goto out_free;
         }
         g->page_size = v;
+    }
+    if (format && strcmp(format, "seed") == 0) {
+        g->seed = true;
+    } else if (format && strcmp(format, "json") != 0) {
+        LOG(g, FPESA_LOG_ERROR, "records_get: config format \"%s\" is not json or seed", format);
+        goto out_free;
     }
     open_db(g);
     *state = g;

@@ -61,7 +61,7 @@ test('Saved filter: only the messages whose data contains the JSON, paged, kept 
   await page.goto(BASE + '/#/saved?size=10');
   await page.getByLabel('Data contains').fill('{"marker": ');
   await page.getByRole('button', { name: 'Filter', exact: true }).click();
-  await page.locator('#contains-err').getByText(/not JSON/).waitFor();
+  await page.locator('#filter-contains-err').getByText(/not JSON/).waitFor();
   await page.getByLabel('Data contains').fill(contains);
   await page.getByRole('button', { name: 'Filter', exact: true }).click();
   const ids = () => page.locator('section[aria-labelledby="saved-title"] li.item').evaluateAll((els) => els.map((e) => e.dataset.id));

@@ -383,7 +383,8 @@ def test_configured_status_validation_status_and_content_types(aux, amqp, http):
     props, body = get_message(amqp, "/itest/plain:PUT")
     assert json.loads(body) == {"data": "text", "args": None}
     error_of(http.put(aux.url + "/itest/plain", data=b"{}", headers={"Content-Type": "text/html"}), 415)
-    error_of(http.put(aux.url + "/itest/plain", data=b"nope", headers={"Content-Type": "text/plain"}), 400)
+    # A body that is not JSON is answered with the endpoint's validation_status.
+    error_of(http.put(aux.url + "/itest/plain", data=b"nope", headers={"Content-Type": "text/plain"}), 422)
 
 
 def test_endpoint_without_body_schema_refuses_a_body(aux, http):

@@ -372,11 +372,11 @@ describe('Saved.vue filter', () => {
     window.location.hash = '#/saved';
     const w = mount(Saved, { props: { route: parseHash(window.location.hash) } });
     await flushPromises();
-    await w.find('input#contains').setValue('{not json');
+    await w.find('input#filter-contains').setValue('{not json');
     await w.find('form.filter').trigger('submit');
-    expect(w.find('#contains-err').text()).toContain('not JSON');
+    expect(w.find('#filter-contains-err').text()).toContain('not JSON');
     expect(window.location.hash).toBe('#/saved');
-    await w.find('input#contains').setValue('{"sensor": "t-1"}');
+    await w.find('input#filter-contains').setValue('{"sensor": "t-1"}');
     await w.find('form.filter').trigger('submit');
     expect(window.location.hash).toBe('#/saved?contains=%7B%22sensor%22%3A+%22t-1%22%7D');
     await w.setProps({ route: parseHash(window.location.hash) });
