@@ -172,7 +172,7 @@ def test_keyset_pages_no_dup_no_gap_while_arriving(stack, tmp_path, proc, bus, d
     s.start_host(proc)
     first = _fill(bus, db, s, 1000)
     stop, late = threading.Event(), []
-    t = threading.Thread(target=_keep_posting, args=(lambda: Bus(stack), s, stop, late))
+    t = threading.Thread(target=_keep_posting, args=(lambda: Bus(stack), s, stop, late), daemon=True)
     t.start()
     try:
         seen, cursor, pages = [], None, 0
@@ -204,7 +204,7 @@ def test_offset_contract_frozen_while_arriving(stack, tmp_path, proc, bus, db):
     s.start_host(proc)
     first = _fill(bus, db, s, 1000)
     stop, late = threading.Event(), []
-    t = threading.Thread(target=_keep_posting, args=(lambda: Bus(stack), s, stop, late))
+    t = threading.Thread(target=_keep_posting, args=(lambda: Bus(stack), s, stop, late), daemon=True)
     t.start()
     try:
         page = bus.rpc(s.get_q, {"offset": "0", "limit": "500"})
@@ -339,7 +339,7 @@ def test_broker_restart_reconnects(stack, tmp_path, proc, bus, db):
     _fill(bus, db, s, 10)
     bus.close()
     stack.script("stop-rabbit")
-    stack.script("start-rabbit")
+    stack.start_rabbit()
     b2 = Bus(stack)
     try:
         # Our own queues are durable: the host redeclares them on reconnect.

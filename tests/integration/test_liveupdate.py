@@ -526,7 +526,7 @@ def test_broker_restart_clients_told_and_resume_gets_everything(stack, proc, tmp
         wait_until(lambda: len(sent) > 30, timeout=10)
         stack.script("stop-rabbit")
         wait_until(lambda: requests.get(base + "/health", timeout=2).status_code == 503, timeout=20)
-        stack.script("start-rabbit")
+        stack.start_rabbit()
         wait_until(lambda: requests.get(base + "/health", timeout=2).status_code == 200, timeout=60)
         n = len(sent)
         wait_until(lambda: len(sent) > n + 30, timeout=30)
