@@ -91,7 +91,10 @@ class Stack:
 
     def ensure_servers(self):
         """Starts the broker and the database again when a test that stopped
-        one of them failed before it could start it itself."""
+        one of them failed before it could start it itself. Only a stack
+        scripts/test.sh started (FPESA_STACK=test) is touched."""
+        if os.environ.get("FPESA_STACK") != "test":
+            return
         if not self._listening(self.amqp_port):
             self.start_rabbit()
         if not self._listening(self.pg_port):

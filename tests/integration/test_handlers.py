@@ -405,3 +405,18 @@ def test_post_through_the_mapper_is_stored_once(stack, http, db):
     assert {m["id"] for m in r.json()["messages"]} >= set(ids[-1:])
     r = http.get(stack.mapper + "/messages/", params={"before": "garbage"}, timeout=5)
     assert r.status_code == 400
+
+
+def test_each_plugin_links_only_what_it_uses(stack):
+    """The build gives each plugin its own link line: echo needs jansson and
+    nothing of PostgreSQL, libvips or libcurl; the store plugins need libpq."""
+
+    def libs(plugin):
+        out = subprocess.run(["ldd", os.path.join(stack.plugins, plugin)], capture_output=True,
+                             text=True, timeout=30, check=True).stdout
+        return {line.split()[0] for line in out.splitlines() if line.strip()}
+
+    echo = libs("echo.so")
+    assert any(n.startswith("libjansson") for n in echo), echo
+    assert not [n for n in echo if n.startswith(("libpq", "libvips", "libcurl"))], echo
+    assert any(n.startswith("libpq") for n in libs("messages_post.so"))
