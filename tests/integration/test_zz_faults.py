@@ -153,7 +153,7 @@ def test_liveupdate_restart_resume_with_since(stack, http):
         assert probe.status_code == 202, probe.text
         wait_until(lambda: probe.json()["id"] in got, timeout=60)
         for i in range(n):
-            r = http.post(stack.nginx + "/api/v1/messages/", json={"live": i}, timeout=10)
+            r = http.post(stack.nginx + "/api/v1/messages/", json={"live": i}, timeout=60)
             if r.status_code == 202:
                 accepted.append(r.json()["id"])
             if i == n // 2:
