@@ -368,6 +368,45 @@ handlers:
     assert a == {"echo": {"data": {"a": [1, 2]}, "args": None, "params": {"word": "hi"}}}
 
 
+def test_c_plugin_reads_the_headers_of_a_binary_message(stack, tmp_path, proc):
+    """A raw (non-JSON) body travels with the rest of the request in x-fpesa-*
+    AMQP headers; a C plugin (echo) reads them from struct fpesa_message
+    through the mapper, as a worker in another language would."""
+    from test_body_kinds import png_bytes
+    prefix = "/%s" % unique()
+    queue = prefix + "/{album}:POST"
+    port = stack.aux_port + 9
+    cfg = tmp_path / "headers.yaml"
+    cfg.write_text("""bus: {url: "%s"}
+endpoints:
+  - path: "%s/{album}"
+    method: POST
+    mode: rpc
+    timeout: 30s
+    content_types: [image/png]
+    args:
+      type: object
+      properties: {tag: {type: string}}
+handlers:
+  - {name: echo, plugin: echo.so, queue: "%s"}
+""" % (stack.amqp_url, prefix, queue))
+    start_host(proc, stack, str(cfg))
+    url = "http://127.0.0.1:%d" % port
+    proc.start([os.path.join(stack.bin, "restmapper"), "--config", str(cfg)],
+               env=stack.env(FPESA_HTTP_LISTEN="127.0.0.1:%d" % port), wait_http=url + "/health",
+               timeout=60)
+    wait_until(lambda: requests.get(url + "/health", timeout=5).status_code == 200, timeout=60)
+    png = png_bytes()
+    r = requests.post(url + prefix + "/holiday?tag=sea%20side", data=png,
+                      headers={"Content-Type": "image/png"}, timeout=40)
+    assert r.status_code == 200, r.text
+    doc = r.json()
+    assert doc["echo"] == {"content_type": "image/png", "length": len(png)}
+    headers = doc["headers"]
+    assert json.loads(headers["x-fpesa-args"]) == {"tag": "sea side"}
+    assert json.loads(headers["x-fpesa-params"]) == {"album": "holiday"}
+
+
 def _mapper_up(stack, timeout=30.0):
     """The stack's restmapper answers /health with 200; after an earlier
     test restarted the broker it may still be reconnecting, so wait."""
