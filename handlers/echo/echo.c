@@ -88,8 +88,8 @@ static int echo_batch(void *state, const struct fpesa_message *const *msgs, size
 
         if (!m->reply_to) {
             /* Nobody waits for an answer: nothing this handler can do with it. */
-            e->host->log(e->ctx, FPESA_LOG_WARN, "echo: request without reply_to id=%s",
-                         m->message_id ? m->message_id : "-");
+            FPESA_LOG(e, FPESA_LOG_WARN, "echo: request without reply_to id=%s",
+                      m->message_id ? m->message_id : "-");
             results[i] = FPESA_REJECT;
             continue;
         }

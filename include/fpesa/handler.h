@@ -271,6 +271,15 @@ struct fpesa_handler {
     int (*run)(void *state, int stop_fd);
 };
 
+/* The one way a plugin logs: s is the plugin's state (any struct with the
+ * members host, the const struct fpesa_host * init() received, and ctx, the
+ * struct fpesa_ctx * that came with it). The host checks the level before
+ * formatting and writes the line in the project's format, tagged with the
+ * handler's name.
+ *     FPESA_LOG(st, FPESA_LOG_WARN, "query failed table=%s", st->table);
+ */
+#define FPESA_LOG(s, level, ...) ((s)->host->log((s)->ctx, (level), __VA_ARGS__))
+
 /* The entry symbol's type. */
 typedef const struct fpesa_handler *(*fpesa_handler_entry_fn)(void);
 
