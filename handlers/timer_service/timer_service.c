@@ -24,7 +24,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "store.h"
+#include "tstore.h"
 #include "../lib/store.h"
 #include "webhook.h"
 
