@@ -33,7 +33,7 @@ want() { [[ " $SUITES " == *" $1 "* ]]; }
 
 # Upper bounds in seconds: several times what each takes on a loaded machine.
 BOUND_UNIT_TEST=${FPESA_BOUND_UNIT_TEST:-60}     # one Criterion test
-BOUND_UNIT=${FPESA_BOUND_UNIT:-600}              # one Criterion binary
+BOUND_UNIT=${FPESA_BOUND_UNIT:-300}              # one Criterion binary
 BOUND_STACK=${FPESA_BOUND_STACK:-600}            # starting the test stack
 BOUND_INTEGRATION=${FPESA_BOUND_INTEGRATION:-3600}
 BOUND_FRONTEND=${FPESA_BOUND_FRONTEND:-600}      # build and vitest, each
