@@ -264,7 +264,8 @@ static void on_live(struct live_bus *bus, amqp_envelope_t *env) {
     ev = calloc(1, sizeof(*ev));
     if (ev) {
         ev->kind = LIVE_EV_MESSAGE;
-        ev->msg = live_msg_new(ch, bus->p.channel_paths[ch], id, when, data, bus->p.pre);
+        ev->msg = live_msg_new_params(ch, bus->p.channel_paths[ch], id, when,
+                                      json_object_get(body, "params"), data, bus->p.pre);
         if (ev->msg)
             emit(bus, ev);
         else
