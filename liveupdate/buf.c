@@ -119,11 +119,14 @@ struct live_msg *live_msg_new_params(int channel, const char *channel_path, cons
         goto out_frame;
     if (json_is_object(params) && json_object_size(params) > 0) {
         char buf[2048];
-        if (live_path_expand(channel_path, params, buf, sizeof(buf)) < 0)
-            goto out_frame;
-        path = strdup(buf);
-        if (!path || json_object_set_new(frame, "path", json_string(buf)) < 0 ||
-            json_object_set(frame, "params", params) < 0)
+        /* Without every parameter of the template there is no concrete path:
+         * the frame still carries what was given. */
+        if (live_path_expand(channel_path, params, buf, sizeof(buf)) == 0) {
+            path = strdup(buf);
+            if (!path || json_object_set_new(frame, "path", json_string(buf)) < 0)
+                goto out_frame;
+        }
+        if (json_object_set(frame, "params", params) < 0)
             goto out_frame;
     }
     if (json_object_set_new(frame, "received_at", json_string(received_at)) < 0 ||

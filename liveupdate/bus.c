@@ -236,7 +236,7 @@ static int channel_of_exchange(struct live_bus *bus, amqp_bytes_t ex) {
 static void on_live(struct live_bus *bus, amqp_envelope_t *env) {
     amqp_basic_properties_t *pr = &env->message.properties;
     int ch = channel_of_exchange(bus, env->exchange);
-    char id[128] = "";
+    char id[LIVE_ID_MAX + 1] = "";
     char when[48];
     json_error_t jerr;
     json_t *body, *data = NULL;

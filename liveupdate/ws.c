@@ -112,10 +112,13 @@ struct client {
     size_t n_seen;
     uint64_t seen_until; /* seen is dropped once the cursor passes this lseq */
 
-    bool gap;       /* SSE: an "unknown position" event is due */
-    bool heartbeat; /* SSE: a comment line is due */
-    bool dirty;     /* has frames and waits for the next flush to ask for writable */
-    bool asked;     /* a writable callback is asked for and not served yet */
+    bool gap;             /* SSE: an "unknown position" event is due */
+    bool heartbeat;       /* SSE: a comment line is due */
+    bool ping_due;        /* websocket: a keepalive ping is due */
+    int64_t last_rx_ms;   /* when the client last sent anything (a pong counts) */
+    int64_t last_beat_ms; /* when it was last pinged (SSE: sent a comment line) */
+    bool dirty;           /* has frames and waits for the next flush to ask for writable */
+    bool asked;           /* a writable callback is asked for and not served yet */
     bool closing;
     int close_code;
     const char *close_reason;
@@ -168,7 +171,8 @@ struct live_server {
     bool flush_scheduled;
     bool any_dirty;                  /* some client became dirty since the last flush */
     lws_usec_t last_flush;           /* when the last flush ran */
-    lws_sorted_usec_list_t beat_sul; /* SSE heartbeats */
+    lws_sorted_usec_list_t beat_sul; /* keepalive: pings and SSE comment lines */
+    unsigned long long reaped;       /* clients cut off for silence */
 
     unsigned char scratch[LWS_PRE + SCRATCH_SIZE]; /* batches frames for one write */
 };
@@ -382,9 +386,13 @@ static void metrics_text(struct live_server *srv, char **out, size_t *out_len) {
             "# HELP liveupdate_replay_requests_inflight Stored-messages requests outstanding.\n"
             "# TYPE liveupdate_replay_requests_inflight gauge\n"
             "liveupdate_replay_requests_inflight %d\n"
+            "# HELP liveupdate_silent_closes_total Websocket clients cut off after three "
+            "unanswered ping intervals.\n"
+            "# TYPE liveupdate_silent_closes_total counter\nliveupdate_silent_closes_total %llu\n"
             "# HELP liveupdate_window_messages Live messages held in the channel's window.\n"
             "# TYPE liveupdate_window_messages gauge\n",
-            srv->sse_clients, srv->window_resumes, srv->unknown_positions, srv->rpc_inflight);
+            srv->sse_clients, srv->window_resumes, srv->unknown_positions, srv->rpc_inflight,
+            srv->reaped);
     for (size_t i = 0; i < srv->n_channels; i++)
         fprintf(f, "liveupdate_window_messages{channel=\"%s\"} %zu\n", srv->channels[i].path,
                 live_window_count(&srv->channels[i].win));
@@ -737,6 +745,18 @@ static int client_write(struct live_server *srv, struct client *c) {
         return -1;
     }
     c->asked = false;
+    if (c->ping_due) {
+        static const char payload[] = "fpesa";
+        unsigned char buf[LWS_PRE + sizeof(payload)];
+        c->ping_due = false;
+        memcpy(buf + LWS_PRE, payload, sizeof(payload) - 1);
+        if (lws_write(c->wsi, buf + LWS_PRE, sizeof(payload) - 1, LWS_WRITE_PING) < 0)
+            return -1;
+        /* One write per callback: the frames follow in the next. */
+        c->asked = true;
+        lws_callback_on_writable(c->wsi);
+        return 0;
+    }
     if (c->sse && c->heartbeat) {
         memcpy(srv->scratch + LWS_PRE, ":\n\n", 3);
         used = 3;
@@ -1086,23 +1106,48 @@ static void drain_inbox(struct live_server *srv) {
     flush_schedule(srv);
 }
 
-/* SSE clients get a comment line every ping_interval: it keeps proxies from
- * timing the stream out and finds dead peers. */
+/* Keepalive is liveupdate's own, not libwebsockets': libwebsockets 4.1
+ * answers a client's ping that arrives while its own keepalive ping is
+ * pending with a pong that carries the still-masked payload, and clients
+ * that check the payload (python-websockets) then drop the connection. Here
+ * a websocket client silent for ping_interval gets a ping (written by us,
+ * so libwebsockets' own pong path is left alone and answers every client
+ * ping with its payload), and one silent for three intervals is cut off; an
+ * SSE stream gets a comment line every interval, which keeps proxies from
+ * closing it and finds dead peers (the write fails). */
 static void beat_run(lws_sorted_usec_list_t *sul) {
     struct live_server *srv =
         (struct live_server *)((char *)sul - offsetof(struct live_server, beat_sul));
+    int64_t now = now_ms(), iv = (int64_t)srv->cfg->live.ping_interval * 1000;
 
     for (size_t i = 0; i < srv->n_channels; i++)
-        for (struct client *c = srv->channels[i].clients; c; c = c->next)
-            if (c->sse && !c->closing) {
-                c->heartbeat = true;
+        for (struct client *c = srv->channels[i].clients; c; c = c->next) {
+            bool due = false;
+            if (c->closing)
+                continue;
+            if (c->sse) {
+                due = now - c->last_beat_ms >= iv;
+                c->heartbeat = c->heartbeat || due;
+            } else if (now - c->last_rx_ms >= 3 * iv) {
+                srv->reaped++;
+                LOG(LOG_INFO, "client silent for three ping intervals; closing serial=%" PRIu64,
+                    c->serial);
+                lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+                continue;
+            } else if (now - c->last_rx_ms >= iv && now - c->last_beat_ms >= iv) {
+                due = true;
+                c->ping_due = true;
+            }
+            if (due) {
+                c->last_beat_ms = now;
                 if (!c->asked) {
                     c->asked = true;
                     lws_callback_on_writable(c->wsi);
                 }
             }
+        }
     lws_sul_schedule(srv->ctx, 0, &srv->beat_sul, beat_run,
-                     (lws_usec_t)srv->cfg->live.ping_interval * LWS_US_PER_SEC);
+                     iv < 1000 ? (lws_usec_t)iv * 1000 : LWS_US_PER_SEC);
 }
 
 /* ---- handshakes ---------------------------------------------------------------- */
@@ -1235,6 +1280,7 @@ static int client_start(struct live_server *srv, struct lws *wsi, struct client 
             setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     }
     srv->connections_total++;
+    c->last_rx_ms = c->last_beat_ms = now_ms();
     c->phase = PH_LIVE;
     c->cursor = c->arrived = ch->win.end;
     c->caught_up = true;
@@ -1345,9 +1391,14 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
         if (!c || !c->linked)
             return 0;
         return client_write(srv, c);
+    case LWS_CALLBACK_RECEIVE_PONG:
+        if (c && c->linked)
+            c->last_rx_ms = now_ms();
+        return 0;
     case LWS_CALLBACK_RECEIVE:
         if (!c || !c->linked)
             return 0;
+        c->last_rx_ms = now_ms();
         c->rx_len += len;
         if (c->rx_len + lws_remaining_packet_payload(wsi) > srv->cfg->live.max_frame) {
             srv->oversize_closes++;
@@ -1496,10 +1547,9 @@ struct live_server *live_server_new(const struct cfg *cfg) {
     }
     lws_set_log_level(LLL_ERR | LLL_WARN, lws_logger);
 
-    /* Keepalive: a ping after ping_interval idle seconds; no valid traffic
-     * (a pong counts) for two intervals more and the connection is dropped. */
-    srv->retry.secs_since_valid_ping = (uint16_t)cfg->live.ping_interval;
-    srv->retry.secs_since_valid_hangup = (uint16_t)(cfg->live.ping_interval * 3);
+    /* Keepalive is ours (beat_run): libwebsockets' own is turned off. */
+    srv->retry.secs_since_valid_ping = 0;
+    srv->retry.secs_since_valid_hangup = 0;
 
     memset(&info, 0, sizeof(info));
     info.port = cfg->live.port;

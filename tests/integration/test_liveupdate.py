@@ -580,3 +580,53 @@ def test_broker_restart_clients_told_and_resume_gets_everything(stack, proc, tmp
         for t in threads:
             t.join(5)
         store.close()
+
+
+def test_parametrized_route_frames_carry_params_and_one_resource_can_be_followed(stack, proc,
+                                                                                tmp_path):
+    eps = "  - {path: \"/orders/{id}\", method: PUT, mode: publish, live: true}\n"
+    _, base = start_live(stack, proc, tmp_path, aux(stack, 0), eps)
+    one = websocket.create_connection(ws_url(base, "/orders/42"), timeout=10)
+    every = websocket.create_connection(ws_url(base, "/orders/%7Bid%7D"), timeout=10)
+    status, sse = None, None
+    try:
+        sse = requests.get(base + "/events/v1/orders/42", stream=True, timeout=10)
+        status = sse.status_code
+        assert status == 200
+        conn = pika.BlockingConnection(pika.URLParameters(stack.amqp_url))
+        try:
+            ch = conn.channel()
+            ch.exchange_declare("/orders/{id}:PUT", "fanout", durable=True)
+            sent = []
+            for i, order in enumerate(["7", "42", "7", "42", "9"]):
+                mid = "o-%d" % i
+                ch.basic_publish("/orders/{id}:PUT", "", json.dumps(
+                    {"data": {"qty": i}, "args": None, "params": {"id": order}}),
+                    pika.BasicProperties(message_id=mid))
+                sent.append((mid, order))
+        finally:
+            conn.close()
+        got = [recv_json(every) for _ in range(5)]
+        assert [(m["id"], m["params"]["id"]) for m in got] == sent
+        assert all(m["channel"] == "/orders/{id}" for m in got)
+        assert got[1]["path"] == "/orders/42" and got[4]["path"] == "/orders/9"
+        mine = [recv_json(one) for _ in range(2)]
+        assert [m["id"] for m in mine] == ["o-1", "o-3"]
+        assert mine[0] == {"id": "o-1", "channel": "/orders/{id}", "path": "/orders/42",
+                           "params": {"id": "42"}, "received_at": mine[0]["received_at"],
+                           "data": {"qty": 1}}
+        one.settimeout(1)
+        with pytest.raises(websocket.WebSocketTimeoutException):
+            one.recv()  # nothing of the other orders
+        events = []
+        for line in sse.iter_lines(chunk_size=1, decode_unicode=True):
+            if line.startswith("id: "):
+                events.append(line[4:])
+            if len(events) == 2:
+                break
+        assert events == ["o-1", "o-3"]
+    finally:
+        one.close()
+        every.close()
+        if sse is not None:
+            sse.close()
