@@ -61,8 +61,6 @@ struct svc {
     bool declared_queue; /* the transform queue */
 };
 
-#define LOG(s, lvl, ...) (s)->host->log((s)->ctx, (lvl), __VA_ARGS__)
-
 static const char *const migrations[] = {
     "CREATE TABLE images ("
     " id text PRIMARY KEY,"
@@ -90,12 +88,12 @@ static int open_db(struct svc *s) {
         return -1;
     s->pg = store_connect(s->host->database_url(s->ctx), err, sizeof(err));
     if (!s->pg) {
-        LOG(s, FPESA_LOG_WARN, "image_service: database unavailable: %s", err);
+        FPESA_LOG(s, FPESA_LOG_WARN, "image_service: database unavailable: %s", err);
         goto out_fail;
     }
     if (store_migrate_set(s->pg, "images", migrations, sizeof(migrations) / sizeof(migrations[0]),
                           NULL, err, sizeof(err)) < 0) {
-        LOG(s, FPESA_LOG_ERROR, "image_service: migration failed: %s", err);
+        FPESA_LOG(s, FPESA_LOG_ERROR, "image_service: migration failed: %s", err);
         goto out_fail;
     }
     s->failed_at = 0;
@@ -121,7 +119,7 @@ static int copy_config(struct svc *s, const char *key, const char *def, char *ds
     if (!v)
         v = def;
     if (!*v || strlen(v) >= cap) {
-        LOG(s, FPESA_LOG_ERROR, "image_service: config %s is empty or too long", key);
+        FPESA_LOG(s, FPESA_LOG_ERROR, "image_service: config %s is empty or too long", key);
         return -1;
     }
     snprintf(dst, cap, "%s", v);
@@ -142,7 +140,7 @@ static int svc_init(const struct fpesa_host *host, struct fpesa_ctx *ctx, const 
     s->host = host;
     s->ctx = ctx;
     if (!FPESA_HAS_FIELD(host, struct fpesa_host, declare)) {
-        LOG(s, FPESA_LOG_ERROR, "image_service: the host is too old (no reply_http/declare)");
+        FPESA_LOG(s, FPESA_LOG_ERROR, "image_service: the host is too old (no reply_http/declare)");
         goto out_free;
     }
     if (role && strcmp(role, "ingest") == 0)
@@ -154,8 +152,8 @@ static int svc_init(const struct fpesa_host *host, struct fpesa_ctx *ctx, const 
     else if (role && strcmp(role, "activity") == 0)
         s->role = ROLE_ACTIVITY;
     else {
-        LOG(s, FPESA_LOG_ERROR,
-            "image_service: config role must be ingest, transform, get or activity");
+        FPESA_LOG(s, FPESA_LOG_ERROR,
+                  "image_service: config role must be ingest, transform, get or activity");
         goto out_free;
     }
     if (copy_config(s, "transform_queue", "images.transform", s->transform_queue,
@@ -166,7 +164,8 @@ static int svc_init(const struct fpesa_host *host, struct fpesa_ctx *ctx, const 
     errno = 0;
     ra = strtol(s->retry_after, &end, 10);
     if (errno || *end || ra < 0 || ra > 3600) {
-        LOG(s, FPESA_LOG_ERROR, "image_service: config retry_after must be 0 to 3600 seconds");
+        FPESA_LOG(s, FPESA_LOG_ERROR,
+                  "image_service: config retry_after must be 0 to 3600 seconds");
         goto out_free;
     }
     s->size = 128;
@@ -175,13 +174,14 @@ static int svc_init(const struct fpesa_host *host, struct fpesa_ctx *ctx, const 
         errno = 0;
         v = strtol(size, &end, 10);
         if (errno || *end || end == size || v < 16 || v > 2048) {
-            LOG(s, FPESA_LOG_ERROR, "image_service: config thumbnail_size must be 16 to 2048");
+            FPESA_LOG(s, FPESA_LOG_ERROR,
+                      "image_service: config thumbnail_size must be 16 to 2048");
             goto out_free;
         }
         s->size = (int)v;
     }
     if (s->role == ROLE_TRANSFORM && transform_init("fpesa-handler") < 0) {
-        LOG(s, FPESA_LOG_ERROR, "image_service: libvips did not start");
+        FPESA_LOG(s, FPESA_LOG_ERROR, "image_service: libvips did not start");
         goto out_free;
     }
     if (s->role != ROLE_ACTIVITY)
@@ -205,7 +205,7 @@ static void activity(struct svc *s, const char *id, const char *step, const char
 
     if (!s->declared) {
         if (s->host->declare(s->ctx, s->activity, "fanout", s->activity) < 0) {
-            LOG(s, FPESA_LOG_WARN, "image_service: cannot declare %s", s->activity);
+            FPESA_LOG(s, FPESA_LOG_WARN, "image_service: cannot declare %s", s->activity);
             return;
         }
         s->declared = true;
@@ -276,8 +276,8 @@ static enum fpesa_result ingest(struct svc *s, const struct fpesa_message *m) {
                      " ON CONFLICT (id) DO NOTHING",
                      3, NULL, vals, lens, fmts, 0);
     if (PQresultStatus(r) != PGRES_COMMAND_OK) {
-        LOG(s, FPESA_LOG_WARN, "image_service: image %s not stored: %s", m->message_id,
-            PQresultErrorMessage(r));
+        FPESA_LOG(s, FPESA_LOG_WARN, "image_service: image %s not stored: %s", m->message_id,
+                  PQresultErrorMessage(r));
         PQclear(r);
         check_conn(s);
         reply_error(s, m, 503, "the image store is unavailable");
@@ -343,7 +343,7 @@ static enum fpesa_result transform(struct svc *s, const struct fpesa_message *m)
     struct tm tm;
 
     if (!id || strlen(id) > 200) {
-        LOG(s, FPESA_LOG_WARN, "image_service: a transform job without an id");
+        FPESA_LOG(s, FPESA_LOG_WARN, "image_service: a transform job without an id");
         res = FPESA_REJECT;
         goto out;
     }
@@ -353,7 +353,8 @@ static enum fpesa_result transform(struct svc *s, const struct fpesa_message *m)
     r = PQexecParams(s->pg, "SELECT state, original FROM images WHERE id = $1", 1, NULL, vals, NULL,
                      NULL, 1);
     if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-        LOG(s, FPESA_LOG_WARN, "image_service: cannot read %s: %s", id, PQresultErrorMessage(r));
+        FPESA_LOG(s, FPESA_LOG_WARN, "image_service: cannot read %s: %s", id,
+                  PQresultErrorMessage(r));
         check_conn(s);
         goto out;
     }
@@ -378,7 +379,7 @@ static enum fpesa_result transform(struct svc *s, const struct fpesa_message *m)
             check_conn(s);
             goto out;
         }
-        LOG(s, FPESA_LOG_INFO, "image_service: transform of %s failed: %s", id, err);
+        FPESA_LOG(s, FPESA_LOG_INFO, "image_service: transform of %s failed: %s", id, err);
         activity(s, id, "failed", err);
         res = FPESA_OK;
         goto out;
@@ -394,8 +395,8 @@ static enum fpesa_result transform(struct svc *s, const struct fpesa_message *m)
                      " done_at = now() WHERE id = $1 AND state = 'pending'",
                      3, NULL, vals, lens, fmts, 0);
     if (PQresultStatus(r) != PGRES_COMMAND_OK) {
-        LOG(s, FPESA_LOG_WARN, "image_service: result of %s not stored: %s", id,
-            PQresultErrorMessage(r));
+        FPESA_LOG(s, FPESA_LOG_WARN, "image_service: result of %s not stored: %s", id,
+                  PQresultErrorMessage(r));
         check_conn(s);
         goto out;
     }
@@ -492,10 +493,10 @@ static enum fpesa_result record_event(struct svc *s, const struct fpesa_message 
     const char *detail = json_string_value(json_object_get(ev, "detail"));
 
     if (id && step)
-        LOG(s, FPESA_LOG_INFO, "image activity image_id=%.64s step=%.32s at=%.40s%s%.200s", id,
+        FPESA_LOG(s, FPESA_LOG_INFO, "image activity image_id=%.64s step=%.32s at=%.40s%s%.200s", id,
             step, at ? at : "-", detail ? " detail=" : "", detail ? detail : "");
     else
-        LOG(s, FPESA_LOG_WARN, "image activity: not an event (%zu bytes)", m->len);
+        FPESA_LOG(s, FPESA_LOG_WARN, "image activity: not an event (%zu bytes)", m->len);
     json_decref(ev);
     return FPESA_OK;
 }

@@ -24,7 +24,7 @@ test('a query parameter that breaks the schema is refused beside it before sendi
   const sent = countRequests(page, '/api/v1/messages/');
   await page.goto(BASE + '/#/dev');
   const form = page.locator('article.op[data-op="GET /messages/"]');
-  await form.waitFor({ timeout: 15000 });
+  await form.waitFor({ timeout: 60000 });
   await form.getByLabel('limit', { exact: true }).fill('abc');
   await form.getByRole('button', { name: 'Send', exact: true }).click();
   const field = form.locator('[data-field="query:limit"]');
@@ -54,7 +54,7 @@ test('a body that is not an object is refused beside the editor before sending',
   const sent = countRequests(page, '/api/v1/messages/');
   await page.goto(BASE + '/#/dev');
   const form = page.locator('article.op[data-op="POST /messages/"]');
-  await form.waitFor({ timeout: 15000 });
+  await form.waitFor({ timeout: 60000 });
   await form.getByLabel('JSON').fill('[1, 2, 3]');
   await form.getByRole('button', { name: 'Send', exact: true }).click();
   const err = form.locator('[data-field="body"] .field-error');

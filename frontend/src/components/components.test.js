@@ -165,10 +165,10 @@ describe('Dev.vue', () => {
     const msg = w.findAll('article.op')[0];
     await msg.find('input[type="number"]').setValue(30);
     await msg.findAll('button').find((b) => b.text().startsWith('Send 30')).trigger('click');
-    await flushPromises();
-    await new Promise((r) => setTimeout(r, 20));
-    await flushPromises();
-    expect(posts).toBe(30);
+    await vi.waitFor(async () => {
+      await flushPromises();
+      expect(posts).toBe(30);
+    }, { timeout: 10000 });
     const bar = msg.find('progress');
     expect(bar.attributes('value')).toBe('30');
     expect(bar.attributes('max')).toBe('30');
@@ -404,5 +404,44 @@ describe('Message.vue', () => {
     await w.setProps({ route: parseHash('#/messages/nope') });
     await flushPromises();
     expect(w.find('[role="alert"]').text()).toContain('No stored message has this id.');
+  });
+});
+
+describe('Index.vue gap', () => {
+  it('shows a gap marker on an unknown position and carries on live', async () => {
+    const sockets = [];
+    class FakeWS {
+      constructor(url) {
+        this.url = url;
+        sockets.push(this);
+      }
+      close() {}
+    }
+    vi.stubGlobal('WebSocket', FakeWS);
+    const raf = [];
+    vi.stubGlobal('requestAnimationFrame', (fn) => raf.push(fn));
+    vi.stubGlobal('fetch', async () => jsonResponse(200, { openapi: '3.1.0', paths: { '/messages/': { post: { 'x-fpesa-live': true } } } }));
+    const w = mount(Index, { props: { route: { name: 'live', query: {} } } });
+    await flushPromises();
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
+    try {
+      sockets[0].onopen({});
+      sockets[0].onmessage({ data: JSON.stringify({ id: 'before', received_at: '2024-01-01T00:00:00Z', data: {} }) });
+      sockets[0].onclose({ code: 4404, reason: 'unknown position; reconnect without since' });
+      vi.runOnlyPendingTimers();
+      expect(sockets.length).toBe(2);
+      expect(sockets[1].url).toBe(`ws://${window.location.host}/ws/v1/messages/`);
+      sockets[1].onopen({});
+      sockets[1].onmessage({ data: JSON.stringify({ id: 'after', received_at: '2024-01-01T00:00:01Z', data: {} }) });
+      raf.splice(0).forEach((f) => f());
+      await flushPromises();
+      const rows = w.findAll('ol.feed > li').map((li) => li.attributes('data-id') || li.classes().join(' '));
+      expect(rows).toEqual(['after', 'marker gap', 'before']);
+      expect(w.find('li.gap').text()).toContain('unknown position');
+      expect(w.find('[data-testid="total"]').text()).toBe('2');
+      w.unmount();
+    } finally {
+      vi.useRealTimers();
+    }
   });
 });

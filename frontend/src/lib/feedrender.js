@@ -73,14 +73,23 @@ export class FeedRenderer {
 
   // A line across the list (e.g. "messages may be missing here").
   marker(text, kind = 'gap') {
-    const li = this.list.ownerDocument.createElement('li');
-    li.className = 'marker';
-    li.dataset.kind = kind;
-    li.setAttribute('role', 'separator');
-    li.textContent = text;
-    this.list.insertBefore(li, this.list.firstChild);
+    if (this.holding) {
+      // Kept in its place among the held frames.
+      this.held.push({ marker: text, kind });
+      return;
+    }
+    this.list.insertBefore(this.markerItem(text, kind), this.list.firstChild);
     this.shown++;
     this.trim();
+  }
+
+  markerItem(text, kind) {
+    const li = this.list.ownerDocument.createElement('li');
+    li.className = 'marker ' + kind;
+    li.dataset.kind = kind;
+    li.setAttribute('role', 'note');
+    li.textContent = text;
+    return li;
   }
 
   // frames: oldest first. Drawn now, or held while the reader is elsewhere.
@@ -98,7 +107,10 @@ export class FeedRenderer {
   draw(frames) {
     const take = frames.length > this.limit ? frames.slice(frames.length - this.limit) : frames;
     const frag = this.list.ownerDocument.createDocumentFragment();
-    for (let i = take.length - 1; i >= 0; i--) frag.appendChild(this.item(take[i]));
+    for (let i = take.length - 1; i >= 0; i--) {
+      const f = take[i];
+      frag.appendChild(f.marker !== undefined ? this.markerItem(f.marker, f.kind) : this.item(f));
+    }
     this.list.insertBefore(frag, this.list.firstChild);
     this.shown += take.length;
     this.trim();
