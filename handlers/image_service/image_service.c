@@ -493,8 +493,8 @@ static enum fpesa_result record_event(struct svc *s, const struct fpesa_message 
     const char *detail = json_string_value(json_object_get(ev, "detail"));
 
     if (id && step)
-        FPESA_LOG(s, FPESA_LOG_INFO, "image activity image_id=%.64s step=%.32s at=%.40s%s%.200s", id,
-            step, at ? at : "-", detail ? " detail=" : "", detail ? detail : "");
+        FPESA_LOG(s, FPESA_LOG_INFO, "image activity image_id=%.64s step=%.32s at=%.40s%s%.200s",
+                  id, step, at ? at : "-", detail ? " detail=" : "", detail ? detail : "");
     else
         FPESA_LOG(s, FPESA_LOG_WARN, "image activity: not an event (%zu bytes)", m->len);
     json_decref(ev);

@@ -128,7 +128,7 @@ static int open_db(struct get *g) {
         if (store_migrate_set(g->pg, name, contains_migrations,
                               sizeof(contains_migrations) / sizeof(contains_migrations[0]),
                               g->table, err, sizeof(err)) < 0) {
-            LOG(g, FPESA_LOG_ERROR, "messages_get: migration %s failed: %s", name, err);
+            FPESA_LOG(g, FPESA_LOG_ERROR, "messages_get: migration %s failed: %s", name, err);
             goto out_fail;
         }
     }

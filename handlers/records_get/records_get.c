@@ -186,7 +186,8 @@ static int rec_init(const struct fpesa_host *host, struct fpesa_ctx *ctx, const 
     if (format && strcmp(format, "seed") == 0) {
         g->seed = true;
     } else if (format && strcmp(format, "json") != 0) {
-        LOG(g, FPESA_LOG_ERROR, "records_get: config format \"%s\" is not json or seed", format);
+        FPESA_LOG(g, FPESA_LOG_ERROR, "records_get: config format \"%s\" is not json or seed",
+                  format);
         goto out_free;
     }
     open_db(g);
