@@ -7,6 +7,7 @@
 #include "magic.h"
 #include "metrics.h"
 #include "multipart.h"
+#include "asyncapi.h"
 #include "openapi.h"
 #include "query.h"
 #include "router.h"
@@ -45,6 +46,8 @@ struct http_server {
     const char **route_paths;
     char *openapi; /* the document, rendered once */
     size_t openapi_len;
+    char *asyncapi; /* the AsyncAPI document, rendered once */
+    size_t asyncapi_len;
     struct MHD_Daemon *daemon;
     struct sockaddr_storage addr;
     _Atomic long in_flight;
@@ -952,6 +955,8 @@ static enum MHD_Result reply_builtin(struct request *rq) {
     }
     case ROUTE_OPENAPI:
         return reply(rq, MHD_HTTP_OK, "application/json", srv->openapi, srv->openapi_len);
+    case ROUTE_ASYNCAPI:
+        return reply(rq, MHD_HTTP_OK, "application/json", srv->asyncapi, srv->asyncapi_len);
     case ROUTE_ENDPOINT:
         break;
     }
@@ -1123,11 +1128,15 @@ struct http_server *http_new(const struct cfg *cfg, struct mbus *bus) {
     doc = openapi_build(cfg);
     srv->openapi = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
     json_decref(doc);
-    if (!srv->metrics || !srv->openapi) {
-        LOG(LOG_ERROR, "out of memory building the metrics and the OpenAPI document");
+    doc = asyncapi_build(cfg);
+    srv->asyncapi = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
+    json_decref(doc);
+    if (!srv->metrics || !srv->openapi || !srv->asyncapi) {
+        LOG(LOG_ERROR, "out of memory building the metrics and the API documents");
         goto out_free;
     }
     srv->openapi_len = strlen(srv->openapi);
+    srv->asyncapi_len = strlen(srv->asyncapi);
     return srv;
 
 out_free:
@@ -1220,6 +1229,7 @@ void http_free(struct http_server *srv) {
     http_stop(srv);
     metrics_free(srv->metrics);
     free(srv->openapi);
+    free(srv->asyncapi);
     free(srv->route_methods);
     free(srv->route_paths);
     router_free(srv->router);
