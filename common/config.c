@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 /* Largest configuration file read; anything larger is surely not one. */
@@ -1542,11 +1543,14 @@ static char *join_path(const char *dir, size_t dir_len, const char *name) {
 }
 
 /* The folder "plugins" beside the folder of the running program:
- * build/bin/restmapper -> build/plugins. */
+ * build/bin/restmapper -> build/plugins; for an installed program, where
+ * there is no such folder, lib/fpesa/plugins: /usr/bin/fpesa-handler ->
+ * /usr/lib/fpesa/plugins (so an installed tree can be moved as a whole). */
 static char *default_plugin_dir(void) {
     char exe[4096];
     ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
-    char *slash;
+    char *slash, *dir;
+    struct stat st;
 
     if (n <= 0)
         return strdup("plugins");
@@ -1558,7 +1562,11 @@ static char *default_plugin_dir(void) {
     slash = strrchr(exe, '/');
     if (!slash)
         return strdup("/plugins");
-    return join_path(exe, (size_t)(slash - exe), "plugins");
+    dir = join_path(exe, (size_t)(slash - exe), "plugins");
+    if (!dir || (stat(dir, &st) == 0 && S_ISDIR(st.st_mode)))
+        return dir;
+    free(dir);
+    return join_path(exe, (size_t)(slash - exe), "lib/fpesa/plugins");
 }
 
 static void resolve_plugins(struct loader *ld, const struct ynode *root) {
