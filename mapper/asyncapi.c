@@ -483,9 +483,9 @@ static void add_live(const struct cfg_endpoint *ep, const char *id, json_t *chan
              ep->path, ep->path, ep->method, ep->path);
     c = json_pack("{s:o, s:s, s:[{s:s}], s:{s:o}, s:{s:{s:s, s:{s:s, s:{s:{s:s, s:s}}}, s:s}}}",
                   "address", address(ep->path), "description", text, "servers", "$ref",
-                  "#/servers/liveupdate", "messages", "frame",
-                  ref("#/components/messages/%s", fr), "bindings", "ws", "method", "GET",
-                  "query", "type", "object", "properties", "since", "type", "string", "description",
+                  "#/servers/liveupdate", "messages", "frame", ref("#/components/messages/%s", fr),
+                  "bindings", "ws", "method", "GET", "query", "type", "object", "properties",
+                  "since", "type", "string", "description",
                   "Resume after this message id: stored messages first, then the live stream.",
                   "bindingVersion", WS_BINDING);
     set(channels, ch, c, failed);
