@@ -148,6 +148,8 @@ struct live_msg *live_msg_new_params(int channel, const char *channel_path, cons
     m->lseq = 0;
     m->at_ms = 0;
     m->hnext = NULL;
+    m->sse = NULL;
+    m->sse_len = 0;
     m->len = json_dumpb(frame, (char *)m->data + pre, need, JSON_COMPACT);
     snprintf(m->id, sizeof(m->id), "%s", id ? id : "");
     /* RFC 6455 section 5.2: FIN + text opcode, then the length in 7, 16 or 64 bits. */
@@ -183,6 +185,7 @@ struct live_msg *live_msg_ref(struct live_msg *m) {
 void live_msg_unref(struct live_msg *m) {
     if (m && atomic_fetch_sub_explicit(&m->refs, 1, memory_order_acq_rel) == 1) {
         free(m->path);
+        free(m->sse);
         free(m);
     }
 }

@@ -32,6 +32,10 @@ struct live_msg {
      * window (window.h); unused elsewhere. */
     uint64_t lseq;
     int64_t at_ms; /* when it entered the window (monotonic ms) */
+    /* The Server-Sent Events form ("id: ...\ndata: ...\n\n"), owned, made
+     * once by the service thread the first time an SSE client needs it. */
+    unsigned char *sse;
+    size_t sse_len;
     struct live_msg *hnext;
     size_t len;           /* bytes of the frame payload */
     size_t pre;           /* headroom before the payload (LWS_PRE) */

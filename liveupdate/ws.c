@@ -677,22 +677,41 @@ static size_t sse_format(const struct live_msg *m, unsigned char *out, size_t ro
     return used;
 }
 
+/* The message's SSE event, made on first use and kept with the message, so
+ * a thousand SSE clients cost one formatting and a thousand copies, as
+ * websocket clients do. NULL when out of memory. */
+static const unsigned char *sse_event(struct live_msg *m, size_t *len) {
+    if (!m->sse) {
+        size_t cap = 4 + LIVE_ID_MAX + 7 + m->len + 2;
+        const unsigned char *p = live_msg_payload(m);
+        for (size_t i = 0; i < m->len; i++)
+            if (p[i] == '\n')
+                cap += 6;
+        m->sse = malloc(cap);
+        if (!m->sse)
+            return NULL;
+        m->sse_len = sse_format(m, m->sse, cap);
+    }
+    *len = m->sse_len;
+    return m->sse;
+}
+
 /* Appends m to the batch in the client's format. Returns false when it does
  * not fit (the batch must be written first). */
-static bool batch_add(struct live_server *srv, struct client *c, const struct live_msg *m,
-                      size_t *used) {
+static bool batch_add(struct live_server *srv, struct client *c, struct live_msg *m, size_t *used) {
     unsigned char *out = srv->scratch + LWS_PRE + *used;
     size_t room = SCRATCH_SIZE - *used, n;
 
     if (c->sse) {
-        n = sse_format(m, out, room);
-        if (!n)
+        const unsigned char *ev = sse_event(m, &n);
+        if (!ev || n > room)
             return false;
+        memcpy(out, ev, n);
     } else {
         n = live_msg_frame_len(m);
         if (n > room)
             return false;
-        memcpy(out, live_msg_frame((struct live_msg *)m), n);
+        memcpy(out, live_msg_frame(m), n);
     }
     *used += n;
     srv->frames_out++;
@@ -706,13 +725,14 @@ static int write_large(struct live_server *srv, struct client *c, struct live_ms
         if (lws_write(c->wsi, live_msg_payload(m), m->len, LWS_WRITE_TEXT) < 0)
             return -1;
     } else {
-        size_t cap = 32 + LIVE_ID_MAX + 2 * m->len + 16, n;
-        unsigned char *buf = malloc(LWS_PRE + cap);
+        size_t n;
+        const unsigned char *ev = sse_event(m, &n);
+        unsigned char *buf = ev ? malloc(LWS_PRE + n) : NULL;
         int rc;
         if (!buf)
             return -1;
-        n = sse_format(m, buf + LWS_PRE, cap);
-        rc = n ? lws_write(c->wsi, buf + LWS_PRE, n, LWS_WRITE_HTTP) : -1;
+        memcpy(buf + LWS_PRE, ev, n);
+        rc = lws_write(c->wsi, buf + LWS_PRE, n, LWS_WRITE_HTTP);
         free(buf);
         if (rc < (int)n)
             return -1;
