@@ -41,7 +41,9 @@ LIVE_OBJS := $(call objs,$(call srcs,liveupdate))
 HOST_OBJS := $(call objs,$(call srcs,handlers/host))
 
 # handlers/lib/ is C every plugin may use; it is compiled into each plugin.
-PLUGIN_LIB_OBJS := $(call objs,$(call srcs,handlers/lib))
+# The exact JSON reader of common/ is compiled into them as well.
+PLUGIN_LIB_OBJS := $(call objs,$(call srcs,handlers/lib)) \
+                   $(call objs,common/jsontext.c common/decimal.c)
 PLUGIN_DIRS := $(filter-out handlers/host handlers/lib,$(patsubst %/,%,$(sort $(dir $(wildcard handlers/*/*.c)))))
 PLUGINS := $(patsubst handlers/%,$(BUILD)/plugins/%.so,$(PLUGIN_DIRS))
 TEST_PLUGIN_DIRS := $(patsubst %/,%,$(sort $(dir $(wildcard tests/plugins/*/*.c))))

@@ -29,14 +29,17 @@ struct reader {
     size_t len, pos;
     int max_depth;
     size_t max_expanded, expanded;
-    bool build;
+    bool build, any_escape;
     struct jtext_numbers *nums;
     struct jtext_error *err;
     int status;
     const char *want_key; /* capture this member of the root object */
     const char *got;
     size_t got_len;
-    bool root_is_object;
+    bool root_is_object, root_is_array;
+    jtext_element_fn elem_fn; /* called for each element of the root array */
+    void *elem_ctx;
+    int elem_rc;
 };
 
 __attribute__((format(printf, 3, 4))) static int fail(struct reader *r, int status, const char *fmt,
@@ -222,6 +225,10 @@ static int read_string(struct reader *r, char *out, size_t *out_len) {
             if (r->pos + 6 > r->len || (cp = hex4(r->s + r->pos + 2)) < 0) {
                 r->pos++;
                 return fail(r, JTEXT_SYNTAX, "invalid \\u escape in a string");
+            }
+            if (r->any_escape && !out) {
+                r->pos += 6;
+                continue;
             }
             if (cp == 0)
                 return fail(r, JTEXT_SYNTAX, "\\u0000 is not allowed in a string");
@@ -490,10 +497,21 @@ static int read_array(struct reader *r, int depth, json_t **out) {
     }
     for (;;) {
         json_t *v = NULL;
+        size_t vstart;
 
         skip_ws(r);
+        vstart = r->pos;
         if (read_value(r, depth + 1, out ? &v : NULL) < 0)
             goto out_fail;
+        if (depth == 1 && r->elem_fn) {
+            int rc = r->elem_fn(r->elem_ctx, r->s + vstart, r->pos - vstart);
+
+            if (rc != 0) {
+                r->elem_rc = rc;
+                fail(r, JTEXT_SYNTAX, "stopped");
+                goto out_fail;
+            }
+        }
         if (arr && json_array_append_new(arr, v) != 0) {
             fail(r, JTEXT_NOMEM, "out of memory");
             goto out_fail;
@@ -629,8 +647,10 @@ static int read_value(struct reader *r, int depth, json_t **out) {
     if (ch == '{' || ch == '[') {
         if (depth > r->max_depth)
             return fail(r, JTEXT_DEPTH, "nested deeper than %d levels", r->max_depth);
-        if (depth == 1 && ch == '{')
-            r->root_is_object = true;
+        if (depth == 1) {
+            r->root_is_object = ch == '{';
+            r->root_is_array = ch == '[';
+        }
         return ch == '{' ? read_object(r, depth, out) : read_array(r, depth, out);
     }
     if (ch == '"') {
@@ -679,6 +699,7 @@ static void reader_init(struct reader *r, const char *s, size_t len, const struc
     r->len = s ? len : 0;
     r->max_depth = lim && lim->max_depth > 0 ? lim->max_depth : JTEXT_DEFAULT_DEPTH;
     r->max_expanded = lim ? lim->max_expanded : 0;
+    r->any_escape = lim && lim->any_escape;
     r->expanded = r->len;
     r->err = err;
     if (err)
@@ -765,7 +786,9 @@ void jtext_numbers_free(struct jtext_numbers *nums) {
 int jtext_member(const char *s, size_t len, const char *key, const char **val, size_t *vlen) {
     struct reader r;
 
-    reader_init(&r, s, len, NULL, NULL);
+    static const struct jtext_limits relay = {.any_escape = true};
+
+    reader_init(&r, s, len, &relay, NULL);
     r.want_key = key;
     if (read_text(&r, NULL) != JTEXT_OK || !r.root_is_object)
         return -1;
@@ -782,7 +805,9 @@ int jtext_error_code(const char *s, size_t len, int *code, struct jtext_error *e
     size_t elen, clen;
     long v = 0;
 
-    reader_init(&r, s, len, NULL, err);
+    static const struct jtext_limits relay = {.any_escape = true};
+
+    reader_init(&r, s, len, &relay, err);
     r.want_key = "error";
     if (read_text(&r, NULL) != JTEXT_OK)
         return r.status;
@@ -845,4 +870,73 @@ size_t jtext_escape(char *dst, size_t cap, const char *src, size_t len) {
     }
     dst[w] = '\0';
     return w;
+}
+
+size_t jtext_utf8_clean(char *dst, size_t cap, const char *src, size_t len) {
+    size_t w = 0, i = 0;
+
+    if (cap == 0)
+        return 0;
+    while (i < len) {
+        unsigned char ch = (unsigned char)src[i];
+        size_t n = 1, adv = 1;
+        const char *from = src + i;
+
+        if (ch == 0) {
+            from = "\xef\xbf\xbd";
+            n = 3;
+        } else if (ch >= 0x80) {
+            adv = utf8_seq((const unsigned char *)src + i, len - i);
+            if (adv == 0) {
+                adv = 1;
+                from = "\xef\xbf\xbd"; /* U+FFFD */
+                n = 3;
+            } else {
+                n = adv;
+            }
+        }
+        if (w + n + 1 > cap)
+            break;
+        memcpy(dst + w, from, n);
+        w += n;
+        i += adv;
+    }
+    dst[w] = '\0';
+    return w;
+}
+
+char *jtext_string(const char *s, size_t len, size_t *out_len) {
+    struct reader r;
+    char *buf;
+    size_t n = 0;
+
+    if (len < 2 || s[0] != '"')
+        return NULL;
+    reader_init(&r, s, len, NULL, NULL);
+    buf = malloc(len);
+    if (!buf)
+        return NULL;
+    if (read_string(&r, buf, &n) < 0 || r.pos != len) {
+        free(buf);
+        return NULL;
+    }
+    buf[n] = '\0';
+    *out_len = n;
+    return buf;
+}
+
+int jtext_elements(const char *s, size_t len, jtext_element_fn fn, void *ctx) {
+    static const struct jtext_limits relay = {.any_escape = true};
+    struct reader r;
+
+    reader_init(&r, s, len, &relay, NULL);
+    r.elem_fn = fn;
+    r.elem_ctx = ctx;
+    /* The root must be an array before any element is reported. */
+    skip_ws(&r);
+    if (r.pos >= r.len || r.s[r.pos] != '[')
+        return -1;
+    if (read_text(&r, NULL) != JTEXT_OK)
+        return r.elem_rc ? r.elem_rc : -1;
+    return 0;
 }

@@ -46,6 +46,8 @@ enum jtext_status {
 struct jtext_limits {
     int max_depth;       /* 0: JTEXT_DEFAULT_DEPTH */
     size_t max_expanded; /* 0: no limit on the size with numbers in full */
+    bool any_escape;     /* allow \u0000 and unpaired surrogate escapes, as RFC
+                            8259's grammar does (for text relayed, never stored) */
 };
 
 struct jtext_error {
@@ -87,12 +89,29 @@ void jtext_numbers_free(struct jtext_numbers *nums);
  * last of duplicate members wins, as in PostgreSQL. */
 int jtext_member(const char *s, size_t len, const char *key, const char **val, size_t *vlen);
 
-/* Reads the integer member "code" of the member "error" of the object in s[0..len) when the
- * text is valid JSON: returns 1 and *code when that member is an integer
- * that fits an int, 0 when the text is valid JSON without one, and a
- * negative jtext_status (err filled, may be NULL) when the text is not
- * valid. */
+/* Calls fn(ctx, text, len) with the text of each element, in order, of the
+ * array that s[0..len) holds (escapes as with any_escape). Returns 0, -1 when
+ * the text is not a JSON array (or not valid JSON), or fn's first non-zero
+ * return value (which stops the walk). */
+typedef int (*jtext_element_fn)(void *ctx, const char *text, size_t len);
+int jtext_elements(const char *s, size_t len, jtext_element_fn fn, void *ctx);
+
+/* The value of the JSON string literal s[0..len) (quotes included, checked
+ * JSON) unescaped into a new NUL-terminated buffer (free with free()), its
+ * length in *out_len; NULL when s is not a string literal or out of memory. */
+char *jtext_string(const char *s, size_t len, size_t *out_len);
+
+/* Reads the integer member "code" of the member "error" of the object in
+ * s[0..len) when the text is valid JSON (escapes as with any_escape): returns 1 and *code when that
+ * member is an integer that fits an int, 0 when the text is valid JSON without one, and a negative
+ * jtext_status (err filled, may be NULL) when the text is not valid. */
 int jtext_error_code(const char *s, size_t len, int *code, struct jtext_error *err);
+
+/* Copies src[0..len) into dst (of size cap, NUL-terminated on return; cap
+ * >= 1) as valid UTF-8 text: every byte that does not start a valid UTF-8
+ * character becomes U+FFFD, NUL becomes U+FFFD, and a character that does
+ * not fit is left out whole, never cut. Returns the length written. */
+size_t jtext_utf8_clean(char *dst, size_t cap, const char *src, size_t len);
 
 /* Appends to dst (of size cap, NUL-terminated on return; cap >= 1) the JSON
  * string body (no quotes) of the bytes src[0..len): valid UTF-8 is kept,

@@ -1,5 +1,7 @@
 #include "buf.h"
 
+#include "jsontext.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,54 +52,93 @@ int64_t live_uuid7_ms(const char *id) {
     return ms;
 }
 
-struct live_msg *live_msg_new(int channel, const char *channel_path, const char *id,
-                              const char *received_at, json_t *data, size_t pre) {
-    struct live_msg *m = NULL;
-    json_t *frame;
-    size_t need;
+/* Writes the JSON string literal of s (any bytes; what is not UTF-8 becomes
+ * U+FFFD) at out, or only counts it when out is NULL. Returns its length. */
+static size_t put_string(char *out, const char *s) {
+    size_t len = strlen(s), cap = 6 * len + 3, n;
+    char *tmp = malloc(cap);
 
-    frame = json_object();
-    if (!frame)
-        return NULL;
-    if (json_object_set_new(frame, "id", json_string(id ? id : "")) < 0 ||
-        json_object_set_new(frame, "channel", json_string(channel_path)) < 0 ||
-        json_object_set_new(frame, "received_at", json_string(received_at)) < 0 ||
-        json_object_set(frame, "data", data ? data : json_null()) < 0)
-        goto out_frame;
-    need = json_dumpb(frame, NULL, 0, JSON_COMPACT);
-    if (need == 0)
-        goto out_frame;
+    if (!tmp)
+        return 0;
+    n = jtext_escape(tmp, cap, s, len);
+    if (out) {
+        out[0] = '"';
+        memcpy(out + 1, tmp, n);
+        out[n + 1] = '"';
+    }
+    free(tmp);
+    return n + 2;
+}
+
+struct live_msg *live_msg_new(int channel, const char *channel_path, const char *id,
+                              const char *received_at, const char *data, size_t data_len,
+                              size_t pre) {
+    static const char k_id[] = "{\"id\":", k_ch[] = ",\"channel\":", k_at[] = ",\"received_at\":",
+                      k_data[] = ",\"data\":";
+    struct live_msg *m;
+    size_t need, w, n_id, n_ch, n_at;
+    char *p;
+
     if (pre < 10)
-        goto out_frame;
+        return NULL;
+    if (!id)
+        id = "";
+    if (!data) {
+        data = "null";
+        data_len = 4;
+    }
+    n_id = put_string(NULL, id);
+    n_ch = put_string(NULL, channel_path);
+    n_at = put_string(NULL, received_at);
+    if (!n_id || !n_ch || !n_at)
+        return NULL;
+    need = sizeof(k_id) - 1 + n_id + sizeof(k_ch) - 1 + n_ch + sizeof(k_at) - 1 + n_at +
+           sizeof(k_data) - 1 + data_len + 1;
     m = malloc(sizeof(*m) + pre + need);
     if (!m)
-        goto out_frame;
+        return NULL;
     atomic_init(&m->refs, 1);
     m->channel = channel;
     m->pre = pre;
-    m->len = json_dumpb(frame, (char *)m->data + pre, need, JSON_COMPACT);
-    snprintf(m->id, sizeof(m->id), "%s", id ? id : "");
+    /* The data is the publisher's text, spliced in unchanged: the frame
+     * carries exactly what the store keeps. */
+    p = (char *)m->data + pre;
+    w = 0;
+    memcpy(p + w, k_id, sizeof(k_id) - 1);
+    w += sizeof(k_id) - 1;
+    w += put_string(p + w, id);
+    memcpy(p + w, k_ch, sizeof(k_ch) - 1);
+    w += sizeof(k_ch) - 1;
+    w += put_string(p + w, channel_path);
+    memcpy(p + w, k_at, sizeof(k_at) - 1);
+    w += sizeof(k_at) - 1;
+    w += put_string(p + w, received_at);
+    memcpy(p + w, k_data, sizeof(k_data) - 1);
+    w += sizeof(k_data) - 1;
+    memcpy(p + w, data, data_len);
+    w += data_len;
+    p[w++] = '}';
+    m->len = w;
+    snprintf(m->id, sizeof(m->id), "%s", id);
     /* RFC 6455 section 5.2: FIN + text opcode, then the length in 7, 16 or 64 bits. */
     {
-        unsigned char *p;
+        unsigned char *h;
         uint64_t n = m->len;
         m->hl = n < 126 ? 2 : n < 65536 ? 4 : 10;
-        p = m->data + pre - m->hl;
-        p[0] = 0x81;
+        h = m->data + pre - m->hl;
+        h[0] = 0x81;
         if (n < 126) {
-            p[1] = (unsigned char)n;
+            h[1] = (unsigned char)n;
         } else if (n < 65536) {
-            p[1] = 126;
-            p[2] = (unsigned char)(n >> 8);
-            p[3] = (unsigned char)n;
+            h[1] = 126;
+            h[2] = (unsigned char)(n >> 8);
+            h[3] = (unsigned char)n;
         } else {
-            p[1] = 127;
+            h[1] = 127;
             for (int i = 0; i < 8; i++)
-                p[2 + i] = (unsigned char)(n >> (56 - 8 * i));
+                h[2 + i] = (unsigned char)(n >> (56 - 8 * i));
         }
     }
-out_frame:
-    json_decref(frame);
     return m;
 }
 

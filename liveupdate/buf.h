@@ -31,11 +31,13 @@ struct live_msg {
 /* Encodes {"id","channel","received_at","data"} into a new message with one
  * reference, with the header of an unmasked, final text frame (as a server
  * sends it) written in the last hl bytes of the headroom, so several frames
- * can be sent to one client in a single write. id and channel_path are borrowed; data is borrowed
- * (may be NULL, encoded as null); timestamp is seconds since the epoch, 0 for "now". Returns NULL
- * when out of memory or when data cannot be encoded. */
+ * can be sent to one client in a single write. id (NULL for ""), channel_path
+ * and received_at are borrowed strings (bytes that are not UTF-8 become
+ * U+FFFD); data[0..data_len) is borrowed JSON text, spliced in unchanged
+ * (checked by the caller; NULL for null). Returns NULL when out of memory. */
 struct live_msg *live_msg_new(int channel, const char *channel_path, const char *id,
-                              const char *received_at, json_t *data, size_t pre);
+                              const char *received_at, const char *data, size_t data_len,
+                              size_t pre);
 
 /* Formats milliseconds since the epoch as 2026-01-02T03:04:05.678+00:00 (the
  * form the message store answers with) into buf (>= 40 bytes). 0 means now.

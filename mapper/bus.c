@@ -33,6 +33,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "jsontext.h"
 #include "log.h"
 
 #define CH_PUB 1
@@ -646,20 +647,13 @@ static bool parse_corr(const struct mbus *bus, const char *s, size_t len, uint64
 static int answer_status(const char *body, size_t len, const char *content_type) {
     if (!strstr(content_type, "json"))
         return 200;
-    json_error_t err;
-    json_t *root = json_loadb(body, len, JSON_ALLOW_NUL, &err);
-    if (!root)
+    /* Checked as text, never parsed into doubles: whatever valid JSON the
+     * worker answers (numbers of any size) is relayed byte for byte. */
+    int code = 0;
+    int rc = jtext_error_code(body, len, &code, NULL);
+    if (rc < 0)
         return 502;
-    int status = 200;
-    json_t *e = json_is_object(root) ? json_object_get(root, "error") : NULL;
-    json_t *code = json_is_object(e) ? json_object_get(e, "code") : NULL;
-    if (json_is_integer(code)) {
-        json_int_t c = json_integer_value(code);
-        if (c >= 400 && c <= 599)
-            status = (int)c;
-    }
-    json_decref(root);
-    return status;
+    return rc == 1 && code >= 400 && code <= 599 ? code : 200;
 }
 
 static void delivery_complete(struct mbus *bus) {
