@@ -1324,7 +1324,14 @@ static const struct key database_keys[] = {
     {NULL, NULL, 0, 0, 0, 0, NULL, 0},
 };
 
+static const struct key idempotency_keys[] = {
+    {"exchange", set_str, CF(idempotency.exchange), 0, 0, 0, NULL, K_REQUIRED},
+    {"timeout", set_duration, CF(idempotency.timeout_ms), 0, 1, 60000, NULL, 0},
+    {NULL, NULL, 0, 0, 0, 0, NULL, 0},
+};
+
 static const struct key top_keys[] = {
+    {"idempotency", set_section, 0, 0, 0, 0, idempotency_keys, 0},
     {"bus", set_section, 0, 0, 0, 0, bus_keys, 0},
     {"http", set_section, 0, 0, 0, 0, http_keys, 0},
     {"liveupdate", set_section, 0, 0, 0, 0, live_keys, 0},
@@ -1620,6 +1627,7 @@ static int set_defaults(struct cfg *cfg) {
     cfg->live.ping_interval = 20;
     cfg->live.resume_limit = 1000;
     cfg->database.url = strdup("postgresql://fpesa@127.0.0.1:5432/fpesa");
+    cfg->idempotency.timeout_ms = 2000;
     if (!cfg->bus.url || !cfg->http.host || !cfg->live.host || !cfg->database.url)
         return -1;
     return 0;
@@ -1737,6 +1745,7 @@ void cfg_free(struct cfg *cfg) {
     free_strv(cfg->http.cors_origins, cfg->http.n_cors_origins);
     free(cfg->live.host);
     free(cfg->database.url);
+    free(cfg->idempotency.exchange);
     free(cfg->plugin_dir);
     for (i = 0; i < cfg->n_endpoints; i++)
         endpoint_free(&cfg->endpoints[i]);

@@ -433,6 +433,22 @@ static int declare_topology(struct mbus *bus) {
             return -1;
     }
 
+    /* The Idempotency-Key claim worker's rpc route, like an rpc endpoint's. */
+    const char *idem = cfg->idempotency.exchange;
+    if (idem) {
+        amqp_exchange_declare(c, CH_RPC, bytes_of(idem), bytes_of("direct"), 0, 1, 0, 0,
+                              amqp_empty_table);
+        if (check_reply(bus, "exchange.declare", idem) < 0)
+            return -1;
+        amqp_queue_declare(c, CH_RPC, bytes_of(idem), 0, 1, 0, 0, amqp_empty_table);
+        if (check_reply(bus, "queue.declare", idem) < 0)
+            return -1;
+        amqp_queue_bind(c, CH_RPC, bytes_of(idem), bytes_of(idem), bytes_of(idem),
+                        amqp_empty_table);
+        if (check_reply(bus, "queue.bind", idem) < 0)
+            return -1;
+    }
+
     amqp_exchange_declare(c, CH_RPC, bytes_of("RPC"), bytes_of("direct"), 0, 1, 0, 0,
                           amqp_empty_table);
     if (check_reply(bus, "exchange.declare", "RPC") < 0)

@@ -1,5 +1,7 @@
 #include "http.h"
 
+#include "idem.h"
+
 #include "bus.h"
 #include "config.h"
 #include "jsonschema.h"
@@ -103,6 +105,12 @@ struct request {
     char *result_headers; /* "Name: value\n" lines from the answer, or NULL */
 
     int answered; /* status actually sent, for the log and metrics */
+
+    /* A keyed request (idempotency configured): its message, kept while the
+     * claim of its key is out, and whether the outcome awaited is the
+     * claim's. */
+    struct pending *pending;
+    bool claiming;
 };
 
 static double elapsed_s(const struct timespec *since) {
@@ -502,7 +510,9 @@ static void on_bus_done(void *ctx, const struct mbus_result *res) {
         rq->result_ctype = strdup(res->content_type);
     if (res->http_headers)
         rq->result_headers = strdup(res->http_headers);
-    if (ep->mode == CFG_MODE_PUBLISH && res->status < 500)
+    if (rq->claiming)
+        ; /* the key's claim: not the endpoint's confirm or rpc */
+    else if (ep->mode == CFG_MODE_PUBLISH && res->status < 500)
         metrics_confirm(rq->srv->metrics, res->seconds);
     else if (ep->mode == CFG_MODE_RPC && res->body)
         metrics_rpc(rq->srv->metrics, res->seconds);
@@ -541,6 +551,8 @@ static void outgoing_fini(struct outgoing *o) {
         free(o->texts[i]);
 }
 
+static enum MHD_Result reply_answer(struct request *rq, int status);
+
 /* The file of a multipart body, and its fields. */
 struct form {
     struct request *rq;
@@ -553,6 +565,12 @@ struct form {
     bool has_filename;
     char ctype[MPART_TYPE_MAX];
     bool have_file;
+};
+
+/* A keyed request's message, kept while its key is claimed. */
+struct pending {
+    struct outgoing o;
+    struct form fm;
 };
 
 static const struct cfg_file *file_field(const struct cfg_endpoint *ep, const char *name) {
@@ -913,43 +931,130 @@ out:
     return rc;
 }
 
-static enum MHD_Result dispatch(struct request *rq) {
+/* The message of a request, as mbus takes it. */
+static void message_of(const struct request *rq, const struct outgoing *o, struct mbus_msg *msg) {
+    msg->exchange = rq->route->ep->exchange;
+    msg->message_id = rq->id;
+    msg->body = o->bytes;
+    msg->body_len = o->len;
+    msg->content_type = o->ctype;
+    msg->timestamp = (int64_t)time(NULL);
+    msg->headers = o->n_hdrs ? o->hdrs : NULL;
+    msg->n_headers = o->n_hdrs;
+}
+
+/* Suspends the connection and hands msg (borrowed) to the bus: as a claim
+ * of its Idempotency-Key (claim set), or as the endpoint's publish or rpc.
+ * The outcome resumes the connection. */
+static enum MHD_Result send_to_bus(struct request *rq, const struct mbus_msg *msg, bool claim) {
     const struct cfg_endpoint *ep = rq->route->ep;
-    struct mbus_msg msg;
-    struct outgoing o = {0};
-    struct form fm;
+    const struct cfg *cfg = rq->srv->cfg;
     int rc;
 
-    fm.have_file = false;
-    if (build_envelope(rq, &o, &fm) != 0) {
-        outgoing_fini(&o);
-        return reply_error(rq);
-    }
-    msg.exchange = ep->exchange;
-    msg.message_id = rq->id;
-    msg.body = o.bytes;
-    msg.body_len = o.len;
-    msg.content_type = o.ctype;
-    msg.timestamp = (int64_t)time(NULL);
-    msg.headers = o.n_hdrs ? o.hdrs : NULL;
-    msg.n_headers = o.n_hdrs;
-
     /* Suspend first: the bus may answer before mbus_publish returns. */
+    if (!rq->dispatched)
+        atomic_fetch_add_explicit(&rq->srv->waiting, 1, memory_order_relaxed);
     rq->dispatched = true;
-    atomic_fetch_add_explicit(&rq->srv->waiting, 1, memory_order_relaxed);
+    rq->claiming = claim;
+    atomic_store_explicit(&rq->done, false, memory_order_release);
     MHD_suspend_connection(rq->conn);
-    if (ep->mode == CFG_MODE_RPC)
-        rc = mbus_rpc(rq->srv->bus, &msg, ep->timeout_ms > 0 ? ep->timeout_ms : 5000, on_bus_done,
+    if (claim)
+        rc = mbus_rpc(rq->srv->bus, msg, cfg->idempotency.timeout_ms, on_bus_done, rq);
+    else if (ep->mode == CFG_MODE_RPC)
+        rc = mbus_rpc(rq->srv->bus, msg, ep->timeout_ms > 0 ? ep->timeout_ms : 5000, on_bus_done,
                       rq);
     else
-        rc = mbus_publish(rq->srv->bus, &msg, on_bus_done, rq);
-    outgoing_fini(&o);
+        rc = mbus_publish(rq->srv->bus, msg, on_bus_done, rq);
     if (rc != 0) {
         rq->result_status = MHD_HTTP_SERVICE_UNAVAILABLE;
         atomic_store_explicit(&rq->done, true, memory_order_release);
         MHD_resume_connection(rq->conn);
     }
     return MHD_YES;
+}
+
+/* Asks the claim worker about the request's Idempotency-Key; the message
+ * waits in rq->pending. */
+static enum MHD_Result send_claim(struct request *rq) {
+    const struct cfg *cfg = rq->srv->cfg;
+    struct mbus_msg msg, claim = {0};
+    char fp[IDEM_FINGERPRINT_HEX + 1];
+    char *body;
+    enum MHD_Result ret;
+
+    message_of(rq, &rq->pending->o, &msg);
+    if (idem_fingerprint(&msg, fp) != 0 ||
+        !(body = idem_claim_body(rq->route->ep->exchange, rq->id, fp))) {
+        fail(rq, MHD_HTTP_SERVICE_UNAVAILABLE, "out of memory");
+        return reply_error(rq);
+    }
+    claim.exchange = cfg->idempotency.exchange;
+    claim.message_id = rq->id;
+    claim.body = body;
+    claim.body_len = strlen(body);
+    claim.content_type = "application/json";
+    claim.timestamp = msg.timestamp;
+    ret = send_to_bus(rq, &claim, true);
+    free(body);
+    return ret;
+}
+
+/* The claim's answer is in: send the message (a new key, or the same
+ * request again), pass the worker's refusal on (409: the key was used with
+ * another request), or answer 503 (nothing was sent). */
+static enum MHD_Result claimed(struct request *rq) {
+    struct mbus_msg msg;
+    int st = rq->result_status;
+
+    rq->claiming = false;
+    if (st == MHD_HTTP_OK) {
+        free(rq->result_body);
+        free(rq->result_ctype);
+        free(rq->result_headers);
+        rq->result_body = rq->result_ctype = rq->result_headers = NULL;
+        rq->result_len = 0;
+        message_of(rq, &rq->pending->o, &msg);
+        return send_to_bus(rq, &msg, false);
+    }
+    if (st >= 400 && st < 500 && rq->result_body)
+        return reply_answer(rq, st);
+    fail(rq, MHD_HTTP_SERVICE_UNAVAILABLE,
+         "the Idempotency-Key could not be checked (%s); nothing was sent: retry with the same key",
+         st == MHD_HTTP_GATEWAY_TIMEOUT ? "the key store did not answer in time"
+                                        : "the key store is unavailable");
+    return reply_error(rq);
+}
+
+static enum MHD_Result dispatch(struct request *rq) {
+    struct mbus_msg msg;
+    struct pending local, *pd = &local;
+    bool claim = rq->srv->cfg->idempotency.exchange &&
+                 MHD_lookup_connection_value(rq->conn, MHD_HEADER_KIND, "Idempotency-Key");
+    enum MHD_Result ret;
+
+    /* A keyed request's message outlives this call (it waits for the
+     * claim); every other one is sent from here. */
+    if (claim && !(pd = calloc(1, sizeof(*pd)))) {
+        fail(rq, MHD_HTTP_SERVICE_UNAVAILABLE, "out of memory");
+        return reply_error(rq);
+    }
+    if (!claim)
+        memset(&local.o, 0, sizeof(local.o));
+    pd->fm.have_file = false;
+    if (build_envelope(rq, &pd->o, &pd->fm) != 0) {
+        outgoing_fini(&pd->o);
+        if (pd != &local)
+            free(pd);
+        return reply_error(rq);
+    }
+    if (claim) {
+        rq->pending = pd;
+        return send_claim(rq);
+    }
+    message_of(rq, &local.o, &msg);
+    ret = send_to_bus(rq, &msg, false);
+    outgoing_fini(&local.o);
+    return ret;
 }
 
 /* A copy of the response template tpl (borrowed) with "{id}" replaced by id
@@ -1184,6 +1289,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     if (rq->dispatched) {
         if (!atomic_load_explicit(&rq->done, memory_order_acquire))
             return MHD_YES; /* woken before the outcome: wait on */
+        if (rq->claiming)
+            return claimed(rq);
         return reply_result(rq);
     }
     if (rq->route->kind != ROUTE_ENDPOINT)
@@ -1223,6 +1330,10 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
     free(rq->result_body);
     free(rq->result_ctype);
     free(rq->result_headers);
+    if (rq->pending) {
+        outgoing_fini(&rq->pending->o);
+        free(rq->pending);
+    }
     free(rq->err);
     free(rq->uri);
     free(rq);
