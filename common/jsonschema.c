@@ -1506,10 +1506,12 @@ __attribute__((noinline)) static int check_string(struct vctx *c, const struct n
                         n->pattern.source);
     }
     if (n->content_json) {
-        json_error_t jerr;
-        json_t *doc = json_loadb(s, len, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, &jerr);
+        /* Read exactly (any number a store can keep), and refused where no
+         * store can keep it (\u0000, numbers beyond numeric, duplicates). */
+        struct jtext_error jerr;
+        json_t *doc = NULL;
 
-        if (!doc)
+        if (jtext_parse(s, len, NULL, &doc, NULL, &jerr) != JTEXT_OK)
             return fail(c, n, at, "contentMediaType", "must be a JSON document: %s", jerr.text);
         json_decref(doc);
     }
