@@ -29,7 +29,7 @@ struct reader {
     size_t len, pos;
     int max_depth;
     size_t max_expanded, expanded;
-    bool build, any_escape;
+    bool build, grammar_only;
     struct jtext_numbers *nums;
     struct jtext_error *err;
     int status;
@@ -226,7 +226,7 @@ static int read_string(struct reader *r, char *out, size_t *out_len) {
                 r->pos++;
                 return fail(r, JTEXT_SYNTAX, "invalid \\u escape in a string");
             }
-            if (r->any_escape && !out) {
+            if (r->grammar_only && !out) {
                 r->pos += 6;
                 continue;
             }
@@ -442,7 +442,7 @@ static int read_number(struct reader *r, json_t **out) {
     if (dscale < 0)
         dscale = 0;
     int_digits = first_nz == SIZE_MAX || lead < 0 ? 1 : lead + 1;
-    if (int_digits > JTEXT_MAX_INT_DIGITS || dscale > JTEXT_MAX_FRAC_DIGITS) {
+    if (!r->grammar_only && (int_digits > JTEXT_MAX_INT_DIGITS || dscale > JTEXT_MAX_FRAC_DIGITS)) {
         r->pos = start;
         return fail(r, JTEXT_RANGE,
                     "a number is out of range (at most %d digits before the decimal point and %d "
@@ -699,7 +699,7 @@ static void reader_init(struct reader *r, const char *s, size_t len, const struc
     r->len = s ? len : 0;
     r->max_depth = lim && lim->max_depth > 0 ? lim->max_depth : JTEXT_DEFAULT_DEPTH;
     r->max_expanded = lim ? lim->max_expanded : 0;
-    r->any_escape = lim && lim->any_escape;
+    r->grammar_only = lim && lim->grammar_only;
     r->expanded = r->len;
     r->err = err;
     if (err)
@@ -786,7 +786,7 @@ void jtext_numbers_free(struct jtext_numbers *nums) {
 int jtext_member(const char *s, size_t len, const char *key, const char **val, size_t *vlen) {
     struct reader r;
 
-    static const struct jtext_limits relay = {.any_escape = true};
+    static const struct jtext_limits relay = {.max_depth = JTEXT_RELAY_DEPTH, .grammar_only = true};
 
     reader_init(&r, s, len, &relay, NULL);
     r.want_key = key;
@@ -805,7 +805,7 @@ int jtext_error_code(const char *s, size_t len, int *code, struct jtext_error *e
     size_t elen, clen;
     long v = 0;
 
-    static const struct jtext_limits relay = {.any_escape = true};
+    static const struct jtext_limits relay = {.max_depth = JTEXT_RELAY_DEPTH, .grammar_only = true};
 
     reader_init(&r, s, len, &relay, err);
     r.want_key = "error";
@@ -926,7 +926,7 @@ char *jtext_string(const char *s, size_t len, size_t *out_len) {
 }
 
 int jtext_elements(const char *s, size_t len, jtext_element_fn fn, void *ctx) {
-    static const struct jtext_limits relay = {.any_escape = true};
+    static const struct jtext_limits relay = {.max_depth = JTEXT_RELAY_DEPTH, .grammar_only = true};
     struct reader r;
 
     reader_init(&r, s, len, &relay, NULL);

@@ -30,6 +30,10 @@
 #include <stddef.h>
 
 #define JTEXT_DEFAULT_DEPTH 512
+/* The depth jtext_member, jtext_elements and jtext_error_code accept: as
+ * deep as jansson reads, so a relayed answer is never refused for depth
+ * where it used to pass. */
+#define JTEXT_RELAY_DEPTH 2048
 /* PostgreSQL numeric's range: digits before and after the decimal point. */
 #define JTEXT_MAX_INT_DIGITS 131072
 #define JTEXT_MAX_FRAC_DIGITS 16383
@@ -46,8 +50,9 @@ enum jtext_status {
 struct jtext_limits {
     int max_depth;       /* 0: JTEXT_DEFAULT_DEPTH */
     size_t max_expanded; /* 0: no limit on the size with numbers in full */
-    bool any_escape;     /* allow \u0000 and unpaired surrogate escapes, as RFC
-                            8259's grammar does (for text relayed, never stored) */
+    bool grammar_only;   /* RFC 8259's grammar and UTF-8 only: \u0000, unpaired
+                            surrogate escapes and numbers of any size pass
+                            (for text relayed, never for text stored) */
 };
 
 struct jtext_error {
@@ -90,7 +95,7 @@ void jtext_numbers_free(struct jtext_numbers *nums);
 int jtext_member(const char *s, size_t len, const char *key, const char **val, size_t *vlen);
 
 /* Calls fn(ctx, text, len) with the text of each element, in order, of the
- * array that s[0..len) holds (escapes as with any_escape). Returns 0, -1 when
+ * array that s[0..len) holds (read as with grammar_only). Returns 0, -1 when
  * the text is not a JSON array (or not valid JSON), or fn's first non-zero
  * return value (which stops the walk). */
 typedef int (*jtext_element_fn)(void *ctx, const char *text, size_t len);
@@ -102,7 +107,7 @@ int jtext_elements(const char *s, size_t len, jtext_element_fn fn, void *ctx);
 char *jtext_string(const char *s, size_t len, size_t *out_len);
 
 /* Reads the integer member "code" of the member "error" of the object in
- * s[0..len) when the text is valid JSON (escapes as with any_escape): returns 1 and *code when that
+ * s[0..len) when the text is valid JSON (read as with grammar_only): returns 1 and *code when that
  * member is an integer that fits an int, 0 when the text is valid JSON without one, and a negative
  * jtext_status (err filled, may be NULL) when the text is not valid. */
 int jtext_error_code(const char *s, size_t len, int *code, struct jtext_error *err);

@@ -659,8 +659,7 @@ static bool parse_corr(const struct mbus *bus, const char *s, size_t len, uint64
     return true;
 }
 
-/* The HTTP status an rpc answer stands for. */
-static int answer_status(const char *body, size_t len, const char *content_type) {
+int mbus_answer_status(const char *body, size_t len, const char *content_type) {
     if (!strstr(content_type, "json"))
         return 200;
     /* Checked as text, never parsed into doubles: whatever valid JSON the
@@ -700,7 +699,7 @@ static void delivery_complete(struct mbus *bus) {
     const char *ct = d->ct_set ? d->content_type : "application/json";
     size_t len = (size_t)d->body_size;
     const char *body = len ? d->buf : "";
-    int status = answer_status(body, len, ct);
+    int status = mbus_answer_status(body, len, ct);
     if (d->status && status != 502)
         status = d->status;
     if (status == 502) {
