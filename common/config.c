@@ -1331,7 +1331,6 @@ static const struct key idempotency_keys[] = {
 };
 
 static const struct key top_keys[] = {
-    {"idempotency", set_section, 0, 0, 0, 0, idempotency_keys, 0},
     {"bus", set_section, 0, 0, 0, 0, bus_keys, 0},
     {"http", set_section, 0, 0, 0, 0, http_keys, 0},
     {"liveupdate", set_section, 0, 0, 0, 0, live_keys, 0},
@@ -1339,6 +1338,7 @@ static const struct key top_keys[] = {
     {"plugin_dir", set_str, CF(plugin_dir), 0, 0, 0, NULL, 0},
     {"endpoints", set_endpoints, 0, 0, 0, 0, endpoint_keys, 0},
     {"handlers", set_handlers, 0, 0, 0, 0, handler_keys, 0},
+    {"idempotency", set_section, 0, 0, 0, 0, idempotency_keys, 0},
     {NULL, NULL, 0, 0, 0, 0, NULL, 0},
 };
 

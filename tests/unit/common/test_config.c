@@ -456,7 +456,9 @@ Test(config, known_keys) {
                                 "handlers[].batch",
                                 "handlers[].batch_wait",
                                 "handlers[].instances",
-                                "handlers[].config"};
+                                "handlers[].config",
+                                "idempotency.exchange",
+                                "idempotency.timeout"};
     size_t i, n = sizeof(want) / sizeof(want[0]);
 
     for (i = 0; i < n; i++) {
