@@ -1,7 +1,5 @@
 #include "buf.h"
 
-#include "jsontext.h"
-
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -52,93 +50,162 @@ int64_t live_uuid7_ms(const char *id) {
     return ms;
 }
 
-/* Writes the JSON string literal of s (any bytes; what is not UTF-8 becomes
- * U+FFFD) at out, or only counts it when out is NULL. Returns its length. */
-static size_t put_string(char *out, const char *s) {
-    size_t len = strlen(s), cap = 6 * len + 3, n;
-    char *tmp = malloc(cap);
+int live_path_expand(const char *channel_path, json_t *params, char *out, size_t len) {
+    size_t used = 0;
+    const char *p = channel_path;
 
-    if (!tmp)
-        return 0;
-    n = jtext_escape(tmp, cap, s, len);
-    if (out) {
-        out[0] = '"';
-        memcpy(out + 1, tmp, n);
-        out[n + 1] = '"';
+    while (*p) {
+        const char *close;
+        char name[128];
+        const char *val;
+        char *dumped = NULL;
+        size_t n;
+        if (*p != '{' || !(close = strchr(p, '}'))) {
+            if (used + 1 >= len)
+                return -1;
+            out[used++] = *p++;
+            continue;
+        }
+        n = (size_t)(close - p - 1);
+        if (n >= sizeof(name))
+            return -1;
+        memcpy(name, p + 1, n);
+        name[n] = '\0';
+        {
+            json_t *v = json_object_get(params, name);
+            if (!v)
+                return -1;
+            if (json_is_string(v)) {
+                val = json_string_value(v);
+            } else {
+                dumped = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+                if (!dumped)
+                    return -1;
+                val = dumped;
+            }
+        }
+        n = strlen(val);
+        if (used + n >= len) {
+            free(dumped);
+            return -1;
+        }
+        memcpy(out + used, val, n);
+        used += n;
+        free(dumped);
+        p = close + 1;
     }
-    free(tmp);
-    return n + 2;
+    out[used] = '\0';
+    return 0;
 }
 
 struct live_msg *live_msg_new(int channel, const char *channel_path, const char *id,
-                              const char *received_at, const char *data, size_t data_len,
-                              size_t pre) {
-    static const char k_id[] = "{\"id\":", k_ch[] = ",\"channel\":", k_at[] = ",\"received_at\":",
-                      k_data[] = ",\"data\":";
-    struct live_msg *m;
-    size_t need, w, n_id, n_ch, n_at;
-    char *p;
+                              const char *received_at, json_t *data, size_t pre) {
+    return live_msg_new_params(channel, channel_path, id, received_at, NULL, data, pre);
+}
 
-    if (pre < 10)
+struct live_msg *live_msg_new_params(int channel, const char *channel_path, const char *id,
+                                     const char *received_at, json_t *params, json_t *data,
+                                     size_t pre) {
+    char *text = json_dumps(data ? data : json_null(), JSON_COMPACT | JSON_ENCODE_ANY);
+    struct live_msg *m;
+
+    if (!text)
         return NULL;
-    if (!id)
-        id = "";
+    m = live_msg_new_text(channel, channel_path, id, received_at, params, text, strlen(text), pre);
+    free(text);
+    return m;
+}
+
+struct live_msg *live_msg_new_text(int channel, const char *channel_path, const char *id,
+                                   const char *received_at, json_t *params, const char *data,
+                                   size_t data_len, size_t pre) {
+    static const char tail[] = "null}";
+    struct live_msg *m = NULL;
+    char *path = NULL, *head = NULL;
+    json_t *frame;
+    size_t need, head_len;
+
+    frame = json_object();
+    if (!frame)
+        return NULL;
+    if (json_object_set_new(frame, "id", json_string(id ? id : "")) < 0 ||
+        json_object_set_new(frame, "channel", json_string(channel_path)) < 0)
+        goto out_frame;
+    if (json_is_object(params) && json_object_size(params) > 0) {
+        char buf[2048];
+        /* Without every parameter of the template there is no concrete path:
+         * the frame still carries what was given. */
+        if (live_path_expand(channel_path, params, buf, sizeof(buf)) == 0) {
+            path = strdup(buf);
+            if (!path || json_object_set_new(frame, "path", json_string(buf)) < 0)
+                goto out_frame;
+        }
+        if (json_object_set(frame, "params", params) < 0)
+            goto out_frame;
+    }
+    /* "data" is the last member: the frame is written with null there,
+     * and the data's text (the publisher's, never re-encoded: the frame
+     * carries exactly what the store keeps) replaces that null. */
+    if (json_object_set_new(frame, "received_at", json_string(received_at ? received_at : "")) <
+            0 ||
+        json_object_set_new(frame, "data", json_null()) < 0)
+        goto out_frame;
+    head = json_dumps(frame, JSON_COMPACT);
+    if (!head)
+        goto out_frame;
+    head_len = strlen(head);
+    if (head_len < sizeof(tail) - 1 ||
+        memcmp(head + head_len - (sizeof(tail) - 1), tail, sizeof(tail) - 1) != 0)
+        goto out_frame;
+    head_len -= sizeof(tail) - 1;
     if (!data) {
         data = "null";
         data_len = 4;
     }
-    n_id = put_string(NULL, id);
-    n_ch = put_string(NULL, channel_path);
-    n_at = put_string(NULL, received_at);
-    if (!n_id || !n_ch || !n_at)
-        return NULL;
-    need = sizeof(k_id) - 1 + n_id + sizeof(k_ch) - 1 + n_ch + sizeof(k_at) - 1 + n_at +
-           sizeof(k_data) - 1 + data_len + 1;
+    need = head_len + data_len + 1;
+    if (pre < 10)
+        goto out_frame;
     m = malloc(sizeof(*m) + pre + need);
     if (!m)
-        return NULL;
+        goto out_frame;
     atomic_init(&m->refs, 1);
     m->channel = channel;
     m->pre = pre;
-    /* The data is the publisher's text, spliced in unchanged: the frame
-     * carries exactly what the store keeps. */
-    p = (char *)m->data + pre;
-    w = 0;
-    memcpy(p + w, k_id, sizeof(k_id) - 1);
-    w += sizeof(k_id) - 1;
-    w += put_string(p + w, id);
-    memcpy(p + w, k_ch, sizeof(k_ch) - 1);
-    w += sizeof(k_ch) - 1;
-    w += put_string(p + w, channel_path);
-    memcpy(p + w, k_at, sizeof(k_at) - 1);
-    w += sizeof(k_at) - 1;
-    w += put_string(p + w, received_at);
-    memcpy(p + w, k_data, sizeof(k_data) - 1);
-    w += sizeof(k_data) - 1;
-    memcpy(p + w, data, data_len);
-    w += data_len;
-    p[w++] = '}';
-    m->len = w;
-    snprintf(m->id, sizeof(m->id), "%s", id);
+    m->path = path;
+    path = NULL;
+    m->lseq = 0;
+    m->at_ms = 0;
+    m->hnext = NULL;
+    m->sse = NULL;
+    m->sse_len = 0;
+    memcpy(m->data + pre, head, head_len);
+    memcpy(m->data + pre + head_len, data, data_len);
+    m->data[pre + head_len + data_len] = '}';
+    m->len = need;
+    snprintf(m->id, sizeof(m->id), "%s", id ? id : "");
     /* RFC 6455 section 5.2: FIN + text opcode, then the length in 7, 16 or 64 bits. */
     {
-        unsigned char *h;
+        unsigned char *p;
         uint64_t n = m->len;
         m->hl = n < 126 ? 2 : n < 65536 ? 4 : 10;
-        h = m->data + pre - m->hl;
-        h[0] = 0x81;
+        p = m->data + pre - m->hl;
+        p[0] = 0x81;
         if (n < 126) {
-            h[1] = (unsigned char)n;
+            p[1] = (unsigned char)n;
         } else if (n < 65536) {
-            h[1] = 126;
-            h[2] = (unsigned char)(n >> 8);
-            h[3] = (unsigned char)n;
+            p[1] = 126;
+            p[2] = (unsigned char)(n >> 8);
+            p[3] = (unsigned char)n;
         } else {
-            h[1] = 127;
+            p[1] = 127;
             for (int i = 0; i < 8; i++)
-                h[2 + i] = (unsigned char)(n >> (56 - 8 * i));
+                p[2 + i] = (unsigned char)(n >> (56 - 8 * i));
         }
     }
+out_frame:
+    free(head);
+    free(path);
+    json_decref(frame);
     return m;
 }
 
@@ -148,8 +215,11 @@ struct live_msg *live_msg_ref(struct live_msg *m) {
 }
 
 void live_msg_unref(struct live_msg *m) {
-    if (m && atomic_fetch_sub_explicit(&m->refs, 1, memory_order_acq_rel) == 1)
+    if (m && atomic_fetch_sub_explicit(&m->refs, 1, memory_order_acq_rel) == 1) {
+        free(m->path);
+        free(m->sse);
         free(m);
+    }
 }
 
 void live_event_free(struct live_event *ev) {

@@ -238,10 +238,11 @@ static int channel_of_exchange(struct live_bus *bus, amqp_bytes_t ex) {
 static void on_live(struct live_bus *bus, amqp_envelope_t *env) {
     amqp_basic_properties_t *pr = &env->message.properties;
     int ch = channel_of_exchange(bus, env->exchange);
-    char id[128] = "";
+    char id[LIVE_ID_MAX + 1] = "";
     char when[48];
-    const char *data = NULL;
-    size_t dlen = 0;
+    const char *text = env->message.body.bytes, *data = NULL, *pv;
+    size_t len = env->message.body.len, dlen = 0, pvlen;
+    json_t *params = NULL;
     struct live_event *ev;
 
     atomic_fetch_add(&bus->stats.messages_in, 1);
@@ -256,21 +257,26 @@ static void on_live(struct live_bus *bus, amqp_envelope_t *env) {
         live_time_iso(ms, when, sizeof(when));
     }
     /* The data's text goes into the frame as the publisher sent it: never
-     * parsed into doubles, so the frame and the store agree. */
-    if (jtext_member(env->message.body.bytes, env->message.body.len, "data", &data, &dlen) < 0) {
+     * parsed into doubles, so the frame and the store agree. The params
+     * (strings from the path) are read with jansson. */
+    if (jtext_member(text, len, "data", &data, &dlen) < 0) {
         atomic_fetch_add(&bus->stats.bad_messages, 1);
         LOG(LOG_WARN, "bus message is not a JSON envelope; dropped id=%s", id);
         return;
     }
+    if (jtext_member(text, len, "params", &pv, &pvlen) == 1)
+        params = json_loadb(pv, pvlen, 0, NULL);
     ev = calloc(1, sizeof(*ev));
     if (ev) {
         ev->kind = LIVE_EV_MESSAGE;
-        ev->msg = live_msg_new(ch, bus->p.channel_paths[ch], id, when, data, dlen, bus->p.pre);
+        ev->msg = live_msg_new_text(ch, bus->p.channel_paths[ch], id, when, params, data, dlen,
+                                    bus->p.pre);
         if (ev->msg)
             emit(bus, ev);
         else
             free(ev);
     }
+    json_decref(params);
 }
 
 /* One stored message of a resume page: {"id", "received_at", "data"}. */
@@ -295,8 +301,8 @@ static int on_replay_message(void *ctx, const char *text, size_t len) {
         at = jtext_string(v, vlen, &n);
     if (jtext_member(text, len, "data", &data, &dlen) != 1)
         data = NULL;
-    lm = live_msg_new(rc->ch, rc->bus->p.channel_paths[rc->ch], mid, at ? at : "", data, dlen,
-                      rc->bus->p.pre);
+    lm = live_msg_new_text(rc->ch, rc->bus->p.channel_paths[rc->ch], mid, at ? at : "", NULL, data,
+                           dlen, rc->bus->p.pre);
     free(mid);
     free(at);
     if (!lm)
