@@ -20,7 +20,7 @@
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static void check_frame(const char *data, size_t len) {
-    struct live_msg *m = live_msg_new(0, "/c/", "id", "t", data, len, 16);
+    struct live_msg *m = live_msg_new_text(0, "/c/", "id", "t", NULL, data, len, 16);
 
     if (!m)
         abort();
