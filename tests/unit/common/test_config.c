@@ -121,7 +121,10 @@ Test(config, repository_file_loads_with_its_values) {
     cr_assert_not_null(ep);
     cr_assert_eq(ep->mode, CFG_MODE_RPC);
 
-    cr_assert_eq(cfg->n_handlers, 4);
+    cr_assert_eq(cfg->n_handlers, 5);
+    cr_assert_str_eq(cfg->handlers[4].queue, "fpesa.idempotency");
+    cr_assert_str_eq(cfg->idempotency.exchange, "fpesa.idempotency");
+    cr_assert_eq(cfg->idempotency.timeout_ms, 2000);
     cr_assert_str_eq(cfg->handlers[0].name, "messages_post");
     cr_assert_str_eq(cfg->handlers[0].queue, "/messages/:POST");
     cr_assert_eq(cfg->handlers[0].batch, 500);
@@ -465,7 +468,9 @@ Test(config, known_keys) {
                                 "handlers[].batch",
                                 "handlers[].batch_wait",
                                 "handlers[].instances",
-                                "handlers[].config"};
+                                "handlers[].config",
+                                "idempotency.exchange",
+                                "idempotency.timeout"};
     size_t i, n = sizeof(want) / sizeof(want[0]);
 
     for (i = 0; i < n; i++) {
