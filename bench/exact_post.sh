@@ -131,7 +131,7 @@ rate() { # PORT PID SCRIPT -> "req/s cpu-us-per-request" (non-2xx fails the run)
     fi
     n=$(awk '/requests in/ {print $1}' "$WORK/wrk.txt")
     awk -v r="$(awk '/^Requests\/sec:/ {print $2}' "$WORK/wrk.txt")" -v d=$((t1 - t0)) -v n="$n" \
-        -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%s %.1f\n", r, n > 0 ? d * 1e6 / hz / n : 0 }'
+        -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%s %.1f\n", r, (n > 0 ? d * 1e6 / hz / n : 0) }'
 }
 
 median() { sort -n | awk '{ v[NR] = $1 } END {
