@@ -402,10 +402,10 @@ def test_unknown_since_closes_4404_and_sse_marks_a_gap_then_live(stack, proc, tm
     finally:
         ws.close()
     status, head, s, rest = sse_open(base, path, last="never-stored-2", timeout=15)
+    stop = threading.Event()
     try:
         assert status == 200 and "text/event-stream" in head
         events = []
-        stop = threading.Event()
         t = threading.Thread(target=sse_events, args=(PushbackSocket(s, rest), events.append, stop),
                              daemon=True)
         t.start()
@@ -421,8 +421,8 @@ def test_unknown_since_closes_4404_and_sse_marks_a_gap_then_live(stack, proc, tm
         wait_until(lambda: any(e.get("id") == mid for e in events), timeout=15)
         got = [e for e in events if e.get("id") == mid][0]
         assert json.loads(got["data"])["data"] == {"after": "gap"}
-        stop.set()
     finally:
+        stop.set()
         s.close()
     m = requests.get(base + "/metrics", timeout=5).text
     assert "liveupdate_unknown_positions_total 2" in m
