@@ -1113,6 +1113,7 @@ static const struct key handler_keys[] = {
     {"batch", set_int, HD(batch), 0, 1, 100000, NULL, 0},
     {"batch_wait", set_duration, HD(batch_wait_ms), 0, 0, 60000, NULL, 0},
     {"instances", set_int, HD(instances), 0, 1, 1024, NULL, 0},
+    {"crash_limit", set_int, HD(crash_limit), 0, 1, 1000, NULL, 0},
     {"config", set_json, HD(config), 0, 0, 0, NULL, 0},
     {NULL, NULL, 0, 0, 0, 0, NULL, 0},
 };
@@ -1255,6 +1256,7 @@ static void handler_init(void *item, const struct ynode *map) {
     h->batch = 100;
     h->batch_wait_ms = 5;
     h->instances = 1;
+    h->crash_limit = 3;
     h->pos.line = map->line;
     h->pos.col = map->col;
 }

@@ -367,6 +367,8 @@ struct batch {
     struct fpesa_message *msg;
     const struct fpesa_message **ptr;
     enum fpesa_result *res;
+    enum sup_verdict *verdict; /* what the crash records say of each */
+    unsigned *crashes;
     size_t n, cap;
 };
 
@@ -416,36 +418,92 @@ static void batch_clear(struct batch *b) {
     b->n = 0;
 }
 
-/* Moves a rejected message to "<queue>.dlq" with its properties, persistent. */
-static int dead_letter(struct fpesa_ctx *c, amqp_envelope_t *env) {
+/* Moves a message to "<queue>.dlq" with its properties, persistent, and the
+ * reason (borrowed) in the header x-fpesa-death-reason (crashes > 0 adds
+ * x-fpesa-crashes). */
+static int dead_letter(struct fpesa_ctx *c, amqp_envelope_t *env, const char *reason,
+                       unsigned crashes) {
     amqp_basic_properties_t props = env->message.properties;
+    const amqp_table_t *old = props._flags & AMQP_BASIC_HEADERS_FLAG ? &props.headers : NULL;
+    int n_old = old ? old->num_entries : 0, n = 0, rc;
+    amqp_table_entry_t *e = calloc((size_t)n_old + 2, sizeof(*e));
 
-    props._flags |= AMQP_BASIC_DELIVERY_MODE_FLAG;
-    props.delivery_mode = 2;
-    if (amqp_basic_publish(c->conn, CHANNEL, amqp_cstring_bytes(c->dlq),
-                           amqp_cstring_bytes(c->h->queue), 0, 0, &props,
-                           env->message.body) != AMQP_STATUS_OK)
+    if (!e)
         return -1;
-    return 0;
+    for (int i = 0; i < n_old; i++) {
+        amqp_bytes_t k = old->entries[i].key;
+        if ((k.len == 20 && memcmp(k.bytes, "x-fpesa-death-reason", 20) == 0) ||
+            (k.len == 15 && memcmp(k.bytes, "x-fpesa-crashes", 15) == 0))
+            continue;
+        e[n++] = old->entries[i];
+    }
+    e[n].key = amqp_cstring_bytes("x-fpesa-death-reason");
+    e[n].value.kind = AMQP_FIELD_KIND_UTF8;
+    e[n++].value.value.bytes = amqp_cstring_bytes(reason);
+    if (crashes > 0) {
+        e[n].key = amqp_cstring_bytes("x-fpesa-crashes");
+        e[n].value.kind = AMQP_FIELD_KIND_I32;
+        e[n++].value.value.i32 = (int32_t)crashes;
+    }
+    props._flags |= AMQP_BASIC_DELIVERY_MODE_FLAG | AMQP_BASIC_HEADERS_FLAG;
+    props.delivery_mode = 2;
+    props.headers.num_entries = n;
+    props.headers.entries = e;
+    rc = amqp_basic_publish(c->conn, CHANNEL, amqp_cstring_bytes(c->dlq),
+                            amqp_cstring_bytes(c->h->queue), 0, 0, &props,
+                            env->message.body) == AMQP_STATUS_OK
+             ? 0
+             : -1;
+    free(e);
+    return rc;
 }
 
-/* Hands the batch to the plugin and settles every delivery. Returns 0, or -1
- * when the connection broke (the broker then redelivers what is unsettled). */
-static int settle(struct fpesa_ctx *c, struct batch *b, long *retry_ms) {
+/* Hands msgs[0..n-1] to the plugin, with their ids in the instance's slot
+ * while it runs (so that a crash is charged to them), and normalises the
+ * outcomes: anything but OK or REJECT, or a failed call, is RETRY. */
+static void call_plugin(struct fpesa_ctx *c, const struct fpesa_message **ptr, size_t n,
+                        enum fpesa_result *res) {
     const struct fpesa_handler *t = c->plugin->table;
-    size_t n_ok = 0, n_rej = 0, n_retry = 0;
     int rc;
+
+    sup_slot_set(c->slot, ptr, n);
+    c->in_batch = true;
+    rc = t->handle_batch(c->state, ptr, n, res);
+    c->in_batch = false;
+    sup_slot_clear(c->slot);
+    for (size_t i = 0; i < n; i++)
+        if (rc != 0 || (res[i] != FPESA_OK && res[i] != FPESA_REJECT))
+            res[i] = FPESA_RETRY;
+}
+
+/* Hands the batch to the plugin and settles every delivery. A message with
+ * a crash on record is handed over alone, and one that crashed the instance
+ * crash_limit times is dead-lettered without calling the plugin. Returns 0,
+ * or -1 when the connection broke (the broker then redelivers what is
+ * unsettled). */
+static int settle(struct fpesa_ctx *c, struct batch *b, long *retry_ms) {
+    size_t n_ok = 0, n_rej = 0, n_retry = 0, n_special = 0;
+    enum sup_verdict *verdict = b->verdict;
+    unsigned *crashes = b->crashes;
+    char reason[160];
 
     for (size_t i = 0; i < b->n; i++) {
         b->res[i] = FPESA_RETRY;
         b->ptr[i] = &b->msg[i];
+        crashes[i] = 0;
+        verdict[i] = sup_verdict(c->crashes, b->msg[i].message_id, &crashes[i], NULL, 0);
+        n_special += verdict[i] != SUP_CLEAN;
     }
-    c->in_batch = true;
-    rc = t->handle_batch(c->state, b->ptr, b->n, b->res);
-    c->in_batch = false;
+    if (n_special == 0) {
+        call_plugin(c, b->ptr, b->n, b->res);
+    } else {
+        for (size_t i = 0; i < b->n; i++)
+            if (verdict[i] != SUP_POISON)
+                call_plugin(c, &b->ptr[i], 1, &b->res[i]);
+    }
     for (size_t i = 0; i < b->n; i++) {
-        if (rc != 0 || (b->res[i] != FPESA_OK && b->res[i] != FPESA_REJECT))
-            b->res[i] = FPESA_RETRY;
+        if (verdict[i] == SUP_POISON)
+            b->res[i] = FPESA_REJECT;
         n_ok += b->res[i] == FPESA_OK;
         n_rej += b->res[i] == FPESA_REJECT;
         n_retry += b->res[i] == FPESA_RETRY;
@@ -458,19 +516,31 @@ static int settle(struct fpesa_ctx *c, struct batch *b, long *retry_ms) {
      * last tag covers exactly this batch. */
     if (n_ok == b->n) {
         *retry_ms = 0;
+        for (size_t i = 0; n_special && i < b->n; i++)
+            sup_forget(c->crashes, b->msg[i].message_id);
         return amqp_basic_ack(c->conn, CHANNEL, b->env[b->n - 1].delivery_tag, 1) == 0 ? 0 : -1;
     }
     for (size_t i = 0; i < b->n; i++) {
         uint64_t tag = b->env[i].delivery_tag;
+        const char *id = b->msg[i].message_id ? b->msg[i].message_id : "-";
         if (b->res[i] == FPESA_OK) {
             if (amqp_basic_ack(c->conn, CHANNEL, tag, 0) != 0)
                 return -1;
         } else if (b->res[i] == FPESA_REJECT) {
-            LOG(LOG_WARN, "dead-lettered handler=%s id=%s dlq=%s", c->h->name,
-                b->msg[i].message_id ? b->msg[i].message_id : "-", c->dlq);
-            if (dead_letter(c, &b->env[i]) < 0 || amqp_basic_ack(c->conn, CHANNEL, tag, 0) != 0)
+            if (verdict[i] == SUP_POISON) {
+                sup_verdict(c->crashes, b->msg[i].message_id, &crashes[i], reason, sizeof(reason));
+                LOG(LOG_ERROR, "dead-lettered handler=%s id=%s dlq=%s crashes=%u reason=\"%s\"",
+                    c->h->name, id, c->dlq, crashes[i], reason);
+            } else {
+                snprintf(reason, sizeof(reason), "rejected by the plugin");
+                LOG(LOG_WARN, "dead-lettered handler=%s id=%s dlq=%s", c->h->name, id, c->dlq);
+            }
+            if (dead_letter(c, &b->env[i], reason, verdict[i] == SUP_POISON ? crashes[i] : 0) < 0 ||
+                amqp_basic_ack(c->conn, CHANNEL, tag, 0) != 0)
                 return -1;
         }
+        if (verdict[i] != SUP_CLEAN && b->res[i] != FPESA_RETRY)
+            sup_forget(c->crashes, b->msg[i].message_id);
     }
     if (n_retry == 0) {
         *retry_ms = 0;
@@ -495,8 +565,10 @@ static int grow(struct batch *b, size_t cap) {
     b->msg = calloc(cap, sizeof(*b->msg));
     b->ptr = calloc(cap, sizeof(*b->ptr));
     b->res = calloc(cap, sizeof(*b->res));
+    b->verdict = calloc(cap, sizeof(*b->verdict));
+    b->crashes = calloc(cap, sizeof(*b->crashes));
     b->cap = cap;
-    return b->env && b->msg && b->ptr && b->res ? 0 : -1;
+    return b->env && b->msg && b->ptr && b->res && b->verdict && b->crashes ? 0 : -1;
 }
 
 static void batch_free(struct batch *b) {
@@ -505,6 +577,8 @@ static void batch_free(struct batch *b) {
     free(b->msg);
     free(b->ptr);
     free(b->res);
+    free(b->verdict);
+    free(b->crashes);
 }
 
 /* Consumes until the connection breaks (-1) or the host stops (0). */

@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "consumer.h"
+#include "supervise.h"
 
 struct fpesa_ctx {
     const struct cfg *cfg;
@@ -29,6 +30,8 @@ struct fpesa_ctx {
     char **cache; /* strings returned by the config service */
     size_t n_cache;
     uint64_t n_ok, n_retry, n_reject;
+    struct sup_table *crashes; /* the handler's crash records (supervise.h), or NULL */
+    struct sup_slot *slot;     /* this instance's batch in hand, or NULL */
 };
 
 #endif

@@ -194,3 +194,12 @@ def _healthy_stack_per_module(stack):
     it did to the broker or the database."""
     assert stack_healthy(stack), "the test stack is not healthy before this test file"
     yield
+
+
+def pytest_terminal_summary(terminalreporter):
+    """The fault tests' table (sent, 202, 503s, stored once/missing/
+    duplicated, max latency, hung), one row per fault that ran."""
+    from loadgen import FAULT_ROWS, fault_table
+    if FAULT_ROWS:
+        terminalreporter.write_sep("=", "faults under a counting load")
+        terminalreporter.write_line(fault_table())
