@@ -503,8 +503,18 @@ static void set_str(struct loader *ld, const struct key *k, const struct ynode *
     store_str(ld, FIELD(base, k->off, char *), v->value);
 }
 
+/* One URL, or a comma-separated list of them tried in turn (a cluster). */
 static bool amqp_url_ok(const char *s) {
-    return strncmp(s, "amqp://", 7) == 0 || strncmp(s, "amqps://", 8) == 0;
+    for (;;) {
+        const char *comma = strchr(s, ',');
+        if (strncmp(s, "amqp://", 7) != 0 && strncmp(s, "amqps://", 8) != 0)
+            return false;
+        if (!comma)
+            return true;
+        s = comma + 1;
+        while (*s == ' ')
+            s++;
+    }
 }
 
 static void set_amqp_url(struct loader *ld, const struct key *k, const struct ynode *v,
@@ -1300,6 +1310,7 @@ static const struct key cors_keys[] = {
 static const struct key bus_keys[] = {
     {"url", set_amqp_url, CF(bus.url), 0, 0, 0, NULL, 0},
     {"heartbeat", set_seconds, CF(bus.heartbeat), 0, 0, 3600, NULL, 0},
+    {"confirm_timeout", set_duration, CF(bus.confirm_timeout_ms), 0, 1, 600000, NULL, 0},
     {NULL, NULL, 0, 0, 0, 0, NULL, 0},
 };
 
@@ -1609,7 +1620,8 @@ static int set_defaults(struct cfg *cfg) {
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
 
     cfg->bus.url = strdup("amqp://guest:guest@127.0.0.1:5672");
-    cfg->bus.heartbeat = 30;
+    cfg->bus.heartbeat = 5;
+    cfg->bus.confirm_timeout_ms = 5000;
     cfg->http.host = strdup("127.0.0.1");
     cfg->http.port = 8081;
     cfg->http.max_body = 64 * 1024;

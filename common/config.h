@@ -99,7 +99,9 @@ struct cfg {
 
     struct {
         char *url; /* amqp://user:pass@host:port/vhost; default amqp://guest:guest@127.0.0.1:5672 */
-        int heartbeat; /* seconds; default 30 */
+        int heartbeat; /* seconds; default 5 (a frozen broker is noticed after two) */
+        long confirm_timeout_ms; /* a publish not confirmed in time is answered 503
+                                    "outcome unknown"; default 5000 */
     } bus;
 
     struct {

@@ -221,11 +221,16 @@ char *metrics_render(struct metrics *m, const struct mbus_stats *bus, bool conne
             "# TYPE fpesa_bus_confirms_total counter\nfpesa_bus_confirms_total %llu\n"
             "# TYPE fpesa_bus_nacks_total counter\nfpesa_bus_nacks_total %llu\n"
             "# TYPE fpesa_bus_rpc_timeouts_total counter\nfpesa_bus_rpc_timeouts_total %llu\n"
-            "# TYPE fpesa_bus_late_replies_total counter\nfpesa_bus_late_replies_total %llu\n",
+            "# TYPE fpesa_bus_late_replies_total counter\nfpesa_bus_late_replies_total %llu\n"
+            "# TYPE fpesa_bus_confirm_timeouts_total counter\n"
+            "fpesa_bus_confirm_timeouts_total %llu\n"
+            "# TYPE fpesa_bus_blocked_refusals_total counter\n"
+            "fpesa_bus_blocked_refusals_total %llu\n",
             (unsigned long long)bus->publishes_in_flight, (unsigned long long)bus->rpcs_in_flight,
             (unsigned long long)bus->reconnects, (unsigned long long)bus->confirms,
             (unsigned long long)bus->nacks, (unsigned long long)bus->rpc_timeouts,
-            (unsigned long long)bus->late_replies);
+            (unsigned long long)bus->late_replies, (unsigned long long)bus->confirm_timeouts,
+            (unsigned long long)bus->blocked_refusals);
     }
     if (b.failed) {
         free(b.s);

@@ -4,6 +4,7 @@
 #   scripts/stack.sh start [servers|apps|all]   start what is not running yet
 #   scripts/stack.sh stop                        stop everything this stack started
 #   scripts/stack.sh status                      list what runs
+#   scripts/stack.sh rabbitmqctl ARGS...         rabbitmqctl on this stack's node
 #
 # Each process's pid is kept in var/run/NAME.pid and its log in var/log/NAME.log;
 # stop ends exactly those pids. A piece that does not come up is reported with
@@ -289,6 +290,11 @@ stop-one) stop_one "$what" ;;
 stop-rabbit) stop_rabbit ;;
 start-rabbit) start_rabbit ;;
 stop-pg) stop_pg ;;
+rabbitmqctl)
+    # rabbitmqctl ARGS...: on this stack's node (its cookie and node name).
+    shift
+    (rabbit_env && exec "$RABBIT_BIN/rabbitmqctl" -n "$FPESA_NODE" "$@")
+    ;;
 start-pg) start_pg ;;
 status) status ;;
 *) die "usage: stack.sh start [servers|apps|all] | stop | status" ;;

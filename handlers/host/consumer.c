@@ -2,7 +2,6 @@
 #include "consumer.h"
 
 #include <amqp.h>
-#include <amqp_tcp_socket.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <jansson.h>
@@ -15,6 +14,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include "amqpc.h"
 #include "ctx.h"
 #include "log.h"
 
@@ -76,6 +76,21 @@ static char *dup_bytes(amqp_bytes_t b) {
     return s;
 }
 
+/* Naps like nap(), with the connection up: the library sends heartbeats
+ * only from its own calls, and a backoff longer than two heartbeat
+ * intervals would make the broker drop the connection. */
+static void nap_alive(struct fpesa_ctx *c, long ms) {
+    while (ms > 0 && !stopping()) {
+        long step = ms < 1000 ? ms : 1000;
+        amqp_frame_t hb = {.frame_type = AMQP_FRAME_HEARTBEAT, .channel = 0};
+
+        nap(step);
+        ms -= step;
+        if (c->conn)
+            amqp_send_frame(c->conn, &hb);
+    }
+}
+
 /* ---- life cycle ------------------------------------------------------------ */
 
 struct fpesa_ctx *consumer_new(const struct cfg *cfg, const struct cfg_handler *h,
@@ -130,86 +145,21 @@ void consumer_free(struct fpesa_ctx *c) {
 
 /* ---- broker ---------------------------------------------------------------- */
 
-static void reply_text(amqp_rpc_reply_t r, char *buf, size_t len) {
-    switch (r.reply_type) {
-    case AMQP_RESPONSE_NORMAL:
-        snprintf(buf, len, "ok");
-        break;
-    case AMQP_RESPONSE_NONE:
-        snprintf(buf, len, "missing reply");
-        break;
-    case AMQP_RESPONSE_LIBRARY_EXCEPTION:
-        snprintf(buf, len, "%s", amqp_error_string2(r.library_error));
-        break;
-    case AMQP_RESPONSE_SERVER_EXCEPTION:
-        if (r.reply.id == AMQP_CONNECTION_CLOSE_METHOD) {
-            amqp_connection_close_t *m = r.reply.decoded;
-            snprintf(buf, len, "connection closed: %u %.*s", m->reply_code, (int)m->reply_text.len,
-                     (char *)m->reply_text.bytes);
-        } else if (r.reply.id == AMQP_CHANNEL_CLOSE_METHOD) {
-            amqp_channel_close_t *m = r.reply.decoded;
-            snprintf(buf, len, "channel closed: %u %.*s", m->reply_code, (int)m->reply_text.len,
-                     (char *)m->reply_text.bytes);
-        } else {
-            snprintf(buf, len, "server exception 0x%08x", r.reply.id);
-        }
-        break;
-    }
-}
-
 static int check(struct fpesa_ctx *c, const char *what) {
-    char buf[256];
-    amqp_rpc_reply_t r = amqp_get_rpc_reply(c->conn);
-
-    if (r.reply_type == AMQP_RESPONSE_NORMAL)
-        return 0;
-    reply_text(r, buf, sizeof(buf));
-    LOG(LOG_WARN, "bus %s failed handler=%s: %s", what, c->h->name, buf);
-    return -1;
-}
-
-/* After a declaration the broker refused (it exists with other arguments,
- * PRECONDITION_FAILED closes the channel): reopen the channel. Returns 1 when
- * that was the case, 0 when the declaration succeeded, -1 on other errors. */
-static int refused(struct fpesa_ctx *c, const char *what, const char *name) {
-    amqp_rpc_reply_t r = amqp_get_rpc_reply(c->conn);
-
-    if (r.reply_type == AMQP_RESPONSE_NORMAL)
-        return 0;
-    if (r.reply_type == AMQP_RESPONSE_SERVER_EXCEPTION && r.reply.id == AMQP_CHANNEL_CLOSE_METHOD) {
-        amqp_channel_close_ok_t ok = {0};
-        amqp_send_method(c->conn, CHANNEL, AMQP_CHANNEL_CLOSE_OK_METHOD, &ok);
-        LOG(LOG_INFO, "bus %s exists with other arguments; using it handler=%s name=%s", what,
-            c->h->name, name);
-        amqp_channel_open(c->conn, CHANNEL);
-        return check(c, "channel.open") < 0 ? -1 : 1;
-    }
-    return check(c, what) < 0 ? -1 : 0;
+    return amqpc_check(c->conn, what, c->h->name);
 }
 
 static int declare_exchange(struct fpesa_ctx *c, const char *name, const char *type) {
-    amqp_exchange_declare(c->conn, CHANNEL, amqp_cstring_bytes(name), amqp_cstring_bytes(type), 0,
-                          1, 0, 0, amqp_empty_table);
-    return refused(c, "exchange.declare", name) < 0 ? -1 : 0;
+    return amqpc_declare_exchange(c->conn, CHANNEL, name, type);
 }
 
 static int declare_queue(struct fpesa_ctx *c, const char *name) {
-    int r;
-
-    amqp_queue_declare(c->conn, CHANNEL, amqp_cstring_bytes(name), 0, 1, 0, 0, amqp_empty_table);
-    r = refused(c, "queue.declare", name);
-    if (r <= 0)
-        return r;
-    /* It exists with other arguments: make sure it is there, as it is. */
-    amqp_queue_declare(c->conn, CHANNEL, amqp_cstring_bytes(name), 1, 0, 0, 0, amqp_empty_table);
-    return check(c, "queue.declare passive");
+    return amqpc_declare_queue(c->conn, CHANNEL, name);
 }
 
 static int bind_queue(struct fpesa_ctx *c, const char *queue, const char *exchange,
                       const char *key) {
-    amqp_queue_bind(c->conn, CHANNEL, amqp_cstring_bytes(queue), amqp_cstring_bytes(exchange),
-                    amqp_cstring_bytes(key), amqp_empty_table);
-    return check(c, "queue.bind");
+    return amqpc_bind(c->conn, CHANNEL, queue, exchange, key);
 }
 
 int consumer_declare(struct fpesa_ctx *c, const char *exchange, const char *type,
@@ -255,48 +205,22 @@ static void disconnect(struct fpesa_ctx *c) {
     if (!c->conn)
         return;
     amqp_channel_close(c->conn, CHANNEL, AMQP_REPLY_SUCCESS);
-    amqp_connection_close(c->conn, AMQP_REPLY_SUCCESS);
-    amqp_destroy_connection(c->conn);
+    amqpc_close(c->conn, true);
     c->conn = NULL;
 }
 
 static int connect_bus(struct fpesa_ctx *c) {
-    struct amqp_connection_info ci;
-    amqp_socket_t *sock;
-    struct timeval tv = {5, 0};
-    char *url;
-    char buf[256];
     int prefetch = c->h->prefetch > 0 ? c->h->prefetch : 256;
-    amqp_rpc_reply_t r;
+    struct amqpc_params p = {
+        .urls = c->cfg->bus.url,
+        .heartbeat = c->cfg->bus.heartbeat,
+        .who = c->h->name,
+        .next_index = &c->url_index,
+    };
 
-    url = strdup(c->cfg->bus.url);
-    if (!url)
-        return -1;
-    amqp_default_connection_info(&ci);
-    if (amqp_parse_url(url, &ci) != AMQP_STATUS_OK) {
-        LOG(LOG_ERROR, "bus url is not a valid amqp url handler=%s", c->h->name);
-        goto out_url;
-    }
-    if (!ci.vhost || !*ci.vhost)
-        ci.vhost = "/";
-    c->conn = amqp_new_connection();
+    c->conn = amqpc_connect(&p);
     if (!c->conn)
-        goto out_url;
-    sock = amqp_tcp_socket_new(c->conn);
-    if (!sock)
-        goto out_conn;
-    if (amqp_socket_open_noblock(sock, ci.host, ci.port, &tv) != AMQP_STATUS_OK) {
-        LOG(LOG_WARN, "bus connect failed handler=%s host=%s port=%d", c->h->name, ci.host,
-            ci.port);
-        goto out_conn;
-    }
-    r = amqp_login(c->conn, ci.vhost, 0, 131072, c->cfg->bus.heartbeat, AMQP_SASL_METHOD_PLAIN,
-                   ci.user, ci.password);
-    if (r.reply_type != AMQP_RESPONSE_NORMAL) {
-        reply_text(r, buf, sizeof(buf));
-        LOG(LOG_WARN, "bus login failed handler=%s: %s", c->h->name, buf);
-        goto out_conn;
-    }
+        return -1;
     amqp_channel_open(c->conn, CHANNEL);
     if (check(c, "channel.open") < 0 || declare_all(c) < 0)
         goto out_conn;
@@ -307,16 +231,13 @@ static int connect_bus(struct fpesa_ctx *c) {
                        amqp_empty_table);
     if (check(c, "basic.consume") < 0)
         goto out_conn;
-    free(url);
     LOG(LOG_INFO, "consuming handler=%s instance=%d queue=%s prefetch=%d batch=%d", c->h->name,
         c->instance, c->h->queue, prefetch, c->h->batch);
     return 0;
 
 out_conn:
-    amqp_destroy_connection(c->conn);
+    amqpc_close(c->conn, false);
     c->conn = NULL;
-out_url:
-    free(url);
     return -1;
 }
 
@@ -357,8 +278,8 @@ static int consume_one(struct fpesa_ctx *c, amqp_envelope_t *env, long ms) {
         }
         return TIMEOUT;
     }
-    reply_text(r, buf, sizeof(buf));
-    LOG(LOG_WARN, "bus consume failed handler=%s: %s", c->h->name, buf);
+    LOG(LOG_WARN, "bus consume failed handler=%s: %s", c->h->name,
+        amqpc_reply_text(r, buf, sizeof(buf)));
     return BROKEN;
 }
 
@@ -552,7 +473,7 @@ static int settle(struct fpesa_ctx *c, struct batch *b, long *retry_ms) {
         *retry_ms = BACKOFF_MAX_MS;
     LOG(LOG_WARN, "batch to retry handler=%s retry=%zu ok=%zu rejected=%zu backoff_ms=%ld",
         c->h->name, n_retry, n_ok, n_rej, *retry_ms);
-    nap(*retry_ms);
+    nap_alive(c, *retry_ms);
     for (size_t i = 0; i < b->n; i++)
         if (b->res[i] == FPESA_RETRY &&
             amqp_basic_nack(c->conn, CHANNEL, b->env[i].delivery_tag, 0, 1) != 0)
@@ -632,7 +553,7 @@ static int run(struct fpesa_ctx *c, struct batch *b) {
 static void *thread_main(void *arg) {
     struct fpesa_ctx *c = arg;
     struct batch b = {0};
-    long backoff = BACKOFF_MIN_MS;
+    struct amqpc_backoff backoff;
     int cap = c->h->batch > 0 ? c->h->batch : 100;
 
     if (grow(&b, (size_t)cap) < 0) {
@@ -640,14 +561,15 @@ static void *thread_main(void *arg) {
         batch_free(&b);
         return NULL;
     }
+    amqpc_backoff_init(&backoff, BACKOFF_MIN_MS, BACKOFF_MAX_MS);
     while (!stopping()) {
         if (connect_bus(c) < 0) {
-            LOG(LOG_INFO, "bus reconnect in %ldms handler=%s", backoff, c->h->name);
-            nap(backoff);
-            backoff = backoff * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : backoff * 2;
+            long wait = amqpc_backoff_next(&backoff);
+            LOG(LOG_INFO, "bus reconnect in %ldms handler=%s", wait, c->h->name);
+            nap(wait);
             continue;
         }
-        backoff = BACKOFF_MIN_MS;
+        amqpc_backoff_reset(&backoff);
         if (run(c, &b) == 0) {
             disconnect(c);
             break;

@@ -20,6 +20,7 @@ struct fpesa_ctx {
     char *config_json;            /* h->config as JSON text, "{}" when absent */
     char *dlq;                    /* "<queue>.dlq" */
     amqp_connection_state_t conn; /* while connected; only the consumer thread uses it */
+    unsigned url_index;           /* which URL of bus.url to try first */
     bool in_batch;                /* reply/publish allowed */
     bool is_rpc;                  /* the queue is an rpc endpoint's: callers wait, batches do not */
     pthread_t thread;

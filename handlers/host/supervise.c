@@ -253,8 +253,9 @@ static void child_main(struct child *k, pid_t parent, int ready_fd, const sigset
     struct fpesa_ctx *c;
     int sig = 0;
 
-    /* Dies with the host, whatever kills it. */
-    prctl(PR_SET_PDEATHSIG, SIGTERM);
+    /* Dies with the host when the host is killed (a host that is stopped
+     * stops its children first, gracefully). */
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (getppid() != parent)
         _exit(0);
     c = consumer_new(k->cfg, k->h, k->p, k->instance, err, sizeof(err));

@@ -21,7 +21,8 @@
  * Signals: the host blocks SIGTERM, SIGINT and SIGCHLD before any plugin code
  * runs (dlopen runs constructors), so every thread of every child inherits
  * the mask; each child's main thread takes SIGTERM with sigwait() and stops
- * its consumer cleanly. A child also gets SIGTERM when the host dies. */
+ * its consumer cleanly. A child is killed (SIGKILL) when the host is killed,
+ * as the instance would have been inside one process. */
 #ifndef HOST_SUPERVISE_H
 #define HOST_SUPERVISE_H
 

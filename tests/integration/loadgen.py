@@ -165,6 +165,7 @@ def wait_stored(dsn, ids, timeout_s=60.0):
 # One row per fault, printed as a table at the end of the session
 # (conftest.py's pytest_terminal_summary).
 FAULT_ROWS = []
+FAULT_NOTES = []  # one line each, printed under the table
 FAULT_COLUMNS = ("fault", "sent", "202", "503 not accepted", "503 outcome unknown", "stored once",
                  "missing", "duplicated", "max latency s", "hung")
 
@@ -191,4 +192,4 @@ def fault_table():
                                 for i, (c, w) in enumerate(zip(r, widths))))
         if k == 0:
             lines.append("-+-".join("-" * w for w in widths))
-    return "\n".join(lines)
+    return "\n".join(lines + FAULT_NOTES)

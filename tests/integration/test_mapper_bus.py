@@ -351,7 +351,12 @@ def test_zz_broker_loss_never_gives_202_for_a_lost_message(mapper, stack):
         assert h.status_code == 503
         rpc_t.join(20)
         assert "r" in rpc_result, rpc_result.get("e")
-        assert rpc_result["r"].status_code == 503
+        # 503 when the broker's close comes first; on a busy machine the
+        # route's 3 s timeout may come first (504). Either is an answer.
+        assert rpc_result["r"].status_code in (503, 504)
+    except BaseException:
+        stop.set()
+        raise
     finally:
         stack.script("start-rabbit")
     try:

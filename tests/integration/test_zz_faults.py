@@ -16,8 +16,8 @@ import time
 import pytest
 import websocket
 
-from conftest import wait_until
-from loadgen import Load, fault_row, wait_stored
+from conftest import stack_healthy, wait_until
+from loadgen import FAULT_NOTES, Load, fault_row, wait_stored
 
 FULL = os.environ.get("FPESA_FAULTS_FULL") == "1"
 TOTAL = 20000 if FULL else 1500
@@ -327,4 +327,148 @@ handlers:
             ch.queue_delete(CRASHY_Q + ".dlq")
         except Exception:
             pass
+        ensure_apps(stack)
+
+
+# ---- the broker: blocked, frozen, killed --------------------------------------
+
+BROKER_S = 45 if FULL else 5
+FROZEN_S = 20 if FULL else 5
+
+
+def beam_pid(stack):
+    with open(os.path.join(stack.var, "rabbitmq", "rabbit.pid")) as f:
+        return int(f.read().strip())
+
+
+def rabbitmqctl(stack, *args):
+    r = stack.script("rabbitmqctl", *args, check=False)
+    assert r.returncode == 0, r.stdout + r.stderr
+    return r.stdout
+
+
+class HealthWatch:
+    """Polls the restmapper's /health during a fault and keeps what it saw."""
+
+    def __init__(self, url):
+        self.url, self.seen, self.stop = url, set(), threading.Event()
+        self.t = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        import requests
+        while not self.stop.is_set():
+            try:
+                r = requests.get(self.url, timeout=2)
+                self.seen.add((r.status_code, r.json().get("status")))
+            except Exception:
+                self.seen.add(("error", None))
+            self.stop.wait(0.2)
+
+    def __enter__(self):
+        self.t.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.t.join(5)
+
+
+def test_broker_memory_alarm(stack, db):
+    """The broker blocks publishers (connection.blocked): restmapper answers
+    503 "not accepted" with Retry-After at once and /health says blocked."""
+    refusals = []
+
+    def fault(load):
+        with HealthWatch(stack.mapper + "/health") as h:
+            rabbitmqctl(stack, "set_vm_memory_high_watermark", "0.00001")
+            try:
+                wait_until(lambda: (503, "blocked") in h.seen, timeout=30)
+                load.sleep(BROKER_S)
+            finally:
+                rabbitmqctl(stack, "set_vm_memory_high_watermark", "0.4")
+            wait_until(lambda: stack_healthy(stack, timeout=1), timeout=60)
+        refusals.append(h.seen)
+    try:
+        load = run_with_fault(stack, db, fault, name="broker memory alarm %ds" % BROKER_S)
+        assert load.not_accepted, "no publish was refused while blocked: " + load.summary()
+    finally:
+        stack.script("rabbitmqctl", "set_vm_memory_high_watermark", "0.4", check=False)
+
+
+def test_broker_frozen(stack, db):
+    """SIGSTOP: publishes are answered within the confirm deadline (503
+    outcome unknown) and the connection is dropped after two heartbeats."""
+    pid = beam_pid(stack)
+
+    def fault(load):
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            load.sleep(FROZEN_S)
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        wait_until(lambda: stack_healthy(stack, timeout=1), timeout=60)
+    try:
+        run_with_fault(stack, db, fault, name="broker SIGSTOP %ds" % FROZEN_S)
+    finally:
+        os.kill(pid, signal.SIGCONT)
+
+
+def test_broker_kill_9(stack, db):
+    def fault(load):
+        os.kill(beam_pid(stack), signal.SIGKILL)
+        wait_until(lambda: stack.script("status").stdout.find("rabbitmq ") < 0, timeout=30)
+        load.sleep(1)
+        stack.script("start-rabbit")
+        wait_until(lambda: stack_healthy(stack, timeout=1), timeout=60)
+    try:
+        run_with_fault(stack, db, fault, name="broker kill -9")
+    finally:
+        stack.script("start-rabbit", check=False)
+        ensure_apps(stack)
+
+
+# ---- rpc requests expire with their timeout ---------------------------------
+
+def late_replies(url):
+    import requests
+    text = requests.get(url + "/metrics", timeout=5).text
+    for line in text.splitlines():
+        if line.startswith("fpesa_bus_late_replies_total "):
+            return int(float(line.split()[1]))
+    raise AssertionError("no fpesa_bus_late_replies_total in /metrics")
+
+
+def test_rpc_worker_away_past_the_timeout(stack, db, amqp):
+    """The handler host is away while rpc requests time out (504): none of
+    them runs when it comes back (their AMQP expiration was the timeout), and
+    a counting load of POSTs queued meanwhile is stored once."""
+    import requests
+    mappers = [stack.mapper, "http://127.0.0.1:%d" % stack.mapper2_port]
+    before = [late_replies(m) for m in mappers]
+    n_rpc = 20 if FULL else 8
+    answers = []
+
+    def fault(load):
+        stack.script("stop-one", "handler")
+        s = requests.Session()
+        for i in range(n_rpc):
+            r = s.post(stack.mapper + "/echo/late%d" % i, json={"i": i}, timeout=15)
+            answers.append(r.status_code)
+        s.close()
+        ch = amqp.channel()
+        # Expired requests are dropped by the broker, not delivered later.
+        wait_until(lambda: ch.queue_declare("/echo/{word}:POST", passive=True)
+                   .method.message_count == 0, timeout=30)
+        ensure_apps(stack)
+    try:
+        run_with_fault(stack, db, fault, name="rpc worker away past the timeout")
+        assert answers == [504] * n_rpc, answers
+        # The returning worker answers a fresh request, and nothing late.
+        wait_until(lambda: requests.post(stack.mapper + "/echo/back", json={},
+                                         timeout=15).status_code == 200, timeout=30)
+        after = [late_replies(m) for m in mappers]
+        assert after == before, "requests answered 504 were run later: %s -> %s" % (before, after)
+        FAULT_NOTES.append("rpc worker away: %d requests answered 504, run later: %d"
+                           % (n_rpc, sum(after) - sum(before)))
+    finally:
         ensure_apps(stack)
