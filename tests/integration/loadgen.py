@@ -15,8 +15,13 @@ import requests
 
 
 class Load:
-    def __init__(self, url, total, threads=8, deadline_s=120.0, timeout_s=15.0, marked=None):
+    def __init__(self, url, total, threads=8, deadline_s=120.0, timeout_s=15.0, marked=None,
+                 rate=None):
         self.url = url
+        # At most rate requests per second in all (None: as fast as answered),
+        # so that a load of a known length spans its fault.
+        self.rate = rate
+        self.t0 = time.monotonic()
         # {n: extra body members}: request number n carries them (a poison
         # message for a test plugin, say); its id lands in marked_ids[n].
         self.marked = marked or {}
@@ -42,7 +47,13 @@ class Load:
             if self.next >= self.total or time.time() > self.deadline:
                 return None
             self.next += 1
-            return self.next
+            n = self.next
+        if self.rate:
+            due = self.t0 + n / self.rate
+            left = due - time.monotonic()
+            if left > 0:
+                time.sleep(left)
+        return n
 
     def _run(self):
         s = requests.Session()
@@ -106,6 +117,7 @@ class Load:
         s.close()
 
     def start(self):
+        self.t0 = time.monotonic()
         for _ in range(self.threads):
             t = threading.Thread(target=self._run, daemon=True)
             t.start()

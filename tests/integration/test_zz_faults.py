@@ -22,6 +22,9 @@ from loadgen import FAULT_NOTES, Load, fault_row, wait_stored
 FULL = os.environ.get("FPESA_FAULTS_FULL") == "1"
 TOTAL = 20000 if FULL else 1500
 THREADS = 8
+# Requests per second: a load lasts TOTAL / RATE seconds (80 s full, 10 s
+# short), long enough to span each fault.
+RATE = 250 if FULL else 150
 
 
 def run_with_fault(stack, db, fault, url=None, settle_s=1.0, name=None, total=None, marked=None,
@@ -33,7 +36,7 @@ def run_with_fault(stack, db, fault, url=None, settle_s=1.0, name=None, total=No
     load and before the store is read."""
     total = total or TOTAL
     load = Load(url or stack.nginx + "/api/v1/messages/", total, threads=THREADS,
-                marked=marked).start()
+                marked=marked, rate=RATE).start()
     try:
         # Let some load through before the fault, and keep it running across it.
         wait_until(lambda: load.sent() > total // 5 or not any(t.is_alive() for t in load._workers),
