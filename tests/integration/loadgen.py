@@ -15,7 +15,7 @@ import requests
 
 
 class Load:
-    def __init__(self, url, total, threads=8, deadline_s=120.0, timeout_s=15.0, marked=None,
+    def __init__(self, url, total, threads=8, deadline_s=120.0, timeout_s=30.0, marked=None,
                  rate=None):
         self.url = url
         # At most rate requests per second in all (None: as fast as answered),
@@ -128,9 +128,13 @@ class Load:
         with self.lock:
             return self.next
 
-    def join(self):
+    def join(self, timeout_s=None):
+        """Waits for the workers (each ends within the load's deadline plus
+        one request's timeout, or timeout_s when given)."""
+        end = time.time() + (timeout_s if timeout_s is not None
+                             else max(0.0, self.deadline - time.time()) + self.timeout_s + 30)
         for t in self._workers:
-            t.join()
+            t.join(max(0.1, end - time.time()))
         return self
 
     def sleep(self, seconds):
@@ -138,6 +142,12 @@ class Load:
         end = time.time() + seconds
         while time.time() < end and any(t.is_alive() for t in self._workers):
             time.sleep(0.05)
+
+    def stop(self):
+        """No new request is started; the ones in flight finish."""
+        with self.lock:
+            self.total = min(self.total, self.next)
+        return self.join(self.timeout_s + 30)
 
     def summary(self):
         return ("sent=%d accepted=%d rejected=%s bad=%d hangs=%d conn_errors=%d"

@@ -40,12 +40,14 @@ def run_with_fault(stack, db, fault, url=None, settle_s=1.0, name=None, total=No
     try:
         # Let some load through before the fault, and keep it running across it.
         wait_until(lambda: load.sent() > total // 5 or not any(t.is_alive() for t in load._workers),
-                   timeout=60)
+                   timeout=120)
         fault(load)
-    finally:
         load.join()
+    finally:
+        load.stop()
     time.sleep(settle_s)
     print(load.summary())
+    assert not any(t.is_alive() for t in load._workers), "a load worker did not end: " + load.summary()
     if check:
         check(load)
     counts = wait_stored(stack.database_url, load.accepted, timeout_s=120)
@@ -77,7 +79,7 @@ def test_rabbitmq_restart_mid_load(stack, db):
     def fault(load):
         stack.script("stop-rabbit")
         time.sleep(2)
-        stack.script("start-rabbit")
+        stack.start_rabbit()
     try:
         run_with_fault(stack, db, fault, name="broker restart")
     finally:
@@ -160,20 +162,23 @@ def test_liveupdate_restart_resume_with_since(stack, http):
 
     t = threading.Thread(target=client, daemon=True)
     t.start()
-    assert connected.wait(10), "the websocket client could not connect"
-    time.sleep(0.3)
     accepted = []
     n = 400 if FULL else 120
     try:
+        assert connected.wait(60), "the websocket client could not connect"
+        # The client sees new messages before the counted ones are sent.
+        probe = http.post(stack.nginx + "/api/v1/messages/", json={"probe": True}, timeout=30)
+        assert probe.status_code == 202, probe.text
+        wait_until(lambda: probe.json()["id"] in got, timeout=60)
         for i in range(n):
-            r = http.post(stack.nginx + "/api/v1/messages/", json={"live": i}, timeout=10)
+            r = http.post(stack.nginx + "/api/v1/messages/", json={"live": i}, timeout=60)
             if r.status_code == 202:
                 accepted.append(r.json()["id"])
             if i == n // 2:
                 stack.script("stop-one", "liveupdate")
                 ensure_apps(stack)
             time.sleep(0.01)
-        wait_until(lambda: set(accepted) <= set(got), timeout=20)
+        wait_until(lambda: set(accepted) <= set(got), timeout=60)
     finally:
         stop.set()
         t.join(5)

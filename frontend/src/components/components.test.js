@@ -115,10 +115,10 @@ describe('Dev.vue', () => {
     const msg = w.findAll('article.op')[0];
     await msg.find('input[type="number"]').setValue(30);
     await msg.findAll('button').find((b) => b.text().startsWith('Send 30')).trigger('click');
-    await flushPromises();
-    await new Promise((r) => setTimeout(r, 20));
-    await flushPromises();
-    expect(posts).toBe(30);
+    await vi.waitFor(async () => {
+      await flushPromises();
+      expect(posts).toBe(30);
+    }, { timeout: 10000 });
     const bar = msg.find('progress');
     expect(bar.attributes('value')).toBe('30');
     expect(bar.attributes('max')).toBe('30');
@@ -208,5 +208,40 @@ describe('Index.vue', () => {
     await flushPromises();
     expect(w.find('[role="status"]').text()).toBe('reconnecting');
     w.unmount();
+  });
+
+  it('shows a gap marker on an unknown position and carries on live', async () => {
+    const sockets = [];
+    class FakeWS {
+      constructor(url) {
+        this.url = url;
+        sockets.push(this);
+      }
+      close() {}
+    }
+    vi.stubGlobal('WebSocket', FakeWS);
+    const raf = [];
+    vi.stubGlobal('requestAnimationFrame', (fn) => raf.push(fn));
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
+    try {
+      const w = mount(Index);
+      sockets[0].onopen({});
+      sockets[0].onmessage({ data: JSON.stringify({ id: 'before', received_at: '2024-01-01T00:00:00Z', data: {} }) });
+      sockets[0].onclose({ code: 4404, reason: 'unknown position; reconnect without since' });
+      vi.runOnlyPendingTimers();
+      expect(sockets.length).toBe(2);
+      expect(sockets[1].url).toBe(`ws://${window.location.host}/ws/v1/messages/`);
+      sockets[1].onopen({});
+      sockets[1].onmessage({ data: JSON.stringify({ id: 'after', received_at: '2024-01-01T00:00:01Z', data: {} }) });
+      raf.splice(0).forEach((f) => f());
+      await flushPromises();
+      const rows = w.findAll('ol.feed > li').map((li) => li.attributes('data-id'));
+      expect(rows).toEqual(['after', 'gap-1', 'before']);
+      expect(w.find('li.gap').text()).toContain('unknown position');
+      expect(w.find('[data-testid="total"]').text()).toBe('2');
+      w.unmount();
+    } finally {
+      vi.useRealTimers();
+    }
   });
 });
