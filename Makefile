@@ -39,7 +39,7 @@ BASE_LIBS := -lpthread -ldl -lm
 
 # ---- what each target uses (pkg-config package names) -----------------------
 # common/ is linked into the three programs, so its packages join theirs.
-common_PKGS := yaml-0.1 jansson libpcre2-8
+common_PKGS := yaml-0.1 jansson libpcre2-8 librabbitmq
 restmapper_PKGS := $(common_PKGS) libmicrohttpd librabbitmq
 liveupdate_PKGS := $(common_PKGS) libwebsockets librabbitmq
 handler_PKGS := $(common_PKGS) librabbitmq
@@ -111,7 +111,7 @@ pkg_libs = $(call need,$(1))$(if $(strip $(1)),$(or $($(call pkg_key,$(1))_l),$(
 obj_dir = $(patsubst $(BUILD)/obj/%/,%,$(dir $(1)))
 
 .PHONY: all deps up down test asan check docs bench bench-bins faults fuzz fuzz-bins fuzz-replay \
-        fuzz-replay-bins clean format unit-bins
+        fuzz-replay-bins clean format unit-bins man install uninstall deb restart
 
 all: $(PROGRAMS) $(PLUGINS) $(TEST_PLUGINS)
 
@@ -211,6 +211,11 @@ up: deps
 down:
 	@scripts/down.sh
 
+# Restarts every program of the running stack in turn (make up's, or the one
+# FPESA_STACK names), with no failed request under load.
+restart:
+	@scripts/stack.sh restart
+
 # Everything the suites need is built here; scripts/test.sh runs them against
 # its own throwaway servers.
 test: deps
@@ -240,6 +245,69 @@ faults: deps
 fuzz: deps
 	@$(MAKE) --no-print-directory fuzz-bins
 	@scripts/fuzz.sh
+
+# ---- installing and packaging ----------------------------------------------
+#
+# make install PREFIX=/usr/local DESTDIR=   installs the programs (as fpesa-*),
+# the plugins, the plugin ABI header and its pkg-config file, the manual
+# pages, example systemd units and the configuration (kept if present).
+VERSION := $(shell sed -n 's/^\#define FPESA_VERSION "\(.*\)"/\1/p' common/version.h)
+PREFIX ?= /usr/local
+DESTDIR ?=
+SYSCONFDIR ?= $(if $(filter /usr,$(PREFIX)),/etc,$(PREFIX)/etc)
+BINDIR := $(PREFIX)/bin
+PLUGINDIR := $(PREFIX)/lib/fpesa/plugins
+UNITDIR ?= $(if $(filter /usr,$(PREFIX)),/lib/systemd/system,$(PREFIX)/lib/systemd/system)
+INSTALL ?= install
+
+# Manual pages, from doc/man/ by Sphinx's man builder.
+man: $(BUILD)/man/fpesa-restmapper.8
+$(BUILD)/man/fpesa-restmapper.8: $(wildcard doc/man/*.rst) doc/conf.py
+	@mkdir -p $(@D)
+	sphinx-build -q -W -b man doc $(BUILD)/man
+
+subst = sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@BINDIR@|$(BINDIR)|g' \
+            -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g' -e 's|@CONFDIR@|$(SYSCONFDIR)/fpesa|g' \
+            -e 's|@VERSION@|$(VERSION)|g'
+
+install: all man
+	$(INSTALL) -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(PLUGINDIR) $(DESTDIR)$(PREFIX)/include/fpesa \
+	    $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/share/man/man5 \
+	    $(DESTDIR)$(PREFIX)/share/man/man8 $(DESTDIR)$(UNITDIR) $(DESTDIR)$(SYSCONFDIR)/fpesa \
+	    $(DESTDIR)$(SYSCONFDIR)/default $(DESTDIR)$(PREFIX)/share/doc/fpesa/examples
+	$(INSTALL) -m 755 $(BUILD)/bin/restmapper $(DESTDIR)$(BINDIR)/fpesa-restmapper
+	$(INSTALL) -m 755 $(BUILD)/bin/liveupdate $(DESTDIR)$(BINDIR)/fpesa-liveupdate
+	$(INSTALL) -m 755 $(BUILD)/bin/handler $(DESTDIR)$(BINDIR)/fpesa-handler
+	$(INSTALL) -m 644 $(PLUGINS) $(DESTDIR)$(PLUGINDIR)/
+	$(INSTALL) -m 644 include/fpesa/handler.h $(DESTDIR)$(PREFIX)/include/fpesa/handler.h
+	$(subst) packaging/fpesa-handler.pc.in >$(DESTDIR)$(PREFIX)/lib/pkgconfig/fpesa-handler.pc
+	$(INSTALL) -m 644 $(BUILD)/man/*.8 $(DESTDIR)$(PREFIX)/share/man/man8/
+	$(INSTALL) -m 644 $(BUILD)/man/*.5 $(DESTDIR)$(PREFIX)/share/man/man5/
+	for u in packaging/systemd/*.service; do \
+	    $(subst) $$u >$(DESTDIR)$(UNITDIR)/$$(basename $$u) || exit 1; done
+	[ -e $(DESTDIR)$(SYSCONFDIR)/fpesa/endpoints.yaml ] || \
+	    $(INSTALL) -m 644 endpoints.yaml $(DESTDIR)$(SYSCONFDIR)/fpesa/endpoints.yaml
+	[ -e $(DESTDIR)$(SYSCONFDIR)/default/fpesa ] || \
+	    $(INSTALL) -m 644 packaging/default.env $(DESTDIR)$(SYSCONFDIR)/default/fpesa
+	cp -r examples doc/examples/wordcount doc/examples/wordcount.yaml nginx/nginx.conf.in \
+	    $(DESTDIR)$(PREFIX)/share/doc/fpesa/examples/
+
+uninstall:
+	rm -f $(DESTDIR)$(BINDIR)/fpesa-restmapper $(DESTDIR)$(BINDIR)/fpesa-liveupdate \
+	    $(DESTDIR)$(BINDIR)/fpesa-handler $(DESTDIR)$(PREFIX)/include/fpesa/handler.h \
+	    $(DESTDIR)$(PREFIX)/lib/pkgconfig/fpesa-handler.pc \
+	    $(DESTDIR)$(PREFIX)/share/man/man8/fpesa-*.8 $(DESTDIR)$(PREFIX)/share/man/man5/fpesa-*.5 \
+	    $(DESTDIR)$(UNITDIR)/fpesa-*.service
+	rm -rf $(DESTDIR)$(PLUGINDIR) $(DESTDIR)$(PREFIX)/share/doc/fpesa
+	-rmdir $(DESTDIR)$(PREFIX)/include/fpesa $(DESTDIR)$(PREFIX)/lib/fpesa 2>/dev/null
+
+# make deb: build/fpesa_<version>_<arch>.deb, installing under /usr with the
+# configuration in /etc/fpesa (a conffile). Its dependencies are the shared
+# libraries the programs and plugins link, as dpkg-shlibdeps finds them.
+DEB_ARCH := $(shell dpkg --print-architecture 2>/dev/null)
+DEB := $(BUILD)/fpesa_$(VERSION)_$(DEB_ARCH).deb
+deb: all man
+	@scripts/deb.sh "$(BUILD)" "$(VERSION)" "$(DEB_ARCH)" "$(DEB)"
 
 # What make test runs for the fuzz suite (scripts/test.sh calls it).
 fuzz-replay:

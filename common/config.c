@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 /* Largest configuration file read; anything larger is surely not one. */
@@ -807,6 +808,36 @@ static void set_path(struct loader *ld, const struct key *k, const struct ynode 
     store_str(ld, FIELD(base, k->off, char *), v->value);
 }
 
+/* http.public_prefix: where clients reach the API, a path ("/api/v1") or an
+ * absolute http(s) URL; kept without a trailing slash (except "/" itself). */
+static void set_prefix(struct loader *ld, const struct key *k, const struct ynode *v, void *base) {
+    char t[96], *stored;
+    const char *s;
+    size_t n;
+
+    if (!scalar_ok(ld, k, v, "a path such as /api/v1 or an http(s) URL"))
+        return;
+    s = v->value;
+    if (s[0] != '/' && strncmp(s, "http://", 7) != 0 && strncmp(s, "https://", 8) != 0) {
+        errf(ld, v, "bad \"%s\" \"%s\": expected a path starting with / or an http(s) URL", k->name,
+             q(s, t, sizeof(t)));
+        return;
+    }
+    for (const char *p = s; *p; p++) {
+        if ((unsigned char)*p <= ' ' || *p == '?' || *p == '#' || *p == 0x7f) {
+            errf(ld, v, "bad \"%s\" \"%s\": no spaces, control characters, ? or # allowed", k->name,
+                 q(s, t, sizeof(t)));
+            return;
+        }
+    }
+    if (!store_str(ld, FIELD(base, k->off, char *), s))
+        return;
+    stored = *FIELD(base, k->off, char *);
+    n = strlen(stored);
+    while (n > 1 && stored[n - 1] == '/')
+        stored[--n] = '\0';
+}
+
 /* YAML -> JSON for a block of free-form data (a schema, a handler's config). */
 static json_t *node_json(struct loader *ld, const struct key *k, const struct ynode *v) {
     const struct ynode *bad = NULL;
@@ -1320,6 +1351,7 @@ static const struct key http_keys[] = {
     {"threads", set_int, CF(http.threads), 0, 1, 1024, NULL, 0},
     {"max_connections", set_int, CF(http.max_connections), 0, 1, 1000000, NULL, 0},
     {"cors", set_section, 0, 0, 0, 0, cors_keys, 0},
+    {"public_prefix", set_prefix, CF(http.public_prefix), 0, 0, 0, NULL, 0},
     {NULL, NULL, 0, 0, 0, 0, NULL, 0},
 };
 
@@ -1524,11 +1556,14 @@ static char *join_path(const char *dir, size_t dir_len, const char *name) {
 }
 
 /* The folder "plugins" beside the folder of the running program:
- * build/bin/restmapper -> build/plugins. */
+ * build/bin/restmapper -> build/plugins; for an installed program, where
+ * there is no such folder, lib/fpesa/plugins: /usr/bin/fpesa-handler ->
+ * /usr/lib/fpesa/plugins (so an installed tree can be moved as a whole). */
 static char *default_plugin_dir(void) {
     char exe[4096];
     ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
-    char *slash;
+    char *slash, *dir;
+    struct stat st;
 
     if (n <= 0)
         return strdup("plugins");
@@ -1540,7 +1575,11 @@ static char *default_plugin_dir(void) {
     slash = strrchr(exe, '/');
     if (!slash)
         return strdup("/plugins");
-    return join_path(exe, (size_t)(slash - exe), "plugins");
+    dir = join_path(exe, (size_t)(slash - exe), "plugins");
+    if (!dir || (stat(dir, &st) == 0 && S_ISDIR(st.st_mode)))
+        return dir;
+    free(dir);
+    return join_path(exe, (size_t)(slash - exe), "lib/fpesa/plugins");
 }
 
 static void resolve_plugins(struct loader *ld, const struct ynode *root) {
@@ -1627,6 +1666,7 @@ static int set_defaults(struct cfg *cfg) {
     cfg->http.max_body = 64 * 1024;
     cfg->http.threads = cores > 0 ? (cores > 1024 ? 1024 : (int)cores) : 1;
     cfg->http.max_connections = 10000;
+    cfg->http.public_prefix = strdup("/api/v1");
     cfg->live.host = strdup("127.0.0.1");
     cfg->live.port = 8082;
     cfg->live.client_queue = 1024;
@@ -1634,7 +1674,8 @@ static int set_defaults(struct cfg *cfg) {
     cfg->live.ping_interval = 20;
     cfg->live.resume_limit = 1000;
     cfg->database.url = strdup("postgresql://fpesa@127.0.0.1:5432/fpesa");
-    if (!cfg->bus.url || !cfg->http.host || !cfg->live.host || !cfg->database.url)
+    if (!cfg->bus.url || !cfg->http.host || !cfg->http.public_prefix || !cfg->live.host ||
+        !cfg->database.url)
         return -1;
     return 0;
 }
@@ -1748,6 +1789,7 @@ void cfg_free(struct cfg *cfg) {
     free(cfg->file);
     free(cfg->bus.url);
     free(cfg->http.host);
+    free(cfg->http.public_prefix);
     free_strv(cfg->http.cors_origins, cfg->http.n_cors_origins);
     free(cfg->live.host);
     free(cfg->database.url);

@@ -112,6 +112,7 @@ struct cfg {
         int max_connections; /* default 10000 */
         char **cors_origins; /* allowed Origin values ("*" for any), or none */
         size_t n_cors_origins;
+        char *public_prefix; /* where clients reach the API (OpenAPI servers); default /api/v1 */
     } http;
 
     struct {

@@ -58,7 +58,7 @@ static _Thread_local struct {
     char text[32];
 } stamp;
 
-void log_init(const char *name) {
+int log_init(const char *name) {
     const char *lvl = getenv("FPESA_LOG_LEVEL");
 
     if (name) {
@@ -67,12 +67,17 @@ void log_init(const char *name) {
         component = name;
         component_len = n < COMPONENT_MAX ? n : COMPONENT_MAX;
     }
-    if (!lvl)
-        return;
+    if (!lvl || !*lvl)
+        return 0;
     for (size_t i = 0; i < sizeof(level_names) / sizeof(level_names[0]); i++) {
-        if (strcasecmp(lvl, level_names[i]) == 0)
+        if (strcasecmp(lvl, level_names[i]) == 0) {
             log_threshold = (enum log_level)i;
+            return 0;
+        }
     }
+    fprintf(stderr, "FPESA_LOG_LEVEL: bad value \"%.40s\": expected debug, info, warn or error\n",
+            lvl);
+    return -1;
 }
 
 static void write_all(const char *p, size_t n) {

@@ -18,8 +18,11 @@ enum log_level { LOG_DEBUG = 0, LOG_INFO = 1, LOG_WARN = 2, LOG_ERROR = 3 };
 extern enum log_level log_threshold;
 
 /* Sets the component name (borrowed; must outlive the process) and the level
- * from FPESA_LOG_LEVEL (debug|info|warn|error, default info). */
-void log_init(const char *component);
+ * from FPESA_LOG_LEVEL (debug|info|warn|error, any case; default info).
+ * Returns 0, or -1 after printing "FPESA_LOG_LEVEL: ..." to stderr when the
+ * variable holds anything else (the level is left as it was): a program
+ * refuses to start rather than log at a level nobody asked for. */
+int log_init(const char *component);
 
 /* The longest line written, newline included; a longer message is cut and
  * ends with "..." and the newline. */

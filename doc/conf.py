@@ -31,6 +31,18 @@ html_theme_options = {
 html_sidebars = {"**": ["about.html", "navigation.html", "searchbox.html"]}
 html_show_sourcelink = False
 
+# Manual pages (sphinx-build -b man; `make man`, installed by `make install`).
+man_pages = [
+    ("man/fpesa-restmapper", "fpesa-restmapper", "REST routes of endpoints.yaml onto RabbitMQ",
+     [author], 8),
+    ("man/fpesa-liveupdate", "fpesa-liveupdate", "live endpoints from RabbitMQ to websockets",
+     [author], 8),
+    ("man/fpesa-handler", "fpesa-handler", "host of fpesa handler plugins", [author], 8),
+    ("man/fpesa-endpoints.yaml", "fpesa-endpoints.yaml", "the fpesa configuration file",
+     [author], 5),
+]
+man_show_urls = False
+
 # Every cross reference must resolve: a dangling one is a warning, and
 # warnings fail the build.
 nitpicky = True

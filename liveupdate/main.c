@@ -1,7 +1,7 @@
 /* liveupdate: forwards every message of the live endpoints from RabbitMQ to
  * the websocket clients of its channel.
  *
- *   liveupdate [--config FILE] [--check FILE]
+ *   liveupdate [--config FILE] [--check FILE] [--version] [--help]
  *
  * The configuration defaults to $FPESA_CONFIG, else endpoints.yaml; the
  * listen address comes from liveupdate.listen (FPESA_LIVE_LISTEN overrides).
@@ -15,6 +15,7 @@
 
 #include "config.h"
 #include "log.h"
+#include "version.h"
 #include "ws.h"
 
 static struct live_server *the_server;
@@ -26,7 +27,35 @@ static void on_signal(int sig) {
 }
 
 static void usage(FILE *f) {
-    fprintf(f, "usage: liveupdate [--config FILE] [--check FILE]\n");
+    fprintf(f, "usage: liveupdate [--config FILE] [--check FILE] [--version]\n"
+               "Forwards the messages of the live endpoints from RabbitMQ to websocket clients.\n"
+               "  --config FILE  endpoints file (default: $FPESA_CONFIG, else endpoints.yaml)\n"
+               "  --check FILE   validate FILE as a start would, print every problem, exit 0 or "
+               "1\n"
+               "  --version      print the version and exit\n"
+               "  --help         print this help and exit\n"
+               "Environment: FPESA_CONFIG, FPESA_AMQP_URL, FPESA_LIVE_LISTEN, FPESA_LOG_LEVEL\n"
+               "(debug|info|warn|error).\n"
+               "Signals: TERM and INT close every client with 1001 and exit 0.\n");
+}
+
+/* --check: the file loads and has something to serve (a start refuses a
+ * file without a live endpoint). Returns the exit status. */
+static int check_main(const char *path) {
+    struct cfg *cfg = cfg_load(path, stderr);
+    size_t live = 0;
+
+    if (!cfg)
+        return 1;
+    for (size_t i = 0; i < cfg->n_endpoints; i++)
+        live += cfg->endpoints[i].live ? 1 : 0;
+    if (live == 0)
+        fprintf(stderr, "%s: no endpoint has live: true; liveupdate has nothing to serve\n", path);
+    else
+        printf("%s: ok\n", path);
+    fflush(stdout);
+    cfg_free(cfg);
+    return live == 0 ? 1 : 0;
 }
 
 /* Lifts the soft limit on open files to the hard one: each client is a socket. */
@@ -51,16 +80,21 @@ int main(int argc, char **argv) {
         if (strcmp(argv[i], "--config") == 0 && i + 1 < argc) {
             config = argv[++i];
         } else if (strcmp(argv[i], "--check") == 0 && i + 1 < argc) {
-            return cfg_check_main(argv[i + 1]);
+            return check_main(argv[i + 1]);
         } else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
             usage(stdout);
             return 0;
+        } else if (strcmp(argv[i], "--version") == 0) {
+            printf("liveupdate (fpesa) %s\n", FPESA_VERSION);
+            return 0;
         } else {
+            fprintf(stderr, "liveupdate: unknown or incomplete option \"%s\"\n", argv[i]);
             usage(stderr);
             return 2;
         }
     }
-    log_init("liveupdate");
+    if (log_init("liveupdate") < 0)
+        return 1;
     cfg = cfg_load(config, stderr);
     if (!cfg)
         return 1;

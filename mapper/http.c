@@ -1,5 +1,6 @@
 #include "http.h"
 
+#include "asyncapi.h"
 #include "bus.h"
 #include "config.h"
 #include "jsonschema.h"
@@ -45,8 +46,12 @@ struct http_server {
     const char **route_paths;
     char *openapi; /* the document, rendered once */
     size_t openapi_len;
+    char *asyncapi; /* the AsyncAPI document, rendered once */
+    size_t asyncapi_len;
     struct MHD_Daemon *daemon;
     struct sockaddr_storage addr;
+    int listen_fd;        /* bound by http_bind, listening from http_start; -1 before */
+    atomic_bool draining; /* http_quiesce was called: every answer closes its connection */
     _Atomic long in_flight;
     _Atomic long waiting;
 };
@@ -117,7 +122,14 @@ static double elapsed_s(const struct timespec *since) {
 
 /* ---- answers -------------------------------------------------------------- */
 
+/* Retry-After of a 503, in seconds. */
+#define RETRY_AFTER_SECONDS "1"
+
 static void add_common_headers(struct request *rq, struct MHD_Response *resp, const char *ctype) {
+    /* While draining, a proxy must not send more on this connection: it
+     * would race with the close at the end of the drain. */
+    if (atomic_load_explicit(&rq->srv->draining, memory_order_relaxed))
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
     if (ctype)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
     if (rq->cors_origin) {
@@ -134,6 +146,11 @@ static enum MHD_Result queue(struct request *rq, int status, struct MHD_Response
         return MHD_NO;
     if (status < 100 || status > 999)
         status = 500;
+    /* Every 503 says when to come back (a worker's answer may set its own):
+     * the broker is usually back, or another instance up, within a second. */
+    if (status == MHD_HTTP_SERVICE_UNAVAILABLE &&
+        !MHD_get_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER))
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, RETRY_AFTER_SECONDS);
     ret = MHD_queue_response(rq->conn, (unsigned int)status, resp);
     MHD_destroy_response(resp);
     if (ret == MHD_YES)
@@ -1002,6 +1019,8 @@ static enum MHD_Result reply_builtin(struct request *rq) {
     }
     case ROUTE_OPENAPI:
         return reply(rq, MHD_HTTP_OK, "application/json", srv->openapi, srv->openapi_len);
+    case ROUTE_ASYNCAPI:
+        return reply(rq, MHD_HTTP_OK, "application/json", srv->asyncapi, srv->asyncapi_len);
     case ROUTE_ENDPOINT:
         break;
     }
@@ -1153,6 +1172,7 @@ struct http_server *http_new(const struct cfg *cfg, struct mbus *bus) {
 
     if (!srv)
         return NULL;
+    srv->listen_fd = -1;
     srv->cfg = cfg;
     srv->bus = bus;
     srv->router = router_new(cfg);
@@ -1173,11 +1193,15 @@ struct http_server *http_new(const struct cfg *cfg, struct mbus *bus) {
     doc = openapi_build(cfg);
     srv->openapi = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
     json_decref(doc);
-    if (!srv->metrics || !srv->openapi) {
-        LOG(LOG_ERROR, "out of memory building the metrics and the OpenAPI document");
+    doc = asyncapi_build(cfg);
+    srv->asyncapi = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
+    json_decref(doc);
+    if (!srv->metrics || !srv->openapi || !srv->asyncapi) {
+        LOG(LOG_ERROR, "out of memory building the metrics and the API documents");
         goto out_free;
     }
     srv->openapi_len = strlen(srv->openapi);
+    srv->asyncapi_len = strlen(srv->asyncapi);
     return srv;
 
 out_free:
@@ -1207,31 +1231,69 @@ static int resolve(const struct cfg *cfg, struct sockaddr_storage *out, bool *ip
     return 0;
 }
 
+int http_bind(struct http_server *srv) {
+    const struct cfg *cfg = srv->cfg;
+    const char *host = cfg->http.host ? cfg->http.host : "*";
+    bool ipv6 = false;
+    int fd, one = 1, saved;
+
+    if (srv->listen_fd >= 0)
+        return 0;
+    if (resolve(cfg, &srv->addr, &ipv6) != 0)
+        return -1;
+    fd = socket(ipv6 ? AF_INET6 : AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        saved = errno;
+        LOG(LOG_ERROR, "cannot create the listening socket error=\"%s\"", strerror(saved));
+        return -1;
+    }
+    /* SO_REUSEADDR lets a restart bind while old connections linger in
+     * TIME_WAIT; never SO_REUSEPORT, which would let two instances share
+     * the port and split its traffic silently. */
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (bind(fd, (struct sockaddr *)&srv->addr,
+             ipv6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in)) != 0) {
+        saved = errno;
+        LOG(LOG_ERROR, "cannot listen on %s:%d: %s", host, cfg->http.port,
+            saved == EADDRINUSE ? "the port is taken by another process" : strerror(saved));
+        close(fd);
+        return -1;
+    }
+    srv->listen_fd = fd;
+    return 0;
+}
+
 int http_start(struct http_server *srv) {
     const struct cfg *cfg = srv->cfg;
     unsigned int flags =
         MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ITC | MHD_USE_ERROR_LOG;
     long threads = cfg->http.threads > 0 ? cfg->http.threads : sysconf(_SC_NPROCESSORS_ONLN);
-    bool ipv6 = false;
+    int saved;
 
     if (threads < 1)
         threads = 1;
-    if (resolve(cfg, &srv->addr, &ipv6) != 0)
+    if (http_bind(srv) != 0)
         return -1;
-    if (ipv6)
+    if (listen(srv->listen_fd, SOMAXCONN) != 0) {
+        saved = errno;
+        LOG(LOG_ERROR, "cannot listen on %s:%d: %s", cfg->http.host ? cfg->http.host : "*",
+            cfg->http.port,
+            saved == EADDRINUSE ? "the port is taken by another process" : strerror(saved));
+        return -1;
+    }
+    if (srv->addr.ss_family == AF_INET6)
         flags |= MHD_USE_IPv6;
     srv->daemon = MHD_start_daemon(
-        flags, (uint16_t)cfg->http.port, NULL, NULL, on_request, srv, MHD_OPTION_EXTERNAL_LOGGER,
-        on_mhd_log, NULL, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&srv->addr,
-        MHD_OPTION_THREAD_POOL_SIZE, (unsigned int)threads, MHD_OPTION_CONNECTION_LIMIT,
+        flags, 0, NULL, NULL, on_request, srv, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL,
+        MHD_OPTION_LISTEN_SOCKET, (MHD_socket)srv->listen_fd, MHD_OPTION_THREAD_POOL_SIZE,
+        (unsigned int)threads, MHD_OPTION_CONNECTION_LIMIT,
         (unsigned int)(cfg->http.max_connections > 0 ? cfg->http.max_connections : 10000),
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)CONNECTION_TIMEOUT_S,
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)CONNECTION_MEMORY, MHD_OPTION_URI_LOG_CALLBACK,
-        on_uri, srv, MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
-        MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned int)1, MHD_OPTION_END);
+        on_uri, srv, MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv, MHD_OPTION_END);
     if (!srv->daemon) {
-        LOG(LOG_ERROR, "cannot listen on %s:%d (taken, or not an address of this host)",
-            cfg->http.host ? cfg->http.host : "*", cfg->http.port);
+        LOG(LOG_ERROR, "cannot start serving on %s:%d", cfg->http.host ? cfg->http.host : "*",
+            cfg->http.port);
         return -1;
     }
     LOG(LOG_INFO, "listening on %s:%d threads=%ld", cfg->http.host ? cfg->http.host : "*",
@@ -1244,9 +1306,13 @@ void http_quiesce(struct http_server *srv) {
 
     if (!srv || !srv->daemon)
         return;
+    atomic_store(&srv->draining, true);
     s = MHD_quiesce_daemon(srv->daemon);
-    if (s != MHD_INVALID_SOCKET)
+    if (s != MHD_INVALID_SOCKET) {
         close(s);
+        if (s == srv->listen_fd)
+            srv->listen_fd = -1;
+    }
 }
 
 long http_in_flight(const struct http_server *srv) {
@@ -1268,8 +1334,11 @@ void http_free(struct http_server *srv) {
     if (!srv)
         return;
     http_stop(srv);
+    if (srv->listen_fd >= 0)
+        close(srv->listen_fd);
     metrics_free(srv->metrics);
     free(srv->openapi);
+    free(srv->asyncapi);
     free(srv->route_methods);
     free(srv->route_paths);
     router_free(srv->router);

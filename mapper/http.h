@@ -17,11 +17,18 @@ struct http_server;
  * listen yet. Returns NULL (with a log line) on failure. */
 struct http_server *http_new(const struct cfg *cfg, struct mbus *bus);
 
-/* Starts listening on cfg->http.host:port. Returns 0, or -1 with a log line
- * (for example when the port is taken). */
+/* Binds cfg->http.host:port without listening yet, so that a taken port is
+ * an error at once while connections are still refused (a proxy sends them
+ * elsewhere) until http_start. Never shares the port (no SO_REUSEPORT).
+ * Returns 0, or -1 with a log line. Calling it again does nothing. */
+int http_bind(struct http_server *srv);
+
+/* Starts listening and serving (binding first if http_bind was not called).
+ * Returns 0, or -1 with a log line (for example when the port is taken). */
 int http_start(struct http_server *srv);
 
-/* Stops accepting new connections; requests already received go on. */
+/* Stops accepting new connections; requests already received go on, and
+ * every answer from now on closes its connection. */
 void http_quiesce(struct http_server *srv);
 
 /* Number of requests received and not yet completed, including those still

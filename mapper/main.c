@@ -1,6 +1,6 @@
 /* restmapper: serves every route of endpoints.yaml and maps it onto RabbitMQ.
  *
- *   restmapper [--config FILE] [--check FILE] [--list-config-keys]
+ *   restmapper [--config FILE] [--check FILE] [--list-config-keys] [--version] [--help]
  *
  * SIGTERM or SIGINT stops accepting connections, lets the requests already
  * received finish (up to FPESA_DRAIN_MS, default 10000 ms), then stops the bus
@@ -8,8 +8,10 @@
  */
 #include "bus.h"
 #include "config.h"
+#include "envvar.h"
 #include "http.h"
 #include "log.h"
+#include "version.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -22,31 +24,44 @@
 #define DEFAULT_DRAIN_MS 10000
 
 static void usage(FILE *out) {
-    fprintf(out, "usage: restmapper [--config FILE] [--check FILE] [--list-config-keys]\n"
-                 "  --config FILE       endpoints file (default: $FPESA_CONFIG, else "
-                 "endpoints.yaml)\n"
-                 "  --check FILE        validate FILE, print every problem, exit 0 or 1\n"
-                 "  --list-config-keys  print every configuration key the loader knows\n");
-}
-
-static long env_ms(const char *name, long def) {
-    const char *v = getenv(name);
-    char *end;
-    long long n;
-
-    if (!v || !*v)
-        return def;
-    errno = 0;
-    n = strtoll(v, &end, 10);
-    if (errno || *end || n < 0 || n > 3600000)
-        return def;
-    return (long)n;
+    fprintf(out,
+            "usage: restmapper [--config FILE] [--check FILE] [--list-config-keys] [--version]\n"
+            "Serves the REST routes of endpoints.yaml and maps them onto RabbitMQ.\n"
+            "  --config FILE       endpoints file (default: $FPESA_CONFIG, else "
+            "endpoints.yaml)\n"
+            "  --check FILE        validate FILE, print every problem, exit 0 or 1\n"
+            "  --list-config-keys  print every configuration key the loader knows\n"
+            "  --version           print the version and exit\n"
+            "  --help              print this help and exit\n"
+            "Environment: FPESA_CONFIG, FPESA_AMQP_URL, FPESA_HTTP_LISTEN, FPESA_LOG_LEVEL\n"
+            "(debug|info|warn|error), FPESA_DRAIN_MS (0 to 3600000, default 10000).\n"
+            "Signals: TERM and INT drain the requests in flight, then exit 0.\n");
 }
 
 static void sleep_ms(long ms) {
     struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
 
     nanosleep(&ts, NULL);
+}
+
+/* Waits until the bus is connected with its topology declared (0), or a
+ * signal of sigs arrives first (-1, the signal in *sig). Logs every 5 s
+ * while it waits, so a start blocked on the broker is visible. */
+static int wait_ready(struct mbus *bus, const sigset_t *sigs, int *sig) {
+    struct timespec step = {0, 50 * 1000000L};
+    long waited = 0;
+
+    while (!mbus_is_connected(bus)) {
+        int s = sigtimedwait(sigs, NULL, &step);
+        if (s > 0) {
+            *sig = s;
+            return -1;
+        }
+        waited += 50;
+        if (waited % 5000 == 0)
+            LOG(LOG_WARN, "not serving yet: waiting for the broker waited_ms=%ld", waited);
+    }
+    return 0;
 }
 
 /* Waits until no request waits for the bus or ms passed; returns how many
@@ -58,6 +73,14 @@ static long wait_drained(struct http_server *srv, long ms) {
     return http_waiting(srv);
 }
 
+/* Waits until no request is in hand at all (received and not completed) or
+ * ms passed; returns how many still are. */
+static long wait_idle(struct http_server *srv, long ms) {
+    for (long waited = 0; waited < ms && http_in_flight(srv) > 0; waited += 10)
+        sleep_ms(10);
+    return http_in_flight(srv);
+}
+
 int main(int argc, char **argv) {
     const char *config = getenv("FPESA_CONFIG");
     struct cfg *cfg = NULL;
@@ -67,7 +90,6 @@ int main(int argc, char **argv) {
     int sig = 0, rc = 1;
     long drain_ms, left;
 
-    log_init("restmapper");
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--config") == 0 && i + 1 < argc) {
             config = argv[++i];
@@ -80,6 +102,9 @@ int main(int argc, char **argv) {
         } else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
             usage(stdout);
             return 0;
+        } else if (strcmp(argv[i], "--version") == 0) {
+            printf("restmapper (fpesa) %s\n", FPESA_VERSION);
+            return 0;
         } else {
             fprintf(stderr, "restmapper: unknown or incomplete option \"%s\"\n", argv[i]);
             usage(stderr);
@@ -88,6 +113,10 @@ int main(int argc, char **argv) {
     }
     if (!config || !*config)
         config = "endpoints.yaml";
+    /* Every tuning variable is checked before anything starts. */
+    if (log_init("restmapper") < 0 ||
+        envvar_long("FPESA_DRAIN_MS", DEFAULT_DRAIN_MS, 0, 3600000, "milliseconds", &drain_ms) < 0)
+        return 1;
 
     cfg = cfg_load(config, stderr);
     if (!cfg)
@@ -109,9 +138,20 @@ int main(int argc, char **argv) {
     srv = http_new(cfg, bus);
     if (!srv)
         goto out_bus;
+    /* The port is taken now (a taken port fails the start at once) but
+     * listened on only once the broker connection and its topology are up:
+     * until then a proxy's connections are refused and go to another
+     * instance, instead of being answered 503. */
+    if (http_bind(srv) != 0)
+        goto out_http;
     if (mbus_start(bus) != 0) {
         LOG(LOG_ERROR, "cannot start the bus thread");
         goto out_http;
+    }
+    if (wait_ready(bus, &sigs, &sig) != 0) {
+        LOG(LOG_INFO, "stopping before serving signal=%s", sig == SIGTERM ? "TERM" : "INT");
+        rc = 0;
+        goto out_stop_bus;
     }
     if (http_start(srv) != 0)
         goto out_stop_bus;
@@ -121,12 +161,17 @@ int main(int argc, char **argv) {
         ;
     LOG(LOG_INFO, "stopping signal=%s in_flight=%ld", sig == SIGTERM ? "TERM" : "INT",
         http_in_flight(srv));
-    drain_ms = env_ms("FPESA_DRAIN_MS", DEFAULT_DRAIN_MS);
     http_quiesce(srv);
     /* A request whose headers are in is answered within microseconds unless
      * it waits for the bus; the short pause lets those reach the bus first. */
     sleep_ms(50);
     left = wait_drained(srv, drain_ms);
+    /* Requests may still come on connections a proxy keeps open (each
+     * answer now closes its connection): they are answered while the bus is
+     * still up, and once nothing is in hand the daemon closes what is left,
+     * before the bus stops. */
+    if (left == 0 && wait_idle(srv, drain_ms) == 0)
+        http_stop(srv);
     rc = 0;
 
 out_stop_bus:

@@ -215,15 +215,26 @@ char *metrics_render(struct metrics *m, const struct mbus_stats *bus, bool conne
         connected ? 1 : 0);
     if (bus) {
         put(&b,
+            "# HELP fpesa_bus_publishes_in_flight Publishes waiting for the broker's confirm.\n"
             "# TYPE fpesa_bus_publishes_in_flight gauge\nfpesa_bus_publishes_in_flight %llu\n"
+            "# HELP fpesa_bus_rpcs_in_flight Rpc requests waiting for their answer.\n"
             "# TYPE fpesa_bus_rpcs_in_flight gauge\nfpesa_bus_rpcs_in_flight %llu\n"
+            "# HELP fpesa_bus_reconnects_total Broker connections re-established.\n"
             "# TYPE fpesa_bus_reconnects_total counter\nfpesa_bus_reconnects_total %llu\n"
+            "# HELP fpesa_bus_confirms_total Publishes the broker confirmed (ack).\n"
             "# TYPE fpesa_bus_confirms_total counter\nfpesa_bus_confirms_total %llu\n"
+            "# HELP fpesa_bus_nacks_total Publishes the broker refused (nack).\n"
             "# TYPE fpesa_bus_nacks_total counter\nfpesa_bus_nacks_total %llu\n"
+            "# HELP fpesa_bus_rpc_timeouts_total Rpc requests answered 504 for want of a reply.\n"
             "# TYPE fpesa_bus_rpc_timeouts_total counter\nfpesa_bus_rpc_timeouts_total %llu\n"
+            "# HELP fpesa_bus_late_replies_total Rpc replies that came after their deadline.\n"
             "# TYPE fpesa_bus_late_replies_total counter\nfpesa_bus_late_replies_total %llu\n"
+            "# HELP fpesa_bus_confirm_timeouts_total Publishes answered 503 outcome unknown at the "
+            "confirm deadline.\n"
             "# TYPE fpesa_bus_confirm_timeouts_total counter\n"
             "fpesa_bus_confirm_timeouts_total %llu\n"
+            "# HELP fpesa_bus_blocked_refusals_total Calls refused while the broker blocked "
+            "publishers.\n"
             "# TYPE fpesa_bus_blocked_refusals_total counter\n"
             "fpesa_bus_blocked_refusals_total %llu\n",
             (unsigned long long)bus->publishes_in_flight, (unsigned long long)bus->rpcs_in_flight,

@@ -203,6 +203,14 @@ json_t *openapi_build(const struct cfg *cfg) {
         json_pack("{s:s, s:s, s:s}", "title", "fpesa", "version", "1", "description",
                   "Generated from the endpoints configuration."),
         &failed);
+    /* The first server is where clients reach the API (nginx strips the
+     * prefix); the second is one restmapper reached directly. */
+    set(doc, "servers",
+        json_pack("[{s:s, s:s}, {s:s, s:s}]", "url",
+                  cfg && cfg->http.public_prefix ? cfg->http.public_prefix : "/api/v1",
+                  "description", "The public API (http.public_prefix)", "url", "/", "description",
+                  "One restmapper instance, reached directly"),
+        &failed);
     for (size_t i = 0; cfg && i < cfg->n_endpoints; i++) {
         const struct cfg_endpoint *ep = &cfg->endpoints[i];
         json_t *item = json_object_get(paths, ep->path);
@@ -234,6 +242,11 @@ json_t *openapi_build(const struct cfg *cfg) {
     if (!json_object_get(paths, "/openapi.json"))
         set(paths, "/openapi.json",
             json_pack("{s:o}", "get", builtin("This document", "application/json", &failed)),
+            &failed);
+    if (!json_object_get(paths, "/asyncapi.json"))
+        set(paths, "/asyncapi.json",
+            json_pack("{s:o}", "get",
+                      builtin("The bus as an AsyncAPI 3.0 document", "application/json", &failed)),
             &failed);
     set(doc, "paths", paths, &failed);
     set(doc, "components", json_pack("{s:{s:o}}", "schemas", "Error", error_schema()), &failed);

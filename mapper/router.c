@@ -141,7 +141,8 @@ struct router *router_new(const struct cfg *cfg) {
         return NULL;
     if (add_route(r, ROUTE_HEALTH, "GET", "/health", NULL) != 0 ||
         add_route(r, ROUTE_METRICS, "GET", "/metrics", NULL) != 0 ||
-        add_route(r, ROUTE_OPENAPI, "GET", "/openapi.json", NULL) != 0)
+        add_route(r, ROUTE_OPENAPI, "GET", "/openapi.json", NULL) != 0 ||
+        add_route(r, ROUTE_ASYNCAPI, "GET", "/asyncapi.json", NULL) != 0)
         goto out_free;
     for (size_t i = 0; cfg && i < cfg->n_endpoints; i++) {
         const struct cfg_endpoint *ep = &cfg->endpoints[i];

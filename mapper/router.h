@@ -14,7 +14,7 @@ struct cfg;
 struct cfg_endpoint;
 struct router;
 
-enum route_kind { ROUTE_ENDPOINT = 0, ROUTE_HEALTH, ROUTE_METRICS, ROUTE_OPENAPI };
+enum route_kind { ROUTE_ENDPOINT = 0, ROUTE_HEALTH, ROUTE_METRICS, ROUTE_OPENAPI, ROUTE_ASYNCAPI };
 
 struct route {
     size_t id; /* 0..router_count()-1, stable; used by metrics */

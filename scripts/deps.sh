@@ -48,3 +48,13 @@ if [ -f frontend/package-lock.json ]; then
         cp frontend/package-lock.json "$stamp"
     fi
 fi
+
+# The parsers the tests validate the OpenAPI and AsyncAPI documents with.
+if [ -f tests/apidocs/package-lock.json ]; then
+    stamp=tests/apidocs/node_modules/.fpesa-lock
+    if [ ! -f "$stamp" ] || ! cmp -s tests/apidocs/package-lock.json "$stamp"; then
+        echo "fpesa: npm ci (tests/apidocs)"
+        (cd tests/apidocs && npm ci --no-audit --no-fund --loglevel=error)
+        cp tests/apidocs/package-lock.json "$stamp"
+    fi
+fi

@@ -3,6 +3,7 @@
 #
 #   scripts/stack.sh start [servers|apps|all]   start what is not running yet
 #   scripts/stack.sh stop                        stop everything this stack started
+#   scripts/stack.sh restart                     restart every program of ours in turn
 #   scripts/stack.sh status                      list what runs
 #   scripts/stack.sh rabbitmqctl ARGS...         rabbitmqctl on this stack's node
 #
@@ -244,6 +245,49 @@ start_apps() {
     start_nginx
 }
 
+# Restarts the handler host, each restmapper and liveupdate in turn, each one
+# back and healthy before the next goes down (nginx itself keeps running: its
+# configuration does not change, and its own reload closes idle client
+# connections, which a client may be writing to). Under a steady load through nginx
+# nothing fails: a stopping restmapper drains what it holds and answers
+# "Connection: close", and a starting one listens only once its broker
+# connection is up, so nginx sends the traffic to the other one meanwhile.
+restart_apps() {
+    local cfg=$FPESA_CONFIG
+    "$BUILD/bin/restmapper" --check "$cfg" >/dev/null || fail restmapper "" "$cfg is not valid; nothing restarted"
+    "$BUILD/bin/handler" --check "$cfg" >/dev/null || fail handler "" "$cfg is not valid; nothing restarted"
+    if is_running handler; then
+        stop_one handler
+        start_proc handler "$BUILD/bin/handler" --config "$cfg"
+        sleep 0.5
+        is_running handler || fail handler "$FPESA_LOG/handler.log" "the handler host exited while starting"
+        say "handler restarted (pid $(pid_of handler))"
+    fi
+    if is_running restmapper; then
+        stop_one restmapper
+        start_proc restmapper "$BUILD/bin/restmapper" --config "$cfg"
+        wait_for restmapper "$FPESA_LOG/restmapper.log" 30 http_ok "http://127.0.0.1:$FPESA_MAPPER_PORT/health"
+        say "restmapper restarted (pid $(pid_of restmapper))"
+        # nginx marked it failed while it was away (max_fails=1
+        # fail_timeout=2s in its pool): the other one goes down only once
+        # nginx sends traffic here again.
+        sleep 3
+    fi
+    if is_running restmapper2; then
+        stop_one restmapper2
+        FPESA_HTTP_LISTEN=127.0.0.1:$FPESA_MAPPER2_PORT \
+            start_proc restmapper2 "$BUILD/bin/restmapper" --config "$cfg"
+        wait_for restmapper2 "$FPESA_LOG/restmapper2.log" 30 http_ok "http://127.0.0.1:$FPESA_MAPPER2_PORT/health"
+        say "restmapper2 restarted (pid $(pid_of restmapper2))"
+    fi
+    if is_running liveupdate; then
+        stop_one liveupdate
+        start_proc liveupdate "$BUILD/bin/liveupdate" --config "$cfg"
+        wait_for liveupdate "$FPESA_LOG/liveupdate.log" 30 http_ok "http://127.0.0.1:$FPESA_LIVE_PORT/health"
+        say "liveupdate restarted (pid $(pid_of liveupdate))"
+    fi
+}
+
 start_nginx() {
     is_running nginx && return 0
     need_port_free nginx "$FPESA_NGINX_PORT"
@@ -286,6 +330,7 @@ start)
     esac
     ;;
 stop) stop_all ;;
+restart) restart_apps ;;
 stop-one) stop_one "$what" ;;
 stop-rabbit) stop_rabbit ;;
 start-rabbit) start_rabbit ;;
@@ -297,5 +342,5 @@ rabbitmqctl)
     ;;
 start-pg) start_pg ;;
 status) status ;;
-*) die "usage: stack.sh start [servers|apps|all] | stop | status" ;;
+*) die "usage: stack.sh start [servers|apps|all] | stop | restart | status" ;;
 esac

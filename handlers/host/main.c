@@ -16,18 +16,26 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "check.h"
 #include "config.h"
 #include "consumer.h"
 #include "log.h"
 #include "plugin.h"
 #include "supervise.h"
+#include "version.h"
 
 static void usage(FILE *f) {
     fprintf(f,
             "usage: handler [--config FILE] [--check FILE] [--only NAME]...\n"
             "  --config FILE  endpoints.yaml to run (default: $FPESA_CONFIG, else endpoints.yaml)\n"
-            "  --check FILE   validate FILE, print every problem, exit 0 or 1\n"
-            "  --only NAME    run only this handler (repeatable)\n");
+            "  --check FILE   validate FILE and load every plugin as a start would (ABI,\n"
+            "                 config schema), print every problem, exit 0 or 1\n"
+            "  --only NAME    run only this handler (repeatable)\n"
+            "  --version      print the version and the plugin ABI version, and exit\n"
+            "  --help         print this help and exit\n"
+            "Environment: FPESA_CONFIG, FPESA_AMQP_URL, FPESA_DATABASE_URL, FPESA_PLUGIN_DIR,\n"
+            "FPESA_LOG_LEVEL (debug|info|warn|error).\n"
+            "Signals: TERM and INT settle the batches in hand, then exit 0.\n");
 }
 
 static bool wanted(const char *name, char **only, int n_only) {
@@ -49,9 +57,10 @@ int main(int argc, char **argv) {
     char err[1024];
     sigset_t set;
 
-    log_init("handler");
-    if (!only)
+    if (log_init("handler") < 0 || !only) {
+        free(only);
         return 1;
+    }
     if (!config || !*config)
         config = "endpoints.yaml";
     for (int i = 1; i < argc; i++) {
@@ -59,11 +68,15 @@ int main(int argc, char **argv) {
             config = argv[++i];
         } else if (strcmp(argv[i], "--check") == 0 && i + 1 < argc) {
             free(only);
-            return cfg_check_main(argv[i + 1]);
+            return host_check_main(argv[i + 1]);
         } else if (strcmp(argv[i], "--only") == 0 && i + 1 < argc) {
             only[n_only++] = argv[++i];
         } else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
             usage(stdout);
+            free(only);
+            return 0;
+        } else if (strcmp(argv[i], "--version") == 0) {
+            printf("handler (fpesa) %s, plugin ABI %u\n", FPESA_VERSION, FPESA_HANDLER_ABI_VERSION);
             free(only);
             return 0;
         } else if (argv[i][0] != '-') {
@@ -111,6 +124,13 @@ int main(int argc, char **argv) {
         if (plugin_open(h->plugin_path, &plugins[j], err, sizeof(err)) < 0) {
             fprintf(stderr, "handler: %s\n", err);
             LOG(LOG_ERROR, "refused handler=%s reason=\"%s\"", h->name, err);
+            goto out;
+        }
+        if (host_check_config(cfg, j, &plugins[j], stderr) < 0) {
+            LOG(LOG_ERROR,
+                "refused handler=%s reason=\"its config does not match the plugin's "
+                "schema\"",
+                h->name);
             goto out;
         }
         n_loaded++;

@@ -639,5 +639,25 @@ out:
     return rc;
 }
 
-FPESA_HANDLER_DEFINE_RUN("timer_service: delayed webhooks (roles create, get, scheduler)",
-                         timers_init, timers_batch, timers_fini, timers_run)
+/* The config block, checked by the host before init() (and by --check) with
+ * file:line:col; configure() keeps its own checks for an older host. */
+#define CONFIG_SCHEMA                                                                              \
+    "{\"type\": \"object\", \"required\": [\"role\"], \"additionalProperties\": false,"            \
+    " \"properties\": {"                                                                           \
+    "  \"role\": {\"enum\": [\"create\", \"get\", \"scheduler\"]},"                                \
+    "  \"allow_hosts\": {\"type\": \"array\", \"items\": {\"type\": \"string\", \"minLength\": "   \
+    "1}},"                                                                                         \
+    "  \"max_delay_s\": {\"type\": \"integer\", \"minimum\": 1, \"maximum\": 315360000},"          \
+    "  \"connect_timeout_ms\": {\"type\": \"integer\", \"minimum\": 1, \"maximum\": 600000},"      \
+    "  \"timeout_ms\": {\"type\": \"integer\", \"minimum\": 1, \"maximum\": 600000},"              \
+    "  \"retry_base_ms\": {\"type\": \"integer\", \"minimum\": 1, \"maximum\": 86400000},"         \
+    "  \"retry_max_ms\": {\"type\": \"integer\", \"minimum\": 1, \"maximum\": 86400000},"          \
+    "  \"max_attempts\": {\"type\": \"integer\", \"minimum\": 1, \"maximum\": 100},"               \
+    "  \"max_in_flight\": {\"type\": \"integer\", \"minimum\": 1, \"maximum\": 10000},"            \
+    "  \"claim_batch\": {\"type\": \"integer\", \"minimum\": 1, \"maximum\": 10000},"              \
+    "  \"lease_ms\": {\"type\": \"integer\", \"minimum\": 1000, \"maximum\": 86400000},"           \
+    "  \"idle_ms\": {\"type\": \"integer\", \"minimum\": 100, \"maximum\": 3600000}"               \
+    "}}"
+
+FPESA_HANDLER_DEFINE_FULL("timer_service: delayed webhooks (roles create, get, scheduler)",
+                          CONFIG_SCHEMA, timers_init, timers_batch, timers_fini, timers_run)

@@ -269,6 +269,16 @@ struct fpesa_handler {
      * keeps serving its queues either way. fini() is called only after run()
      * has returned. */
     int (*run)(void *state, int stop_fd);
+
+    /* ---- appended after ABI 1's first release (FPESA_HAS_FIELD) --------- */
+
+    /* A JSON Schema (draft 7, as JSON text; static storage) for the
+     * handler's "config:" block, or NULL for none. The host validates the
+     * block against it (an absent block as {}) before init(), at start and
+     * in `handler --check`, and refuses a violation with the position in
+     * endpoints.yaml: "endpoints.yaml:58:13: handlers[0].config/role: enum:
+     * ...". So init() may trust what the schema states. */
+    const char *config_schema;
 };
 
 /* The one way a plugin logs: s is the plugin's state (any struct with the
@@ -297,6 +307,26 @@ typedef const struct fpesa_handler *(*fpesa_handler_entry_fn)(void);
             .init = (init_cb),                                                                     \
             .handle_batch = (batch_cb),                                                            \
             .fini = (fini_cb),                                                                     \
+        };                                                                                         \
+        return &table;                                                                             \
+    }
+
+/* The same with every optional member: run (may be NULL) and the JSON Schema
+ * of the handler's config block (JSON text, may be NULL).
+ *     FPESA_HANDLER_DEFINE_FULL("timers", SCHEMA, my_init, my_batch, my_fini, my_run)
+ */
+#define FPESA_HANDLER_DEFINE_FULL(desc, schema, init_cb, batch_cb, fini_cb, run_cb)                \
+    const struct fpesa_handler *fpesa_handler_v1(void);                                            \
+    __attribute__((visibility("default"))) const struct fpesa_handler *fpesa_handler_v1(void) {    \
+        static const struct fpesa_handler table = {                                                \
+            .abi_version = FPESA_HANDLER_ABI_VERSION,                                              \
+            .struct_size = sizeof(struct fpesa_handler),                                           \
+            .description = (desc),                                                                 \
+            .init = (init_cb),                                                                     \
+            .handle_batch = (batch_cb),                                                            \
+            .fini = (fini_cb),                                                                     \
+            .run = (run_cb),                                                                       \
+            .config_schema = (schema),                                                             \
         };                                                                                         \
         return &table;                                                                             \
     }

@@ -522,8 +522,10 @@ def test_zz_broker_down_is_503_then_recovers(stack, http):
         wait_until(lambda: http.get(stack.mapper + "/health").status_code == 503, timeout=30)
         h = http.get(stack.mapper + "/health")
         assert h.status_code == 503 and h.json()["broker"] == "disconnected"
+        assert h.headers.get("Retry-After") == "1"
         r = http.post(stack.mapper + "/messages/", json={"while": "down"}, timeout=15)
         error_of(r, 503)
+        assert r.headers.get("Retry-After") == "1", "a 503 says when to come back"
         m = http.get(stack.mapper + "/metrics").text
         assert "fpesa_bus_connected 0" in m
     finally:

@@ -158,8 +158,10 @@ Test(config, defaults) {
     cr_assert_eq(cfg->live.resume_limit, 1000);
     cr_assert_str_eq(cfg->database.url, "postgresql://fpesa@127.0.0.1:5432/fpesa");
     cr_assert_not_null(cfg->plugin_dir);
-    /* Beside the folder of the running program: build/tests/unit/common/x -> .../unit/plugins */
-    cr_assert(strstr(cfg->plugin_dir, "/tests/unit/plugins") != NULL, "%s", cfg->plugin_dir);
+    /* Beside the folder of the running program: build/tests/unit/common/x -> .../unit/plugins,
+     * and since there is no such folder, the installed layout .../unit/lib/fpesa/plugins. */
+    cr_assert(strstr(cfg->plugin_dir, "/tests/unit/lib/fpesa/plugins") != NULL, "%s",
+              cfg->plugin_dir);
 
     ep = &cfg->endpoints[0];
     cr_assert_str_eq(ep->method, "POST", "methods are stored in upper case");
@@ -427,6 +429,7 @@ Test(config, known_keys) {
                                 "http.threads",
                                 "http.max_connections",
                                 "http.cors.origins",
+                                "http.public_prefix",
                                 "liveupdate.listen",
                                 "liveupdate.client_queue",
                                 "liveupdate.max_frame",

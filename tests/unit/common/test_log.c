@@ -154,10 +154,15 @@ Test(log, threshold_from_the_environment) {
     free(text);
 
     setenv("FPESA_LOG_LEVEL", "debug", 1);
-    log_init("test");
+    cr_assert_eq(log_init("test"), 0);
     cr_assert_eq(log_threshold, LOG_DEBUG);
-    setenv("FPESA_LOG_LEVEL", "nonsense", 1);
+    setenv("FPESA_LOG_LEVEL", "WARN", 1);
+    cr_assert_eq(log_init("test"), 0);
+    cr_assert_eq(log_threshold, LOG_WARN);
+    setenv("FPESA_LOG_LEVEL", "debug", 1);
     log_init("test");
+    setenv("FPESA_LOG_LEVEL", "nonsense", 1);
+    cr_assert_eq(log_init("test"), -1, "an unknown level is refused");
     cr_assert_eq(log_threshold, LOG_DEBUG, "an unknown level keeps the current one");
     unsetenv("FPESA_LOG_LEVEL");
 }

@@ -31,13 +31,15 @@ Test(router, builtins_come_first) {
     struct route_match m;
 
     cr_assert_not_null(r);
-    cr_assert_eq(router_count(r), 9);
+    cr_assert_eq(router_count(r), 10);
     cr_assert_eq(router_match(r, "GET", "/health", &m), ROUTE_FOUND);
     cr_assert_eq(m.route->kind, ROUTE_HEALTH);
     cr_assert_eq(router_match(r, "GET", "/metrics", &m), ROUTE_FOUND);
     cr_assert_eq(m.route->kind, ROUTE_METRICS);
     cr_assert_eq(router_match(r, "GET", "/openapi.json", &m), ROUTE_FOUND);
     cr_assert_eq(m.route->kind, ROUTE_OPENAPI);
+    cr_assert_eq(router_match(r, "GET", "/asyncapi.json", &m), ROUTE_FOUND);
+    cr_assert_eq(m.route->kind, ROUTE_ASYNCAPI);
     for (size_t i = 0; i < router_count(r); i++)
         cr_assert_eq(router_get(r, i)->id, i);
     router_free(r);
