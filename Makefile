@@ -40,7 +40,7 @@ BASE_LIBS := -lpthread -ldl -lm
 # ---- what each target uses (pkg-config package names) -----------------------
 # common/ is linked into the three programs, so its packages join theirs.
 common_PKGS := yaml-0.1 jansson libpcre2-8 librabbitmq
-restmapper_PKGS := $(common_PKGS) libmicrohttpd librabbitmq
+restmapper_PKGS := $(common_PKGS) libmicrohttpd librabbitmq libcrypto
 liveupdate_PKGS := $(common_PKGS) libwebsockets librabbitmq
 handler_PKGS := $(common_PKGS) librabbitmq
 # The parts of handlers/lib/ and the packages each one needs.
@@ -71,7 +71,10 @@ TEST_PLUGINS := $(patsubst tests/plugins/%,$(BUILD)/tests/plugins/%.so,$(TEST_PL
 
 # A plugin's packages: its own (or the default) plus those of its lib parts.
 plugin_lib = $($(1)_LIB)
-plugin_lib_objs = $(patsubst %,$(BUILD)/obj/handlers/lib/%.o,$(call plugin_lib,$(1)))
+# <name>_COMMON names files of common/ a plugin compiles in as well (the
+# exact JSON reader: jsontext decimal).
+plugin_lib_objs = $(patsubst %,$(BUILD)/obj/handlers/lib/%.o,$(call plugin_lib,$(1))) \
+                  $(patsubst %,$(BUILD)/obj/common/%.o,$($(1)_COMMON))
 plugin_pkgs = $(sort $(or $($(1)_PKGS),$(plugin_default_PKGS)) $(foreach l,$(call plugin_lib,$(1)),$(lib_$(l)_PKGS)))
 
 PROGRAMS := $(if $(MAPPER_OBJS),$(BUILD)/bin/restmapper) \

@@ -1369,6 +1369,12 @@ static const struct key database_keys[] = {
     {NULL, NULL, 0, 0, 0, 0, NULL, 0},
 };
 
+static const struct key idempotency_keys[] = {
+    {"exchange", set_str, CF(idempotency.exchange), 0, 0, 0, NULL, K_REQUIRED},
+    {"timeout", set_duration, CF(idempotency.timeout_ms), 0, 1, 60000, NULL, 0},
+    {NULL, NULL, 0, 0, 0, 0, NULL, 0},
+};
+
 static const struct key top_keys[] = {
     {"bus", set_section, 0, 0, 0, 0, bus_keys, 0},
     {"http", set_section, 0, 0, 0, 0, http_keys, 0},
@@ -1377,6 +1383,7 @@ static const struct key top_keys[] = {
     {"plugin_dir", set_str, CF(plugin_dir), 0, 0, 0, NULL, 0},
     {"endpoints", set_endpoints, 0, 0, 0, 0, endpoint_keys, 0},
     {"handlers", set_handlers, 0, 0, 0, 0, handler_keys, 0},
+    {"idempotency", set_section, 0, 0, 0, 0, idempotency_keys, 0},
     {NULL, NULL, 0, 0, 0, 0, NULL, 0},
 };
 
@@ -1674,6 +1681,7 @@ static int set_defaults(struct cfg *cfg) {
     cfg->live.ping_interval = 20;
     cfg->live.resume_limit = 1000;
     cfg->database.url = strdup("postgresql://fpesa@127.0.0.1:5432/fpesa");
+    cfg->idempotency.timeout_ms = 2000;
     if (!cfg->bus.url || !cfg->http.host || !cfg->http.public_prefix || !cfg->live.host ||
         !cfg->database.url)
         return -1;
@@ -1793,6 +1801,7 @@ void cfg_free(struct cfg *cfg) {
     free_strv(cfg->http.cors_origins, cfg->http.n_cors_origins);
     free(cfg->live.host);
     free(cfg->database.url);
+    free(cfg->idempotency.exchange);
     free(cfg->plugin_dir);
     for (i = 0; i < cfg->n_endpoints; i++)
         endpoint_free(&cfg->endpoints[i]);

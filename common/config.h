@@ -128,6 +128,15 @@ struct cfg {
         char *url; /* default postgresql://fpesa@127.0.0.1:5432/fpesa */
     } database;
 
+    /* How an Idempotency-Key is honoured ("idempotency:"): before a keyed
+     * request goes on the bus, the mapper asks the claim worker on this rpc
+     * exchange whether the key is new, was used with the same request, or
+     * with another one (409). NULL: keys only name the message. */
+    struct {
+        char *exchange;
+        long timeout_ms; /* the claim's rpc timeout; default 2000 */
+    } idempotency;
+
     char *plugin_dir; /* default: the folder "plugins" beside the programs (build/plugins) */
 
     struct cfg_endpoint *endpoints;

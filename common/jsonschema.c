@@ -24,7 +24,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "decimal.h"
 #include "jschema_uri.h"
+#include "jsontext.h"
 
 /* An instance nested deeper than this is refused instead of risking the
  * stack of an HTTP thread; so is a chain of subschema evaluations (recursive
@@ -191,6 +193,42 @@ static bool is_integral_real(double d) {
     return isfinite(d) && floor(d) == d;
 }
 
+/* The exact text of the numbers of the instance being validated on this
+ * thread (jschema_validate_exact), or NULL: numbers jansson cannot hold
+ * exactly are compared through it. */
+static _Thread_local const struct jtext_numbers *tl_nums;
+
+static bool has_text(const json_t *j) {
+    size_t len;
+
+    return tl_nums && jtext_number_text(tl_nums, j, &len) != NULL;
+}
+
+/* d = the value of the number j: its text when kept, else its int64, else
+ * the shortest decimal of its double. */
+static void num_decimal(const json_t *j, struct decimal *d) {
+    size_t len;
+    const char *t = tl_nums ? jtext_number_text(tl_nums, j, &len) : NULL;
+
+    if (t && decimal_parse(d, t, len) == 0)
+        return;
+    d->owned = NULL;
+    if (json_is_integer(j))
+        decimal_from_int(d, json_integer_value(j));
+    else
+        decimal_from_double(d, json_real_value(j));
+}
+
+static bool text_is_integral(const json_t *j) {
+    struct decimal d;
+    bool r;
+
+    num_decimal(j, &d);
+    r = decimal_is_integer(&d);
+    decimal_fini(&d);
+    return r;
+}
+
 static unsigned type_of(const json_t *j) {
     switch (json_typeof(j)) {
     case JSON_NULL:
@@ -207,6 +245,8 @@ static unsigned type_of(const json_t *j) {
     case JSON_INTEGER:
         return T_NUMBER | T_INTEGER;
     case JSON_REAL:
+        if (has_text(j))
+            return T_NUMBER | (text_is_integral(j) ? T_INTEGER : 0);
         return T_NUMBER | (is_integral_real(json_real_value(j)) ? T_INTEGER : 0);
     }
     return 0;
@@ -241,13 +281,30 @@ static int num_cmp(const json_t *a, const json_t *b) {
         json_int_t x = json_integer_value(a), y = json_integer_value(b);
         return x < y ? -1 : x > y;
     }
+    if (has_text(a) || has_text(b)) {
+        struct decimal x, y;
+        int r;
+
+        num_decimal(a, &x);
+        num_decimal(b, &y);
+        r = decimal_cmp(&x, &y);
+        decimal_fini(&x);
+        decimal_fini(&y);
+        return r;
+    }
     long double x = json_is_integer(a) ? (long double)json_integer_value(a) : json_real_value(a);
     long double y = json_is_integer(b) ? (long double)json_integer_value(b) : json_real_value(b);
     return x < y ? -1 : x > y;
 }
 
 static void num_str(const json_t *n, char *buf, size_t size) {
-    if (json_is_integer(n))
+    if (has_text(n)) {
+        struct decimal d;
+
+        num_decimal(n, &d);
+        decimal_format(&d, buf, size);
+        decimal_fini(&d);
+    } else if (json_is_integer(n))
         snprintf(buf, size, "%" JSON_INTEGER_FORMAT, json_integer_value(n));
     else
         snprintf(buf, size, "%.17g", json_real_value(n));
@@ -1385,11 +1442,17 @@ static bool is_multiple(const json_t *v, const json_t *m) {
         json_int_t b = json_integer_value(m);
         return b > 0 && json_integer_value(v) % b == 0;
     }
-    double q = json_number_value(v) / json_number_value(m);
-    if (!isfinite(q))
-        return false;
-    /* Decimal multiples such as 0.0075 / 0.0001 are not exact in binary. */
-    return fabs(q - nearbyint(q)) <= 1e-9 * fmax(1.0, fabs(q));
+    /* Decimal multiples such as 0.0075 / 0.0001 are not exact in binary:
+     * divide the decimals a person wrote, exactly. */
+    struct decimal x, y;
+    bool r;
+
+    num_decimal(v, &x);
+    num_decimal(m, &y);
+    r = decimal_is_multiple(&x, &y);
+    decimal_fini(&x);
+    decimal_fini(&y);
+    return r;
 }
 
 __attribute__((noinline)) static int check_number(struct vctx *c, const struct node *n,
@@ -1443,10 +1506,12 @@ __attribute__((noinline)) static int check_string(struct vctx *c, const struct n
                         n->pattern.source);
     }
     if (n->content_json) {
-        json_error_t jerr;
-        json_t *doc = json_loadb(s, len, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, &jerr);
+        /* Read exactly (any number a store can keep), and refused where no
+         * store can keep it (\u0000, numbers beyond numeric, duplicates). */
+        struct jtext_error jerr;
+        json_t *doc = NULL;
 
-        if (!doc)
+        if (jtext_parse(s, len, NULL, &doc, NULL, &jerr) != JTEXT_OK)
             return fail(c, n, at, "contentMediaType", "must be a JSON document: %s", jerr.text);
         json_decref(doc);
     }
@@ -1592,6 +1657,17 @@ static uint64_t json_hash(const json_t *j, int depth) {
         return mix64((uint64_t)json_integer_value(j) ^ 0x4242);
     case JSON_REAL: {
         double d = json_real_value(j);
+        if (has_text(j)) {
+            /* Such a number equals no int64 and no double (jtext_parse holds
+             * those exactly), only another number with a text. */
+            struct decimal x;
+            uint64_t h;
+
+            num_decimal(j, &x);
+            h = mix64(decimal_hash(&x));
+            decimal_fini(&x);
+            return h;
+        }
         if (is_integral_real(d) && d >= -9.2e18 && d <= 9.2e18)
             return mix64((uint64_t)(long long)d ^ 0x4242);
         uint64_t bits;
@@ -1862,7 +1938,13 @@ static int validate(struct vctx *c, const struct node *n, const json_t *inst,
 
 int jschema_validate(const struct jschema *schema, const json_t *instance,
                      struct jschema_error *err) {
+    return jschema_validate_exact(schema, instance, NULL, err);
+}
+
+int jschema_validate_exact(const struct jschema *schema, const json_t *instance,
+                           const struct jtext_numbers *nums, struct jschema_error *err) {
     struct vctx c = {.err = err, .top = err};
+    int rc;
     if (schema)
         c.mctx = schema->mctx;
     if (err)
@@ -1872,5 +1954,8 @@ int jschema_validate(const struct jschema *schema, const json_t *instance,
             copy_str(err->message, sizeof err->message, "no schema or no instance");
         return -1;
     }
-    return validate(&c, schema->top, instance, NULL) < 0 ? -1 : 0;
+    tl_nums = nums;
+    rc = validate(&c, schema->top, instance, NULL) < 0 ? -1 : 0;
+    tl_nums = NULL;
+    return rc;
 }

@@ -63,6 +63,17 @@ struct jschema *jschema_compile(json_t *schema, struct jschema_error *err);
 int jschema_validate(const struct jschema *schema, const json_t *instance,
                      struct jschema_error *err);
 
+/* Like jschema_validate, for an instance built by jtext_parse: the numbers
+ * jansson cannot hold exactly (1e400, 123456789012345678901234567890) are
+ * read from their text in nums (borrowed; NULL when there are none), so
+ * "type": "integer", minimum, maximum, exclusiveMinimum, exclusiveMaximum,
+ * multipleOf, enum, const and uniqueItems compare them exactly. Every
+ * number is compared as the decimal it was written as (a double as its
+ * shortest decimal), so 0.0075 is a multiple of 0.0001. */
+struct jtext_numbers;
+int jschema_validate_exact(const struct jschema *schema, const json_t *instance,
+                           const struct jtext_numbers *nums, struct jschema_error *err);
+
 /* Frees a compiled schema. NULL is fine. */
 void jschema_free(struct jschema *schema);
 

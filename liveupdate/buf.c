@@ -106,10 +106,24 @@ struct live_msg *live_msg_new(int channel, const char *channel_path, const char 
 struct live_msg *live_msg_new_params(int channel, const char *channel_path, const char *id,
                                      const char *received_at, json_t *params, json_t *data,
                                      size_t pre) {
+    char *text = json_dumps(data ? data : json_null(), JSON_COMPACT | JSON_ENCODE_ANY);
+    struct live_msg *m;
+
+    if (!text)
+        return NULL;
+    m = live_msg_new_text(channel, channel_path, id, received_at, params, text, strlen(text), pre);
+    free(text);
+    return m;
+}
+
+struct live_msg *live_msg_new_text(int channel, const char *channel_path, const char *id,
+                                   const char *received_at, json_t *params, const char *data,
+                                   size_t data_len, size_t pre) {
+    static const char tail[] = "null}";
     struct live_msg *m = NULL;
-    char *path = NULL;
+    char *path = NULL, *head = NULL;
     json_t *frame;
-    size_t need;
+    size_t need, head_len;
 
     frame = json_object();
     if (!frame)
@@ -129,12 +143,26 @@ struct live_msg *live_msg_new_params(int channel, const char *channel_path, cons
         if (json_object_set(frame, "params", params) < 0)
             goto out_frame;
     }
-    if (json_object_set_new(frame, "received_at", json_string(received_at)) < 0 ||
-        json_object_set(frame, "data", data ? data : json_null()) < 0)
+    /* "data" is the last member: the frame is written with null there,
+     * and the data's text (the publisher's, never re-encoded: the frame
+     * carries exactly what the store keeps) replaces that null. */
+    if (json_object_set_new(frame, "received_at", json_string(received_at ? received_at : "")) <
+            0 ||
+        json_object_set_new(frame, "data", json_null()) < 0)
         goto out_frame;
-    need = json_dumpb(frame, NULL, 0, JSON_COMPACT);
-    if (need == 0)
+    head = json_dumps(frame, JSON_COMPACT);
+    if (!head)
         goto out_frame;
+    head_len = strlen(head);
+    if (head_len < sizeof(tail) - 1 ||
+        memcmp(head + head_len - (sizeof(tail) - 1), tail, sizeof(tail) - 1) != 0)
+        goto out_frame;
+    head_len -= sizeof(tail) - 1;
+    if (!data) {
+        data = "null";
+        data_len = 4;
+    }
+    need = head_len + data_len + 1;
     if (pre < 10)
         goto out_frame;
     m = malloc(sizeof(*m) + pre + need);
@@ -150,7 +178,10 @@ struct live_msg *live_msg_new_params(int channel, const char *channel_path, cons
     m->hnext = NULL;
     m->sse = NULL;
     m->sse_len = 0;
-    m->len = json_dumpb(frame, (char *)m->data + pre, need, JSON_COMPACT);
+    memcpy(m->data + pre, head, head_len);
+    memcpy(m->data + pre + head_len, data, data_len);
+    m->data[pre + head_len + data_len] = '}';
+    m->len = need;
     snprintf(m->id, sizeof(m->id), "%s", id ? id : "");
     /* RFC 6455 section 5.2: FIN + text opcode, then the length in 7, 16 or 64 bits. */
     {
@@ -172,6 +203,7 @@ struct live_msg *live_msg_new_params(int channel, const char *channel_path, cons
         }
     }
 out_frame:
+    free(head);
     free(path);
     json_decref(frame);
     return m;

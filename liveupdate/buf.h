@@ -59,6 +59,13 @@ struct live_msg *live_msg_new_params(int channel, const char *channel_path, cons
                                      const char *received_at, json_t *params, json_t *data,
                                      size_t pre);
 
+/* The same with the data as JSON text data[0..data_len) (borrowed, checked by
+ * the caller; NULL for null), spliced into the frame unchanged, so numbers of
+ * any size reach the client as they were published. received_at NULL is "". */
+struct live_msg *live_msg_new_text(int channel, const char *channel_path, const char *id,
+                                   const char *received_at, json_t *params, const char *data,
+                                   size_t data_len, size_t pre);
+
 /* Writes channel_path with every {name} replaced by params[name] (strings
  * as they are, other values as JSON) into out (size len). Returns 0, or -1
  * when a parameter is missing or out is too small. */

@@ -1,5 +1,7 @@
 #include "bus.h"
 
+#include "jsontext.h"
+
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
@@ -155,8 +157,9 @@ static void on_live(struct live_bus *bus, amqp_envelope_t *env) {
     int ch = channel_of_exchange(bus, env->exchange);
     char id[LIVE_ID_MAX + 1] = "";
     char when[48];
-    json_error_t jerr;
-    json_t *body, *data = NULL;
+    const char *text = env->message.body.bytes, *data = NULL, *pv;
+    size_t len = env->message.body.len, dlen = 0, pvlen;
+    json_t *params = NULL;
     struct live_event *ev;
 
     atomic_fetch_add(&bus->stats.messages_in, 1);
@@ -170,25 +173,59 @@ static void on_live(struct live_bus *bus, amqp_envelope_t *env) {
             ms = (int64_t)pr->timestamp * 1000;
         live_time_iso(ms, when, sizeof(when));
     }
-    body = json_loadb(env->message.body.bytes, env->message.body.len, 0, &jerr);
-    if (!body || !json_is_object(body)) {
+    /* The data's text goes into the frame as the publisher sent it: never
+     * parsed into doubles, so the frame and the store agree. The params
+     * (strings from the path) are read with jansson. */
+    if (jtext_member(text, len, "data", &data, &dlen) < 0) {
         atomic_fetch_add(&bus->stats.bad_messages, 1);
         LOG(LOG_WARN, "bus message is not a JSON envelope; dropped id=%s", id);
-        json_decref(body);
         return;
     }
-    data = json_object_get(body, "data");
+    if (jtext_member(text, len, "params", &pv, &pvlen) == 1)
+        params = json_loadb(pv, pvlen, 0, NULL);
     ev = calloc(1, sizeof(*ev));
     if (ev) {
         ev->kind = LIVE_EV_MESSAGE;
-        ev->msg = live_msg_new_params(ch, bus->p.channel_paths[ch], id, when,
-                                      json_object_get(body, "params"), data, bus->p.pre);
+        ev->msg = live_msg_new_text(ch, bus->p.channel_paths[ch], id, when, params, data, dlen,
+                                    bus->p.pre);
         if (ev->msg)
             emit(bus, ev);
         else
             free(ev);
     }
-    json_decref(body);
+    json_decref(params);
+}
+
+/* One stored message of a resume page: {"id", "received_at", "data"}. */
+struct replay_ctx {
+    struct live_bus *bus;
+    struct live_event *ev;
+    int ch;
+};
+
+static int on_replay_message(void *ctx, const char *text, size_t len) {
+    struct replay_ctx *rc = ctx;
+    const char *v, *data = NULL;
+    size_t vlen, dlen = 0, n;
+    char *mid = NULL, *at = NULL;
+    struct live_msg *lm;
+
+    if (jtext_member(text, len, "id", &v, &vlen) == 1)
+        mid = jtext_string(v, vlen, &n);
+    if (!mid)
+        return 0; /* not a message: skipped */
+    if (jtext_member(text, len, "received_at", &v, &vlen) == 1)
+        at = jtext_string(v, vlen, &n);
+    if (jtext_member(text, len, "data", &data, &dlen) != 1)
+        data = NULL;
+    lm = live_msg_new_text(rc->ch, rc->bus->p.channel_paths[rc->ch], mid, at ? at : "", NULL, data,
+                           dlen, rc->bus->p.pre);
+    free(mid);
+    free(at);
+    if (!lm)
+        return 1;
+    rc->ev->msgs[rc->ev->n_msgs++] = lm;
+    return 0;
 }
 
 /* Turns an answer of the stored-messages rpc into a LIVE_EV_REPLAY event. */
@@ -197,9 +234,11 @@ static void on_reply(struct live_bus *bus, amqp_envelope_t *env) {
     char corr[128];
     uint64_t client;
     int page, ch;
-    json_error_t jerr;
-    json_t *body, *msgs, *err;
+    const char *body = env->message.body.bytes, *msgs = NULL;
+    size_t len = env->message.body.len, mlen = 0, n = 0;
+    struct replay_ctx rctx;
     struct live_event *ev;
+    int code = 0, has_error;
 
     atomic_fetch_add(&bus->stats.rpc_answers, 1);
     if (!(pr->_flags & AMQP_BASIC_CORRELATION_ID_FLAG))
@@ -214,38 +253,26 @@ static void on_reply(struct live_bus *bus, amqp_envelope_t *env) {
     ev->kind = LIVE_EV_REPLAY;
     ev->client = client;
     ev->page = page;
-    body = json_loadb(env->message.body.bytes, env->message.body.len, 0, &jerr);
-    err = json_object_get(body, "error");
-    msgs = json_object_get(body, "messages");
-    if (!body || err || !json_is_array(msgs)) {
-        json_t *code = json_object_get(err, "code");
-        ev->error = json_is_integer(code) ? (int)json_integer_value(code) : 502;
+    has_error = jtext_error_code(body, len, &code, NULL);
+    if (has_error != 0 || jtext_member(body, len, "messages", &msgs, &mlen) != 1 ||
+        msgs[0] != '[') {
+        ev->error = has_error == 1 ? code : 502;
         LOG(LOG_WARN, "bus resume answer is an error client=%" PRIu64 " code=%d", client,
             ev->error);
         goto out_emit;
     }
-    ev->msgs = calloc(json_array_size(msgs) + 1, sizeof(*ev->msgs));
+    /* An upper bound of the elements: the commas plus one. */
+    for (size_t i = 0; i < mlen; i++)
+        n += msgs[i] == ',';
+    ev->msgs = calloc(n + 2, sizeof(*ev->msgs));
     if (!ev->msgs) {
         ev->error = 500;
         goto out_emit;
     }
-    for (size_t i = 0; i < json_array_size(msgs); i++) {
-        json_t *m = json_array_get(msgs, i);
-        const char *mid = json_string_value(json_object_get(m, "id"));
-        const char *at = json_string_value(json_object_get(m, "received_at"));
-        struct live_msg *lm;
-        if (!mid)
-            continue;
-        lm = live_msg_new(ch, bus->p.channel_paths[ch], mid, at ? at : "",
-                          json_object_get(m, "data"), bus->p.pre);
-        if (!lm) {
-            ev->error = 500;
-            break;
-        }
-        ev->msgs[ev->n_msgs++] = lm;
-    }
+    rctx = (struct replay_ctx){bus, ev, ch};
+    if (jtext_elements(msgs, mlen, on_replay_message, &rctx) != 0)
+        ev->error = 500;
 out_emit:
-    json_decref(body);
     emit(bus, ev);
 }
 

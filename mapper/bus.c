@@ -33,6 +33,7 @@
 
 #include "amqpc.h"
 #include "config.h"
+#include "jsontext.h"
 #include "log.h"
 
 #define CH_PUB 1
@@ -400,6 +401,14 @@ static int declare_topology(struct mbus *bus) {
             amqpc_bind(c, CH_RPC, ep->exchange, ep->exchange, pub ? "" : ep->exchange) < 0)
             return -1;
     }
+
+    /* The Idempotency-Key claim worker's rpc route, like an rpc endpoint's. */
+    const char *idem = cfg->idempotency.exchange;
+    if (idem &&
+        (amqpc_declare_exchange(c, CH_RPC, idem, "direct") < 0 ||
+         amqpc_declare_queue(c, CH_RPC, idem) < 0 || amqpc_bind(c, CH_RPC, idem, idem, idem) < 0))
+        return -1;
+
     if (amqpc_declare_exchange(c, CH_RPC, "RPC", "direct") < 0)
         return -1;
     amqp_queue_declare_ok_t *q =
@@ -582,24 +591,16 @@ static bool parse_corr(const struct mbus *bus, const char *s, size_t len, uint64
     return true;
 }
 
-/* The HTTP status an rpc answer stands for. */
-static int answer_status(const char *body, size_t len, const char *content_type) {
+int mbus_answer_status(const char *body, size_t len, const char *content_type) {
     if (!strstr(content_type, "json"))
         return 200;
-    json_error_t err;
-    json_t *root = json_loadb(body, len, JSON_ALLOW_NUL, &err);
-    if (!root)
+    /* Checked as text, never parsed into doubles: whatever valid JSON the
+     * worker answers (numbers of any size) is relayed byte for byte. */
+    int code = 0;
+    int rc = jtext_error_code(body, len, &code, NULL);
+    if (rc < 0)
         return 502;
-    int status = 200;
-    json_t *e = json_is_object(root) ? json_object_get(root, "error") : NULL;
-    json_t *code = json_is_object(e) ? json_object_get(e, "code") : NULL;
-    if (json_is_integer(code)) {
-        json_int_t c = json_integer_value(code);
-        if (c >= 400 && c <= 599)
-            status = (int)c;
-    }
-    json_decref(root);
-    return status;
+    return rc == 1 && code >= 400 && code <= 599 ? code : 200;
 }
 
 static void delivery_complete(struct mbus *bus) {
@@ -630,7 +631,7 @@ static void delivery_complete(struct mbus *bus) {
     const char *ct = d->ct_set ? d->content_type : "application/json";
     size_t len = (size_t)d->body_size;
     const char *body = len ? d->buf : "";
-    int status = answer_status(body, len, ct);
+    int status = mbus_answer_status(body, len, ct);
     if (d->status && status != 502)
         status = d->status;
     if (status == 502) {

@@ -107,6 +107,13 @@ int mbus_publish(struct mbus *bus, const struct mbus_msg *msg, mbus_done_fn done
 int mbus_rpc(struct mbus *bus, const struct mbus_msg *msg, long timeout_ms, mbus_done_fn done,
              void *ctx);
 
+/* The HTTP status an rpc answer (body[0..len), borrowed) stands for: 200,
+ * or error.code (400 to 599) of an {"error": {...}} answer, when it is JSON
+ * (content_type names json); 502 when such an answer is not valid JSON. The
+ * answer is read as text, never parsed into doubles, so any valid JSON is
+ * relayed as it is. Pure; thread-safe. */
+int mbus_answer_status(const char *body, size_t len, const char *content_type);
+
 /* True while the connection is up and the topology declared. Thread-safe. */
 bool mbus_is_connected(const struct mbus *bus);
 

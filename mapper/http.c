@@ -1,9 +1,12 @@
 #include "http.h"
 
 #include "asyncapi.h"
+#include "idem.h"
+
 #include "bus.h"
 #include "config.h"
 #include "jsonschema.h"
+#include "jsontext.h"
 #include "log.h"
 #include "magic.h"
 #include "metrics.h"
@@ -111,6 +114,12 @@ struct request {
     char *result_headers; /* "Name: value\n" lines from the answer, or NULL */
 
     int answered; /* status actually sent, for the log and metrics */
+
+    /* A keyed request (idempotency configured): its message, kept while the
+     * claim of its key is out, and whether the outcome awaited is the
+     * claim's. */
+    struct pending *pending;
+    bool claiming;
 };
 
 static double elapsed_s(const struct timespec *since) {
@@ -198,6 +207,7 @@ static enum MHD_Result reply_json(struct request *rq, int status, json_t *value)
 static enum MHD_Result reply_error(struct request *rq) {
     json_t *err = json_pack("{s:i, s:s}", "code", rq->status, "description",
                             rq->err ? rq->err->desc : "the request was refused");
+    json_t *doc;
 
     if (err && rq->err && rq->err->schema) {
         json_object_set_new(err, "path", json_string(rq->err->path));
@@ -208,11 +218,31 @@ static enum MHD_Result reply_error(struct request *rq) {
         if (rq->id[0])
             json_object_set_new(err, "id", json_string(rq->id));
     }
-    return reply_json(rq, rq->status, err ? json_pack("{s:o}", "error", err) : NULL);
+    doc = err ? json_pack("{s:o}", "error", err) : NULL;
+    if (!doc) {
+        /* Out of memory: still a JSON answer, never a closed connection. */
+        char text[96];
+        int n = snprintf(text, sizeof(text),
+                         "{\"error\":{\"code\":%d,\"description\":\"the request was refused\"}}",
+                         rq->status);
+        return reply(rq, rq->status, "application/json", text, (size_t)n);
+    }
+    return reply_json(rq, rq->status, doc);
 }
 
+/* Up to cap - 1 bytes of s (a NUL-terminated string from the client, any
+ * bytes) as valid UTF-8 in buf: an error description quotes it without
+ * ever cutting a character or passing on a byte that is not UTF-8. */
+static const char *shown(char *buf, size_t cap, const char *s) {
+    jtext_utf8_clean(buf, cap, s ? s : "", s ? strlen(s) : 0);
+    return buf;
+}
+
+/* Decides the answer: status and a description, kept valid UTF-8 whatever
+ * the arguments hold (the error body is JSON). */
 __attribute__((format(printf, 3, 4))) static void fail(struct request *rq, int status,
                                                        const char *fmt, ...) {
+    char text[1024];
     va_list ap;
 
     if (rq->status)
@@ -225,8 +255,9 @@ __attribute__((format(printf, 3, 4))) static void fail(struct request *rq, int s
     rq->err->outcome = NULL;
     rq->err->retry_after = 0;
     va_start(ap, fmt);
-    vsnprintf(rq->err->desc, sizeof(rq->err->desc), fmt, ap);
+    vsnprintf(text, sizeof(text), fmt, ap);
     va_end(ap);
+    shown(rq->err->desc, sizeof(rq->err->desc), text);
 }
 
 static void fail_schema(struct request *rq, int status, const char *where,
@@ -238,8 +269,8 @@ static void fail_schema(struct request *rq, int status, const char *where,
     if (!rq->err)
         return;
     rq->err->schema = true;
-    snprintf(rq->err->path, sizeof(rq->err->path), "%s", e->instance_path);
-    snprintf(rq->err->keyword, sizeof(rq->err->keyword), "%s", e->keyword);
+    shown(rq->err->path, sizeof(rq->err->path), e->instance_path);
+    shown(rq->err->keyword, sizeof(rq->err->keyword), e->keyword);
 }
 
 /* ---- CORS ------------------------------------------------------------------ */
@@ -324,6 +355,35 @@ static bool takes_non_json(const struct cfg_endpoint *ep) {
     return false;
 }
 
+/* Finds the first header whose name or value is not UTF-8 (obs-text is
+ * refused: a header may reach a worker, and every text on the bus is JSON). */
+struct bad_header {
+    char name[101];
+    bool found;
+};
+
+static enum MHD_Result check_header(void *cls, enum MHD_ValueKind kind, const char *key,
+                                    const char *value) {
+    struct bad_header *b = cls;
+    const char *t[2] = {key, value};
+
+    (void)kind;
+    for (int i = 0; i < 2; i++) {
+        const unsigned char *p = (const unsigned char *)t[i];
+        size_t n = 0;
+        bool ascii = true;
+
+        for (; p && p[n]; n++)
+            ascii &= p[n] < 0x80;
+        if (!ascii && !query_utf8_is_valid(t[i], n)) {
+            shown(b->name, sizeof(b->name), key ? key : "");
+            b->found = true;
+            return MHD_NO;
+        }
+    }
+    return MHD_YES;
+}
+
 /* Routes the request and checks what the headers alone tell. Sets rq->status
  * when the request is to be refused. */
 static void begin(struct request *rq, const char *method) {
@@ -333,10 +393,20 @@ static void begin(struct request *rq, const char *method) {
     enum route_status st;
     const struct cfg_endpoint *ep;
     const char *cl, *te, *ctype;
+    char mb[64], pb[201], cb[101];
     bool has_body = false;
     int idx;
 
     cors_decide(rq);
+    {
+        struct bad_header b = {.found = false};
+
+        MHD_get_connection_values(rq->conn, MHD_HEADER_KIND, check_header, &b);
+        if (b.found) {
+            fail(rq, MHD_HTTP_BAD_REQUEST, "the header \"%s\" is not valid UTF-8", b.name);
+            return;
+        }
+    }
     if (rq->path_len >= sizeof(path)) {
         fail(rq, MHD_HTTP_URI_TOO_LONG, "the path is too long");
         return;
@@ -349,7 +419,8 @@ static void begin(struct request *rq, const char *method) {
     rq->allow = m.allow;
     switch (st) {
     case ROUTE_NOT_FOUND:
-        fail(rq, MHD_HTTP_NOT_FOUND, "no route for %s %.200s", method, path);
+        fail(rq, MHD_HTTP_NOT_FOUND, "no route for %s %s", shown(mb, sizeof(mb), method),
+             shown(pb, sizeof(pb), path));
         return;
     case ROUTE_BAD_PATH:
         fail(rq, MHD_HTTP_BAD_REQUEST, "the path is not valid percent-encoded UTF-8");
@@ -359,8 +430,8 @@ static void begin(struct request *rq, const char *method) {
             rq->preflight = true;
             return;
         }
-        fail(rq, MHD_HTTP_METHOD_NOT_ALLOWED, "%s is not allowed on %.200s (allowed: %s)", method,
-             path, m.allow ? m.allow : "");
+        fail(rq, MHD_HTTP_METHOD_NOT_ALLOWED, "%s is not allowed on %s (allowed: %s)",
+             shown(mb, sizeof(mb), method), shown(pb, sizeof(pb), path), m.allow ? m.allow : "");
         return;
     case ROUTE_FOUND:
         break;
@@ -406,12 +477,12 @@ static void begin(struct request *rq, const char *method) {
         return;
     }
     if (idx < 0) {
-        fail(rq, MHD_HTTP_UNSUPPORTED_MEDIA_TYPE, "content type %.100s is not accepted here",
-             ctype ? ctype : "(none)");
+        fail(rq, MHD_HTTP_UNSUPPORTED_MEDIA_TYPE, "content type %s is not accepted here",
+             ctype ? shown(cb, sizeof(cb), ctype) : "(none)");
         return;
     }
     if (rq->kind == CFG_BODY_JSON && !ep->body)
-        fail(rq, MHD_HTTP_UNSUPPORTED_MEDIA_TYPE, "%s %s takes no JSON body (content type %.100s)",
+        fail(rq, MHD_HTTP_UNSUPPORTED_MEDIA_TYPE, "%s %s takes no JSON body (content type %s)",
              ep->method, ep->path, rq->media_type);
 }
 
@@ -474,7 +545,9 @@ static void on_bus_done(void *ctx, const struct mbus_result *res) {
         rq->result_ctype = strdup(res->content_type);
     if (res->http_headers)
         rq->result_headers = strdup(res->http_headers);
-    if (ep->mode == CFG_MODE_PUBLISH && res->status < 500)
+    if (rq->claiming)
+        ; /* the key's claim: not the endpoint's confirm or rpc */
+    else if (ep->mode == CFG_MODE_PUBLISH && res->status < 500)
         metrics_confirm(rq->srv->metrics, res->seconds);
     else if (ep->mode == CFG_MODE_RPC && res->body)
         metrics_rpc(rq->srv->metrics, res->seconds);
@@ -513,6 +586,8 @@ static void outgoing_fini(struct outgoing *o) {
         free(o->texts[i]);
 }
 
+static enum MHD_Result reply_answer(struct request *rq, int status);
+
 /* The file of a multipart body, and its fields. */
 struct form {
     struct request *rq;
@@ -525,6 +600,12 @@ struct form {
     bool has_filename;
     char ctype[MPART_TYPE_MAX];
     bool have_file;
+};
+
+/* A keyed request's message, kept while its key is claimed. */
+struct pending {
+    struct outgoing o;
+    struct form fm;
 };
 
 static const struct cfg_file *file_field(const struct cfg_endpoint *ep, const char *name) {
@@ -560,6 +641,7 @@ static int on_part(void *ctx, const struct mpart *part) {
     struct form *fm = ctx;
     struct request *rq = fm->rq;
     const struct cfg_endpoint *ep = rq->route->ep;
+    char nb[101], tb[101];
     bool is_file = part->has_filename ||
                    (part->content_type[0] && strcmp(part->content_type, "text/plain") != 0);
 
@@ -572,7 +654,8 @@ static int on_part(void *ctx, const struct mpart *part) {
         if (part->len == 0 && part->filename[0] == '\0')
             return 0;
         if (!f) {
-            fail(rq, MHD_HTTP_BAD_REQUEST, "field \"%.100s\" does not take a file", part->name);
+            fail(rq, MHD_HTTP_BAD_REQUEST, "field \"%s\" does not take a file",
+                 shown(nb, sizeof(nb), part->name));
             return 1;
         }
         if (fm->have_file) {
@@ -581,17 +664,20 @@ static int on_part(void *ctx, const struct mpart *part) {
         }
         if (!file_type_accepted(ep, f, t, &limit)) {
             fail(rq, MHD_HTTP_UNSUPPORTED_MEDIA_TYPE,
-                 "file type %.100s is not accepted in field \"%.100s\"", t, part->name);
+                 "file type %s is not accepted in field \"%s\"", shown(tb, sizeof(tb), t),
+                 shown(nb, sizeof(nb), part->name));
             return 1;
         }
         if (limit && part->len > limit) {
             fail(rq, MHD_HTTP_CONTENT_TOO_LARGE,
-                 "the file in field \"%.100s\" is larger than %zu bytes", part->name, limit);
+                 "the file in field \"%s\" is larger than %zu bytes",
+                 shown(nb, sizeof(nb), part->name), limit);
             return 1;
         }
         if (!magic_matches(t, part->data, part->len)) {
             fail(rq, MHD_HTTP_UNSUPPORTED_MEDIA_TYPE,
-                 "the file in field \"%.100s\" is not a complete %s file", part->name, t);
+                 "the file in field \"%s\" is not a complete %s file",
+                 shown(nb, sizeof(nb), part->name), shown(tb, sizeof(tb), t));
             return 1;
         }
         fm->have_file = true;
@@ -605,15 +691,18 @@ static int on_part(void *ctx, const struct mpart *part) {
         return 0;
     }
     if (!query_utf8_is_valid(part->data, part->len) || memchr(part->data, '\0', part->len)) {
-        fail(rq, MHD_HTTP_BAD_REQUEST, "form field \"%.100s\" is not UTF-8 text", part->name);
+        fail(rq, MHD_HTTP_BAD_REQUEST, "form field \"%s\" is not UTF-8 text",
+             shown(nb, sizeof(nb), part->name));
         return 1;
     }
     if (json_object_get(fm->fields, part->name)) {
-        fail(rq, MHD_HTTP_BAD_REQUEST, "form field \"%.100s\" appears twice", part->name);
+        fail(rq, MHD_HTTP_BAD_REQUEST, "form field \"%s\" appears twice",
+             shown(nb, sizeof(nb), part->name));
         return 1;
     }
     if (json_object_set_new(fm->fields, part->name, json_stringn(part->data, part->len)) != 0) {
-        fail(rq, MHD_HTTP_BAD_REQUEST, "form field \"%.100s\" is not valid", part->name);
+        fail(rq, MHD_HTTP_BAD_REQUEST, "form field \"%s\" is not valid",
+             shown(nb, sizeof(nb), part->name));
         return 1;
     }
     return 0;
@@ -685,15 +774,86 @@ static int file_headers(struct request *rq, struct outgoing *o, json_t *args, js
     return 0;
 }
 
+/* The most bytes a JSON body may take once its numbers are written out in
+ * full, as the store keeps them and every reader gets them: twice the body
+ * limit, so a few bytes such as 1e100000 cannot grow downstream. */
+static size_t expanded_max(size_t max_body) {
+    return max_body < 32 * 1024 ? 64 * 1024 : 2 * max_body;
+}
+
+/* Appends len bytes to buf at *w (room checked by the caller). */
+static void put(char *buf, size_t *w, const char *s, size_t len) {
+    memcpy(buf + *w, s, len);
+    *w += len;
+}
+
+/* The envelope {"data": ..., "args": ...[, "params": ...]} as text (new,
+ * free with free(); its length in *len), or NULL when out of memory. With
+ * raw the data is the request body's own bytes (checked JSON), spliced in
+ * unchanged; else it is data dumped by jansson (strings only: the fields of
+ * a form). */
+static char *envelope_text(struct request *rq, bool raw, const json_t *data, const json_t *args,
+                           size_t *len) {
+    const char *d = rq->body;
+    size_t dlen = rq->body_len, cap, w = 0;
+    char *dtext = NULL, *atext = NULL, *ptext = NULL, *out = NULL;
+    json_t *empty = NULL;
+
+    if (raw) {
+        while (dlen && strchr(" \t\r\n", d[0])) {
+            d++;
+            dlen--;
+        }
+        while (dlen && strchr(" \t\r\n", d[dlen - 1]))
+            dlen--;
+    } else {
+        dtext = json_dumps(data ? data : json_null(), JSON_COMPACT | JSON_ENCODE_ANY);
+        if (!dtext)
+            goto out;
+        d = dtext;
+        dlen = strlen(dtext);
+    }
+    atext = json_dumps(args ? args : json_null(), JSON_COMPACT | JSON_ENCODE_ANY);
+    if (!atext)
+        goto out;
+    if (rq->route->has_params) {
+        empty = rq->params ? NULL : json_object();
+        ptext = json_dumps(rq->params ? rq->params : empty, JSON_COMPACT);
+        if (!ptext)
+            goto out;
+    }
+    cap = dlen + strlen(atext) + (ptext ? strlen(ptext) : 0) + 32;
+    out = malloc(cap);
+    if (!out)
+        goto out;
+    put(out, &w, "{\"data\":", 8);
+    put(out, &w, d, dlen);
+    put(out, &w, ",\"args\":", 8);
+    put(out, &w, atext, strlen(atext));
+    if (ptext) {
+        put(out, &w, ",\"params\":", 10);
+        put(out, &w, ptext, strlen(ptext));
+    }
+    put(out, &w, "}", 2); /* with the NUL */
+    *len = w - 1;
+out:
+    json_decref(empty);
+    free(dtext);
+    free(atext);
+    free(ptext);
+    return out;
+}
+
 /* Parses and checks the query string and the body, and fills o with what
  * goes on the bus. On refusal sets rq->status and returns -1. */
 static int build_envelope(struct request *rq, struct outgoing *o, struct form *fm) {
     const struct cfg_endpoint *ep = rq->route->ep;
     struct jschema_error e;
-    json_t *args = NULL, *data = NULL, *env = NULL;
+    json_t *args = NULL, *data = NULL;
+    struct jtext_numbers *nums = NULL;
     char err[300];
     const char *key;
-    bool is_file = false;
+    bool is_file = false, raw = false;
     int rc = -1;
 
     if (rq->query && rq->query[0]) {
@@ -719,14 +879,26 @@ static int build_envelope(struct request *rq, struct outgoing *o, struct form *f
     if (!rq->body_len) {
         data = json_null();
     } else if (rq->kind == CFG_BODY_JSON) {
-        json_error_t jerr;
+        /* The tree is for the schema only; the envelope carries the
+         * client's own bytes (numbers are never re-encoded). */
+        struct jtext_limits lim = {.max_expanded = expanded_max(rq->max_body)};
+        struct jtext_error jerr;
+        int st = jtext_parse(rq->body, rq->body_len, &lim, &data, &nums, &jerr);
 
-        data = json_loadb(rq->body, rq->body_len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
-        if (!data) {
+        if (st == JTEXT_EXPANDED) {
+            fail(rq, MHD_HTTP_CONTENT_TOO_LARGE, "the body is too large: %s", jerr.text);
+            goto out;
+        }
+        if (st == JTEXT_NOMEM) {
+            fail(rq, MHD_HTTP_SERVICE_UNAVAILABLE, "out of memory");
+            goto out;
+        }
+        if (st != JTEXT_OK) {
             fail(rq, MHD_HTTP_BAD_REQUEST, "the body is not valid JSON: %s (line %d, column %d)",
                  jerr.text, jerr.line, jerr.column);
             goto out;
         }
+        raw = true;
     } else if (rq->kind == CFG_BODY_FORM) {
         if (memchr(rq->body, '\0', rq->body_len)) {
             fail(rq, MHD_HTTP_BAD_REQUEST, "the form body holds a NUL byte");
@@ -750,7 +922,7 @@ static int build_envelope(struct request *rq, struct outgoing *o, struct form *f
     }
     /* A binary body has no schema to meet; everything else meets the body's. */
     if (ep->body_schema && !(rq->body_len && rq->kind == CFG_BODY_BINARY) &&
-        jschema_validate(ep->body_schema, data, &e) != 0) {
+        jschema_validate_exact(ep->body_schema, data, nums, &e) != 0) {
         fail_schema(rq, ep->validation_status ? ep->validation_status : 400, "body", &e);
         goto out;
     }
@@ -778,63 +950,146 @@ static int build_envelope(struct request *rq, struct outgoing *o, struct form *f
         rc = 0;
         goto out;
     }
-    env = json_pack("{s:O, s:O}", "data", data, "args", args ? args : json_null());
-    if (env && rq->route->has_params)
-        json_object_set(env, "params", rq->params ? rq->params : json_object());
-    o->envelope = env ? json_dumps(env, JSON_COMPACT) : NULL;
+    o->envelope = envelope_text(rq, raw, data, args, &o->len);
     if (!o->envelope) {
         fail(rq, MHD_HTTP_SERVICE_UNAVAILABLE, "out of memory");
         goto out;
     }
     o->bytes = o->envelope;
-    o->len = strlen(o->envelope);
     o->ctype = "application/json";
     rc = 0;
 
 out:
-    json_decref(env);
+    jtext_numbers_free(nums);
     json_decref(data);
     json_decref(args);
     return rc;
 }
 
-static enum MHD_Result dispatch(struct request *rq) {
+/* The message of a request, as mbus takes it. */
+static void message_of(const struct request *rq, const struct outgoing *o, struct mbus_msg *msg) {
+    msg->exchange = rq->route->ep->exchange;
+    msg->message_id = rq->id;
+    msg->body = o->bytes;
+    msg->body_len = o->len;
+    msg->content_type = o->ctype;
+    msg->timestamp = (int64_t)time(NULL);
+    msg->headers = o->n_hdrs ? o->hdrs : NULL;
+    msg->n_headers = o->n_hdrs;
+}
+
+/* Suspends the connection and hands msg (borrowed) to the bus: as a claim
+ * of its Idempotency-Key (claim set), or as the endpoint's publish or rpc.
+ * The outcome resumes the connection. */
+static enum MHD_Result send_to_bus(struct request *rq, const struct mbus_msg *msg, bool claim) {
     const struct cfg_endpoint *ep = rq->route->ep;
-    struct mbus_msg msg;
-    struct outgoing o = {0};
-    struct form fm;
+    const struct cfg *cfg = rq->srv->cfg;
     int rc;
 
-    fm.have_file = false;
-    if (build_envelope(rq, &o, &fm) != 0) {
-        outgoing_fini(&o);
-        return reply_error(rq);
-    }
-    msg.exchange = ep->exchange;
-    msg.message_id = rq->id;
-    msg.body = o.bytes;
-    msg.body_len = o.len;
-    msg.content_type = o.ctype;
-    msg.timestamp = (int64_t)time(NULL);
-    msg.headers = o.n_hdrs ? o.hdrs : NULL;
-    msg.n_headers = o.n_hdrs;
-
     /* Suspend first: the bus may answer before mbus_publish returns. */
+    if (!rq->dispatched)
+        atomic_fetch_add_explicit(&rq->srv->waiting, 1, memory_order_relaxed);
     rq->dispatched = true;
-    atomic_fetch_add_explicit(&rq->srv->waiting, 1, memory_order_relaxed);
+    rq->claiming = claim;
+    atomic_store_explicit(&rq->done, false, memory_order_release);
     MHD_suspend_connection(rq->conn);
-    if (ep->mode == CFG_MODE_RPC)
-        rc = mbus_rpc(rq->srv->bus, &msg, ep->timeout_ms > 0 ? ep->timeout_ms : 5000, on_bus_done,
+    if (claim)
+        rc = mbus_rpc(rq->srv->bus, msg, cfg->idempotency.timeout_ms, on_bus_done, rq);
+    else if (ep->mode == CFG_MODE_RPC)
+        rc = mbus_rpc(rq->srv->bus, msg, ep->timeout_ms > 0 ? ep->timeout_ms : 5000, on_bus_done,
                       rq);
     else
-        rc = mbus_publish(rq->srv->bus, &msg, on_bus_done, rq);
-    outgoing_fini(&o);
+        rc = mbus_publish(rq->srv->bus, msg, on_bus_done, rq);
     if (rc != 0) {
         rq->result_status = MHD_HTTP_SERVICE_UNAVAILABLE;
         atomic_store_explicit(&rq->done, true, memory_order_release);
         MHD_resume_connection(rq->conn);
     }
     return MHD_YES;
+}
+
+/* Asks the claim worker about the request's Idempotency-Key; the message
+ * waits in rq->pending. */
+static enum MHD_Result send_claim(struct request *rq) {
+    const struct cfg *cfg = rq->srv->cfg;
+    struct mbus_msg msg, claim = {0};
+    char fp[IDEM_FINGERPRINT_HEX + 1];
+    char *body;
+    enum MHD_Result ret;
+
+    message_of(rq, &rq->pending->o, &msg);
+    if (idem_fingerprint(&msg, fp) != 0 ||
+        !(body = idem_claim_body(rq->route->ep->exchange, rq->id, fp))) {
+        fail(rq, MHD_HTTP_SERVICE_UNAVAILABLE, "out of memory");
+        return reply_error(rq);
+    }
+    claim.exchange = cfg->idempotency.exchange;
+    claim.message_id = rq->id;
+    claim.body = body;
+    claim.body_len = strlen(body);
+    claim.content_type = "application/json";
+    claim.timestamp = msg.timestamp;
+    ret = send_to_bus(rq, &claim, true);
+    free(body);
+    return ret;
+}
+
+/* The claim's answer is in: send the message (a new key, or the same
+ * request again), pass the worker's refusal on (409: the key was used with
+ * another request), or answer 503 (nothing was sent). */
+static enum MHD_Result claimed(struct request *rq) {
+    struct mbus_msg msg;
+    int st = rq->result_status;
+
+    rq->claiming = false;
+    if (st == MHD_HTTP_OK) {
+        free(rq->result_body);
+        free(rq->result_ctype);
+        free(rq->result_headers);
+        rq->result_body = rq->result_ctype = rq->result_headers = NULL;
+        rq->result_len = 0;
+        message_of(rq, &rq->pending->o, &msg);
+        return send_to_bus(rq, &msg, false);
+    }
+    if (st >= 400 && st < 500 && rq->result_body)
+        return reply_answer(rq, st);
+    fail(rq, MHD_HTTP_SERVICE_UNAVAILABLE,
+         "the Idempotency-Key could not be checked (%s); nothing was sent: retry with the same key",
+         st == MHD_HTTP_GATEWAY_TIMEOUT ? "the key store did not answer in time"
+                                        : "the key store is unavailable");
+    return reply_error(rq);
+}
+
+static enum MHD_Result dispatch(struct request *rq) {
+    struct mbus_msg msg;
+    struct pending local, *pd = &local;
+    bool claim = rq->srv->cfg->idempotency.exchange &&
+                 MHD_lookup_connection_value(rq->conn, MHD_HEADER_KIND, "Idempotency-Key");
+    enum MHD_Result ret;
+
+    /* A keyed request's message outlives this call (it waits for the
+     * claim); every other one is sent from here. */
+    if (claim && !(pd = calloc(1, sizeof(*pd)))) {
+        fail(rq, MHD_HTTP_SERVICE_UNAVAILABLE, "out of memory");
+        return reply_error(rq);
+    }
+    if (!claim)
+        memset(&local.o, 0, sizeof(local.o));
+    pd->fm.have_file = false;
+    if (build_envelope(rq, &pd->o, &pd->fm) != 0) {
+        outgoing_fini(&pd->o);
+        if (pd != &local)
+            free(pd);
+        return reply_error(rq);
+    }
+    if (claim) {
+        rq->pending = pd;
+        return send_claim(rq);
+    }
+    message_of(rq, &local.o, &msg);
+    ret = send_to_bus(rq, &msg, false);
+    outgoing_fini(&local.o);
+    return ret;
 }
 
 /* A copy of the response template tpl (borrowed) with "{id}" replaced by id
@@ -1103,6 +1358,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     if (rq->dispatched) {
         if (!atomic_load_explicit(&rq->done, memory_order_acquire))
             return MHD_YES; /* woken before the outcome: wait on */
+        if (rq->claiming)
+            return claimed(rq);
         return reply_result(rq);
     }
     if (rq->route->kind != ROUTE_ENDPOINT)
@@ -1142,6 +1399,10 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
     free(rq->result_body);
     free(rq->result_ctype);
     free(rq->result_headers);
+    if (rq->pending) {
+        outgoing_fini(&rq->pending->o);
+        free(rq->pending);
+    }
     free(rq->err);
     free(rq->uri);
     free(rq);

@@ -25,12 +25,12 @@
  *                       that is already a JSON value is stored as it is.
  */
 #include <fpesa/handler.h>
-#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "../lib/store.h"
+#include "jsontext.h"
 
 struct post {
     const struct fpesa_host *host;
@@ -125,10 +125,13 @@ static int post_init(const struct fpesa_host *host, struct fpesa_ctx *ctx, const
     return 0;
 }
 
-/* Parses a message into a row; -1 when it is poison. */
+/* Reads a message into a row; -1 when it is poison. The data is the text of
+ * the envelope's member, passed to PostgreSQL as it is: never parsed into
+ * doubles, so every number is stored as sent (as numeric keeps it). */
 static int row_fill(struct post *p, const struct fpesa_message *m, struct row *r) {
-    json_error_t jerr;
-    json_t *env, *data;
+    struct jtext_error jerr;
+    const char *data;
+    size_t dlen;
     int64_t ms;
 
     memset(r, 0, sizeof(*r));
@@ -136,37 +139,37 @@ static int row_fill(struct post *p, const struct fpesa_message *m, struct row *r
         FPESA_LOG(p, FPESA_LOG_WARN, "messages_post: rejected: no message_id");
         return -1;
     }
-    env = json_loadb(m->body, m->len, 0, &jerr);
-    if (!env || !json_is_object(env) || !(data = json_object_get(env, "data"))) {
-        FPESA_LOG(p, FPESA_LOG_WARN, "messages_post: rejected id=%s: %s", m->message_id,
-                  env ? "the body is not an envelope with \"data\"" : jerr.text);
-        json_decref(env);
+    /* The strict check refuses what jsonb cannot hold (\u0000, numbers
+     * beyond numeric) before the database does. */
+    if (jtext_check(m->body, m->len, NULL, &jerr) != JTEXT_OK) {
+        FPESA_LOG(p, FPESA_LOG_WARN, "messages_post: rejected id=%s: %s (offset %zu)", m->message_id,
+            jerr.text, jerr.offset);
         return -1;
     }
-    if (p->data_field) {
-        data = json_is_object(data) ? json_object_get(data, p->data_field) : NULL;
-        if (!data) {
-            FPESA_LOG(p, FPESA_LOG_WARN, "messages_post: rejected id=%s: the body has no \"%s\"",
-                      m->message_id, p->data_field);
-            json_decref(env);
-            return -1;
-        }
+    if (jtext_member(m->body, m->len, "data", &data, &dlen) != 1) {
+        FPESA_LOG(p, FPESA_LOG_WARN, "messages_post: rejected id=%s: %s", m->message_id,
+            "the body is not an envelope with \"data\"");
+        return -1;
     }
-    if (p->data_json && json_is_string(data)) {
-        json_t *inner = json_loadb(json_string_value(data), json_string_length(data),
-                                   JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, &jerr);
-        if (!inner) {
+    if (p->data_field && jtext_member(data, dlen, p->data_field, &data, &dlen) != 1) {
+        FPESA_LOG(p, FPESA_LOG_WARN, "messages_post: rejected id=%s: the body has no \"%s\"",
+            m->message_id, p->data_field);
+        return -1;
+    }
+    if (p->data_json && data[0] == '"') {
+        size_t n;
+        char *inner = jtext_string(data, dlen, &n);
+
+        if (!inner || jtext_check(inner, n, NULL, &jerr) != JTEXT_OK) {
             FPESA_LOG(p, FPESA_LOG_WARN, "messages_post: rejected id=%s: %s is not JSON: %s",
-                      m->message_id, p->data_field, jerr.text);
-            json_decref(env);
+                m->message_id, p->data_field, inner ? jerr.text : "not a string");
+            free(inner);
             return -1;
         }
-        r->data = json_dumps(inner, JSON_COMPACT | JSON_ENCODE_ANY);
-        json_decref(inner);
+        r->data = inner;
     } else {
-        r->data = json_dumps(data, JSON_COMPACT | JSON_ENCODE_ANY);
+        r->data = strndup(data, dlen);
     }
-    json_decref(env);
     if (!r->data)
         return -1;
     r->id = m->message_id;

@@ -106,7 +106,7 @@ class Timers:
         os.makedirs(os.path.join(stack.var, "log"), exist_ok=True)
         self.handler = os.path.join(stack.bin, "handler")
         self.api = self.procs.start([self.handler, "--config", self.config, "--only", "timer_create",
-                                     "--only", "timer_get"], env=self.env,
+                                     "--only", "timer_get", "--only", "idempotency"], env=self.env,
                                     log=os.path.join(stack.var, "log", "timers-api.log"))
         self.scheduler = None
         self.start_scheduler()

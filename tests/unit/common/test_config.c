@@ -117,7 +117,10 @@ Test(config, repository_file_loads_with_its_values) {
     cr_assert_null(cfg_endpoint_find(cfg, "GET", "/echo/{word}"));
     cr_assert_null(cfg_endpoint_find(cfg, "POST", "/echo/{other}"));
 
-    cr_assert_eq(cfg->n_handlers, 3);
+    cr_assert_eq(cfg->n_handlers, 4);
+    cr_assert_str_eq(cfg->handlers[3].queue, "fpesa.idempotency");
+    cr_assert_str_eq(cfg->idempotency.exchange, "fpesa.idempotency");
+    cr_assert_eq(cfg->idempotency.timeout_ms, 2000);
     cr_assert_str_eq(cfg->handlers[0].name, "messages_post");
     cr_assert_str_eq(cfg->handlers[0].queue, "/messages/:POST");
     cr_assert_eq(cfg->handlers[0].batch, 500);
@@ -462,7 +465,9 @@ Test(config, known_keys) {
                                 "handlers[].batch_wait",
                                 "handlers[].instances",
                                 "handlers[].crash_limit",
-                                "handlers[].config"};
+                                "handlers[].config",
+                                "idempotency.exchange",
+                                "idempotency.timeout"};
     size_t i, n = sizeof(want) / sizeof(want[0]);
 
     for (i = 0; i < n; i++) {

@@ -593,3 +593,114 @@ Test(jsonschema, strings_built_without_utf8_checks) {
     json_decref(bad);
     jschema_free(js);
 }
+
+/* optional/bignum.json and optional/float-overflow.json need numbers jansson
+ * cannot hold: the file is read with jtext_parse, and its number texts serve
+ * the schema and the instances alike (they are nodes of one tree). */
+#include "jsontext.h"
+
+static void run_exact_file(const char *name, int *run, int *passed) {
+    char path[1024];
+    FILE *f;
+    char *text;
+    long size;
+    json_t *groups = NULL;
+    struct jtext_numbers *nums = NULL;
+    struct jtext_error jerr;
+    size_t gi;
+    json_t *group;
+
+    snprintf(path, sizeof path, "%s/optional/%s", SUITE_DIR, name);
+    f = fopen(path, "rb");
+    cr_assert_not_null(f, "cannot open %s", path);
+    fseek(f, 0, SEEK_END);
+    size = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    text = malloc((size_t)size + 1);
+    cr_assert_eq(fread(text, 1, (size_t)size, f), (size_t)size);
+    fclose(f);
+    cr_assert_eq(jtext_parse(text, (size_t)size, NULL, &groups, &nums, &jerr), JTEXT_OK,
+                 "%s:%d:%d: %s", name, jerr.line, jerr.column, jerr.text);
+    json_array_foreach(groups, gi, group) {
+        struct jschema_error err;
+        struct jschema *js = jschema_compile(json_object_get(group, "schema"), &err);
+        size_t ti;
+        json_t *test;
+
+        cr_assert_not_null(js, "%s: schema refused: %s", name, err.message);
+        json_array_foreach(json_object_get(group, "tests"), ti, test) {
+            bool want = json_is_true(json_object_get(test, "valid"));
+            int rc = jschema_validate_exact(js, json_object_get(test, "data"), nums, &err);
+
+            (*run)++;
+            *passed += (rc == 0) == want;
+            cr_expect((rc == 0) == want, "%s / %s / %s: expected %s (%s)", name,
+                      json_string_value(json_object_get(group, "description")),
+                      json_string_value(json_object_get(test, "description")),
+                      want ? "valid" : "invalid", err.message);
+        }
+        jschema_free(js);
+    }
+    json_decref(groups);
+    jtext_numbers_free(nums);
+    free(text);
+}
+
+Test(jsonschema, bignum_and_float_overflow_exact) {
+    int run = 0, passed = 0;
+
+    run_exact_file("bignum.json", &run, &passed);
+    run_exact_file("float-overflow.json", &run, &passed);
+    cr_assert(run >= 10, "only %d cases found", run);
+    cr_assert_eq(passed, run);
+}
+
+static int exact_validate(const char *schema_text, const char *instance) {
+    json_t *schema = json_loads(schema_text, 0, NULL), *inst = NULL;
+    struct jtext_numbers *nums = NULL;
+    struct jschema *js;
+    int rc;
+
+    cr_assert_not_null(schema, "bad test schema %s", schema_text);
+    js = jschema_compile(schema, NULL);
+    cr_assert_not_null(js);
+    cr_assert_eq(jtext_parse(instance, strlen(instance), NULL, &inst, &nums, NULL), JTEXT_OK, "%s",
+                 instance);
+    rc = jschema_validate_exact(js, inst, nums, NULL);
+    json_decref(inst);
+    jtext_numbers_free(nums);
+    jschema_free(js);
+    json_decref(schema);
+    return rc;
+}
+
+Test(jsonschema, numbers_beyond_double_compare_exactly) {
+    /* 1e400 is above any double; 1e-400 is above zero though a double
+     * rounds it to 0. */
+    cr_expect_eq(exact_validate("{\"maximum\": 1e308}", "1e400"), -1);
+    cr_expect_eq(exact_validate("{\"minimum\": 1e308}", "1e400"), 0);
+    cr_expect_eq(exact_validate("{\"exclusiveMinimum\": 0}", "1e-400"), 0);
+    cr_expect_eq(exact_validate("{\"exclusiveMaximum\": 0}", "-1e-400"), 0);
+    cr_expect_eq(exact_validate("{\"exclusiveMinimum\": 0}", "-1e-400"), -1);
+    cr_expect_eq(exact_validate("{\"type\": \"integer\"}", "123456789012345678901234567890"), 0);
+    cr_expect_eq(exact_validate("{\"type\": \"integer\"}", "1e400"), 0);
+    cr_expect_eq(exact_validate("{\"type\": \"integer\"}", "1.0000000000000000000001"), -1);
+    cr_expect_eq(exact_validate("{\"type\": \"integer\"}", "1e-400"), -1);
+    /* 0.1 written with 30 digits is more than the double 0.1. */
+    cr_expect_eq(exact_validate("{\"maximum\": 0.1}", "0.100000000000000000000000000001"), -1);
+    cr_expect_eq(exact_validate("{\"maximum\": 0.1}", "0.1"), 0);
+    cr_expect_eq(exact_validate("{\"exclusiveMaximum\": 0.1}", "0.1"), -1);
+    cr_expect_eq(exact_validate("{\"multipleOf\": 0.0001}", "0.0075"), 0);
+    cr_expect_eq(exact_validate("{\"multipleOf\": 3}", "123456789012345678901234567891"), -1);
+    cr_expect_eq(exact_validate("{\"multipleOf\": 3}", "123456789012345678901234567890"), 0);
+    cr_expect_eq(exact_validate("{\"multipleOf\": 1}", "1000000000000000.5"), -1);
+    cr_expect_eq(exact_validate("{\"multipleOf\": 7}", "7e400"), 0);
+    cr_expect_eq(exact_validate("{\"multipleOf\": 0.5}", "1e-400"), -1);
+    cr_expect_eq(exact_validate("{\"const\": 1}", "1.00000000000000000000000000"), 0);
+    cr_expect_eq(exact_validate("{\"enum\": [1e19]}", "10000000000000000000"), 0);
+    cr_expect_eq(exact_validate("{\"uniqueItems\": true}", "[1e400, 10e399]"), -1);
+    cr_expect_eq(exact_validate("{\"uniqueItems\": true}", "[1e400, 1e401]"), 0);
+    cr_expect_eq(
+        exact_validate("{\"uniqueItems\": true}", "[1234567890123456789.0, 1234567890123456789]"),
+        -1);
+}
