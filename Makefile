@@ -39,7 +39,7 @@ BASE_LIBS := -lpthread -ldl -lm
 
 # ---- what each target uses (pkg-config package names) -----------------------
 # common/ is linked into the three programs, so its packages join theirs.
-common_PKGS := yaml-0.1 jansson libpcre2-8
+common_PKGS := yaml-0.1 jansson libpcre2-8 librabbitmq
 restmapper_PKGS := $(common_PKGS) libmicrohttpd librabbitmq libcrypto
 liveupdate_PKGS := $(common_PKGS) libwebsockets librabbitmq
 handler_PKGS := $(common_PKGS) librabbitmq

@@ -504,8 +504,18 @@ static void set_str(struct loader *ld, const struct key *k, const struct ynode *
     store_str(ld, FIELD(base, k->off, char *), v->value);
 }
 
+/* One URL, or a comma-separated list of them tried in turn (a cluster). */
 static bool amqp_url_ok(const char *s) {
-    return strncmp(s, "amqp://", 7) == 0 || strncmp(s, "amqps://", 8) == 0;
+    for (;;) {
+        const char *comma = strchr(s, ',');
+        if (strncmp(s, "amqp://", 7) != 0 && strncmp(s, "amqps://", 8) != 0)
+            return false;
+        if (!comma)
+            return true;
+        s = comma + 1;
+        while (*s == ' ')
+            s++;
+    }
 }
 
 static void set_amqp_url(struct loader *ld, const struct key *k, const struct ynode *v,
@@ -1145,6 +1155,7 @@ static const struct key handler_keys[] = {
     {"batch", set_int, HD(batch), 0, 1, 100000, NULL, 0},
     {"batch_wait", set_duration, HD(batch_wait_ms), 0, 0, 60000, NULL, 0},
     {"instances", set_int, HD(instances), 0, 1, 1024, NULL, 0},
+    {"crash_limit", set_int, HD(crash_limit), 0, 1, 1000, NULL, 0},
     {"config", set_json, HD(config), 0, 0, 0, NULL, 0},
     {NULL, NULL, 0, 0, 0, 0, NULL, 0},
 };
@@ -1287,6 +1298,7 @@ static void handler_init(void *item, const struct ynode *map) {
     h->batch = 100;
     h->batch_wait_ms = 5;
     h->instances = 1;
+    h->crash_limit = 3;
     h->pos.line = map->line;
     h->pos.col = map->col;
 }
@@ -1330,6 +1342,7 @@ static const struct key cors_keys[] = {
 static const struct key bus_keys[] = {
     {"url", set_amqp_url, CF(bus.url), 0, 0, 0, NULL, 0},
     {"heartbeat", set_seconds, CF(bus.heartbeat), 0, 0, 3600, NULL, 0},
+    {"confirm_timeout", set_duration, CF(bus.confirm_timeout_ms), 0, 1, 600000, NULL, 0},
     {NULL, NULL, 0, 0, 0, 0, NULL, 0},
 };
 
@@ -1654,7 +1667,8 @@ static int set_defaults(struct cfg *cfg) {
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
 
     cfg->bus.url = strdup("amqp://guest:guest@127.0.0.1:5672");
-    cfg->bus.heartbeat = 30;
+    cfg->bus.heartbeat = 5;
+    cfg->bus.confirm_timeout_ms = 5000;
     cfg->http.host = strdup("127.0.0.1");
     cfg->http.port = 8081;
     cfg->http.max_body = 64 * 1024;

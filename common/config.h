@@ -88,7 +88,9 @@ struct cfg_handler {
     int prefetch;       /* basic.qos prefetch; default 256 */
     int batch;          /* most messages handed to the plugin at once; default 100 */
     long batch_wait_ms; /* how long to wait to fill a batch; default 5 */
-    int instances;      /* consumer threads in the host; default 1 */
+    int instances;      /* consumer processes in the host; default 1 */
+    int crash_limit;    /* crashes of an instance a message may cause before it is
+                           dead-lettered; default 3 */
     json_t *config;     /* the handler's own block ("config:"), or NULL; passed to the plugin */
     struct cfg_pos pos;
 };
@@ -98,7 +100,9 @@ struct cfg {
 
     struct {
         char *url; /* amqp://user:pass@host:port/vhost; default amqp://guest:guest@127.0.0.1:5672 */
-        int heartbeat; /* seconds; default 30 */
+        int heartbeat; /* seconds; default 5 (a frozen broker is noticed after two) */
+        long confirm_timeout_ms; /* a publish not confirmed in time is answered 503
+                                    "outcome unknown"; default 5000 */
     } bus;
 
     struct {

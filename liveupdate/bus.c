@@ -11,8 +11,8 @@
 #include <time.h>
 
 #include <amqp.h>
-#include <amqp_tcp_socket.h>
 
+#include "amqpc.h"
 #include "log.h"
 
 /* A resume request waiting for the bus thread to publish it. */
@@ -37,6 +37,7 @@ struct live_bus {
 
     /* Owned by the bus thread. */
     amqp_connection_state_t conn;
+    unsigned url_index; /* which URL of the list to try first */
     char live_queue[256];
     char reply_queue[256];
 };
@@ -70,61 +71,8 @@ static void emit_kind(struct live_bus *bus, enum live_event_kind kind) {
     emit(bus, ev);
 }
 
-/* A short text for a failed rpc reply, for the log. */
-static const char *reply_text(amqp_rpc_reply_t r, char *buf, size_t len) {
-    switch (r.reply_type) {
-    case AMQP_RESPONSE_NORMAL:
-        return "ok";
-    case AMQP_RESPONSE_NONE:
-        return "missing reply";
-    case AMQP_RESPONSE_LIBRARY_EXCEPTION:
-        return amqp_error_string2(r.library_error);
-    case AMQP_RESPONSE_SERVER_EXCEPTION:
-        if (r.reply.id == AMQP_CONNECTION_CLOSE_METHOD) {
-            amqp_connection_close_t *m = r.reply.decoded;
-            snprintf(buf, len, "connection closed by server: %u %.*s", m->reply_code,
-                     (int)m->reply_text.len, (char *)m->reply_text.bytes);
-        } else if (r.reply.id == AMQP_CHANNEL_CLOSE_METHOD) {
-            amqp_channel_close_t *m = r.reply.decoded;
-            snprintf(buf, len, "channel closed by server: %u %.*s", m->reply_code,
-                     (int)m->reply_text.len, (char *)m->reply_text.bytes);
-        } else {
-            snprintf(buf, len, "server exception method=0x%08x", r.reply.id);
-        }
-        return buf;
-    }
-    return "unknown";
-}
-
 static int check(struct live_bus *bus, const char *what) {
-    char buf[256];
-    amqp_rpc_reply_t r = amqp_get_rpc_reply(bus->conn);
-
-    if (r.reply_type == AMQP_RESPONSE_NORMAL)
-        return 0;
-    LOG(LOG_WARN, "bus %s failed: %s", what, reply_text(r, buf, sizeof(buf)));
-    return -1;
-}
-
-/* Declares an exchange; when one of that name already exists with other
- * flags (PRECONDITION_FAILED closes the channel), reopens the channel and
- * accepts the existing one, since its name is what the wire protocol fixes. */
-static int declare_exchange(struct live_bus *bus, const char *name, const char *type) {
-    amqp_rpc_reply_t r;
-
-    amqp_exchange_declare(bus->conn, 1, amqp_cstring_bytes(name), amqp_cstring_bytes(type), 0, 1, 0,
-                          0, amqp_empty_table);
-    r = amqp_get_rpc_reply(bus->conn);
-    if (r.reply_type == AMQP_RESPONSE_NORMAL)
-        return 0;
-    if (r.reply_type == AMQP_RESPONSE_SERVER_EXCEPTION && r.reply.id == AMQP_CHANNEL_CLOSE_METHOD) {
-        amqp_channel_close_ok_t ok = {0};
-        amqp_send_method(bus->conn, 1, AMQP_CHANNEL_CLOSE_OK_METHOD, &ok);
-        LOG(LOG_INFO, "bus exchange exists with other flags; using it exchange=%s", name);
-        amqp_channel_open(bus->conn, 1);
-        return check(bus, "channel.open");
-    }
-    return check(bus, "exchange.declare");
+    return amqpc_check(bus->conn, what, "live");
 }
 
 static int declare_queue(struct live_bus *bus, char *out, size_t len) {
@@ -138,60 +86,31 @@ static int declare_queue(struct live_bus *bus, char *out, size_t len) {
 }
 
 static void disconnect(struct live_bus *bus) {
-    if (!bus->conn)
-        return;
-    amqp_connection_close(bus->conn, AMQP_REPLY_SUCCESS);
-    amqp_destroy_connection(bus->conn);
+    amqpc_close(bus->conn, true);
     bus->conn = NULL;
 }
 
 static int connect_bus(struct live_bus *bus) {
-    struct amqp_connection_info ci;
-    amqp_socket_t *sock;
-    struct timeval tv = {5, 0};
-    char *url;
-    int rc = -1;
+    struct amqpc_params cp = {
+        .urls = bus->p.url,
+        .heartbeat = bus->p.heartbeat,
+        .who = "liveupdate",
+        .next_index = &bus->url_index,
+    };
 
-    url = strdup(bus->p.url);
-    if (!url)
-        return -1;
-    amqp_default_connection_info(&ci);
-    if (amqp_parse_url(url, &ci) != AMQP_STATUS_OK) {
-        LOG(LOG_ERROR, "bus url is not a valid amqp url");
-        goto out_url;
-    }
-    /* "amqp://host:port/" names the default vhost, which RabbitMQ calls "/". */
-    if (!ci.vhost || !*ci.vhost)
-        ci.vhost = "/";
-    bus->conn = amqp_new_connection();
+    bus->conn = amqpc_connect(&cp);
     if (!bus->conn)
-        goto out_url;
-    sock = amqp_tcp_socket_new(bus->conn);
-    if (!sock)
-        goto out_conn;
-    if (amqp_socket_open_noblock(sock, ci.host, ci.port, &tv) != AMQP_STATUS_OK) {
-        LOG(LOG_WARN, "bus connect failed host=%s port=%d", ci.host, ci.port);
-        goto out_conn;
-    }
-    {
-        amqp_rpc_reply_t r = amqp_login(bus->conn, ci.vhost, 0, 131072, bus->p.heartbeat,
-                                        AMQP_SASL_METHOD_PLAIN, ci.user, ci.password);
-        char buf[256];
-        if (r.reply_type != AMQP_RESPONSE_NORMAL) {
-            LOG(LOG_WARN, "bus login failed: %s", reply_text(r, buf, sizeof(buf)));
-            goto out_conn;
-        }
-    }
+        return -1;
     amqp_channel_open(bus->conn, 1);
     if (check(bus, "channel.open") < 0)
         goto out_conn;
     for (size_t i = 0; i < bus->p.n_exchanges; i++)
-        if (declare_exchange(bus, bus->p.exchanges[i], "fanout") < 0)
+        if (amqpc_declare_exchange(bus->conn, 1, bus->p.exchanges[i], "fanout") < 0)
             goto out_conn;
-    if (declare_exchange(bus, "RPC", "direct") < 0)
+    if (amqpc_declare_exchange(bus->conn, 1, "RPC", "direct") < 0)
         goto out_conn;
     for (size_t i = 0; i < bus->p.n_rpc_exchanges; i++)
-        if (declare_exchange(bus, bus->p.rpc_exchanges[i], "direct") < 0)
+        if (amqpc_declare_exchange(bus->conn, 1, bus->p.rpc_exchanges[i], "direct") < 0)
             goto out_conn;
     if (declare_queue(bus, bus->live_queue, sizeof(bus->live_queue)) < 0 ||
         declare_queue(bus, bus->reply_queue, sizeof(bus->reply_queue)) < 0)
@@ -215,15 +134,13 @@ static int connect_bus(struct live_bus *bus) {
                        amqp_cstring_bytes("reply"), 0, 1, 1, amqp_empty_table);
     if (check(bus, "basic.consume") < 0)
         goto out_conn;
-    LOG(LOG_INFO, "bus connected host=%s port=%d queue=%s exchanges=%zu", ci.host, ci.port,
-        bus->live_queue, bus->p.n_exchanges);
-    rc = 0;
-    goto out_url;
+    LOG(LOG_INFO, "bus ready queue=%s exchanges=%zu", bus->live_queue, bus->p.n_exchanges);
+    return 0;
+
 out_conn:
-    disconnect(bus);
-out_url:
-    free(url);
-    return rc;
+    amqpc_close(bus->conn, false);
+    bus->conn = NULL;
+    return -1;
 }
 
 static int channel_of_exchange(struct live_bus *bus, amqp_bytes_t ex) {
@@ -466,7 +383,7 @@ static void consume_loop(struct live_bus *bus) {
         }
         {
             char buf[256];
-            LOG(LOG_WARN, "bus connection lost: %s", reply_text(r, buf, sizeof(buf)));
+            LOG(LOG_WARN, "bus connection lost: %s", amqpc_reply_text(r, buf, sizeof(buf)));
         }
         return;
     }
@@ -474,21 +391,22 @@ static void consume_loop(struct live_bus *bus) {
 
 static void *bus_main(void *arg) {
     struct live_bus *bus = arg;
-    long backoff = 100;
+    struct amqpc_backoff backoff;
     int ever = 0;
 
+    amqpc_backoff_init(&backoff, 100, 5000);
     while (!atomic_load(&bus->stop)) {
         if (connect_bus(bus) < 0) {
-            LOG(LOG_INFO, "bus retry in_ms=%ld", backoff);
-            for (long waited = 0; waited < backoff && !atomic_load(&bus->stop); waited += 50)
+            long wait = amqpc_backoff_next(&backoff);
+            LOG(LOG_INFO, "bus retry in_ms=%ld", wait);
+            for (long waited = 0; waited < wait && !atomic_load(&bus->stop); waited += 50)
                 sleep_ms(50);
-            backoff = backoff * 2 > 5000 ? 5000 : backoff * 2;
             continue;
         }
         if (ever)
             atomic_fetch_add(&bus->stats.reconnects, 1);
         ever = 1;
-        backoff = 100;
+        amqpc_backoff_reset(&backoff);
         atomic_store(&bus->stats.connected, 1);
         emit_kind(bus, LIVE_EV_BUS_UP);
         consume_loop(bus);

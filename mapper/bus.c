@@ -16,7 +16,6 @@
 #include "bus.h"
 
 #include <amqp.h>
-#include <amqp_tcp_socket.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <jansson.h>
@@ -32,6 +31,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "amqpc.h"
 #include "config.h"
 #include "jsontext.h"
 #include "log.h"
@@ -40,12 +40,10 @@
 #define CH_RPC 2
 
 /* A connection attempt blocks the thread (calls queue meanwhile), so each of
- * its steps is bounded: a frozen broker costs at most a few seconds. */
+ * its steps is bounded (amqpc.h): a frozen broker costs at most a few
+ * seconds. */
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 5000
-#define CONNECT_TIMEOUT_MS 2000
-#define SETUP_RPC_TIMEOUT_MS 2000
-#define FRAME_MAX 131072
 /* The largest rpc answer passed on; a larger one is read, dropped and
  * answered 502, so that one worker cannot make the mapper allocate without
  * bound. */
@@ -64,6 +62,7 @@ struct job {
     struct job *hnext; /* rpc: chain in the correlation table */
     size_t heap_idx;   /* rpc: position in the deadline heap */
     enum job_kind kind;
+    bool sent; /* handed to the library: a 503 from then on is "outcome unknown" */
     mbus_done_fn done;
     void *ctx;
     uint64_t tag;    /* publish: delivery tag on CH_PUB */
@@ -119,13 +118,14 @@ struct mbus {
     pthread_t thread;
     bool started;
     atomic_bool connected;
+    atomic_bool blocked;
+    _Atomic uint64_t st_confirm_timeouts, st_blocked;
     _Atomic uint64_t st_pub_inflight, st_rpc_inflight, st_reconnects, st_confirms, st_nacks,
         st_rpc_timeouts, st_late;
 
     /* Bus thread only. */
     amqp_connection_state_t conn;
-    char *url_copy; /* amqp_parse_url points into it */
-    struct amqp_connection_info info;
+    unsigned url_index; /* which URL of bus.url to try first */
     uint64_t next_tag;
     struct jlist inflight; /* publishes sent, ordered by tag */
     struct job **buckets;  /* rpc by correlation number */
@@ -157,34 +157,6 @@ static amqp_bytes_t bytes_of(const char *s) {
     b.len = s ? strlen(s) : 0;
     b.bytes = (void *)(uintptr_t)s;
     return b;
-}
-
-static const char *amqp_err(amqp_rpc_reply_t r, char *buf, size_t len) {
-    switch (r.reply_type) {
-    case AMQP_RESPONSE_NORMAL:
-        snprintf(buf, len, "ok");
-        break;
-    case AMQP_RESPONSE_NONE:
-        snprintf(buf, len, "missing reply");
-        break;
-    case AMQP_RESPONSE_LIBRARY_EXCEPTION:
-        snprintf(buf, len, "%s", amqp_error_string2(r.library_error));
-        break;
-    case AMQP_RESPONSE_SERVER_EXCEPTION:
-        if (r.reply.id == AMQP_CONNECTION_CLOSE_METHOD) {
-            const amqp_connection_close_t *c = r.reply.decoded;
-            snprintf(buf, len, "connection closed by broker: %u %.*s", c->reply_code,
-                     (int)c->reply_text.len, (const char *)c->reply_text.bytes);
-        } else if (r.reply.id == AMQP_CHANNEL_CLOSE_METHOD) {
-            const amqp_channel_close_t *c = r.reply.decoded;
-            snprintf(buf, len, "channel closed by broker: %u %.*s", c->reply_code,
-                     (int)c->reply_text.len, (const char *)c->reply_text.bytes);
-        } else {
-            snprintf(buf, len, "unexpected method 0x%08x", r.reply.id);
-        }
-        break;
-    }
-    return buf;
 }
 
 static void list_push(struct jlist *l, struct job *j) {
@@ -222,6 +194,10 @@ static void finish_answer(struct mbus *bus, struct job *j, int status, const cha
                           size_t body_len, const char *content_type, const char *http_headers) {
     struct mbus_result r = {
         .status = status,
+        .outcome = status != 503 ? MBUS_ANSWERED
+                   : j->sent     ? MBUS_UNKNOWN
+                                 : MBUS_NOT_ACCEPTED,
+        .blocked = status == 503 && !j->sent && atomic_load(&bus->blocked),
         .body = body,
         .body_len = body_len,
         .content_type = content_type,
@@ -408,7 +384,7 @@ static int check_reply(struct mbus *bus, const char *what, const char *name) {
         return 0;
     char buf[256];
     LOG(LOG_ERROR, "bus setup failed step=%s name=\"%s\" reason=\"%s\"", what, name ? name : "",
-        amqp_err(r, buf, sizeof(buf)));
+        amqpc_reply_text(r, buf, sizeof(buf)));
     return -1;
 }
 
@@ -418,40 +394,22 @@ static int declare_topology(struct mbus *bus) {
 
     for (size_t i = 0; i < cfg->n_endpoints; i++) {
         const struct cfg_endpoint *ep = &cfg->endpoints[i];
-        amqp_bytes_t name = bytes_of(ep->exchange);
         bool pub = ep->mode == CFG_MODE_PUBLISH;
-        amqp_exchange_declare(c, CH_RPC, name, bytes_of(pub ? "fanout" : "direct"), 0, 1, 0, 0,
-                              amqp_empty_table);
-        if (check_reply(bus, "exchange.declare", ep->exchange) < 0)
-            return -1;
-        amqp_queue_declare(c, CH_RPC, name, 0, 1, 0, 0, amqp_empty_table);
-        if (check_reply(bus, "queue.declare", ep->exchange) < 0)
-            return -1;
         /* A fanout exchange ignores the key; the rpc exchange routes on it. */
-        amqp_queue_bind(c, CH_RPC, name, name, pub ? amqp_empty_bytes : name, amqp_empty_table);
-        if (check_reply(bus, "queue.bind", ep->exchange) < 0)
+        if (amqpc_declare_exchange(c, CH_RPC, ep->exchange, pub ? "fanout" : "direct") < 0 ||
+            amqpc_declare_queue(c, CH_RPC, ep->exchange) < 0 ||
+            amqpc_bind(c, CH_RPC, ep->exchange, ep->exchange, pub ? "" : ep->exchange) < 0)
             return -1;
     }
 
     /* The Idempotency-Key claim worker's rpc route, like an rpc endpoint's. */
     const char *idem = cfg->idempotency.exchange;
-    if (idem) {
-        amqp_exchange_declare(c, CH_RPC, bytes_of(idem), bytes_of("direct"), 0, 1, 0, 0,
-                              amqp_empty_table);
-        if (check_reply(bus, "exchange.declare", idem) < 0)
-            return -1;
-        amqp_queue_declare(c, CH_RPC, bytes_of(idem), 0, 1, 0, 0, amqp_empty_table);
-        if (check_reply(bus, "queue.declare", idem) < 0)
-            return -1;
-        amqp_queue_bind(c, CH_RPC, bytes_of(idem), bytes_of(idem), bytes_of(idem),
-                        amqp_empty_table);
-        if (check_reply(bus, "queue.bind", idem) < 0)
-            return -1;
-    }
+    if (idem &&
+        (amqpc_declare_exchange(c, CH_RPC, idem, "direct") < 0 ||
+         amqpc_declare_queue(c, CH_RPC, idem) < 0 || amqpc_bind(c, CH_RPC, idem, idem, idem) < 0))
+        return -1;
 
-    amqp_exchange_declare(c, CH_RPC, bytes_of("RPC"), bytes_of("direct"), 0, 1, 0, 0,
-                          amqp_empty_table);
-    if (check_reply(bus, "exchange.declare", "RPC") < 0)
+    if (amqpc_declare_exchange(c, CH_RPC, "RPC", "direct") < 0)
         return -1;
     amqp_queue_declare_ok_t *q =
         amqp_queue_declare(c, CH_RPC, amqp_empty_bytes, 0, 0, 1, 1, amqp_empty_table);
@@ -475,53 +433,17 @@ static int declare_topology(struct mbus *bus) {
 }
 
 static int connect_bus(struct mbus *bus) {
-    char red[512];
-    const char *url = bus->cfg->bus.url ? bus->cfg->bus.url : "amqp://guest:guest@127.0.0.1:5672/";
-    log_redact_url(url, red, sizeof(red));
+    int hb = bus->cfg->bus.heartbeat > 0 ? bus->cfg->bus.heartbeat : 0;
+    struct amqpc_params p = {
+        .urls = bus->cfg->bus.url,
+        .heartbeat = hb,
+        .who = "restmapper",
+        .next_index = &bus->url_index,
+    };
 
-    free(bus->url_copy);
-    bus->url_copy = strdup(url);
-    if (!bus->url_copy)
-        return -1;
-    amqp_default_connection_info(&bus->info);
-    if (amqp_parse_url(bus->url_copy, &bus->info) != AMQP_STATUS_OK) {
-        LOG(LOG_ERROR, "bus url is not valid url=%s", red);
-        return -1;
-    }
-    /* "amqp://host/" strictly names the empty vhost; everyone means "/". */
-    if (!bus->info.vhost || !*bus->info.vhost)
-        bus->info.vhost = "/";
-    if (bus->info.ssl) {
-        LOG(LOG_ERROR, "bus url uses amqps, which is not supported url=%s", red);
-        return -1;
-    }
-
-    bus->conn = amqp_new_connection();
+    bus->conn = amqpc_connect(&p);
     if (!bus->conn)
         return -1;
-    amqp_socket_t *sock = amqp_tcp_socket_new(bus->conn);
-    if (!sock)
-        goto out_fail;
-    struct timeval tv = {CONNECT_TIMEOUT_MS / 1000, (CONNECT_TIMEOUT_MS % 1000) * 1000};
-    amqp_set_handshake_timeout(bus->conn, &tv);
-    struct timeval rtv = {SETUP_RPC_TIMEOUT_MS / 1000, (SETUP_RPC_TIMEOUT_MS % 1000) * 1000};
-    amqp_set_rpc_timeout(bus->conn, &rtv);
-
-    int st = amqp_socket_open_noblock(sock, bus->info.host, bus->info.port, &tv);
-    if (st != AMQP_STATUS_OK) {
-        LOG(LOG_WARN, "bus connect failed url=%s reason=\"%s\"", red, amqp_error_string2(st));
-        goto out_fail;
-    }
-    int hb = bus->cfg->bus.heartbeat;
-    if (hb < 0)
-        hb = 0;
-    amqp_rpc_reply_t r = amqp_login(bus->conn, bus->info.vhost, 0, FRAME_MAX, hb,
-                                    AMQP_SASL_METHOD_PLAIN, bus->info.user, bus->info.password);
-    if (r.reply_type != AMQP_RESPONSE_NORMAL) {
-        char buf[256];
-        LOG(LOG_WARN, "bus login failed url=%s reason=\"%s\"", red, amqp_err(r, buf, sizeof(buf)));
-        goto out_fail;
-    }
     amqp_channel_open(bus->conn, CH_PUB);
     if (check_reply(bus, "channel.open", "publish") < 0)
         goto out_fail;
@@ -536,12 +458,13 @@ static int connect_bus(struct mbus *bus) {
 
     bus->next_tag = 1;
     bus->dlv = (struct delivery){0};
+    atomic_store(&bus->blocked, false);
     atomic_store(&bus->connected, true);
     if (bus->ever_connected)
         atomic_fetch_add(&bus->st_reconnects, 1);
     bus->ever_connected = true;
-    LOG(LOG_INFO, "bus connected url=%s endpoints=%zu reply_queue=%s heartbeat=%d", red,
-        bus->cfg->n_endpoints, bus->reply_queue, hb);
+    LOG(LOG_INFO, "bus ready endpoints=%zu reply_queue=%s heartbeat=%d", bus->cfg->n_endpoints,
+        bus->reply_queue, hb);
     return 0;
 
 out_fail:
@@ -568,6 +491,7 @@ static int send_job(struct mbus *bus, struct job *j) {
 
     if (j->kind == JOB_PUBLISH) {
         p.delivery_mode = 2;
+        j->sent = true;
         int st = amqp_basic_publish(bus->conn, CH_PUB, bytes_of(j->exchange), amqp_empty_bytes, 0,
                                     0, &p, (amqp_bytes_t){j->body_len, j->body});
         if (st != AMQP_STATUS_OK)
@@ -584,10 +508,18 @@ static int send_job(struct mbus *bus, struct job *j) {
     p.delivery_mode = 1;
     p.reply_to = (amqp_bytes_t){bus->reply_queue_len, bus->reply_queue};
     p.correlation_id = (amqp_bytes_t){(size_t)n, corr};
+    /* The request expires with its timeout: a worker that comes back later
+     * never runs a request whose client was already answered 504. */
+    char ttl[24];
+    double left_ms = (j->deadline - now_s()) * 1000.0;
+    int tn = snprintf(ttl, sizeof(ttl), "%ld", left_ms < 1.0 ? 1L : (long)left_ms);
+    p._flags |= AMQP_BASIC_EXPIRATION_FLAG;
+    p.expiration = (amqp_bytes_t){(size_t)tn, ttl};
     if (rpc_add(bus, j) < 0) {
         finish(bus, j, 503, NULL, 0, NULL);
         return 0;
     }
+    j->sent = true;
     int st = amqp_basic_publish(bus->conn, CH_RPC, bytes_of(j->exchange), bytes_of(j->exchange), 0,
                                 0, &p, (amqp_bytes_t){j->body_len, j->body});
     return st == AMQP_STATUS_OK ? 0 : st;
@@ -918,10 +850,15 @@ static int handle_frame(struct mbus *bus, const amqp_frame_t *f, char *why, size
         amqp_send_method(bus->conn, 0, AMQP_CONNECTION_CLOSE_OK_METHOD, &ok);
         return -1;
     }
-    case AMQP_CONNECTION_BLOCKED_METHOD:
-        LOG(LOG_WARN, "bus connection blocked by the broker (resource alarm)");
+    case AMQP_CONNECTION_BLOCKED_METHOD: {
+        const amqp_connection_blocked_t *b = m->decoded;
+        atomic_store(&bus->blocked, true);
+        LOG(LOG_WARN, "bus connection blocked by the broker reason=\"%.*s\"",
+            b ? (int)b->reason.len : 0, b ? (const char *)b->reason.bytes : "");
         return 0;
+    }
     case AMQP_CONNECTION_UNBLOCKED_METHOD:
+        atomic_store(&bus->blocked, false);
         LOG(LOG_INFO, "bus connection unblocked");
         return 0;
     default:
@@ -961,6 +898,31 @@ static void expire_rpcs(struct mbus *bus, double now) {
         atomic_fetch_add_explicit(&bus->st_rpc_timeouts, 1, memory_order_relaxed);
         finish(bus, j, 504, NULL, 0, NULL);
     }
+}
+
+/* Publishes whose confirm did not come within bus.confirm_timeout are
+ * answered 503 "outcome unknown" (the broker may still take them); a late
+ * confirm then finds nothing. The in-flight list is in sending order, so the
+ * oldest is first. */
+static void expire_confirms(struct mbus *bus, double now) {
+    double limit = (double)bus->cfg->bus.confirm_timeout_ms / 1000.0;
+    struct job *j;
+
+    if (limit <= 0)
+        return;
+    while ((j = bus->inflight.head) != NULL && j->started + limit <= now) {
+        list_unlink(&bus->inflight, j);
+        atomic_fetch_add_explicit(&bus->st_confirm_timeouts, 1, memory_order_relaxed);
+        finish(bus, j, 503, NULL, 0, NULL);
+    }
+}
+
+/* While the broker blocks publishers, nothing is sent: every call is
+ * answered 503 "not accepted" at once, instead of waiting on a connection
+ * the broker stopped reading. */
+static void refuse_blocked(struct mbus *bus, struct jlist *l) {
+    atomic_fetch_add_explicit(&bus->st_blocked, l->n, memory_order_relaxed);
+    fail_list(bus, l, 503);
 }
 
 /* ---- the thread ---------------------------------------------------------- */
@@ -1027,12 +989,15 @@ static void *bus_main(void *arg) {
 
         struct jlist l;
         take_submitted(bus, &l);
-        if (send_all(bus, &l) < 0)
+        if (atomic_load(&bus->blocked))
+            refuse_blocked(bus, &l);
+        else if (send_all(bus, &l) < 0)
             continue;
         if (read_frames(bus) < 0)
             continue;
         now = now_s();
         expire_rpcs(bus, now);
+        expire_confirms(bus, now);
 
         if (draining) {
             if ((bus->inflight.n == 0 && bus->nrpc == 0) || now >= drain_deadline) {
@@ -1053,6 +1018,12 @@ static void *bus_main(void *arg) {
             timeout = hb * 500;
         if (bus->heap_len > 0) {
             int t = ms_until(now, bus->heap[0]->deadline);
+            if (t < timeout)
+                timeout = t;
+        }
+        if (bus->inflight.head && bus->cfg->bus.confirm_timeout_ms > 0) {
+            int t = ms_until(now, bus->inflight.head->started +
+                                      (double)bus->cfg->bus.confirm_timeout_ms / 1000.0);
             if (t < timeout)
                 timeout = t;
         }
@@ -1228,6 +1199,11 @@ bool mbus_is_connected(const struct mbus *bus) {
     return atomic_load(&((struct mbus *)bus)->connected);
 }
 
+bool mbus_is_blocked(const struct mbus *bus) {
+    struct mbus *b = (struct mbus *)bus;
+    return atomic_load(&b->connected) && atomic_load(&b->blocked);
+}
+
 void mbus_stats(const struct mbus *bus, struct mbus_stats *out) {
     struct mbus *b = (struct mbus *)bus;
     out->publishes_in_flight = atomic_load_explicit(&b->st_pub_inflight, memory_order_relaxed);
@@ -1237,6 +1213,8 @@ void mbus_stats(const struct mbus *bus, struct mbus_stats *out) {
     out->nacks = atomic_load_explicit(&b->st_nacks, memory_order_relaxed);
     out->rpc_timeouts = atomic_load_explicit(&b->st_rpc_timeouts, memory_order_relaxed);
     out->late_replies = atomic_load_explicit(&b->st_late, memory_order_relaxed);
+    out->confirm_timeouts = atomic_load_explicit(&b->st_confirm_timeouts, memory_order_relaxed);
+    out->blocked_refusals = atomic_load_explicit(&b->st_blocked, memory_order_relaxed);
 }
 
 void mbus_stop(struct mbus *bus, long drain_ms) {
@@ -1265,7 +1243,6 @@ void mbus_free(struct mbus *bus) {
     free(bus->dlv.buf);
     free(bus->buckets);
     free(bus->heap);
-    free(bus->url_copy);
     close(bus->efd);
     pthread_mutex_destroy(&bus->lock);
     free(bus);

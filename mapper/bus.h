@@ -20,11 +20,18 @@ struct cfg;
 struct mbus;
 
 /* The outcome of one publish or rpc.
- *  publish: status 202 once the broker confirmed (ack), 503 on a nack, a
- *           lost connection, or no connection; body NULL.
+ *  publish: status 202 once the broker confirmed (ack); 503 "not accepted"
+ *           (outcome MBUS_NOT_ACCEPTED) when it was never sent: no
+ *           connection, or the broker blocks publishers (connection.blocked,
+ *           a resource alarm: answered at once); 503 "outcome unknown"
+ *           (MBUS_UNKNOWN) when it was sent but not confirmed: a nack, the
+ *           connection lost with the confirm outstanding, or no confirm
+ *           within bus.confirm_timeout. body NULL.
  *  rpc:     status from the worker's answer (200, or error.code of an
- *           {"error": {...}} answer), 504 when the timeout passed, 503 when
- *           the broker is unavailable; body is the answer as received (the
+ *           {"error": {...}} answer), 504 when the timeout passed (the
+ *           request carries it as its AMQP expiration, so the broker drops a
+ *           request no worker took in time), 503 when the broker is
+ *           unavailable or blocking (outcome as for a publish); body is the answer as received (the
  *           bytes of the reply message) or NULL for 503/504. A JSON answer
  *           that does not parse, or one over 16 MiB, is a 502 whose body is
  *           our own {"error": {"code": 502, ...}}; an answer whose
@@ -37,8 +44,19 @@ struct mbus;
  * in all), NULL when there are none.
  * body/content_type/http_headers are borrowed for the duration of the call only.
  * seconds: confirm or rpc round trip as measured by the bus thread. */
+/* What a 503 of a publish (or rpc) means for the message. */
+enum mbus_outcome {
+    MBUS_ANSWERED = 0,     /* not a 503 of ours: the status says it all */
+    MBUS_NOT_ACCEPTED = 1, /* surely not taken: never sent (no connection, the broker
+                              blocks publishers, stopping) */
+    MBUS_UNKNOWN = 2,      /* sent, but the confirm never came (connection lost,
+                              confirm deadline, nack): it may have been taken */
+};
+
 struct mbus_result {
     int status;
+    enum mbus_outcome outcome; /* with status 503 */
+    bool blocked;              /* with MBUS_NOT_ACCEPTED: the broker blocks publishers */
     const char *body;
     size_t body_len;
     const char *content_type;
@@ -99,6 +117,10 @@ int mbus_answer_status(const char *body, size_t len, const char *content_type);
 /* True while the connection is up and the topology declared. Thread-safe. */
 bool mbus_is_connected(const struct mbus *bus);
 
+/* True while the broker blocks this connection's publishes (it sent
+ * connection.blocked: a memory or disk alarm). Thread-safe. */
+bool mbus_is_blocked(const struct mbus *bus);
+
 /* Counters for /metrics; thread-safe snapshot. */
 struct mbus_stats {
     uint64_t publishes_in_flight;
@@ -108,6 +130,8 @@ struct mbus_stats {
     uint64_t nacks;
     uint64_t rpc_timeouts;
     uint64_t late_replies;
+    uint64_t confirm_timeouts; /* publishes answered 503 "outcome unknown" at the deadline */
+    uint64_t blocked_refusals; /* publishes and rpcs answered 503 while blocked */
 };
 void mbus_stats(const struct mbus *bus, struct mbus_stats *out);
 

@@ -64,6 +64,8 @@ struct rq_error {
     char path[256];
     char keyword[32];
     bool schema;
+    const char *outcome; /* a 503's "outcome": "not_accepted" or "unknown"; or NULL */
+    int retry_after;     /* seconds for Retry-After, or 0 */
 };
 
 /* Everything about one request, created by the URI callback when the request
@@ -104,6 +106,8 @@ struct request {
     /* The bus's outcome, written on the bus thread before it resumes us. */
     _Atomic bool done;
     int result_status;
+    int result_outcome;  /* enum mbus_outcome of a 503 */
+    bool result_blocked; /* the broker blocks publishers */
     char *result_body;
     size_t result_len;
     char *result_ctype;
@@ -191,6 +195,11 @@ static enum MHD_Result reply_json(struct request *rq, int status, json_t *value)
     add_common_headers(rq, resp, "application/json");
     if (status == MHD_HTTP_METHOD_NOT_ALLOWED && rq->allow)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, rq->allow);
+    if (rq->err && rq->err->retry_after > 0) {
+        char ra[16];
+        snprintf(ra, sizeof(ra), "%d", rq->err->retry_after);
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, ra);
+    }
     return queue(rq, status, resp);
 }
 
@@ -203,6 +212,11 @@ static enum MHD_Result reply_error(struct request *rq) {
     if (err && rq->err && rq->err->schema) {
         json_object_set_new(err, "path", json_string(rq->err->path));
         json_object_set_new(err, "keyword", json_string(rq->err->keyword));
+    }
+    if (err && rq->err && rq->err->outcome) {
+        json_object_set_new(err, "outcome", json_string(rq->err->outcome));
+        if (rq->id[0])
+            json_object_set_new(err, "id", json_string(rq->id));
     }
     doc = err ? json_pack("{s:o}", "error", err) : NULL;
     if (!doc) {
@@ -238,6 +252,8 @@ __attribute__((format(printf, 3, 4))) static void fail(struct request *rq, int s
     if (!rq->err)
         return; /* answered with a generic description */
     rq->err->schema = false;
+    rq->err->outcome = NULL;
+    rq->err->retry_after = 0;
     va_start(ap, fmt);
     vsnprintf(text, sizeof(text), fmt, ap);
     va_end(ap);
@@ -516,6 +532,8 @@ static void on_bus_done(void *ctx, const struct mbus_result *res) {
     const struct cfg_endpoint *ep = rq->route->ep;
 
     rq->result_status = res->status;
+    rq->result_outcome = res->outcome;
+    rq->result_blocked = res->blocked;
     if (res->body) {
         rq->result_body = malloc(res->body_len ? res->body_len : 1);
         if (rq->result_body) {
@@ -1192,6 +1210,32 @@ static enum MHD_Result reply_answer(struct request *rq, int status) {
     return queue(rq, status, resp);
 }
 
+/* A 503 from the bus, in the two meanings a client must tell apart (see
+ * doc/rest-api.rst): "not_accepted" (never sent: retry after Retry-After)
+ * and "unknown" (sent, but the broker's confirm never came: it may have been
+ * taken, so retry with the same Idempotency-Key, which the error names). */
+static void fail_unavailable(struct request *rq) {
+    bool publish = rq->route->ep->mode == CFG_MODE_PUBLISH;
+
+    if (rq->result_outcome == MBUS_UNKNOWN) {
+        fail(rq, MHD_HTTP_SERVICE_UNAVAILABLE,
+             publish ? "the outcome is unknown: the broker did not confirm the message in time or "
+                       "the connection was lost; retry with the same Idempotency-Key"
+                     : "the outcome is unknown: the connection to the broker was lost after the "
+                       "request was sent");
+        if (rq->err)
+            rq->err->outcome = "unknown";
+        return;
+    }
+    fail(rq, MHD_HTTP_SERVICE_UNAVAILABLE,
+         rq->result_blocked ? "not accepted: the broker is blocking publishers (resource alarm)"
+                            : "not accepted: the broker is unavailable");
+    if (rq->err) {
+        rq->err->outcome = "not_accepted";
+        rq->err->retry_after = 1;
+    }
+}
+
 static enum MHD_Result reply_result(struct request *rq) {
     const struct cfg_endpoint *ep = rq->route->ep;
     int st = rq->result_status;
@@ -1201,8 +1245,7 @@ static enum MHD_Result reply_result(struct request *rq) {
             return reply_json(rq, ep->status ? ep->status : 202,
                               ep->response ? render_response(ep->response, rq->id)
                                            : json_pack("{s:s}", "id", rq->id));
-        fail(rq, st == 504 ? 504 : 503, "the broker did not confirm the message (%s)",
-             st == 503 ? "broker unavailable" : "refused");
+        fail_unavailable(rq);
         return reply_error(rq);
     }
     if (rq->result_body) {
@@ -1213,7 +1256,7 @@ static enum MHD_Result reply_result(struct request *rq) {
     if (st == MHD_HTTP_GATEWAY_TIMEOUT)
         fail(rq, st, "no answer from the worker within %ld ms", ep->timeout_ms);
     else
-        fail(rq, MHD_HTTP_SERVICE_UNAVAILABLE, "the broker is unavailable");
+        fail_unavailable(rq);
     return reply_error(rq);
 }
 
@@ -1224,6 +1267,13 @@ static enum MHD_Result reply_builtin(struct request *rq) {
 
     switch (rq->route->kind) {
     case ROUTE_HEALTH:
+        if (mbus_is_blocked(srv->bus)) {
+            static const char blocked[] =
+                "{\"status\":\"blocked\",\"broker\":\"blocked\",\"error\":{\"code\":503,"
+                "\"description\":\"the broker is blocking publishers (resource alarm)\"}}";
+            return reply(rq, MHD_HTTP_SERVICE_UNAVAILABLE, "application/json", blocked,
+                         sizeof(blocked) - 1);
+        }
         if (mbus_is_connected(srv->bus)) {
             static const char ok[] = "{\"status\":\"ok\",\"broker\":\"connected\"}";
             return reply(rq, MHD_HTTP_OK, "application/json", ok, sizeof(ok) - 1);

@@ -228,11 +228,20 @@ char *metrics_render(struct metrics *m, const struct mbus_stats *bus, bool conne
             "# HELP fpesa_bus_rpc_timeouts_total Rpc requests answered 504 for want of a reply.\n"
             "# TYPE fpesa_bus_rpc_timeouts_total counter\nfpesa_bus_rpc_timeouts_total %llu\n"
             "# HELP fpesa_bus_late_replies_total Rpc replies that came after their deadline.\n"
-            "# TYPE fpesa_bus_late_replies_total counter\nfpesa_bus_late_replies_total %llu\n",
+            "# TYPE fpesa_bus_late_replies_total counter\nfpesa_bus_late_replies_total %llu\n"
+            "# HELP fpesa_bus_confirm_timeouts_total Publishes answered 503 outcome unknown at the "
+            "confirm deadline.\n"
+            "# TYPE fpesa_bus_confirm_timeouts_total counter\n"
+            "fpesa_bus_confirm_timeouts_total %llu\n"
+            "# HELP fpesa_bus_blocked_refusals_total Calls refused while the broker blocked "
+            "publishers.\n"
+            "# TYPE fpesa_bus_blocked_refusals_total counter\n"
+            "fpesa_bus_blocked_refusals_total %llu\n",
             (unsigned long long)bus->publishes_in_flight, (unsigned long long)bus->rpcs_in_flight,
             (unsigned long long)bus->reconnects, (unsigned long long)bus->confirms,
             (unsigned long long)bus->nacks, (unsigned long long)bus->rpc_timeouts,
-            (unsigned long long)bus->late_replies);
+            (unsigned long long)bus->late_replies, (unsigned long long)bus->confirm_timeouts,
+            (unsigned long long)bus->blocked_refusals);
     }
     if (b.failed) {
         free(b.s);

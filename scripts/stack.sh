@@ -6,6 +6,7 @@
 #                                                programs and nginx, not the servers)
 #   scripts/stack.sh restart                     restart every program of ours in turn
 #   scripts/stack.sh status                      list what runs
+#   scripts/stack.sh rabbitmqctl ARGS...         rabbitmqctl on this stack's node
 #
 # Each process's pid is kept in var/run/NAME.pid and its log in var/log/NAME.log;
 # stop ends exactly those pids. A piece that does not come up is reported with
@@ -345,6 +346,11 @@ stop-one) stop_one "$what" ;;
 stop-rabbit) stop_rabbit ;;
 start-rabbit) start_rabbit ;;
 stop-pg) stop_pg ;;
+rabbitmqctl)
+    # rabbitmqctl ARGS...: on this stack's node (its cookie and node name).
+    shift
+    (rabbit_env && exec "$RABBIT_BIN/rabbitmqctl" -n "$FPESA_NODE" "$@")
+    ;;
 start-pg) start_pg ;;
 status) status ;;
 *) die "usage: stack.sh start [servers|apps|all] | stop [apps|all] | restart | status" ;;

@@ -2,7 +2,6 @@
 #include "consumer.h"
 
 #include <amqp.h>
-#include <amqp_tcp_socket.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <jansson.h>
@@ -15,6 +14,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include "amqpc.h"
 #include "ctx.h"
 #include "headers.h"
 #include "log.h"
@@ -77,6 +77,21 @@ static char *dup_bytes(amqp_bytes_t b) {
     return s;
 }
 
+/* Naps like nap(), with the connection up: the library sends heartbeats
+ * only from its own calls, and a backoff longer than two heartbeat
+ * intervals would make the broker drop the connection. */
+static void nap_alive(struct fpesa_ctx *c, long ms) {
+    while (ms > 0 && !stopping()) {
+        long step = ms < 1000 ? ms : 1000;
+        amqp_frame_t hb = {.frame_type = AMQP_FRAME_HEARTBEAT, .channel = 0};
+
+        nap(step);
+        ms -= step;
+        if (c->conn)
+            amqp_send_frame(c->conn, &hb);
+    }
+}
+
 /* ---- life cycle ------------------------------------------------------------ */
 
 struct fpesa_ctx *consumer_new(const struct cfg *cfg, const struct cfg_handler *h,
@@ -131,86 +146,21 @@ void consumer_free(struct fpesa_ctx *c) {
 
 /* ---- broker ---------------------------------------------------------------- */
 
-static void reply_text(amqp_rpc_reply_t r, char *buf, size_t len) {
-    switch (r.reply_type) {
-    case AMQP_RESPONSE_NORMAL:
-        snprintf(buf, len, "ok");
-        break;
-    case AMQP_RESPONSE_NONE:
-        snprintf(buf, len, "missing reply");
-        break;
-    case AMQP_RESPONSE_LIBRARY_EXCEPTION:
-        snprintf(buf, len, "%s", amqp_error_string2(r.library_error));
-        break;
-    case AMQP_RESPONSE_SERVER_EXCEPTION:
-        if (r.reply.id == AMQP_CONNECTION_CLOSE_METHOD) {
-            amqp_connection_close_t *m = r.reply.decoded;
-            snprintf(buf, len, "connection closed: %u %.*s", m->reply_code, (int)m->reply_text.len,
-                     (char *)m->reply_text.bytes);
-        } else if (r.reply.id == AMQP_CHANNEL_CLOSE_METHOD) {
-            amqp_channel_close_t *m = r.reply.decoded;
-            snprintf(buf, len, "channel closed: %u %.*s", m->reply_code, (int)m->reply_text.len,
-                     (char *)m->reply_text.bytes);
-        } else {
-            snprintf(buf, len, "server exception 0x%08x", r.reply.id);
-        }
-        break;
-    }
-}
-
 static int check(struct fpesa_ctx *c, const char *what) {
-    char buf[256];
-    amqp_rpc_reply_t r = amqp_get_rpc_reply(c->conn);
-
-    if (r.reply_type == AMQP_RESPONSE_NORMAL)
-        return 0;
-    reply_text(r, buf, sizeof(buf));
-    LOG(LOG_WARN, "bus %s failed handler=%s: %s", what, c->h->name, buf);
-    return -1;
-}
-
-/* After a declaration the broker refused (it exists with other arguments,
- * PRECONDITION_FAILED closes the channel): reopen the channel. Returns 1 when
- * that was the case, 0 when the declaration succeeded, -1 on other errors. */
-static int refused(struct fpesa_ctx *c, const char *what, const char *name) {
-    amqp_rpc_reply_t r = amqp_get_rpc_reply(c->conn);
-
-    if (r.reply_type == AMQP_RESPONSE_NORMAL)
-        return 0;
-    if (r.reply_type == AMQP_RESPONSE_SERVER_EXCEPTION && r.reply.id == AMQP_CHANNEL_CLOSE_METHOD) {
-        amqp_channel_close_ok_t ok = {0};
-        amqp_send_method(c->conn, CHANNEL, AMQP_CHANNEL_CLOSE_OK_METHOD, &ok);
-        LOG(LOG_INFO, "bus %s exists with other arguments; using it handler=%s name=%s", what,
-            c->h->name, name);
-        amqp_channel_open(c->conn, CHANNEL);
-        return check(c, "channel.open") < 0 ? -1 : 1;
-    }
-    return check(c, what) < 0 ? -1 : 0;
+    return amqpc_check(c->conn, what, c->h->name);
 }
 
 static int declare_exchange(struct fpesa_ctx *c, const char *name, const char *type) {
-    amqp_exchange_declare(c->conn, CHANNEL, amqp_cstring_bytes(name), amqp_cstring_bytes(type), 0,
-                          1, 0, 0, amqp_empty_table);
-    return refused(c, "exchange.declare", name) < 0 ? -1 : 0;
+    return amqpc_declare_exchange(c->conn, CHANNEL, name, type);
 }
 
 static int declare_queue(struct fpesa_ctx *c, const char *name) {
-    int r;
-
-    amqp_queue_declare(c->conn, CHANNEL, amqp_cstring_bytes(name), 0, 1, 0, 0, amqp_empty_table);
-    r = refused(c, "queue.declare", name);
-    if (r <= 0)
-        return r;
-    /* It exists with other arguments: make sure it is there, as it is. */
-    amqp_queue_declare(c->conn, CHANNEL, amqp_cstring_bytes(name), 1, 0, 0, 0, amqp_empty_table);
-    return check(c, "queue.declare passive");
+    return amqpc_declare_queue(c->conn, CHANNEL, name);
 }
 
 static int bind_queue(struct fpesa_ctx *c, const char *queue, const char *exchange,
                       const char *key) {
-    amqp_queue_bind(c->conn, CHANNEL, amqp_cstring_bytes(queue), amqp_cstring_bytes(exchange),
-                    amqp_cstring_bytes(key), amqp_empty_table);
-    return check(c, "queue.bind");
+    return amqpc_bind(c->conn, CHANNEL, queue, exchange, key);
 }
 
 int consumer_declare(struct fpesa_ctx *c, const char *exchange, const char *type,
@@ -256,48 +206,22 @@ static void disconnect(struct fpesa_ctx *c) {
     if (!c->conn)
         return;
     amqp_channel_close(c->conn, CHANNEL, AMQP_REPLY_SUCCESS);
-    amqp_connection_close(c->conn, AMQP_REPLY_SUCCESS);
-    amqp_destroy_connection(c->conn);
+    amqpc_close(c->conn, true);
     c->conn = NULL;
 }
 
 static int connect_bus(struct fpesa_ctx *c) {
-    struct amqp_connection_info ci;
-    amqp_socket_t *sock;
-    struct timeval tv = {5, 0};
-    char *url;
-    char buf[256];
     int prefetch = c->h->prefetch > 0 ? c->h->prefetch : 256;
-    amqp_rpc_reply_t r;
+    struct amqpc_params p = {
+        .urls = c->cfg->bus.url,
+        .heartbeat = c->cfg->bus.heartbeat,
+        .who = c->h->name,
+        .next_index = &c->url_index,
+    };
 
-    url = strdup(c->cfg->bus.url);
-    if (!url)
-        return -1;
-    amqp_default_connection_info(&ci);
-    if (amqp_parse_url(url, &ci) != AMQP_STATUS_OK) {
-        LOG(LOG_ERROR, "bus url is not a valid amqp url handler=%s", c->h->name);
-        goto out_url;
-    }
-    if (!ci.vhost || !*ci.vhost)
-        ci.vhost = "/";
-    c->conn = amqp_new_connection();
+    c->conn = amqpc_connect(&p);
     if (!c->conn)
-        goto out_url;
-    sock = amqp_tcp_socket_new(c->conn);
-    if (!sock)
-        goto out_conn;
-    if (amqp_socket_open_noblock(sock, ci.host, ci.port, &tv) != AMQP_STATUS_OK) {
-        LOG(LOG_WARN, "bus connect failed handler=%s host=%s port=%d", c->h->name, ci.host,
-            ci.port);
-        goto out_conn;
-    }
-    r = amqp_login(c->conn, ci.vhost, 0, 131072, c->cfg->bus.heartbeat, AMQP_SASL_METHOD_PLAIN,
-                   ci.user, ci.password);
-    if (r.reply_type != AMQP_RESPONSE_NORMAL) {
-        reply_text(r, buf, sizeof(buf));
-        LOG(LOG_WARN, "bus login failed handler=%s: %s", c->h->name, buf);
-        goto out_conn;
-    }
+        return -1;
     amqp_channel_open(c->conn, CHANNEL);
     if (check(c, "channel.open") < 0 || declare_all(c) < 0)
         goto out_conn;
@@ -308,16 +232,13 @@ static int connect_bus(struct fpesa_ctx *c) {
                        amqp_empty_table);
     if (check(c, "basic.consume") < 0)
         goto out_conn;
-    free(url);
     LOG(LOG_INFO, "consuming handler=%s instance=%d queue=%s prefetch=%d batch=%d", c->h->name,
         c->instance, c->h->queue, prefetch, c->h->batch);
     return 0;
 
 out_conn:
-    amqp_destroy_connection(c->conn);
+    amqpc_close(c->conn, false);
     c->conn = NULL;
-out_url:
-    free(url);
     return -1;
 }
 
@@ -358,8 +279,8 @@ static int consume_one(struct fpesa_ctx *c, amqp_envelope_t *env, long ms) {
         }
         return TIMEOUT;
     }
-    reply_text(r, buf, sizeof(buf));
-    LOG(LOG_WARN, "bus consume failed handler=%s: %s", c->h->name, buf);
+    LOG(LOG_WARN, "bus consume failed handler=%s: %s", c->h->name,
+        amqpc_reply_text(r, buf, sizeof(buf)));
     return BROKEN;
 }
 
@@ -368,6 +289,8 @@ struct batch {
     struct fpesa_message *msg;
     const struct fpesa_message **ptr;
     enum fpesa_result *res;
+    enum sup_verdict *verdict; /* what the crash records say of each */
+    unsigned *crashes;
     size_t n, cap;
 };
 
@@ -423,36 +346,92 @@ static void batch_clear(struct batch *b) {
     b->n = 0;
 }
 
-/* Moves a rejected message to "<queue>.dlq" with its properties, persistent. */
-static int dead_letter(struct fpesa_ctx *c, amqp_envelope_t *env) {
+/* Moves a message to "<queue>.dlq" with its properties, persistent, and the
+ * reason (borrowed) in the header x-fpesa-death-reason (crashes > 0 adds
+ * x-fpesa-crashes). */
+static int dead_letter(struct fpesa_ctx *c, amqp_envelope_t *env, const char *reason,
+                       unsigned crashes) {
     amqp_basic_properties_t props = env->message.properties;
+    const amqp_table_t *old = props._flags & AMQP_BASIC_HEADERS_FLAG ? &props.headers : NULL;
+    int n_old = old ? old->num_entries : 0, n = 0, rc;
+    amqp_table_entry_t *e = calloc((size_t)n_old + 2, sizeof(*e));
 
-    props._flags |= AMQP_BASIC_DELIVERY_MODE_FLAG;
-    props.delivery_mode = 2;
-    if (amqp_basic_publish(c->conn, CHANNEL, amqp_cstring_bytes(c->dlq),
-                           amqp_cstring_bytes(c->h->queue), 0, 0, &props,
-                           env->message.body) != AMQP_STATUS_OK)
+    if (!e)
         return -1;
-    return 0;
+    for (int i = 0; i < n_old; i++) {
+        amqp_bytes_t k = old->entries[i].key;
+        if ((k.len == 20 && memcmp(k.bytes, "x-fpesa-death-reason", 20) == 0) ||
+            (k.len == 15 && memcmp(k.bytes, "x-fpesa-crashes", 15) == 0))
+            continue;
+        e[n++] = old->entries[i];
+    }
+    e[n].key = amqp_cstring_bytes("x-fpesa-death-reason");
+    e[n].value.kind = AMQP_FIELD_KIND_UTF8;
+    e[n++].value.value.bytes = amqp_cstring_bytes(reason);
+    if (crashes > 0) {
+        e[n].key = amqp_cstring_bytes("x-fpesa-crashes");
+        e[n].value.kind = AMQP_FIELD_KIND_I32;
+        e[n++].value.value.i32 = (int32_t)crashes;
+    }
+    props._flags |= AMQP_BASIC_DELIVERY_MODE_FLAG | AMQP_BASIC_HEADERS_FLAG;
+    props.delivery_mode = 2;
+    props.headers.num_entries = n;
+    props.headers.entries = e;
+    rc = amqp_basic_publish(c->conn, CHANNEL, amqp_cstring_bytes(c->dlq),
+                            amqp_cstring_bytes(c->h->queue), 0, 0, &props,
+                            env->message.body) == AMQP_STATUS_OK
+             ? 0
+             : -1;
+    free(e);
+    return rc;
 }
 
-/* Hands the batch to the plugin and settles every delivery. Returns 0, or -1
- * when the connection broke (the broker then redelivers what is unsettled). */
-static int settle(struct fpesa_ctx *c, struct batch *b, long *retry_ms) {
+/* Hands msgs[0..n-1] to the plugin, with their ids in the instance's slot
+ * while it runs (so that a crash is charged to them), and normalises the
+ * outcomes: anything but OK or REJECT, or a failed call, is RETRY. */
+static void call_plugin(struct fpesa_ctx *c, const struct fpesa_message **ptr, size_t n,
+                        enum fpesa_result *res) {
     const struct fpesa_handler *t = c->plugin->table;
-    size_t n_ok = 0, n_rej = 0, n_retry = 0;
     int rc;
+
+    sup_slot_set(c->slot, ptr, n);
+    c->in_batch = true;
+    rc = t->handle_batch(c->state, ptr, n, res);
+    c->in_batch = false;
+    sup_slot_clear(c->slot);
+    for (size_t i = 0; i < n; i++)
+        if (rc != 0 || (res[i] != FPESA_OK && res[i] != FPESA_REJECT))
+            res[i] = FPESA_RETRY;
+}
+
+/* Hands the batch to the plugin and settles every delivery. A message with
+ * a crash on record is handed over alone, and one that crashed the instance
+ * crash_limit times is dead-lettered without calling the plugin. Returns 0,
+ * or -1 when the connection broke (the broker then redelivers what is
+ * unsettled). */
+static int settle(struct fpesa_ctx *c, struct batch *b, long *retry_ms) {
+    size_t n_ok = 0, n_rej = 0, n_retry = 0, n_special = 0;
+    enum sup_verdict *verdict = b->verdict;
+    unsigned *crashes = b->crashes;
+    char reason[160];
 
     for (size_t i = 0; i < b->n; i++) {
         b->res[i] = FPESA_RETRY;
         b->ptr[i] = &b->msg[i];
+        crashes[i] = 0;
+        verdict[i] = sup_verdict(c->crashes, b->msg[i].message_id, &crashes[i], NULL, 0);
+        n_special += verdict[i] != SUP_CLEAN;
     }
-    c->in_batch = true;
-    rc = t->handle_batch(c->state, b->ptr, b->n, b->res);
-    c->in_batch = false;
+    if (n_special == 0) {
+        call_plugin(c, b->ptr, b->n, b->res);
+    } else {
+        for (size_t i = 0; i < b->n; i++)
+            if (verdict[i] != SUP_POISON)
+                call_plugin(c, &b->ptr[i], 1, &b->res[i]);
+    }
     for (size_t i = 0; i < b->n; i++) {
-        if (rc != 0 || (b->res[i] != FPESA_OK && b->res[i] != FPESA_REJECT))
-            b->res[i] = FPESA_RETRY;
+        if (verdict[i] == SUP_POISON)
+            b->res[i] = FPESA_REJECT;
         n_ok += b->res[i] == FPESA_OK;
         n_rej += b->res[i] == FPESA_REJECT;
         n_retry += b->res[i] == FPESA_RETRY;
@@ -465,19 +444,31 @@ static int settle(struct fpesa_ctx *c, struct batch *b, long *retry_ms) {
      * last tag covers exactly this batch. */
     if (n_ok == b->n) {
         *retry_ms = 0;
+        for (size_t i = 0; n_special && i < b->n; i++)
+            sup_forget(c->crashes, b->msg[i].message_id);
         return amqp_basic_ack(c->conn, CHANNEL, b->env[b->n - 1].delivery_tag, 1) == 0 ? 0 : -1;
     }
     for (size_t i = 0; i < b->n; i++) {
         uint64_t tag = b->env[i].delivery_tag;
+        const char *id = b->msg[i].message_id ? b->msg[i].message_id : "-";
         if (b->res[i] == FPESA_OK) {
             if (amqp_basic_ack(c->conn, CHANNEL, tag, 0) != 0)
                 return -1;
         } else if (b->res[i] == FPESA_REJECT) {
-            LOG(LOG_WARN, "dead-lettered handler=%s id=%s dlq=%s", c->h->name,
-                b->msg[i].message_id ? b->msg[i].message_id : "-", c->dlq);
-            if (dead_letter(c, &b->env[i]) < 0 || amqp_basic_ack(c->conn, CHANNEL, tag, 0) != 0)
+            if (verdict[i] == SUP_POISON) {
+                sup_verdict(c->crashes, b->msg[i].message_id, &crashes[i], reason, sizeof(reason));
+                LOG(LOG_ERROR, "dead-lettered handler=%s id=%s dlq=%s crashes=%u reason=\"%s\"",
+                    c->h->name, id, c->dlq, crashes[i], reason);
+            } else {
+                snprintf(reason, sizeof(reason), "rejected by the plugin");
+                LOG(LOG_WARN, "dead-lettered handler=%s id=%s dlq=%s", c->h->name, id, c->dlq);
+            }
+            if (dead_letter(c, &b->env[i], reason, verdict[i] == SUP_POISON ? crashes[i] : 0) < 0 ||
+                amqp_basic_ack(c->conn, CHANNEL, tag, 0) != 0)
                 return -1;
         }
+        if (verdict[i] != SUP_CLEAN && b->res[i] != FPESA_RETRY)
+            sup_forget(c->crashes, b->msg[i].message_id);
     }
     if (n_retry == 0) {
         *retry_ms = 0;
@@ -489,7 +480,7 @@ static int settle(struct fpesa_ctx *c, struct batch *b, long *retry_ms) {
         *retry_ms = BACKOFF_MAX_MS;
     LOG(LOG_WARN, "batch to retry handler=%s retry=%zu ok=%zu rejected=%zu backoff_ms=%ld",
         c->h->name, n_retry, n_ok, n_rej, *retry_ms);
-    nap(*retry_ms);
+    nap_alive(c, *retry_ms);
     for (size_t i = 0; i < b->n; i++)
         if (b->res[i] == FPESA_RETRY &&
             amqp_basic_nack(c->conn, CHANNEL, b->env[i].delivery_tag, 0, 1) != 0)
@@ -502,8 +493,10 @@ static int grow(struct batch *b, size_t cap) {
     b->msg = calloc(cap, sizeof(*b->msg));
     b->ptr = calloc(cap, sizeof(*b->ptr));
     b->res = calloc(cap, sizeof(*b->res));
+    b->verdict = calloc(cap, sizeof(*b->verdict));
+    b->crashes = calloc(cap, sizeof(*b->crashes));
     b->cap = cap;
-    return b->env && b->msg && b->ptr && b->res ? 0 : -1;
+    return b->env && b->msg && b->ptr && b->res && b->verdict && b->crashes ? 0 : -1;
 }
 
 static void batch_free(struct batch *b) {
@@ -512,6 +505,8 @@ static void batch_free(struct batch *b) {
     free(b->msg);
     free(b->ptr);
     free(b->res);
+    free(b->verdict);
+    free(b->crashes);
 }
 
 /* Consumes until the connection breaks (-1) or the host stops (0). */
@@ -565,7 +560,7 @@ static int run(struct fpesa_ctx *c, struct batch *b) {
 static void *thread_main(void *arg) {
     struct fpesa_ctx *c = arg;
     struct batch b = {0};
-    long backoff = BACKOFF_MIN_MS;
+    struct amqpc_backoff backoff;
     int cap = c->h->batch > 0 ? c->h->batch : 100;
 
     if (grow(&b, (size_t)cap) < 0) {
@@ -573,14 +568,15 @@ static void *thread_main(void *arg) {
         batch_free(&b);
         return NULL;
     }
+    amqpc_backoff_init(&backoff, BACKOFF_MIN_MS, BACKOFF_MAX_MS);
     while (!stopping()) {
         if (connect_bus(c) < 0) {
-            LOG(LOG_INFO, "bus reconnect in %ldms handler=%s", backoff, c->h->name);
-            nap(backoff);
-            backoff = backoff * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : backoff * 2;
+            long wait = amqpc_backoff_next(&backoff);
+            LOG(LOG_INFO, "bus reconnect in %ldms handler=%s", wait, c->h->name);
+            nap(wait);
             continue;
         }
-        backoff = BACKOFF_MIN_MS;
+        amqpc_backoff_reset(&backoff);
         if (run(c, &b) == 0) {
             disconnect(c);
             break;

@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "consumer.h"
+#include "supervise.h"
 
 struct fpesa_ctx {
     const struct cfg *cfg;
@@ -19,6 +20,7 @@ struct fpesa_ctx {
     char *config_json;            /* h->config as JSON text, "{}" when absent */
     char *dlq;                    /* "<queue>.dlq" */
     amqp_connection_state_t conn; /* while connected; only the consumer thread uses it */
+    unsigned url_index;           /* which URL of bus.url to try first */
     bool in_batch;                /* reply/publish allowed */
     bool is_rpc;                  /* the queue is an rpc endpoint's: callers wait, batches do not */
     pthread_t thread;
@@ -29,6 +31,8 @@ struct fpesa_ctx {
     char **cache; /* strings returned by the config service */
     size_t n_cache;
     uint64_t n_ok, n_retry, n_reject;
+    struct sup_table *crashes; /* the handler's crash records (supervise.h), or NULL */
+    struct sup_slot *slot;     /* this instance's batch in hand, or NULL */
 };
 
 #endif

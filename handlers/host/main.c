@@ -2,10 +2,11 @@
  *
  *   handler [--config FILE] [--check FILE] [--only NAME]... [NAME]...
  *
- * Loads every handler of endpoints.yaml (or only the named ones) into one
- * process, each plugin with dlopen(RTLD_NOW | RTLD_LOCAL), initialises one
- * state per consumer instance, then consumes until SIGTERM or SIGINT, after
- * which every instance settles the batch in hand and the process exits 0.
+ * Loads every handler of endpoints.yaml (or only the named ones), each plugin
+ * with dlopen(RTLD_NOW | RTLD_LOCAL), then runs each consumer instance in a
+ * child process of its own that the host supervises (supervise.h): a crashing
+ * plugin costs only its instance, which is started again. On SIGTERM or
+ * SIGINT every instance settles the batch in hand and the host exits 0.
  * A plugin that cannot be loaded or initialised stops the start with one
  * line naming it and exit status 1. */
 #include <errno.h>
@@ -20,6 +21,7 @@
 #include "consumer.h"
 #include "log.h"
 #include "plugin.h"
+#include "supervise.h"
 #include "version.h"
 
 static void usage(FILE *f) {
@@ -48,11 +50,10 @@ static bool wanted(const char *name, char **only, int n_only) {
 int main(int argc, char **argv) {
     const char *config = getenv("FPESA_CONFIG");
     char **only = calloc((size_t)argc + 1, sizeof(*only));
-    int n_only = 0, rc = 1, sig;
+    int n_only = 0, rc = 1;
     struct cfg *cfg = NULL;
     struct plugin *plugins = NULL;
-    struct fpesa_ctx **ctxs = NULL;
-    size_t n_ctx = 0;
+    size_t n_loaded = 0;
     char err[1024];
     sigset_t set;
 
@@ -103,29 +104,21 @@ int main(int argc, char **argv) {
     plugins = calloc(cfg->n_handlers + 1, sizeof(*plugins));
     if (!plugins)
         goto out;
-    {
-        size_t total = 0;
-        for (size_t j = 0; j < cfg->n_handlers; j++)
-            total += (size_t)(cfg->handlers[j].instances > 0 ? cfg->handlers[j].instances : 1);
-        ctxs = calloc(total + 1, sizeof(*ctxs));
-        if (!ctxs)
-            goto out;
-    }
 
-    /* Signals are taken by this thread only, with sigwait. They are blocked
-     * before any plugin code runs (its constructors at dlopen, init()), so
-     * every thread a plugin starts inherits the mask and none takes them. */
+    /* Signals are taken with sigwait/sigtimedwait only, and blocked before
+     * any plugin code runs (dlopen runs its constructors), so that every
+     * thread a plugin starts, in every child, inherits the mask. */
     sigemptyset(&set);
     sigaddset(&set, SIGTERM);
     sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGCHLD);
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     signal(SIGPIPE, SIG_IGN);
 
-    /* Load and initialise everything before consuming anything: a bad
-     * plugin stops the start, it does not half-start the host. */
+    /* Load everything before starting anything: a bad plugin stops the
+     * start, it does not half-start the host. */
     for (size_t j = 0; j < cfg->n_handlers; j++) {
         const struct cfg_handler *h = &cfg->handlers[j];
-        int inst = h->instances > 0 ? h->instances : 1;
         if (!wanted(h->name, only, n_only))
             continue;
         if (plugin_open(h->plugin_path, &plugins[j], err, sizeof(err)) < 0) {
@@ -140,45 +133,24 @@ int main(int argc, char **argv) {
                 h->name);
             goto out;
         }
+        n_loaded++;
         LOG(LOG_INFO, "loaded handler=%s plugin=%s abi=%u description=\"%s\"", h->name,
             plugins[j].path, plugins[j].table->abi_version,
             plugins[j].table->description ? plugins[j].table->description : "");
-        for (int k = 0; k < inst; k++) {
-            struct fpesa_ctx *c = consumer_new(cfg, h, &plugins[j], k, err, sizeof(err));
-            if (!c) {
-                fprintf(stderr, "handler: %s\n", err);
-                LOG(LOG_ERROR, "refused handler=%s reason=\"%s\"", h->name, err);
-                goto out;
-            }
-            ctxs[n_ctx++] = c;
-        }
     }
-    if (n_ctx == 0) {
+    if (n_loaded == 0) {
         fprintf(stderr, "handler: %s: no handler to run\n", config);
         goto out;
     }
-
-    for (size_t i = 0; i < n_ctx; i++)
-        if (consumer_start(ctxs[i]) < 0) {
-            consumer_request_stop();
-            goto out;
-        }
-    LOG(LOG_INFO, "started handlers=%zu instances=%zu", cfg->n_handlers, n_ctx);
-    if (sigwait(&set, &sig) == 0)
-        LOG(LOG_INFO, "stopping signal=%s", sig == SIGTERM ? "TERM" : "INT");
-    consumer_request_stop();
-    rc = 0;
+    /* Every instance runs in a supervised child process (supervise.h). */
+    if (sup_run(cfg, plugins, &set) == 0)
+        rc = 0;
 
 out:
-    for (size_t i = 0; i < n_ctx; i++)
-        consumer_join(ctxs[i]);
-    for (size_t i = n_ctx; i-- > 0;)
-        consumer_free(ctxs[i]);
     if (cfg && plugins)
         for (size_t j = 0; j < cfg->n_handlers; j++)
             plugin_close(&plugins[j]);
     free(plugins);
-    free(ctxs);
     cfg_free(cfg);
     free(only);
     if (rc == 0)

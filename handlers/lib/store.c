@@ -196,17 +196,25 @@ bool store_uuid7_ms(const char *id, int64_t *ms) {
     return true;
 }
 
-bool store_is_transient(PGconn *pg, const PGresult *res) {
+bool store_is_data_error(PGconn *pg, const PGresult *res) {
     const char *state;
 
-    if (!pg || PQstatus(pg) != CONNECTION_OK)
-        return true;
-    state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+    if (!pg || PQstatus(pg) != CONNECTION_OK || !res)
+        return false;
+    state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
     if (!state)
-        return true; /* no server answer: the connection failed */
-    /* 08 connection, 40 rollback (serialization, deadlock), 53 resources,
-     * 57 operator intervention (shutdown), 58 system error. */
-    return strncmp(state, "08", 2) == 0 || strncmp(state, "40", 2) == 0 ||
-           strncmp(state, "53", 2) == 0 || strncmp(state, "57", 2) == 0 ||
-           strncmp(state, "58", 2) == 0;
+        return false; /* no server answer: the connection failed */
+    /* 22 data exception (a value the column cannot hold: bad JSON text, a
+     * NUL in a string, a number out of range), 23 integrity constraint
+     * violation (NOT NULL, CHECK, a foreign key), 54 program limit exceeded
+     * (a value too large to store). Everything else (08 connection, 25
+     * read-only transaction, 28 authorization, 40 rollback, 42 privileges or
+     * missing objects, 53 resources such as a full disk, 55/57/58 state of
+     * the server) is about the database, not about what a message holds. */
+    return strncmp(state, "22", 2) == 0 || strncmp(state, "23", 2) == 0 ||
+           strncmp(state, "54", 2) == 0;
+}
+
+bool store_is_transient(PGconn *pg, const PGresult *res) {
+    return !store_is_data_error(pg, res);
 }

@@ -65,8 +65,18 @@ char *store_sql(const char *tmpl, const char *table);
  * *ms and returns true. */
 bool store_uuid7_ms(const char *id, int64_t *ms);
 
-/* True when the failed result res (or the connection) means the database
- * is unreachable or restarting, not that the statement or data is wrong. */
+/* True when the failed result res says the data of the statement is wrong
+ * (SQLSTATE class 22 data exception, 23 integrity constraint violation, 54
+ * program limit exceeded): the only failures a message can be blamed for,
+ * and only once it fails alone (see messages_post). False for everything
+ * that depends on the database's state: no connection, read-only (25006),
+ * privileges (42501), a missing table (42P01), a full disk (53100), a
+ * shutdown, a deadlock. */
+bool store_is_data_error(PGconn *pg, const PGresult *res);
+
+/* The opposite of store_is_data_error: the failure is the database's
+ * (unreachable, read-only, missing privileges or tables, out of space,
+ * restarting), so the work is retried later and never dead-lettered. */
 bool store_is_transient(PGconn *pg, const PGresult *res);
 
 #endif

@@ -8,7 +8,11 @@
  *
  * A message is poison (FPESA_REJECT, dead-lettered) when it has no
  * message_id, its body is not a JSON object, or it lacks "data", or the
- * database refuses its data (e.g. a string PostgreSQL's jsonb cannot hold).
+ * database refuses its data on its own (e.g. a string PostgreSQL's jsonb
+ * cannot hold) while the rest of its batch is stored. A failure that depends
+ * on the database's state (read-only, privileges, a missing table, a full
+ * disk, no connection) is never a message's fault: the batch is retried with
+ * backoff until the database is healthy again (store_is_transient).
  *
  * config:
  *   table: messages     the table (a plain identifier)
@@ -208,8 +212,13 @@ static bool cmd_ok(PGresult *r) {
     return st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK;
 }
 
-/* One transaction for the rows. 0 stored, 1 transient failure, -1 the data
- * was refused (some row is poison). */
+enum { STORED = 0, DB_STATE = 1, DATA_TYPE = -1, DATA_CONSTRAINT = -2 };
+
+/* One transaction for the rows. STORED; DB_STATE when the failure is the
+ * database's (unreachable, read-only, privileges, a missing table, a full
+ * disk: retried, never blamed on a message); DATA_TYPE when a value was
+ * refused by its type or size (SQLSTATE class 22 or 54); DATA_CONSTRAINT when
+ * a constraint refused it (class 23), which may be the table's doing. */
 static int store_rows(struct post *p, struct row *rows, size_t n) {
     PGresult *r;
     int rc;
@@ -235,14 +244,63 @@ static int store_rows(struct post *p, struct row *rows, size_t n) {
     return 0;
 
 out_fail:
-    rc = store_is_transient(p->pg, r) ? 1 : -1;
-    FPESA_LOG(p, rc > 0 ? FPESA_LOG_WARN : FPESA_LOG_ERROR,
+    if (store_is_transient(p->pg, r)) {
+        rc = DB_STATE;
+    } else {
+        const char *st = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+        rc = st && strncmp(st, "23", 2) == 0 ? DATA_CONSTRAINT : DATA_TYPE;
+    }
+    FPESA_LOG(p, rc == DB_STATE ? FPESA_LOG_WARN : FPESA_LOG_ERROR,
               "messages_post: batch of %zu not stored: %s", n,
               r ? PQresultErrorMessage(r) : PQerrorMessage(p->pg));
     PQclear(r);
     if (PQstatus(p->pg) == CONNECTION_OK && PQtransactionStatus(p->pg) != PQTRANS_IDLE)
         PQclear(PQexec(p->pg, "ROLLBACK"));
     return rc;
+}
+
+/* The batch was refused for its data: find the message to blame by storing
+ * each row on its own (still idempotent). A row is poison only when it fails
+ * alone with a data error of its own and that is proven: another row of the
+ * batch was stored meanwhile, or the value itself was refused by its type or
+ * size (class 22/54, which no table state causes). A constraint refusing
+ * every row alike is the table's doing: those rows are retried. 0, the
+ * outcome of each row in results. */
+static int isolate(struct post *p, const struct fpesa_message *const *msgs, struct row *rows,
+                   size_t k, enum fpesa_result *results) {
+    int *one = calloc(k, sizeof(*one));
+    bool any_stored = false;
+
+    if (!one)
+        return 1;
+    for (size_t j = 0; j < k; j++) {
+        one[j] = store_rows(p, &rows[j], 1);
+        any_stored = any_stored || one[j] == STORED;
+    }
+    for (size_t j = 0; j < k; j++) {
+        size_t i = rows[j].index;
+        switch (one[j]) {
+        case STORED:
+            results[i] = FPESA_OK;
+            break;
+        case DATA_TYPE:
+            results[i] = FPESA_REJECT;
+            break;
+        case DATA_CONSTRAINT:
+            results[i] = any_stored ? FPESA_REJECT : FPESA_RETRY;
+            if (!any_stored)
+                FPESA_LOG(p, FPESA_LOG_WARN,
+                          "messages_post: id=%s refused by a constraint like the rest of its batch;"
+                          " retried, not dead-lettered",
+                          msgs[i]->message_id);
+            break;
+        default:
+            results[i] = FPESA_RETRY;
+            break;
+        }
+    }
+    free(one);
+    return 0;
 }
 
 static int post_batch(void *state, const struct fpesa_message *const *msgs, size_t n,
@@ -269,20 +327,15 @@ static int post_batch(void *state, const struct fpesa_message *const *msgs, size
     if (open_db(p) < 0)
         goto out; /* everything not rejected stays FPESA_RETRY */
     switch (store_rows(p, rows, k)) {
-    case 0:
+    case STORED:
         for (size_t j = 0; j < k; j++)
             results[rows[j].index] = FPESA_OK;
         rc = 0;
         break;
-    case 1:
+    case DB_STATE:
         break;
     default:
-        /* Find the poison: each row on its own (still idempotent). */
-        rc = 0;
-        for (size_t j = 0; j < k; j++) {
-            int one = store_rows(p, &rows[j], 1);
-            results[rows[j].index] = one == 0 ? FPESA_OK : one > 0 ? FPESA_RETRY : FPESA_REJECT;
-        }
+        rc = isolate(p, msgs, rows, k, results);
         break;
     }
 out:

@@ -252,3 +252,12 @@ def _no_thread_left_running():
         t.join(max(0.1, deadline - time.time()))
     left = [t.name for t in left if t.is_alive()]
     assert not left, "the test left non-daemon threads running: %s" % left
+
+
+def pytest_terminal_summary(terminalreporter):
+    """The fault tests' table (sent, 202, 503s, stored once/missing/
+    duplicated, max latency, hung), one row per fault that ran."""
+    from loadgen import FAULT_ROWS, fault_table
+    if FAULT_ROWS:
+        terminalreporter.write_sep("=", "faults under a counting load")
+        terminalreporter.write_line(fault_table())

@@ -15,8 +15,17 @@ import requests
 
 
 class Load:
-    def __init__(self, url, total, threads=8, deadline_s=120.0, timeout_s=30.0):
+    def __init__(self, url, total, threads=8, deadline_s=120.0, timeout_s=30.0, marked=None,
+                 rate=None):
         self.url = url
+        # At most rate requests per second in all (None: as fast as answered),
+        # so that a load of a known length spans its fault.
+        self.rate = rate
+        self.t0 = time.monotonic()
+        # {n: extra body members}: request number n carries them (a poison
+        # message for a test plugin, say); its id lands in marked_ids[n].
+        self.marked = marked or {}
+        self.marked_ids = {}
         self.total = total
         self.threads = threads
         self.deadline = time.time() + deadline_s
@@ -28,6 +37,9 @@ class Load:
         self.bad = []           # answers that were neither 202 nor a JSON error
         self.hangs = 0          # requests that got no answer within timeout_s
         self.conn_errors = 0    # refused/reset connections (no HTTP answer at all)
+        self.not_accepted = []  # ids answered 503 that were surely not accepted
+        self.unknown = []       # ids answered 503 "outcome unknown" (retry with the same key)
+        self.max_latency = 0.0  # seconds, over every answered request
         self._workers = []
 
     def _take(self):
@@ -35,7 +47,13 @@ class Load:
             if self.next >= self.total or time.time() > self.deadline:
                 return None
             self.next += 1
-            return self.next
+            n = self.next
+        if self.rate:
+            due = self.t0 + n / self.rate
+            left = due - time.monotonic()
+            if left > 0:
+                time.sleep(left)
+        return n
 
     def _run(self):
         s = requests.Session()
@@ -45,6 +63,10 @@ class Load:
                 break
             mid = str(uuid.uuid4())
             body = {"n": n, "key": mid, "pad": "x" * 64}
+            if self.marked and n in self.marked:
+                body.update(self.marked[n])
+                self.marked_ids[n] = mid
+            t0 = time.monotonic()
             try:
                 r = s.post(self.url, data=json.dumps(body),
                            headers={"Content-Type": "application/json", "Idempotency-Key": mid},
@@ -52,6 +74,8 @@ class Load:
             except requests.Timeout:
                 with self.lock:
                     self.hangs += 1
+                    self.unknown.append(mid)
+                    self.max_latency = max(self.max_latency, time.monotonic() - t0)
                 continue
             except requests.ConnectionError:
                 with self.lock:
@@ -60,6 +84,8 @@ class Load:
                 s = requests.Session()
                 time.sleep(0.05)
                 continue
+            with self.lock:
+                self.max_latency = max(self.max_latency, time.monotonic() - t0)
             if r.status_code == 202:
                 try:
                     rid = r.json()["id"]
@@ -79,6 +105,11 @@ class Load:
             with self.lock:
                 if ok:
                     self.rejected[r.status_code] = self.rejected.get(r.status_code, 0) + 1
+                    if r.status_code == 503:
+                        if err.get("outcome") == "unknown":
+                            self.unknown.append(mid)
+                        else:
+                            self.not_accepted.append(mid)
                 else:
                     self.bad.append((r.status_code, r.text[:200]))
             if r.status_code >= 500:
@@ -86,6 +117,7 @@ class Load:
         s.close()
 
     def start(self):
+        self.t0 = time.monotonic()
         for _ in range(self.threads):
             t = threading.Thread(target=self._run, daemon=True)
             t.start()
@@ -104,6 +136,12 @@ class Load:
         for t in self._workers:
             t.join(max(0.1, end - time.time()))
         return self
+
+    def sleep(self, seconds):
+        """Waits seconds, or less when every request was sent already."""
+        end = time.time() + seconds
+        while time.time() < end and any(t.is_alive() for t in self._workers):
+            time.sleep(0.05)
 
     def stop(self):
         """No new request is started; the ones in flight finish."""
@@ -144,3 +182,36 @@ def wait_stored(dsn, ids, timeout_s=60.0):
             return counts
         time.sleep(0.5)
     return counts
+
+
+# One row per fault, printed as a table at the end of the session
+# (conftest.py's pytest_terminal_summary).
+FAULT_ROWS = []
+FAULT_NOTES = []  # one line each, printed under the table
+FAULT_COLUMNS = ("fault", "sent", "202", "503 not accepted", "503 outcome unknown", "stored once",
+                 "missing", "duplicated", "max latency s", "hung")
+
+
+def fault_row(name, load, counts):
+    """Records the table row of one fault from its load and the store's
+    counts ({id: rows}) of the ids answered 202."""
+    once = sum(1 for i in load.accepted if counts.get(i) == 1)
+    missing = sum(1 for i in load.accepted if i not in counts)
+    doubled = sum(1 for i in load.accepted if counts.get(i, 0) > 1)
+    row = (name, load.next, len(load.accepted), len(load.not_accepted), len(load.unknown), once,
+           missing, doubled, "%.2f" % load.max_latency, load.hangs)
+    FAULT_ROWS.append(row)
+    return row
+
+
+def fault_table():
+    """The recorded rows as a text table."""
+    rows = [FAULT_COLUMNS] + [tuple(str(c) for c in r) for r in FAULT_ROWS]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(FAULT_COLUMNS))]
+    lines = []
+    for k, r in enumerate(rows):
+        lines.append(" | ".join(c.ljust(w) if i == 0 else c.rjust(w)
+                                for i, (c, w) in enumerate(zip(r, widths))))
+        if k == 0:
+            lines.append("-+-".join("-" * w for w in widths))
+    return "\n".join(lines + FAULT_NOTES)

@@ -150,7 +150,8 @@ Test(config, defaults) {
     cr_assert_not_null(cfg, "%s", errs);
     cr_assert_str_eq(cfg->file, "min.yaml");
     cr_assert_str_eq(cfg->bus.url, "amqp://guest:guest@127.0.0.1:5672");
-    cr_assert_eq(cfg->bus.heartbeat, 30);
+    cr_assert_eq(cfg->bus.heartbeat, 5);
+    cr_assert_eq(cfg->bus.confirm_timeout_ms, 5000);
     cr_assert_str_eq(cfg->http.host, "127.0.0.1");
     cr_assert_eq(cfg->http.port, 8081);
     cr_assert_eq(cfg->http.max_body, 65536);
@@ -430,6 +431,7 @@ Test(config, known_keys) {
     const char *const *k = cfg_known_keys();
     const char *const want[] = {"bus.url",
                                 "bus.heartbeat",
+                                "bus.confirm_timeout",
                                 "http.listen",
                                 "http.max_body",
                                 "http.threads",
@@ -468,6 +470,7 @@ Test(config, known_keys) {
                                 "handlers[].batch",
                                 "handlers[].batch_wait",
                                 "handlers[].instances",
+                                "handlers[].crash_limit",
                                 "handlers[].config",
                                 "idempotency.exchange",
                                 "idempotency.timeout"};
