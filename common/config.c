@@ -1306,6 +1306,14 @@ static const struct key http_keys[] = {
     {"max_body", set_size, CF(http.max_body), 0, 1, 1024ll * 1024 * 1024, NULL, 0},
     {"threads", set_int, CF(http.threads), 0, 1, 1024, NULL, 0},
     {"max_connections", set_int, CF(http.max_connections), 0, 1, 1000000, NULL, 0},
+    {"max_connections_per_client", set_int, CF(http.max_connections_per_client), 0, 1, 1000000,
+     NULL, 0},
+    {"header_timeout", set_seconds, CF(http.header_timeout), 0, 1, 3600, NULL, 0},
+    {"body_timeout", set_seconds, CF(http.body_timeout), 0, 1, 3600, NULL, 0},
+    {"idle_timeout", set_seconds, CF(http.idle_timeout), 0, 1, 3600, NULL, 0},
+    {"max_headers", set_int, CF(http.max_headers), 0, 1, 1000, NULL, 0},
+    {"max_query_params", set_int, CF(http.max_query_params), 0, 1, 10000, NULL, 0},
+    {"max_uri", set_size, CF(http.max_uri), 0, 64, 12 * 1024, NULL, 0},
     {"cors", set_section, 0, 0, 0, 0, cors_keys, 0},
     {NULL, NULL, 0, 0, 0, 0, NULL, 0},
 };
@@ -1613,6 +1621,13 @@ static int set_defaults(struct cfg *cfg) {
     cfg->http.max_body = 64 * 1024;
     cfg->http.threads = cores > 0 ? (cores > 1024 ? 1024 : (int)cores) : 1;
     cfg->http.max_connections = 10000;
+    cfg->http.max_connections_per_client = 512;
+    cfg->http.header_timeout = 10;
+    cfg->http.body_timeout = 30;
+    cfg->http.idle_timeout = 30;
+    cfg->http.max_headers = 64;
+    cfg->http.max_query_params = 100;
+    cfg->http.max_uri = 8 * 1024;
     cfg->live.host = strdup("127.0.0.1");
     cfg->live.port = 8082;
     cfg->live.client_queue = 1024;

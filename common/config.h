@@ -106,7 +106,14 @@ struct cfg {
         size_t max_body;     /* default 64 KiB; "64KiB", "1MiB", or a number of bytes */
         int threads;         /* libmicrohttpd thread pool size; default: number of cores */
         int max_connections; /* default 10000 */
-        char **cors_origins; /* allowed Origin values ("*" for any), or none */
+        int max_connections_per_client; /* open connections from one address; default 512 */
+        int header_timeout; /* seconds from a request line to its last header; default 10 */
+        int body_timeout;   /* seconds from the headers to the last byte of the body; default 30 */
+        int idle_timeout;   /* seconds a connection may wait for its next request; default 30 */
+        int max_headers;    /* request header fields; more -> 431; default 64 */
+        int max_query_params; /* query parameters; more -> 414; default 100 */
+        size_t max_uri;       /* bytes of the request target; longer -> 414; default 8 KiB */
+        char **cors_origins;  /* allowed Origin values ("*" for any), or none */
         size_t n_cors_origins;
     } http;
 

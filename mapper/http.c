@@ -2,6 +2,7 @@
 
 #include "bus.h"
 #include "config.h"
+#include "edge.h"
 #include "jsonschema.h"
 #include "log.h"
 #include "magic.h"
@@ -26,7 +27,6 @@
 
 #define DEFAULT_MAX_BODY (64 * 1024)
 #define IDEMPOTENCY_KEY_MAX 200
-#define CONNECTION_TIMEOUT_S 30
 /* Memory libmicrohttpd gives each connection for the request line, headers
  * and read buffer. It zeroes the whole of it between two requests of a
  * keep-alive connection, so its default (32 KiB) cost a 32 KiB memset per
@@ -46,6 +46,7 @@ struct http_server {
     char *openapi; /* the document, rendered once */
     size_t openapi_len;
     struct MHD_Daemon *daemon;
+    struct edge *edge; /* connection limits and deadlines */
     struct sockaddr_storage addr;
     _Atomic long in_flight;
     _Atomic long waiting;
@@ -63,9 +64,11 @@ struct rq_error {
 struct request {
     struct http_server *srv;
     struct MHD_Connection *conn;
-    char *uri;         /* raw request target as received */
-    const char *query; /* into uri, after '?'; NULL without one */
-    size_t path_len;   /* length of the path part of uri */
+    struct edge_conn *ec; /* the connection's deadlines (borrowed), or NULL */
+    bool close_now;       /* refused on framing: answer at once, then close */
+    char *uri;            /* raw request target as received */
+    const char *query;    /* into uri, after '?'; NULL without one */
+    size_t path_len;      /* length of the path part of uri */
     struct timespec start;
     const char *method; /* borrowed from MHD, valid for the request */
     bool started;       /* the access handler has seen this request */
@@ -82,6 +85,7 @@ struct request {
     char *body;
     size_t body_len, body_cap, max_body;
     size_t expect_len;       /* Content-Length, or 0 when not given */
+    bool chunked;            /* the body comes in chunks */
     size_t discarded;        /* bytes of body read and dropped after a refusal */
     enum cfg_body_kind kind; /* how the body is read, from its content type */
     const char *media_type;  /* the endpoint's content_types entry it matched (borrowed) */
@@ -291,6 +295,57 @@ static bool takes_non_json(const struct cfg_endpoint *ep) {
     return false;
 }
 
+struct cl_count {
+    int n;
+};
+
+static enum MHD_Result count_cl(void *cls, enum MHD_ValueKind kind, const char *key,
+                                const char *value) {
+    struct cl_count *c = cls;
+
+    (void)kind;
+    (void)value;
+    if (strcasecmp(key, MHD_HTTP_HEADER_CONTENT_LENGTH) == 0 ||
+        strcasecmp(key, MHD_HTTP_HEADER_TRANSFER_ENCODING) == 0)
+        c->n++;
+    return MHD_YES;
+}
+
+/* Refuses what would make the body's framing ambiguous or unbounded: more
+ * header fields than http.max_headers, two Content-Length or
+ * Transfer-Encoding fields, both kinds at once (the way requests are
+ * smuggled past a proxy), or a Transfer-Encoding other than chunked, whose
+ * body would end only when the client closes. */
+static void check_framing(struct request *rq) {
+    const struct cfg *cfg = rq->srv->cfg;
+    struct cl_count c = {0};
+    const char *te;
+    int n = MHD_get_connection_values(rq->conn, MHD_HEADER_KIND, NULL, NULL);
+
+    if (cfg->http.max_headers > 0 && n > cfg->http.max_headers) {
+        edge_refused(rq->srv->edge, "headers");
+        fail(rq, MHD_HTTP_REQUEST_HEADER_FIELDS_TOO_LARGE,
+             "the request has %d header fields; at most %d are accepted", n, cfg->http.max_headers);
+        return;
+    }
+    MHD_get_connection_values(rq->conn, MHD_HEADER_KIND, count_cl, &c);
+    te = MHD_lookup_connection_value(rq->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_TRANSFER_ENCODING);
+    if (c.n > 1) {
+        rq->close_now = true;
+        edge_refused(rq->srv->edge, "framing");
+        fail(rq, MHD_HTTP_BAD_REQUEST,
+             "the body's length is ambiguous: Content-Length or Transfer-Encoding is given "
+             "twice, or both are");
+        return;
+    }
+    if (te && strcasecmp(te, "chunked") != 0) {
+        rq->close_now = true;
+        edge_refused(rq->srv->edge, "framing");
+        fail(rq, MHD_HTTP_NOT_IMPLEMENTED,
+             "Transfer-Encoding \"%.50s\" is not supported (only chunked is)", te);
+    }
+}
+
 /* Routes the request and checks what the headers alone tell. Sets rq->status
  * when the request is to be refused. */
 static void begin(struct request *rq, const char *method) {
@@ -304,6 +359,9 @@ static void begin(struct request *rq, const char *method) {
     int idx;
 
     cors_decide(rq);
+    check_framing(rq);
+    if (rq->status)
+        return;
     if (rq->path_len >= sizeof(path)) {
         fail(rq, MHD_HTTP_URI_TOO_LONG, "the path is too long");
         return;
@@ -364,8 +422,10 @@ static void begin(struct request *rq, const char *method) {
         has_body = n > 0;
         rq->expect_len = (size_t)n;
     }
-    if (te && strcasecmp(te, "identity") != 0)
+    if (te) {
         has_body = true;
+        rq->chunked = true;
+    }
     if (!has_body)
         return;
     if (!ep->body && !takes_non_json(ep)) {
@@ -934,7 +994,7 @@ static enum MHD_Result reply_builtin(struct request *rq) {
         }
     case ROUTE_METRICS: {
         struct mbus_stats stats;
-        size_t len = 0;
+        size_t len = 0, cap;
         char *text;
         struct MHD_Response *resp;
 
@@ -942,6 +1002,11 @@ static enum MHD_Result reply_builtin(struct request *rq) {
         text = metrics_render(srv->metrics, &stats, mbus_is_connected(srv->bus), &len);
         if (!text)
             return MHD_NO;
+        cap = len + 1;
+        if (edge_render(srv->edge, &text, &len, &cap) != 0) {
+            free(text);
+            return MHD_NO;
+        }
         resp = MHD_create_response_from_buffer(len, text, MHD_RESPMEM_MUST_FREE);
         if (!resp) {
             free(text);
@@ -959,6 +1024,45 @@ static enum MHD_Result reply_builtin(struct request *rq) {
 }
 
 /* ---- libmicrohttpd callbacks ------------------------------------------------ */
+
+/* Checks the request target against http.max_uri and http.max_query_params,
+ * and hides its query string from libmicrohttpd.
+ *
+ * libmicrohttpd 0.9 parses the query string into its per-connection memory
+ * right after this callback, a record per parameter; many short parameters
+ * overflow that memory, and it then neither answers nor frees the request.
+ * The mapper parses the query itself (query.c) from its own copy and never
+ * asks libmicrohttpd for it, so the query is cut off in libmicrohttpd's
+ * buffer (uri points into it, and libmicrohttpd writes there itself): it
+ * then has nothing to parse. */
+static void edge_request_line(struct request *rq, const char *uri) {
+    const struct cfg *cfg = rq->srv->cfg;
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(rq->conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    char *q = uri ? strchr(uri, '?') : NULL;
+    size_t n = 0;
+
+    rq->ec = ci ? ci->socket_context : NULL;
+    edge_phase(rq->srv->edge, rq->ec, EDGE_HEADER);
+    if (q && q[1])
+        q[1] = '\0';
+    if (cfg->http.max_uri && strlen(rq->uri) > cfg->http.max_uri) {
+        edge_refused(rq->srv->edge, "uri");
+        fail(rq, MHD_HTTP_URI_TOO_LONG, "the request target is longer than %zu bytes",
+             cfg->http.max_uri);
+        return;
+    }
+    if (rq->query && rq->query[0]) {
+        n = 1;
+        for (const char *p = rq->query; *p; p++)
+            n += *p == '&';
+    }
+    if (cfg->http.max_query_params > 0 && n > (size_t)cfg->http.max_query_params) {
+        edge_refused(rq->srv->edge, "query");
+        fail(rq, MHD_HTTP_URI_TOO_LONG, "the query has %zu parameters; at most %d are accepted", n,
+             cfg->http.max_query_params);
+    }
+}
 
 /* Called with the raw request target before MHD decodes it; what it returns
  * becomes the request's context, and MHD calls on_completed for it whatever
@@ -989,6 +1093,7 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn) {
     }
     atomic_fetch_add_explicit(&srv->in_flight, 1, memory_order_relaxed);
     metrics_in_flight(srv->metrics, 1);
+    edge_request_line(rq, uri);
     return rq;
 }
 
@@ -1009,8 +1114,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         rq->conn = conn;
         rq->method = method;
         begin(rq, method);
-        if (rq->status == MHD_HTTP_CONTENT_TOO_LARGE)
+        if (rq->status == MHD_HTTP_CONTENT_TOO_LARGE || rq->close_now)
             return reply_error(rq); /* refuse before the body is read */
+        edge_phase(rq->srv->edge, rq->ec, rq->expect_len || rq->chunked ? EDGE_BODY : EDGE_BUSY);
         return MHD_YES;
     }
     if (*upload_data_size) {
@@ -1027,6 +1133,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     }
     if (rq->answered)
         return MHD_YES;
+    edge_phase(rq->srv->edge, rq->ec, EDGE_BUSY);
     if (rq->status)
         return reply_error(rq);
     if (rq->preflight)
@@ -1068,6 +1175,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
     }
     if (rq->dispatched)
         atomic_fetch_sub_explicit(&srv->waiting, 1, memory_order_relaxed);
+    edge_phase(srv->edge, rq->ec, EDGE_IDLE);
     json_decref(rq->params);
     free(rq->body);
     free(rq->result_body);
@@ -1157,27 +1265,78 @@ static int resolve(const struct cfg *cfg, struct sockaddr_storage *out, bool *ip
     return 0;
 }
 
+static enum MHD_Result on_accept(void *cls, const struct sockaddr *addr, socklen_t addrlen) {
+    struct http_server *srv = cls;
+
+    return edge_may_accept(srv->edge, addr, addrlen) ? MHD_YES : MHD_NO;
+}
+
+static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+                          enum MHD_ConnectionNotificationCode code) {
+    struct http_server *srv = cls;
+
+    if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+        const union MHD_ConnectionInfo *fd =
+            MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+        const union MHD_ConnectionInfo *addr =
+            MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+        const struct sockaddr *sa = addr ? addr->client_addr : NULL;
+        socklen_t len = 0;
+
+        if (sa)
+            len = sa->sa_family == AF_INET6 ? (socklen_t)sizeof(struct sockaddr_in6)
+                                            : (socklen_t)sizeof(struct sockaddr_in);
+        *socket_context = fd ? edge_conn_open(srv->edge, fd->connect_fd, sa, len) : NULL;
+    } else if (code == MHD_CONNECTION_NOTIFY_CLOSED) {
+        edge_conn_close(srv->edge, *socket_context);
+        *socket_context = NULL;
+    }
+}
+
 int http_start(struct http_server *srv) {
     const struct cfg *cfg = srv->cfg;
     unsigned int flags =
         MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ITC | MHD_USE_ERROR_LOG;
     long threads = cfg->http.threads > 0 ? cfg->http.threads : sysconf(_SC_NPROCESSORS_ONLN);
     bool ipv6 = false;
+    struct edge_limits lim = {
+        .max_connections = cfg->http.max_connections > 0 ? cfg->http.max_connections : 10000,
+        .max_per_client = cfg->http.max_connections_per_client,
+        .idle_timeout_s = cfg->http.idle_timeout,
+        .header_timeout_s = cfg->http.header_timeout,
+        .body_timeout_s = cfg->http.body_timeout,
+    };
+    /* The edge counts connections and refuses past its limits (on_accept);
+     * libmicrohttpd's own total limit, a little higher, only backs it up.
+     * libmicrohttpd's own timeout restarts with every byte; it only backs the
+     * edge's deadlines up, which end first. */
+    int backstop = lim.idle_timeout_s;
 
+    if (lim.header_timeout_s > backstop)
+        backstop = lim.header_timeout_s;
+    if (lim.body_timeout_s > backstop)
+        backstop = lim.body_timeout_s;
+    backstop += 5;
     if (threads < 1)
         threads = 1;
     if (resolve(cfg, &srv->addr, &ipv6) != 0)
         return -1;
     if (ipv6)
         flags |= MHD_USE_IPv6;
+    if (!srv->edge)
+        srv->edge = edge_new(&lim);
+    if (!srv->edge) {
+        LOG(LOG_ERROR, "cannot start the connection sweeper");
+        return -1;
+    }
     srv->daemon = MHD_start_daemon(
-        flags, (uint16_t)cfg->http.port, NULL, NULL, on_request, srv, MHD_OPTION_EXTERNAL_LOGGER,
-        on_mhd_log, NULL, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&srv->addr,
-        MHD_OPTION_THREAD_POOL_SIZE, (unsigned int)threads, MHD_OPTION_CONNECTION_LIMIT,
-        (unsigned int)(cfg->http.max_connections > 0 ? cfg->http.max_connections : 10000),
-        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)CONNECTION_TIMEOUT_S,
-        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)CONNECTION_MEMORY, MHD_OPTION_URI_LOG_CALLBACK,
-        on_uri, srv, MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
+        flags, (uint16_t)cfg->http.port, on_accept, srv, on_request, srv,
+        MHD_OPTION_NOTIFY_CONNECTION, on_connection, srv, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log,
+        NULL, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&srv->addr, MHD_OPTION_THREAD_POOL_SIZE,
+        (unsigned int)threads, MHD_OPTION_CONNECTION_LIMIT,
+        (unsigned int)(lim.max_connections + threads), MHD_OPTION_CONNECTION_TIMEOUT,
+        (unsigned int)backstop, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)CONNECTION_MEMORY,
+        MHD_OPTION_URI_LOG_CALLBACK, on_uri, srv, MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
         MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned int)1, MHD_OPTION_END);
     if (!srv->daemon) {
         LOG(LOG_ERROR, "cannot listen on %s:%d (taken, or not an address of this host)",
@@ -1218,6 +1377,7 @@ void http_free(struct http_server *srv) {
     if (!srv)
         return;
     http_stop(srv);
+    edge_free(srv->edge);
     metrics_free(srv->metrics);
     free(srv->openapi);
     free(srv->route_methods);
