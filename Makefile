@@ -19,7 +19,7 @@ CC ?= cc
 # The test, up and asan scripts look at these to decide which build to use.
 export BUILD
 
-PKGS := libmicrohttpd librabbitmq yaml-0.1 jansson libpq libwebsockets libpcre2-8 libcurl vips
+PKGS := libmicrohttpd librabbitmq yaml-0.1 jansson libpq libwebsockets libpcre2-8 libcurl vips libjwt libcrypto
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 CRIT_LIBS := $(shell pkg-config --libs criterion 2>/dev/null)

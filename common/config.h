@@ -54,6 +54,41 @@ struct cfg_file {
     struct cfg_pos pos;
 };
 
+/* Who may call a route (endpoints[].auth) or read its live channel
+ * (endpoints[].live_auth). */
+struct cfg_auth_rule {
+    bool given;     /* the endpoint has this section */
+    bool anonymous; /* anyone, without credentials */
+    char **scopes;  /* every one of these is required */
+    size_t n_scopes;
+    char **roles; /* one of these is required (none: no role needed) */
+    size_t n_roles;
+    char **methods; /* "api_key", "jwt": the credentials accepted; none: any configured */
+    size_t n_methods;
+    struct cfg_pos pos;
+};
+
+/* An API key, known only by the SHA-256 of its text (auth.api_keys[]). */
+struct cfg_api_key {
+    char *name;   /* the principal's name; never the key */
+    char *sha256; /* 64 hex digits */
+    char **scopes;
+    size_t n_scopes;
+    char **roles;
+    size_t n_roles;
+    struct cfg_pos pos;
+};
+
+/* A key JWTs may be signed with (auth.jwt.keys[]). */
+struct cfg_jwt_key {
+    char *kid;         /* matched against the token's "kid", or NULL: any */
+    char *alg;         /* HS256 HS384 HS512 RS256 RS384 RS512 ES256 ES384 ES512 */
+    char *secret;      /* HS*: the shared secret */
+    char *secret_file; /* HS*: or a file holding it */
+    char *pem_file;    /* RS*, ES*: the public key, PEM */
+    struct cfg_pos pos;
+};
+
 struct cfg_endpoint {
     char *path;     /* "/messages/" or "/timer/{id}"; always starts with '/' */
     char *method;   /* upper case: GET POST PUT PATCH DELETE */
@@ -77,6 +112,8 @@ struct cfg_endpoint {
     struct cfg_file *files;   /* multipart fields that may carry a file */
     size_t n_files;
     enum cfg_body_kind *content_kinds; /* parallel to content_types */
+    struct cfg_auth_rule auth;         /* who may call it */
+    struct cfg_auth_rule live_auth;    /* who may read its live channel */
 };
 
 struct cfg_handler {
@@ -115,6 +152,8 @@ struct cfg {
         size_t max_uri;       /* bytes of the request target; longer -> 414; default 8 KiB */
         char **cors_origins;  /* allowed Origin values ("*" for any), or none */
         size_t n_cors_origins;
+        char **cors_headers; /* request headers allowed beyond the built-in ones */
+        size_t n_cors_headers;
     } http;
 
     struct {
@@ -131,6 +170,24 @@ struct cfg {
     } database;
 
     char *plugin_dir; /* default: the folder "plugins" beside the programs (build/plugins) */
+
+    struct {
+        bool enabled; /* the file has an auth section: routes need credentials by default */
+        char *realm;  /* for WWW-Authenticate; default "fpesa" */
+        struct cfg_api_key *api_keys;
+        size_t n_api_keys;
+        char *api_keys_file; /* JSON list of {name, sha256, scopes, roles}, or NULL */
+        struct cfg_pos api_keys_file_pos;
+        char *issuer;    /* jwt.issuer: required "iss", or NULL */
+        char *audience;  /* jwt.audience: required in "aud", or NULL */
+        int leeway;      /* jwt.leeway: seconds of clock skew allowed; default 30 */
+        char *jwks_file; /* jwt.jwks_file, or NULL */
+        struct cfg_pos jwks_file_pos;
+        struct cfg_jwt_key *jwt_keys;
+        size_t n_jwt_keys;
+        char **origins; /* Origin values allowed to open websockets; none: any */
+        size_t n_origins;
+    } auth;
 
     struct cfg_endpoint *endpoints;
     size_t n_endpoints;

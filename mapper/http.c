@@ -1,5 +1,6 @@
 #include "http.h"
 
+#include "auth.h"
 #include "bus.h"
 #include "config.h"
 #include "edge.h"
@@ -43,10 +44,12 @@ struct http_server {
     struct metrics *metrics;
     const char **route_methods;
     const char **route_paths;
-    char *openapi; /* the document, rendered once */
+    char *openapi;      /* the document, rendered once */
+    char *cors_headers; /* Access-Control-Allow-Headers, built once */
     size_t openapi_len;
     struct MHD_Daemon *daemon;
     struct edge *edge; /* connection limits and deadlines */
+    struct auth *auth; /* NULL: no auth section, every route anonymous */
     struct sockaddr_storage addr;
     _Atomic long in_flight;
     _Atomic long waiting;
@@ -66,6 +69,8 @@ struct request {
     struct MHD_Connection *conn;
     struct edge_conn *ec; /* the connection's deadlines (borrowed), or NULL */
     bool close_now;       /* refused on framing: answer at once, then close */
+    char *principal;      /* x-fpesa-principal (JSON), or NULL without auth */
+    char challenge[200];  /* WWW-Authenticate of a 401/403, or "" */
     char *uri;            /* raw request target as received */
     const char *query;    /* into uri, after '?'; NULL without one */
     size_t path_len;      /* length of the path part of uri */
@@ -169,6 +174,8 @@ static enum MHD_Result reply_json(struct request *rq, int status, json_t *value)
     add_common_headers(rq, resp, "application/json");
     if (status == MHD_HTTP_METHOD_NOT_ALLOWED && rq->allow)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, rq->allow);
+    if ((status == MHD_HTTP_UNAUTHORIZED || status == MHD_HTTP_FORBIDDEN) && rq->challenge[0])
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE, rq->challenge);
     return queue(rq, status, resp);
 }
 
@@ -242,7 +249,6 @@ static void cors_decide(struct request *rq) {
 static enum MHD_Result reply_preflight(struct request *rq) {
     char allow[200];
     struct MHD_Response *resp = MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
-    const char *want;
 
     if (!resp)
         return MHD_NO;
@@ -251,11 +257,9 @@ static enum MHD_Result reply_preflight(struct request *rq) {
     MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, allow);
     if (rq->cors_origin) {
         MHD_add_response_header(resp, "Access-Control-Allow-Methods", allow);
-        want = MHD_lookup_connection_value(rq->conn, MHD_HEADER_KIND,
-                                           "Access-Control-Request-Headers");
-        MHD_add_response_header(resp, "Access-Control-Allow-Headers",
-                                want && strlen(want) < 500 ? want
-                                                           : "Content-Type, Idempotency-Key");
+        /* Only the headers the API reads, and those configured: never an
+         * echo of whatever the browser asks for. */
+        MHD_add_response_header(resp, "Access-Control-Allow-Headers", rq->srv->cors_headers);
         MHD_add_response_header(resp, "Access-Control-Max-Age", "600");
     }
     return queue(rq, MHD_HTTP_NO_CONTENT, resp);
@@ -346,6 +350,41 @@ static void check_framing(struct request *rq) {
     }
 }
 
+/* Checks the request's credentials against the endpoint's auth rule (see
+ * common/auth.h); keeps the principal for the bus. Returns -1 (rq->status
+ * set, with a WWW-Authenticate challenge) when the request is refused. */
+static int authorize(struct request *rq, const struct cfg_endpoint *ep) {
+    struct http_server *srv = rq->srv;
+    struct auth_creds cr = {0};
+    struct auth_principal p;
+    enum auth_outcome out;
+    const char *h;
+    char why[200];
+
+    if (!srv->auth)
+        return 0;
+    cr.api_key = MHD_lookup_connection_value(rq->conn, MHD_HEADER_KIND, "X-API-Key");
+    h = MHD_lookup_connection_value(rq->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
+    if (h && strncasecmp(h, "Bearer ", 7) == 0) {
+        for (h += 7; *h == ' '; h++)
+            ;
+        cr.bearer = h;
+    }
+    out = auth_check(srv->auth, &ep->auth, &cr, &p, why, sizeof(why));
+    if (out != AUTH_OK) {
+        auth_challenge(srv->auth, &ep->auth, out, cr.api_key || cr.bearer || h, rq->challenge,
+                       sizeof(rq->challenge));
+        fail(rq, (int)out, "%s", why);
+        return -1;
+    }
+    rq->principal = auth_principal_json(&p);
+    if (!rq->principal) {
+        fail(rq, MHD_HTTP_SERVICE_UNAVAILABLE, "out of memory");
+        return -1;
+    }
+    return 0;
+}
+
 /* Routes the request and checks what the headers alone tell. Sets rq->status
  * when the request is to be refused. */
 static void begin(struct request *rq, const char *method) {
@@ -396,6 +435,8 @@ static void begin(struct request *rq, const char *method) {
         return;
 
     ep = rq->route->ep;
+    if (authorize(rq, ep) != 0)
+        return;
     rq->max_body = ep->max_body              ? ep->max_body
                    : srv->cfg->http.max_body ? srv->cfg->http.max_body
                                              : DEFAULT_MAX_BODY;
@@ -528,7 +569,7 @@ struct outgoing {
     size_t len;
     const char *ctype;
     char *texts[3]; /* header values (new) */
-    struct mbus_header hdrs[5];
+    struct mbus_header hdrs[6];
     size_t n_hdrs;
 };
 
@@ -841,6 +882,8 @@ static enum MHD_Result dispatch(struct request *rq) {
     msg.body_len = o.len;
     msg.content_type = o.ctype;
     msg.timestamp = (int64_t)time(NULL);
+    if (rq->principal)
+        o.hdrs[o.n_hdrs++] = (struct mbus_header){"x-fpesa-principal", rq->principal};
     msg.headers = o.n_hdrs ? o.hdrs : NULL;
     msg.n_headers = o.n_hdrs;
 
@@ -1182,6 +1225,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
     free(rq->result_ctype);
     free(rq->result_headers);
     free(rq->err);
+    free(rq->principal);
     free(rq->uri);
     free(rq);
     metrics_in_flight(srv->metrics, -1);
@@ -1207,12 +1251,18 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap) {
 struct http_server *http_new(const struct cfg *cfg, struct mbus *bus) {
     struct http_server *srv = calloc(1, sizeof(*srv));
     json_t *doc = NULL;
+    bool auth_failed = false;
     size_t n;
 
     if (!srv)
         return NULL;
     srv->cfg = cfg;
     srv->bus = bus;
+    srv->auth = auth_new(cfg, &auth_failed);
+    if (auth_failed) {
+        LOG(LOG_ERROR, "cannot load the keys of the auth section");
+        goto out_free;
+    }
     srv->router = router_new(cfg);
     if (!srv->router) {
         LOG(LOG_ERROR, "cannot build the route table");
@@ -1236,6 +1286,24 @@ struct http_server *http_new(const struct cfg *cfg, struct mbus *bus) {
         goto out_free;
     }
     srv->openapi_len = strlen(srv->openapi);
+    {
+        static const char base[] = "Content-Type, Idempotency-Key, Authorization, X-API-Key";
+        size_t len = sizeof(base), o = sizeof(base) - 1;
+
+        for (size_t i = 0; i < cfg->http.n_cors_headers; i++)
+            len += strlen(cfg->http.cors_headers[i]) + 2;
+        srv->cors_headers = malloc(len);
+        if (!srv->cors_headers)
+            goto out_free;
+        memcpy(srv->cors_headers, base, sizeof(base));
+        for (size_t i = 0; i < cfg->http.n_cors_headers; i++) {
+            size_t hl = strlen(cfg->http.cors_headers[i]);
+
+            memcpy(srv->cors_headers + o, ", ", 2);
+            memcpy(srv->cors_headers + o + 2, cfg->http.cors_headers[i], hl + 1);
+            o += hl + 2;
+        }
+    }
     return srv;
 
 out_free:
@@ -1378,8 +1446,10 @@ void http_free(struct http_server *srv) {
         return;
     http_stop(srv);
     edge_free(srv->edge);
+    auth_free(srv->auth);
     metrics_free(srv->metrics);
     free(srv->openapi);
+    free(srv->cors_headers);
     free(srv->route_methods);
     free(srv->route_paths);
     router_free(srv->router);
