@@ -1268,6 +1268,45 @@ static const struct key auth_keys[] = {
     {NULL, NULL, 0, 0, 0, 0, NULL, 0},
 };
 
+#define RL(f) offsetof(struct cfg_rate_limit, f)
+
+static const struct key rate_limit_keys[] = {
+    {"requests", set_int, RL(requests), 0, 1, 1000000000, NULL, K_REQUIRED},
+    {"per", set_duration, RL(per_ms), 0, 1, 86400000, NULL, 0},
+    {"burst", set_int, RL(burst), 0, 1, 1000000000, NULL, 0},
+    {"by", set_str, RL(by), 0, 0, 0, NULL, 0},
+    {NULL, NULL, 0, 0, 0, 0, NULL, 0},
+};
+
+/* An endpoint's rate_limit section (its struct at base + k->off). */
+static void set_rate_limit(struct loader *ld, const struct key *k, const struct ynode *v,
+                           void *base) {
+    struct cfg_rate_limit *r = FIELD(base, k->off, struct cfg_rate_limit);
+    char d[96];
+
+    if (v->kind != YNODE_MAP) {
+        errf(ld, v, "expected a mapping for \"%s\" (requests, per, burst, by), got %s", k->name,
+             describe(v, d, sizeof(d)));
+        return;
+    }
+    r->given = true;
+    r->per_ms = 1000;
+    r->pos.line = v->line;
+    r->pos.col = v->col;
+    apply_map(ld, rate_limit_keys, v, r);
+    if (!r->burst)
+        r->burst = r->requests;
+    if (!r->by || strcmp(r->by, "client") == 0)
+        r->by_kind = CFG_RATE_CLIENT;
+    else if (strcmp(r->by, "principal") == 0)
+        r->by_kind = CFG_RATE_PRINCIPAL;
+    else if (strcmp(r->by, "route") == 0)
+        r->by_kind = CFG_RATE_ROUTE;
+    else
+        errf(ld, ytree_get(v, "by"),
+             "unknown rate limit key \"%s\" (expected client, principal or route)", r->by);
+}
+
 static void set_auth(struct loader *ld, const struct key *k, const struct ynode *v, void *base) {
     struct cfg *cfg = base;
 
@@ -1344,6 +1383,7 @@ static const struct key endpoint_keys[] = {
     {"files", set_files, 0, 0, 0, 0, file_keys, 0},
     {"auth", set_auth_rule, EP(auth), 0, 0, 0, auth_rule_keys, 0},
     {"live_auth", set_auth_rule, EP(live_auth), 0, 0, 0, auth_rule_keys, 0},
+    {"rate_limit", set_rate_limit, EP(rate_limit), 0, 0, 0, rate_limit_keys, 0},
     {NULL, NULL, 0, 0, 0, 0, NULL, 0},
 };
 
@@ -1386,6 +1426,7 @@ static void endpoint_free(struct cfg_endpoint *ep) {
         free_strv(a->roles, a->n_roles);
         free_strv(a->methods, a->n_methods);
     }
+    free(ep->rate_limit.by);
     for (size_t i = 0; i < ep->n_files; i++)
         file_free(&ep->files[i]);
     free(ep->files);
@@ -2056,7 +2097,8 @@ static void collect_keys(const struct key *keys, const char *prefix) {
     char sub[64];
 
     for (k = keys; k->name; k++) {
-        if (k->set == set_section || k->set == set_auth || k->set == set_auth_rule) {
+        if (k->set == set_section || k->set == set_auth || k->set == set_auth_rule ||
+            k->set == set_rate_limit) {
             snprintf(sub, sizeof(sub), "%s%s.", prefix, k->name);
             collect_keys(k->sub, sub);
         } else if (k->set == set_endpoints || k->set == set_handlers || k->set == set_files ||

@@ -68,6 +68,20 @@ struct cfg_auth_rule {
     struct cfg_pos pos;
 };
 
+/* What one bucket of a rate limit is kept for (endpoints[].rate_limit.by). */
+enum cfg_rate_by { CFG_RATE_CLIENT = 0, CFG_RATE_PRINCIPAL, CFG_RATE_ROUTE };
+
+/* A token bucket per client, principal or route (endpoints[].rate_limit). */
+struct cfg_rate_limit {
+    bool given;
+    int requests; /* tokens added per window */
+    long per_ms;  /* the window; default 1 s */
+    int burst;    /* bucket size; default: requests */
+    char *by;     /* as written; see by_kind */
+    enum cfg_rate_by by_kind;
+    struct cfg_pos pos;
+};
+
 /* An API key, known only by the SHA-256 of its text (auth.api_keys[]). */
 struct cfg_api_key {
     char *name;   /* the principal's name; never the key */
@@ -114,6 +128,7 @@ struct cfg_endpoint {
     enum cfg_body_kind *content_kinds; /* parallel to content_types */
     struct cfg_auth_rule auth;         /* who may call it */
     struct cfg_auth_rule live_auth;    /* who may read its live channel */
+    struct cfg_rate_limit rate_limit;  /* requests allowed, per instance */
 };
 
 struct cfg_handler {

@@ -11,12 +11,15 @@
 #include "multipart.h"
 #include "openapi.h"
 #include "query.h"
+#include "ratelimit.h"
 #include "router.h"
 #include "uuid.h"
 
 #include <errno.h>
 #include <microhttpd.h>
+#include <arpa/inet.h>
 #include <netdb.h>
+#include <netinet/in.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -48,8 +51,9 @@ struct http_server {
     char *cors_headers; /* Access-Control-Allow-Headers, built once */
     size_t openapi_len;
     struct MHD_Daemon *daemon;
-    struct edge *edge; /* connection limits and deadlines */
-    struct auth *auth; /* NULL: no auth section, every route anonymous */
+    struct edge *edge;    /* connection limits and deadlines */
+    struct auth *auth;    /* NULL: no auth section, every route anonymous */
+    struct ratelimit *rl; /* token buckets of endpoints[].rate_limit */
     struct sockaddr_storage addr;
     _Atomic long in_flight;
     _Atomic long waiting;
@@ -71,6 +75,8 @@ struct request {
     bool close_now;       /* refused on framing: answer at once, then close */
     char *principal;      /* x-fpesa-principal (JSON), or NULL without auth */
     char challenge[200];  /* WWW-Authenticate of a 401/403, or "" */
+    char who[160];        /* "kind:name" of an authenticated principal, or "" */
+    struct rl_verdict rl; /* the route's rate limit, when it has one */
     char *uri;            /* raw request target as received */
     const char *query;    /* into uri, after '?'; NULL without one */
     size_t path_len;      /* length of the path part of uri */
@@ -125,6 +131,19 @@ static double elapsed_s(const struct timespec *since) {
 static void add_common_headers(struct request *rq, struct MHD_Response *resp, const char *ctype) {
     if (ctype)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
+    if (rq->rl.applies) {
+        char v[96];
+
+        snprintf(v, sizeof(v), "%ld;w=%ld", rq->rl.limit, rq->rl.window_s);
+        MHD_add_response_header(resp, "RateLimit-Policy", v);
+        snprintf(v, sizeof(v), "limit=%ld, remaining=%ld, reset=%ld", rq->rl.limit,
+                 rq->rl.remaining, rq->rl.reset_s);
+        MHD_add_response_header(resp, "RateLimit", v);
+        if (rq->rl.limited) {
+            snprintf(v, sizeof(v), "%ld", rq->rl.retry_after);
+            MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, v);
+        }
+    }
     if (rq->cors_origin) {
         MHD_add_response_header(resp, "Access-Control-Allow-Origin", rq->cors_origin);
         if (rq->cors_vary)
@@ -377,12 +396,64 @@ static int authorize(struct request *rq, const struct cfg_endpoint *ep) {
         fail(rq, (int)out, "%s", why);
         return -1;
     }
+    if (strcmp(p.kind, "anonymous") != 0)
+        snprintf(rq->who, sizeof(rq->who), "%s:%s", p.kind, p.name);
     rq->principal = auth_principal_json(&p);
     if (!rq->principal) {
         fail(rq, MHD_HTTP_SERVICE_UNAVAILABLE, "out of memory");
         return -1;
     }
     return 0;
+}
+
+/* The client's address as text. Behind nginx on this host (a loopback
+ * peer) it is nginx's X-Real-IP; from anywhere else that header is not
+ * trusted. */
+static void client_address(struct request *rq, char *out, size_t len) {
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(rq->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    const struct sockaddr *sa = ci ? ci->client_addr : NULL;
+    bool loopback = false;
+    const char *real;
+
+    out[0] = '\0';
+    if (sa && sa->sa_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
+
+        inet_ntop(AF_INET, &in->sin_addr, out, (socklen_t)len);
+        loopback = (ntohl(in->sin_addr.s_addr) >> 24) == 127;
+    } else if (sa && sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
+
+        inet_ntop(AF_INET6, &in6->sin6_addr, out, (socklen_t)len);
+        loopback = IN6_IS_ADDR_LOOPBACK(&in6->sin6_addr);
+    }
+    real = loopback ? MHD_lookup_connection_value(rq->conn, MHD_HEADER_KIND, "X-Real-IP") : NULL;
+    if (real && strlen(real) < len && strlen(real) < INET6_ADDRSTRLEN)
+        snprintf(out, len, "%s", real);
+}
+
+/* Takes a token from the endpoint's rate limit (ratelimit.h). Returns -1
+ * (rq->status set to 429) when none is left. */
+static int rate_limit(struct request *rq, const struct cfg_endpoint *ep) {
+    const struct cfg *cfg = rq->srv->cfg;
+    char key[200];
+
+    if (!ep->rate_limit.given)
+        return 0;
+    if (ep->rate_limit.by_kind == CFG_RATE_ROUTE)
+        snprintf(key, sizeof(key), "*");
+    else if (ep->rate_limit.by_kind == CFG_RATE_PRINCIPAL && rq->who[0])
+        snprintf(key, sizeof(key), "%s", rq->who);
+    else
+        client_address(rq, key, sizeof(key));
+    ratelimit_take(rq->srv->rl, (size_t)(ep - cfg->endpoints), key, &rq->rl);
+    if (!rq->rl.limited)
+        return 0;
+    fail(rq, MHD_HTTP_TOO_MANY_REQUESTS,
+         "rate limit of %s %s reached: %d requests per %ld ms; retry after %ld s", ep->method,
+         ep->path, ep->rate_limit.requests, ep->rate_limit.per_ms, rq->rl.retry_after);
+    return -1;
 }
 
 /* Routes the request and checks what the headers alone tell. Sets rq->status
@@ -435,7 +506,7 @@ static void begin(struct request *rq, const char *method) {
         return;
 
     ep = rq->route->ep;
-    if (authorize(rq, ep) != 0)
+    if (authorize(rq, ep) != 0 || rate_limit(rq, ep) != 0)
         return;
     rq->max_body = ep->max_body              ? ep->max_body
                    : srv->cfg->http.max_body ? srv->cfg->http.max_body
@@ -1066,6 +1137,17 @@ static enum MHD_Result reply_builtin(struct request *rq) {
     return MHD_NO;
 }
 
+/* The request's path (its first 300 bytes) as a log value: quoted and
+ * escaped when it needs to be (log_quote), so no path forges a field. */
+static const char *path_q(const struct request *rq, char *buf, size_t len) {
+    char raw[301];
+    size_t n = rq->path_len > 300 ? 300 : rq->path_len;
+
+    memcpy(raw, rq->uri, n);
+    raw[n] = '\0';
+    return log_quote(raw, buf, len);
+}
+
 /* ---- libmicrohttpd callbacks ------------------------------------------------ */
 
 /* Checks the request target against http.max_uri and http.max_query_params,
@@ -1166,12 +1248,14 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         bool go_on = take_upload(rq, upload_data, *upload_data_size);
 
         *upload_data_size = 0;
-        if (!go_on)
+        if (!go_on) {
+            char pq[1300], mq[64];
+
             LOG(LOG_INFO,
-                "request refused, closing after %zu bytes of body method=%s path=%.*s "
-                "status=%d",
-                rq->discarded, method, (int)(rq->path_len > 300 ? 300 : rq->path_len), rq->uri,
+                "request refused, closing after %zu bytes of body method=%s path=%s status=%d",
+                rq->discarded, log_quote(method, mq, sizeof(mq)), path_q(rq, pq, sizeof(pq)),
                 rq->status);
+        }
         return go_on ? MHD_YES : MHD_NO;
     }
     if (rq->answered)
@@ -1196,6 +1280,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
     struct http_server *srv = cls;
     struct request *rq = *req_cls;
     double secs;
+    char pq[1300], mq[64], iq[820];
 
     (void)conn;
     if (!rq)
@@ -1207,14 +1292,13 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
                         rq->answered, secs);
         /* The duration in whole microseconds printed as ms.uuu: the same
          * text as %.3f at about half the cost of formatting a double. */
-        LOG(LOG_INFO, "request method=%s path=%.*s status=%d duration_ms=%ld.%03ld id=%s",
-            rq->method ? rq->method : "-", (int)(rq->path_len > 300 ? 300 : rq->path_len), rq->uri,
-            rq->answered, (long)(secs * 1e6 + 0.5) / 1000, (long)(secs * 1e6 + 0.5) % 1000,
-            rq->id[0] ? rq->id : "-");
+        LOG(LOG_INFO, "request method=%s path=%s status=%d duration_ms=%ld.%03ld id=%s",
+            log_quote(rq->method, mq, sizeof(mq)), path_q(rq, pq, sizeof(pq)), rq->answered,
+            (long)(secs * 1e6 + 0.5) / 1000, (long)(secs * 1e6 + 0.5) % 1000,
+            log_quote(rq->id[0] ? rq->id : NULL, iq, sizeof(iq)));
     } else if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK) {
-        LOG(LOG_DEBUG, "request ended without an answer method=%s path=%.*s reason=%d",
-            rq->method ? rq->method : "-", (int)(rq->path_len > 300 ? 300 : rq->path_len), rq->uri,
-            (int)toe);
+        LOG(LOG_DEBUG, "request ended without an answer method=%s path=%s reason=%d",
+            log_quote(rq->method, mq, sizeof(mq)), path_q(rq, pq, sizeof(pq)), (int)toe);
     }
     if (rq->dispatched)
         atomic_fetch_sub_explicit(&srv->waiting, 1, memory_order_relaxed);
@@ -1263,6 +1347,9 @@ struct http_server *http_new(const struct cfg *cfg, struct mbus *bus) {
         LOG(LOG_ERROR, "cannot load the keys of the auth section");
         goto out_free;
     }
+    srv->rl = ratelimit_new(cfg);
+    if (!srv->rl)
+        goto out_free;
     srv->router = router_new(cfg);
     if (!srv->router) {
         LOG(LOG_ERROR, "cannot build the route table");
@@ -1447,6 +1534,7 @@ void http_free(struct http_server *srv) {
     http_stop(srv);
     edge_free(srv->edge);
     auth_free(srv->auth);
+    ratelimit_free(srv->rl);
     metrics_free(srv->metrics);
     free(srv->openapi);
     free(srv->cors_headers);
