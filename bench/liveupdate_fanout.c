@@ -1,9 +1,16 @@
-/* Websocket fan-out benchmark client for liveupdate (and nginx nchan).
+/* Websocket and Server-Sent Events fan-out benchmark client for liveupdate
+ * (and nginx nchan).
  *
  *   liveupdate_fanout --ws ws://127.0.0.1:8082/messages/ --clients 1000
  *                     (--post http://127.0.0.1:8081/messages/ | --amqp URL --exchange EX)
  *                     [--rate 1000] [--seconds 5] [--publishers 16]
+ *                     [--stuck N --since ID]
+ *   liveupdate_fanout --sse http://127.0.0.1:8082/events/v1/messages/ ...   (the same, SSE)
  *   liveupdate_fanout --ws ... --clients 10000 --idle 10
+ *
+ * --stuck N opens N more websocket connections with ?since=ID that never
+ * read (a tiny receive buffer, never drained): resuming clients from far
+ * back that do not keep up, held open for the whole run.
  *
  * Opens --clients websocket connections (a minimal client on raw sockets and
  * one epoll loop), then publishes --rate messages a second for --seconds,
@@ -45,6 +52,13 @@ struct conn {
     int state;
     size_t len;
     unsigned char buf[16384];
+    /* SSE: the body may come chunked (through nginx, from nchan). */
+    int chunked;
+    int in_size; /* reading a chunk-size line */
+    uint64_t chunk_left;
+    size_t crlf_left; /* bytes of the CRLF after a chunk still to skip */
+    char size_line[32];
+    size_t size_len;
 };
 
 struct receipt {
@@ -56,6 +70,7 @@ static struct conn *conns;
 static int n_clients = 1000, rate = 1000, seconds = 5, idle = 0;
 static char ws_host[256] = "127.0.0.1", ws_path[512] = "/";
 static int ws_port = 80;
+static int sse;                    /* clients read Server-Sent Events, not websockets */
 static char post_host[256], post_path[512];
 static int post_port;
 static const char *amqp_url, *exchange;
@@ -222,6 +237,79 @@ static void frames(struct conn *c, int64_t t) {
     c->len -= off;
 }
 
+/* SSE: consumes whole events from c->buf (the decoded body), received at t. */
+static void sse_events(struct conn *c, int64_t t) {
+    size_t off = 0;
+
+    for (;;) {
+        unsigned char *end = memmem(c->buf + off, c->len - off, "\n\n", 2);
+        const char *s;
+        if (!end)
+            break;
+        *end = '\0';
+        s = strstr((const char *)c->buf + off, "\"seq\":");
+        if (s)
+            record((uint32_t)strtoul(s + 6, NULL, 10), t);
+        off = (size_t)(end - c->buf) + 2;
+    }
+    if (c->len - off >= sizeof(c->buf) - 1024) {
+        fprintf(stderr, "event too large for the bench client\n");
+        off = c->len;
+    }
+    memmove(c->buf, c->buf + off, c->len - off);
+    c->len -= off;
+}
+
+/* SSE: appends raw body bytes (de-chunked when the response is chunked) to
+ * c->buf and consumes the events completed. */
+static void sse_feed(struct conn *c, const unsigned char *p, size_t n, int64_t t) {
+    while (n) {
+        size_t take;
+        if (!c->chunked) {
+            take = n;
+        } else if (c->crlf_left) {
+            take = n < c->crlf_left ? n : c->crlf_left;
+            c->crlf_left -= take;
+            p += take;
+            n -= take;
+            continue;
+        } else if (c->in_size) {
+            char ch = (char)*p++;
+            n--;
+            if (ch == '\n') {
+                c->size_line[c->size_len] = '\0';
+                c->chunk_left = strtoull(c->size_line, NULL, 16);
+                c->size_len = 0;
+                c->in_size = 0;
+                if (c->chunk_left == 0) {
+                    c->state = ST_CLOSED; /* the last chunk: the stream ended */
+                    n_closed++;
+                    return;
+                }
+            } else if (ch != '\r' && c->size_len < sizeof(c->size_line) - 1) {
+                c->size_line[c->size_len++] = ch;
+            }
+            continue;
+        } else {
+            take = n < c->chunk_left ? n : (size_t)c->chunk_left;
+        }
+        if (take > sizeof(c->buf) - c->len)
+            take = sizeof(c->buf) - c->len;
+        memcpy(c->buf + c->len, p, take);
+        c->len += take;
+        p += take;
+        n -= take;
+        if (c->chunked) {
+            c->chunk_left -= take;
+            if (c->chunk_left == 0) {
+                c->in_size = 1;
+                c->crlf_left = 2;
+            }
+        }
+        sse_events(c, t);
+    }
+}
+
 /* Stops watching a connection the server closed (a closed socket stays
  * readable, and would otherwise be reported by every epoll_wait). */
 static void drop(int ep, struct conn *c) {
@@ -234,9 +322,12 @@ static void drop(int ep, struct conn *c) {
  * the socket held, so no second read is spent to see EAGAIN: the level-
  * triggered epoll reports the socket again when more arrives. */
 static void on_readable(int ep, struct conn *c) {
+    unsigned char tmp[16384];
+
     for (;;) {
-        size_t room = sizeof(c->buf) - c->len;
-        ssize_t n = read(c->fd, c->buf + c->len, room);
+        int body = sse && c->state == ST_OPEN;
+        size_t room = body ? sizeof(tmp) : sizeof(c->buf) - c->len;
+        ssize_t n = read(c->fd, body ? tmp : c->buf + c->len, room);
         int64_t t = now_ns();
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
             return;
@@ -249,27 +340,43 @@ static void on_readable(int ep, struct conn *c) {
             drop(ep, c);
             return;
         }
-        c->len += (size_t)n;
         n_reads++;
+        if (body) {
+            sse_feed(c, tmp, (size_t)n, t);
+        } else {
+            c->len += (size_t)n;
+        }
         if (c->state == ST_HANDSHAKE) {
             unsigned char *end = memmem(c->buf, c->len, "\r\n\r\n", 4);
             size_t hl;
             if (!end)
                 continue;
-            if (!memmem(c->buf, (size_t)(end - c->buf), " 101 ", 5)) {
+            if (!memmem(c->buf, (size_t)(end - c->buf), sse ? " 200 " : " 101 ", 5)) {
                 n_failed++;
                 c->state = ST_CLOSED;
                 drop(ep, c);
                 return;
             }
             hl = (size_t)(end - c->buf) + 4;
-            memmove(c->buf, c->buf + hl, c->len - hl);
-            c->len -= hl;
-            c->state = ST_OPEN;
-            n_open++;
-        }
-        if (c->state == ST_OPEN)
+            if (sse) {
+                *end = '\0';
+                c->chunked = strcasestr((char *)c->buf, "transfer-encoding: chunked") != NULL;
+                c->in_size = c->chunked;
+                memcpy(tmp, c->buf + hl, c->len - hl);
+                n = (ssize_t)(c->len - hl);
+                c->len = 0;
+                c->state = ST_OPEN;
+                n_open++;
+                sse_feed(c, tmp, (size_t)n, t);
+            } else {
+                memmove(c->buf, c->buf + hl, c->len - hl);
+                c->len -= hl;
+                c->state = ST_OPEN;
+                n_open++;
+            }
+        } else if (c->state == ST_OPEN && !body) {
             frames(c, t);
+        }
         if (c->state == ST_CLOSED) {
             drop(ep, c);
             return;
@@ -281,11 +388,14 @@ static void on_readable(int ep, struct conn *c) {
 
 static void on_connected(struct conn *c) {
     char req[1024];
-    int n = snprintf(req, sizeof(req),
-                     "GET %s HTTP/1.1\r\nHost: %s:%d\r\nUpgrade: websocket\r\nConnection: "
-                     "Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-                     "Sec-WebSocket-Version: 13\r\n\r\n",
-                     ws_path, ws_host, ws_port);
+    int n = sse ? snprintf(req, sizeof(req),
+                           "GET %s HTTP/1.1\r\nHost: %s:%d\r\nAccept: text/event-stream\r\n\r\n",
+                           ws_path, ws_host, ws_port)
+                : snprintf(req, sizeof(req),
+                           "GET %s HTTP/1.1\r\nHost: %s:%d\r\nUpgrade: websocket\r\nConnection: "
+                           "Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                           "Sec-WebSocket-Version: 13\r\n\r\n",
+                           ws_path, ws_host, ws_port);
     if (write(c->fd, req, (size_t)n) != n) {
         n_failed++;
         c->state = ST_CLOSED;
@@ -484,7 +594,8 @@ static int cmp64(const void *a, const void *b) {
 }
 
 int main(int argc, char **argv) {
-    const char *ws = NULL, *post = NULL;
+    const char *ws = NULL, *post = NULL, *sse_url = NULL, *since = NULL;
+    int stuck = 0, stuck_open = 0;
     struct rlimit rl;
     int ep, pending;
     pthread_t th[64];
@@ -509,13 +620,28 @@ int main(int argc, char **argv) {
             amqp_url = argv[i + 1];
         else if (!strcmp(argv[i], "--exchange"))
             exchange = argv[i + 1];
+        else if (!strcmp(argv[i], "--sse"))
+            sse_url = argv[i + 1];
+        else if (!strcmp(argv[i], "--stuck"))
+            stuck = (int)strtol(argv[i + 1], NULL, 10);
+        else if (!strcmp(argv[i], "--since"))
+            since = argv[i + 1];
         else {
             fprintf(stderr, "unknown option %s\n", argv[i]);
             return 2;
         }
     }
-    if (!ws ||
-        parse_url(ws, "ws://", ws_host, sizeof(ws_host), &ws_port, ws_path, sizeof(ws_path)) < 0 ||
+    if (sse_url) {
+        sse = 1;
+        if (parse_url(sse_url, "http://", ws_host, sizeof(ws_host), &ws_port, ws_path,
+                      sizeof(ws_path)) < 0) {
+            fprintf(stderr, "bad --sse url\n");
+            return 2;
+        }
+    }
+    if ((!ws && !sse) ||
+        (!sse &&
+         parse_url(ws, "ws://", ws_host, sizeof(ws_host), &ws_port, ws_path, sizeof(ws_path)) < 0) ||
         n_clients <= 0 || rate <= 0 || seconds <= 0 || n_pub < 1 || n_pub > 64) {
         fprintf(stderr, "usage: liveupdate_fanout --ws ws://HOST:PORT/PATH --clients N "
                         "(--post http://HOST:PORT/PATH | --amqp URL --exchange EX | --idle S) "
@@ -541,6 +667,30 @@ int main(int argc, char **argv) {
     ep = epoll_create1(0);
     if (!conns || !t_ack || !t_sent || ep < 0)
         return 1;
+
+    /* Resuming clients that never read: blocking handshakes, then left alone. */
+    if (stuck > 0 && since) {
+        for (int i = 0; i < stuck; i++) {
+            char req[1024], resp[512];
+            int small = 4096, fd = tcp_connect(ws_host, ws_port, 0), n;
+            ssize_t got;
+            if (fd < 0)
+                continue;
+            setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
+            n = snprintf(req, sizeof(req),
+                         "GET %s?since=%s HTTP/1.1\r\nHost: %s:%d\r\nUpgrade: websocket\r\n"
+                         "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                         "Sec-WebSocket-Version: 13\r\n\r\n",
+                         ws_path, since, ws_host, ws_port);
+            if (write(fd, req, (size_t)n) != n)
+                continue;
+            got = read(fd, resp, sizeof(resp) - 1); /* the 101 and perhaps a first frame */
+            if (got > 0 && memmem(resp, (size_t)got, " 101 ", 5))
+                stuck_open++;
+        }
+        printf("stuck resuming clients connected %d of %d (since %s)\n", stuck_open, stuck, since);
+        fflush(stdout);
+    }
 
     /* Connect in waves so the listen backlog never overflows. */
     pending = 0;

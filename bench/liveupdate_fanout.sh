@@ -17,9 +17,16 @@
 #     mapper runs (liveupdate alone, without the mapper's share of the time).
 #     The client prints how busy its own receiving loop was: near 100%, the
 #     figures are the client's, not the server's.
+#   The same 1,000-client fan-out as Server-Sent Events (GET /events/v1/...),
+#     beside nchan's EventSource subscribers, in the same run.
 #   10,000 idle connections: resident memory of liveupdate (goal < 100 MiB).
+#   LIVE_BENCH_STUCK (default 100) resuming clients that never read, with
+#     ?since= LIVE_BENCH_BACK (default 100,000) stored messages back: RSS of
+#     liveupdate before and with them, and the latency of LIVE_BENCH_LAT_CLIENTS
+#     (default 200) ordinary clients without and with them.
 #
-# Needs the stack's broker (scripts/stack.sh start servers); starts its own
+# Needs the stack's broker (scripts/stack.sh start servers) and, for the
+# resuming clients, its handler and database (start apps); starts its own
 # liveupdate and its own nginx+nchan on aux ports and stops them at the end.
 set -u
 . "$(dirname "${BASH_SOURCE[0]}")/../scripts/env.sh"
@@ -96,6 +103,7 @@ http {
         # messages of the channel, whose seq would count as this run's.
         location = /sub { nchan_subscriber websocket; nchan_channel_id \$arg_id; }
         location = /pub { nchan_publisher; nchan_channel_id \$arg_id; nchan_message_buffer_length 16; }
+        location = /events { nchan_subscriber eventsource; nchan_channel_id \$arg_id; }
     }
 }
 EOF
@@ -165,7 +173,74 @@ for run in $(seq 1 "$RUNS"); do
     nchan_us=$([ -n "$nchan_cpu" ] && per_us "$nchan_cpu")
     printf 'RESULT\trun %d: liveupdate CPU per delivery, all threads (us)\t%s\tnchan, its worker (us)\t%s\t%s\n' \
         "$run" "$live_us" "${nchan_us:--}" "$(ratio "$live_us" "$nchan_us")"
+
+    # The same over Server-Sent Events, beside nchan's EventSource.
+    echo "liveupdate SSE: $CLIENTS clients, $RATE msg/s for ${SECS}s, latency from $FROM to receipt"
+    timeout 300 "$BIN" --sse "http://127.0.0.1:$LIVE_PORT/events/v1/messages/" --clients "$CLIENTS" \
+        --rate "$RATE" --seconds "$SECS" "${PUB[@]}" | tee "$WORK/live-sse.out"
+    : >"$WORK/nchan-sse.out"
+    if [ "$NCHAN" = 1 ]; then
+        echo "nchan EventSource: $CLIENTS clients, $RATE msg/s for ${SECS}s"
+        timeout 300 "$BIN" --sse "http://127.0.0.1:$NCHAN_PORT/events?id=sse$run" --clients "$CLIENTS" \
+            --rate "$RATE" --seconds "$SECS" --post "http://127.0.0.1:$NCHAN_PORT/pub?id=sse$run" | tee "$WORK/nchan-sse.out"
+    fi
+    L=$WORK/live-sse.out N=$WORK/nchan-sse.out
+    printf 'RESULT\trun %d: liveupdate SSE p50 from when due, %d clients @ %d msg/s (ms)\t%s\tnchan EventSource (ms)\t%s\t%s\n' \
+        "$run" "$CLIENTS" "$RATE" "$(fig due_p50_ms "$L")" "$(fig due_p50_ms "$N")" \
+        "$(ratio "$(fig due_p50_ms "$L")" "$(fig due_p50_ms "$N")")"
+    printf 'RESULT\trun %d: liveupdate SSE p99 from when due (ms)\t%s\tnchan EventSource (ms)\t%s\t%s\n' \
+        "$run" "$(fig due_p99_ms "$L")" "$(fig due_p99_ms "$N")" \
+        "$(ratio "$(fig due_p99_ms "$L")" "$(fig due_p99_ms "$N")")"
+    printf 'RESULT\trun %d: liveupdate SSE deliveries made\t%s of %s\tnchan EventSource\t%s of %s\t-\n' \
+        "$run" "$(fig delivered "$L")" "$(fig expected "$L")" "$(fig delivered "$N")" "$(fig expected "$N")"
+    printf 'RESULT\trun %d: liveupdate SSE p50 from when due (ms)\t%s\tliveupdate websocket, same run (ms)\t%s\t%s\n' \
+        "$run" "$(fig due_p50_ms "$L")" "$(fig due_p50_ms "$WORK/live.out")" \
+        "$(ratio "$(fig due_p50_ms "$L")" "$(fig due_p50_ms "$WORK/live.out")")"
 done
+
+# ---- resuming clients that never read ----------------------------------------------
+STUCK=${LIVE_BENCH_STUCK:-100}
+BACK=${LIVE_BENCH_BACK:-100000}
+LAT_CLIENTS=${LIVE_BENCH_LAT_CLIENTS:-200}
+LAT_RATE=${LIVE_BENCH_LAT_RATE:-500}
+rss_mib_of() { awk '/VmRSS/ {printf "%.1f", $2 / 1024}' "/proc/$1/status"; }
+if psql "$FPESA_DATABASE_URL" -qAt -c "SELECT 1 FROM messages LIMIT 0" >/dev/null 2>&1; then
+    echo "liveupdate: $STUCK resuming clients that never read, since $BACK stored messages back"
+    tag=back$(date +%s)
+    psql "$FPESA_DATABASE_URL" -q -c "INSERT INTO messages (id, data) SELECT '$tag-' || lpad(g::text, 7, '0'),
+        jsonb_build_object('n', g, 'pad', repeat('x', 200)) FROM generate_series(1, $BACK) g" || exit 1
+    since="$tag-0000001"
+    rss_before=$(rss_mib_of "$LIVE_PID")
+    echo "without them: $LAT_CLIENTS clients, $LAT_RATE msg/s for ${SECS}s"
+    timeout 300 "$BIN" --ws "ws://127.0.0.1:$LIVE_PORT/messages/" --clients "$LAT_CLIENTS" \
+        --rate "$LAT_RATE" --seconds "$SECS" "${PUB[@]}" | tee "$WORK/lat-base.out"
+    timeout $((SECS + 120)) "$BIN" --ws "ws://127.0.0.1:$LIVE_PORT/messages/" --clients 1 \
+        --idle $((SECS + 60)) --stuck "$STUCK" --since "$since" >"$WORK/stuck.out" 2>&1 &
+    STUCK_PID=$!
+    PIDS+=("$STUCK_PID")
+    for _ in $(seq 1 300); do grep -q '^READY' "$WORK/stuck.out" 2>/dev/null && break; sleep 0.1; done
+    sleep 3 # their first pages are fetched and written into full socket buffers
+    cat "$WORK/stuck.out"
+    rss_stuck=$(rss_mib_of "$LIVE_PID")
+    echo "with them: $LAT_CLIENTS clients, $LAT_RATE msg/s for ${SECS}s"
+    timeout 300 "$BIN" --ws "ws://127.0.0.1:$LIVE_PORT/messages/" --clients "$LAT_CLIENTS" \
+        --rate "$LAT_RATE" --seconds "$SECS" "${PUB[@]}" | tee "$WORK/lat-stuck.out"
+    rss_after=$(rss_mib_of "$LIVE_PID")
+    curl -fsS --max-time 5 "http://127.0.0.1:$LIVE_PORT/metrics" |
+        grep -E '^liveupdate_(clients|replayed_messages_total|queued_messages|replay_requests_inflight) '
+    kill "$STUCK_PID" 2>/dev/null
+    echo "liveupdate RSS: $rss_before MiB before, $rss_stuck MiB with $STUCK stuck resuming clients, $rss_after MiB after the second run"
+    printf 'RESULT\tliveupdate RSS with %d resuming clients that never read, %d back (MiB)\t%s\twithout them (MiB)\t%s\t%s\n' \
+        "$STUCK" "$BACK" "$rss_after" "$rss_before" "$(ratio "$rss_after" "$rss_before")"
+    printf 'RESULT\tliveupdate p50 from when due, %d clients, %d stuck resuming beside (ms)\t%s\twithout them (ms)\t%s\t%s\n' \
+        "$LAT_CLIENTS" "$STUCK" "$(fig due_p50_ms "$WORK/lat-stuck.out")" "$(fig due_p50_ms "$WORK/lat-base.out")" \
+        "$(ratio "$(fig due_p50_ms "$WORK/lat-stuck.out")" "$(fig due_p50_ms "$WORK/lat-base.out")")"
+    printf 'RESULT\tliveupdate p99 from when due, %d stuck resuming beside (ms)\t%s\twithout them (ms)\t%s\t%s\n' \
+        "$STUCK" "$(fig due_p99_ms "$WORK/lat-stuck.out")" "$(fig due_p99_ms "$WORK/lat-base.out")" \
+        "$(ratio "$(fig due_p99_ms "$WORK/lat-stuck.out")" "$(fig due_p99_ms "$WORK/lat-base.out")")"
+else
+    echo "no message store in this stack (start apps): no resuming-clients figure"
+fi
 
 # ---- idle connections -------------------------------------------------------------
 echo "liveupdate: $IDLE idle connections"

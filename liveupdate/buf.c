@@ -50,9 +50,64 @@ int64_t live_uuid7_ms(const char *id) {
     return ms;
 }
 
+int live_path_expand(const char *channel_path, json_t *params, char *out, size_t len) {
+    size_t used = 0;
+    const char *p = channel_path;
+
+    while (*p) {
+        const char *close;
+        char name[128];
+        const char *val;
+        char *dumped = NULL;
+        size_t n;
+        if (*p != '{' || !(close = strchr(p, '}'))) {
+            if (used + 1 >= len)
+                return -1;
+            out[used++] = *p++;
+            continue;
+        }
+        n = (size_t)(close - p - 1);
+        if (n >= sizeof(name))
+            return -1;
+        memcpy(name, p + 1, n);
+        name[n] = '\0';
+        {
+            json_t *v = json_object_get(params, name);
+            if (!v)
+                return -1;
+            if (json_is_string(v)) {
+                val = json_string_value(v);
+            } else {
+                dumped = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+                if (!dumped)
+                    return -1;
+                val = dumped;
+            }
+        }
+        n = strlen(val);
+        if (used + n >= len) {
+            free(dumped);
+            return -1;
+        }
+        memcpy(out + used, val, n);
+        used += n;
+        free(dumped);
+        p = close + 1;
+    }
+    out[used] = '\0';
+    return 0;
+}
+
 struct live_msg *live_msg_new(int channel, const char *channel_path, const char *id,
                               const char *received_at, json_t *data, size_t pre) {
+    return live_msg_new_params(channel, channel_path, id, received_at, NULL, data, pre);
+}
+
+struct live_msg *live_msg_new_params(int channel, const char *channel_path, const char *id,
+                                     const char *received_at, json_t *params, json_t *data,
+                                     size_t pre) {
     struct live_msg *m = NULL;
+    char *path = NULL;
     json_t *frame;
     size_t need;
 
@@ -60,8 +115,21 @@ struct live_msg *live_msg_new(int channel, const char *channel_path, const char 
     if (!frame)
         return NULL;
     if (json_object_set_new(frame, "id", json_string(id ? id : "")) < 0 ||
-        json_object_set_new(frame, "channel", json_string(channel_path)) < 0 ||
-        json_object_set_new(frame, "received_at", json_string(received_at)) < 0 ||
+        json_object_set_new(frame, "channel", json_string(channel_path)) < 0)
+        goto out_frame;
+    if (json_is_object(params) && json_object_size(params) > 0) {
+        char buf[2048];
+        /* Without every parameter of the template there is no concrete path:
+         * the frame still carries what was given. */
+        if (live_path_expand(channel_path, params, buf, sizeof(buf)) == 0) {
+            path = strdup(buf);
+            if (!path || json_object_set_new(frame, "path", json_string(buf)) < 0)
+                goto out_frame;
+        }
+        if (json_object_set(frame, "params", params) < 0)
+            goto out_frame;
+    }
+    if (json_object_set_new(frame, "received_at", json_string(received_at)) < 0 ||
         json_object_set(frame, "data", data ? data : json_null()) < 0)
         goto out_frame;
     need = json_dumpb(frame, NULL, 0, JSON_COMPACT);
@@ -75,6 +143,13 @@ struct live_msg *live_msg_new(int channel, const char *channel_path, const char 
     atomic_init(&m->refs, 1);
     m->channel = channel;
     m->pre = pre;
+    m->path = path;
+    path = NULL;
+    m->lseq = 0;
+    m->at_ms = 0;
+    m->hnext = NULL;
+    m->sse = NULL;
+    m->sse_len = 0;
     m->len = json_dumpb(frame, (char *)m->data + pre, need, JSON_COMPACT);
     snprintf(m->id, sizeof(m->id), "%s", id ? id : "");
     /* RFC 6455 section 5.2: FIN + text opcode, then the length in 7, 16 or 64 bits. */
@@ -97,6 +172,7 @@ struct live_msg *live_msg_new(int channel, const char *channel_path, const char 
         }
     }
 out_frame:
+    free(path);
     json_decref(frame);
     return m;
 }
@@ -107,8 +183,11 @@ struct live_msg *live_msg_ref(struct live_msg *m) {
 }
 
 void live_msg_unref(struct live_msg *m) {
-    if (m && atomic_fetch_sub_explicit(&m->refs, 1, memory_order_acq_rel) == 1)
+    if (m && atomic_fetch_sub_explicit(&m->refs, 1, memory_order_acq_rel) == 1) {
+        free(m->path);
+        free(m->sse);
         free(m);
+    }
 }
 
 void live_event_free(struct live_event *ev) {

@@ -18,10 +18,25 @@
 
 #include <jansson.h>
 
+/* Longest message id: the mapper's Idempotency-Key limit. */
+#define LIVE_ID_MAX 200
+
 struct live_msg {
     atomic_int refs;
-    int channel;          /* index into the service's channel table */
-    char id[128];         /* message id, NUL-terminated (truncated if longer) */
+    int channel;              /* index into the service's channel table */
+    char id[LIVE_ID_MAX + 1]; /* message id, NUL-terminated (truncated if longer) */
+    /* The concrete path of a route with path parameters ("/orders/42" of
+     * "/orders/{id}"), owned; NULL for a route without any. */
+    char *path;
+    /* Set by the service thread when the message enters its channel's
+     * window (window.h); unused elsewhere. */
+    uint64_t lseq;
+    int64_t at_ms; /* when it entered the window (monotonic ms) */
+    /* The Server-Sent Events form ("id: ...\ndata: ...\n\n"), owned, made
+     * once by the service thread the first time an SSE client needs it. */
+    unsigned char *sse;
+    size_t sse_len;
+    struct live_msg *hnext;
     size_t len;           /* bytes of the frame payload */
     size_t pre;           /* headroom before the payload (LWS_PRE) */
     size_t hl;            /* bytes of the websocket frame header written just before the payload */
@@ -29,13 +44,25 @@ struct live_msg {
 };
 
 /* Encodes {"id","channel","received_at","data"} into a new message with one
- * reference, with the header of an unmasked, final text frame (as a server
- * sends it) written in the last hl bytes of the headroom, so several frames
- * can be sent to one client in a single write. id and channel_path are borrowed; data is borrowed
- * (may be NULL, encoded as null); timestamp is seconds since the epoch, 0 for "now". Returns NULL
- * when out of memory or when data cannot be encoded. */
+ * reference (with "path" and "params" after "channel" when params is an
+ * object with members: a route with path parameters; the path is then the
+ * channel path with each {name} replaced by its value), with the header of an unmasked, final text
+ * frame (as a server sends it) written in the last hl bytes of the headroom, so several frames can
+ * be sent to one client in a single write. id and channel_path are borrowed; data is borrowed (may
+ * be NULL, encoded as null); timestamp is seconds since the epoch, 0 for "now". Returns NULL when
+ * out of memory or when data cannot be encoded. */
 struct live_msg *live_msg_new(int channel, const char *channel_path, const char *id,
                               const char *received_at, json_t *data, size_t pre);
+
+/* The same with path parameters (borrowed; NULL or an empty object for none). */
+struct live_msg *live_msg_new_params(int channel, const char *channel_path, const char *id,
+                                     const char *received_at, json_t *params, json_t *data,
+                                     size_t pre);
+
+/* Writes channel_path with every {name} replaced by params[name] (strings
+ * as they are, other values as JSON) into out (size len). Returns 0, or -1
+ * when a parameter is missing or out is too small. */
+int live_path_expand(const char *channel_path, json_t *params, char *out, size_t len);
 
 /* Formats milliseconds since the epoch as 2026-01-02T03:04:05.678+00:00 (the
  * form the message store answers with) into buf (>= 40 bytes). 0 means now.

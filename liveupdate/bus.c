@@ -236,7 +236,7 @@ static int channel_of_exchange(struct live_bus *bus, amqp_bytes_t ex) {
 static void on_live(struct live_bus *bus, amqp_envelope_t *env) {
     amqp_basic_properties_t *pr = &env->message.properties;
     int ch = channel_of_exchange(bus, env->exchange);
-    char id[128] = "";
+    char id[LIVE_ID_MAX + 1] = "";
     char when[48];
     json_error_t jerr;
     json_t *body, *data = NULL;
@@ -264,7 +264,8 @@ static void on_live(struct live_bus *bus, amqp_envelope_t *env) {
     ev = calloc(1, sizeof(*ev));
     if (ev) {
         ev->kind = LIVE_EV_MESSAGE;
-        ev->msg = live_msg_new(ch, bus->p.channel_paths[ch], id, when, data, bus->p.pre);
+        ev->msg = live_msg_new_params(ch, bus->p.channel_paths[ch], id, when,
+                                      json_object_get(body, "params"), data, bus->p.pre);
         if (ev->msg)
             emit(bus, ev);
         else

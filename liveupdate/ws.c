@@ -15,6 +15,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/resource.h>
+#include <time.h>
 
 #include <libwebsockets.h>
 
@@ -23,9 +24,35 @@
 #include "bus.h"
 #include "config.h"
 #include "log.h"
+#include "window.h"
 
 /* Stored messages asked for per resume request. */
 #define REPLAY_PAGE 100
+/* Resume requests outstanding at once for all clients together: replays
+ * take turns, so they never occupy every stored-messages worker and other
+ * readers of the store are served between their pages. */
+#define REPLAY_INFLIGHT_MAX 2
+/* How long an unknown `since` is looked up again before it is declared
+ * unknown: a message is pushed live before it is committed, so a client can
+ * hold an id the store will know a moment later (ms). */
+#define LOOKUP_MS 3000
+/* A replay that reached the end of the store without meeting the window
+ * asks again after this long (ms). */
+#define REPOLL_MS 150
+/* After the broker connection is bound, messages published before it are
+ * committed within this long; a replay that reached the end of the store
+ * joins an empty window after it (ms). */
+#define SETTLE_MS 3000
+/* A window message the store has not shown for this long is taken as never
+ * stored (refused by the store's worker): the replay stops waiting for it (ms). */
+#define STRAGGLE_MS 10000
+/* Stored messages this close (by their UUIDv7 time) to the window's oldest
+ * may also arrive live later; their ids are kept to skip those copies (ms). */
+#define MARGIN_MS 5000
+/* Most ids kept per client for that. */
+#define SEEN_MAX 8192
+/* Failed resume requests retried before the client is closed with 1011. */
+#define RESUME_RETRIES 3
 /* Live messages are flushed to their clients at most this often (µs). A
  * message that arrives when the last flush is older than that goes out at
  * once; under load, the messages arriving within one interval share a write
@@ -33,6 +60,8 @@
 #define FLUSH_US 1000
 /* Bytes of frames written to one client per writable callback. */
 #define SCRATCH_SIZE (64 * 1024)
+/* Bytes of window per channel, whatever its message count. */
+#define WINDOW_BYTES (64u * 1024 * 1024)
 /* Close code on broker loss: 1014 "Bad Gateway" in the IANA registry (the
  * upstream failed). 1012 "Service Restart" would do too, but common client
  * libraries refuse it as invalid, and libwebsockets has no name for either. */
@@ -41,11 +70,21 @@
 struct client;
 
 struct channel {
-    char *path;               /* endpoint path, e.g. "/messages/" */
+    char *path;               /* endpoint path, e.g. "/messages/" or "/orders/{id}" */
+    bool has_params;          /* the path has {name} segments */
     const char *rpc_exchange; /* GET rpc endpoint of the same path (resume), or NULL */
     long rpc_timeout_ms;
     struct client *clients; /* doubly linked */
     size_t n_clients;
+    struct live_window win;
+    uint64_t bind_lseq;    /* first lseq received on the current broker connection */
+    int64_t bound_ms;      /* when it was bound (monotonic ms) */
+    int64_t bound_wall_ms; /* the same, wall clock */
+};
+
+enum phase {
+    PH_LIVE = 0,  /* reading the window at cursor */
+    PH_REPLAY = 1 /* reading the store, page by page */
 };
 
 struct client {
@@ -54,23 +93,35 @@ struct client {
     uint64_t serial;
     int channel; /* -1 until established */
     bool linked;
+    bool sse;     /* a Server-Sent Events stream, not a websocket */
+    char *filter; /* owned: the one resource subscribed to ("/orders/42"), or NULL */
 
-    /* The live queue: a ring of references, grown on demand up to client_queue. */
-    struct live_msg **ring;
-    size_t cap, head, count;
+    enum phase phase;
+    uint64_t cursor;  /* PH_LIVE: lseq of the next window message */
+    uint64_t arrived; /* the window's end when the client connected */
+    bool caught_up;   /* has been within client_queue of the window's end */
 
-    /* Resume: stored messages to send before the ring. */
-    bool pending;             /* waiting for the rpc; the ring is held back */
+    /* Resume: stored messages to send before the window, one page at a time. */
     struct live_msg **replay; /* references, oldest first */
-    size_t n_replay, replay_pos, replay_cap;
-    char **seen; /* ids replayed, sorted: live copies are skipped */
-    size_t n_seen;
-    char after[128]; /* id the next page starts after */
+    size_t n_replay, replay_pos;
+    char after[LIVE_ID_MAX + 1]; /* id the next page starts after */
     int page;
-    long replayed;
+    bool rpc_pending; /* a page request is outstanding (counted in srv->rpc_inflight) */
+    bool wants_page;  /* waits for a free request slot */
+    bool waiting;     /* waits for the re-poll timer */
+    int retries;
+    int64_t started_ms;
+    char **seen; /* sorted ids replayed that may still come live */
+    size_t n_seen;
+    uint64_t seen_until; /* seen is dropped once the cursor passes this lseq */
 
-    bool dirty; /* has frames and waits for the next flush to ask for writable */
-    bool asked; /* a writable callback is asked for and not served yet */
+    bool gap;             /* SSE: an "unknown position" event is due */
+    bool heartbeat;       /* SSE: a comment line is due */
+    bool ping_due;        /* websocket: a keepalive ping is due */
+    int64_t last_rx_ms;   /* when the client last sent anything (a pong counts) */
+    int64_t last_beat_ms; /* when it was last pinged (SSE: sent a comment line) */
+    bool dirty;           /* has frames and waits for the next flush to ask for writable */
+    bool asked;           /* a writable callback is asked for and not served yet */
     bool closing;
     int close_code;
     const char *close_reason;
@@ -99,9 +150,11 @@ struct live_server {
     bool stopping;
     bool broker_up;
     uint64_t next_serial;
+    int rpc_inflight;
 
     /* Metrics, owned by the service thread. */
     size_t clients;
+    size_t sse_clients;
     unsigned long long connections_total;
     unsigned long long frames_out;
     unsigned long long bytes_out;
@@ -112,17 +165,25 @@ struct live_server {
     unsigned long long replays_started;
     unsigned long long replays_failed;
     unsigned long long replayed_messages;
+    unsigned long long window_resumes;
+    unsigned long long unknown_positions;
     unsigned long long restart_closes;
     unsigned long long rejected_upgrades;
-    size_t queued; /* references held in every ring and replay list */
+    size_t queued; /* references held in every replay list */
 
     lws_sorted_usec_list_t flush_sul; /* pending flush of dirty clients */
     bool flush_scheduled;
-    bool any_dirty;        /* some client became dirty since the last flush */
-    lws_usec_t last_flush; /* when the last flush ran */
+    bool any_dirty;                  /* some client became dirty since the last flush */
+    lws_usec_t last_flush;           /* when the last flush ran */
+    lws_sorted_usec_list_t beat_sul; /* keepalive: pings and SSE comment lines */
+    unsigned long long reaped;       /* clients cut off for silence */
 
     unsigned char scratch[LWS_PRE + SCRATCH_SIZE]; /* batches frames for one write */
 };
+
+static int64_t now_ms(void) {
+    return (int64_t)(lws_now_usecs() / 1000);
+}
 
 static struct live_server *server_of(struct lws *wsi) {
     return lws_context_user(lws_get_context(wsi));
@@ -172,12 +233,41 @@ static int send_error(struct lws *wsi, unsigned int status, const char *desc, bo
     return rc;
 }
 
+/* True when path matches a route template: the same segments, a {name}
+ * segment matching any non-empty one. */
+static bool template_match(const char *tmpl, const char *path) {
+    while (*tmpl && *path) {
+        if (*tmpl == '{') {
+            const char *close = strchr(tmpl, '}');
+            if (!close || *path == '/')
+                return false;
+            while (*path && *path != '/')
+                path++;
+            tmpl = close + 1;
+            continue;
+        }
+        if (*tmpl != *path)
+            return false;
+        tmpl++;
+        path++;
+    }
+    return *tmpl == '\0' && *path == '\0';
+}
+
 /* The channel a request path names: "/messages/", also as "/ws/v1/messages/"
- * (when reached without the proxy's prefix stripping) or without the final
- * slash. -1 when none. */
-static int channel_find(struct live_server *srv, const char *path) {
+ * or "/events/v1/messages/" (when reached without the proxy's prefix
+ * stripping) or without the final slash. A route with path parameters is
+ * named by its template ("/orders/{id}": every resource) or by a concrete
+ * path ("/orders/42": that one, copied into filter). -1 when none. */
+static int channel_find(struct live_server *srv, const char *path, char *filter, size_t flen) {
+    char buf[1024];
+
+    if (filter && flen)
+        filter[0] = '\0';
     if (strncmp(path, "/ws/v1/", 7) == 0)
         path += 6;
+    else if (strncmp(path, "/events/v1/", 11) == 0)
+        path += 10;
     for (size_t i = 0; i < srv->n_channels; i++) {
         const char *cp = srv->channels[i].path;
         size_t n = strlen(path), m = strlen(cp);
@@ -185,6 +275,26 @@ static int channel_find(struct live_server *srv, const char *path) {
             return (int)i;
         if (m == n + 1 && cp[m - 1] == '/' && strncmp(cp, path, n) == 0)
             return (int)i;
+    }
+    for (size_t i = 0; i < srv->n_channels; i++) {
+        const char *cp = srv->channels[i].path;
+        size_t n = strlen(path), m = strlen(cp);
+        if (!srv->channels[i].has_params)
+            continue;
+        if (template_match(cp, path)) {
+            if (filter)
+                snprintf(filter, flen, "%s", path);
+            return (int)i;
+        }
+        /* The template ends with '/', the request does not. */
+        if (cp[m - 1] == '/' && n + 2 <= sizeof(buf)) {
+            snprintf(buf, sizeof(buf), "%s/", path);
+            if (template_match(cp, buf)) {
+                if (filter)
+                    snprintf(filter, flen, "%s", buf);
+                return (int)i;
+            }
+        }
     }
     return -1;
 }
@@ -200,7 +310,9 @@ static void metrics_text(struct live_server *srv, char **out, size_t *out_len) {
     }
     for (size_t i = 0; i < srv->n_channels; i++)
         for (struct client *c = srv->channels[i].clients; c; c = c->next) {
-            size_t d = c->count + (c->n_replay - c->replay_pos);
+            size_t d = c->n_replay - c->replay_pos;
+            if (c->phase == PH_LIVE && c->cursor < srv->channels[i].win.end)
+                d += (size_t)(srv->channels[i].win.end - c->cursor);
             if (d > max_depth)
                 max_depth = d;
         }
@@ -248,7 +360,7 @@ static void metrics_text(struct live_server *srv, char **out, size_t *out_len) {
             "# HELP liveupdate_replayed_messages_total Stored messages replayed on resume.\n"
             "# TYPE liveupdate_replayed_messages_total counter\n"
             "liveupdate_replayed_messages_total %llu\n"
-            "# HELP liveupdate_queued_messages Message references queued for all clients.\n"
+            "# HELP liveupdate_queued_messages Stored messages queued for replaying clients.\n"
             "# TYPE liveupdate_queued_messages gauge\nliveupdate_queued_messages %zu\n"
             "# HELP liveupdate_queue_depth_max Longest client queue now.\n"
             "# TYPE liveupdate_queue_depth_max gauge\nliveupdate_queue_depth_max %zu\n"
@@ -265,6 +377,29 @@ static void metrics_text(struct live_server *srv, char **out, size_t *out_len) {
             srv->rejected_upgrades, srv->replays_started, srv->replays_failed,
             srv->replayed_messages, srv->queued, max_depth, srv->cfg->live.client_queue,
             atomic_load(&bs->connected), (unsigned long long)atomic_load(&bs->reconnects));
+    fprintf(f,
+            "# HELP liveupdate_sse_clients Server-Sent Events clients connected (also counted "
+            "in liveupdate_clients).\n"
+            "# TYPE liveupdate_sse_clients gauge\nliveupdate_sse_clients %zu\n"
+            "# HELP liveupdate_window_resumes_total Resumes served from the window alone.\n"
+            "# TYPE liveupdate_window_resumes_total counter\n"
+            "liveupdate_window_resumes_total %llu\n"
+            "# HELP liveupdate_unknown_positions_total Resumes from an id nobody knows (4404).\n"
+            "# TYPE liveupdate_unknown_positions_total counter\n"
+            "liveupdate_unknown_positions_total %llu\n"
+            "# HELP liveupdate_replay_requests_inflight Stored-messages requests outstanding.\n"
+            "# TYPE liveupdate_replay_requests_inflight gauge\n"
+            "liveupdate_replay_requests_inflight %d\n"
+            "# HELP liveupdate_silent_closes_total Websocket clients cut off after three "
+            "unanswered ping intervals.\n"
+            "# TYPE liveupdate_silent_closes_total counter\nliveupdate_silent_closes_total %llu\n"
+            "# HELP liveupdate_window_messages Live messages held in the channel's window.\n"
+            "# TYPE liveupdate_window_messages gauge\n",
+            srv->sse_clients, srv->window_resumes, srv->unknown_positions, srv->rpc_inflight,
+            srv->reaped);
+    for (size_t i = 0; i < srv->n_channels; i++)
+        fprintf(f, "liveupdate_window_messages{channel=\"%s\"} %zu\n", srv->channels[i].path,
+                live_window_count(&srv->channels[i].win));
     fclose(f);
 }
 
@@ -292,18 +427,20 @@ static int serve_http(struct lws *wsi, const char *path) {
         free(text);
         return rc;
     }
-    if (channel_find(srv, path) >= 0)
+    if (channel_find(srv, path, NULL, 0) >= 0)
         return send_error(wsi, 426,
                           "this is a websocket channel: connect with a websocket client "
-                          "(Upgrade: websocket), optionally with ?since=<last id>",
+                          "(Upgrade: websocket), optionally with ?since=<last id>, or read "
+                          "it as Server-Sent Events at /events/v1<channel>",
                           true);
     return send_error(wsi, 404, "no such channel", false);
 }
 
-/* ---- client queues ----------------------------------------------------------- */
+/* ---- clients ----------------------------------------------------------------- */
 
 static void client_close(struct client *c, int code, const char *reason);
 static void drain_inbox(struct live_server *srv);
+static void request_page(struct live_server *srv, struct client *c);
 
 /* Asks a writable callback for every client with frames waiting. */
 static void flush_now(struct live_server *srv) {
@@ -343,12 +480,11 @@ static void flush_schedule(struct live_server *srv) {
     lws_sul_schedule(srv->ctx, 0, &srv->flush_sul, flush_run, due - now);
 }
 
-static void ring_clear(struct live_server *srv, struct client *c) {
-    while (c->count) {
-        live_msg_unref(c->ring[c->head]);
-        c->head = (c->head + 1) % c->cap;
-        c->count--;
-        srv->queued--;
+/* Marks a client as having something to send at the next flush. */
+static void client_kick(struct live_server *srv, struct client *c) {
+    if (!c->closing && !c->dirty && !c->asked) {
+        c->dirty = true;
+        srv->any_dirty = true;
     }
 }
 
@@ -357,9 +493,7 @@ static void replay_clear(struct live_server *srv, struct client *c) {
         live_msg_unref(c->replay[i]);
         srv->queued--;
     }
-    free(c->replay);
-    c->replay = NULL;
-    c->n_replay = c->replay_pos = c->replay_cap = 0;
+    c->n_replay = c->replay_pos = 0;
 }
 
 static void seen_clear(struct client *c) {
@@ -378,50 +512,51 @@ static bool seen_has(const struct client *c, const char *id) {
     return c->n_seen && bsearch(&id, c->seen, c->n_seen, sizeof(char *), cmp_str);
 }
 
-static int ring_push(struct live_server *srv, struct client *c, struct live_msg *m) {
-    if (c->count == c->cap) {
-        size_t ncap = c->cap ? c->cap * 2 : 8;
-        struct live_msg **n;
-        if (ncap > srv->cfg->live.client_queue)
-            ncap = srv->cfg->live.client_queue;
-        n = malloc(ncap * sizeof(*n));
-        if (!n)
-            return -1;
-        for (size_t i = 0; i < c->count; i++)
-            n[i] = c->ring[(c->head + i) % c->cap];
-        free(c->ring);
-        c->ring = n;
-        c->cap = ncap;
-        c->head = 0;
+/* Remembers a replayed id (kept sorted). Returns 0, or -1 when the set is
+ * full or memory is out: the id is then not remembered. */
+static int seen_add(struct client *c, const char *id) {
+    size_t lo = 0, hi = c->n_seen;
+    char **n, *copy;
+
+    if (c->n_seen >= SEEN_MAX)
+        return -1;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        int d = strcmp(c->seen[mid], id);
+        if (d == 0)
+            return 0;
+        if (d < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
     }
-    c->ring[(c->head + c->count) % c->cap] = live_msg_ref(m);
-    c->count++;
-    srv->queued++;
+    n = realloc(c->seen, (c->n_seen + 1) * sizeof(*n));
+    if (!n)
+        return -1;
+    c->seen = n;
+    copy = strdup(id);
+    if (!copy)
+        return -1;
+    memmove(c->seen + lo + 1, c->seen + lo, (c->n_seen - lo) * sizeof(*n));
+    c->seen[lo] = copy;
+    c->n_seen++;
     return 0;
 }
 
-/* Offers a live message to a client: queued, skipped as already replayed, or
- * the client is closed because its queue is full. */
-static void client_offer(struct live_server *srv, struct client *c, struct live_msg *m) {
-    if (c->closing)
-        return;
-    if (seen_has(c, m->id))
-        return;
-    if (c->count >= srv->cfg->live.client_queue) {
-        srv->slow_drops++;
-        LOG(LOG_WARN, "client too slow; closing serial=%" PRIu64 " queued=%zu", c->serial,
-            c->count);
-        client_close(c, LWS_CLOSE_STATUS_POLICY_VIOLATION, "too slow; resume with since");
-        return;
+/* Gives up the client's request slot, if it holds one, and hands free slots
+ * to clients waiting for one. */
+static void slot_release(struct live_server *srv, struct client *c) {
+    if (c && c->rpc_pending) {
+        c->rpc_pending = false;
+        srv->rpc_inflight--;
     }
-    if (ring_push(srv, c, m) < 0) {
-        client_close(c, LWS_CLOSE_STATUS_UNEXPECTED_CONDITION, "out of memory");
-        return;
-    }
-    if (!c->pending && !c->dirty && !c->asked) {
-        c->dirty = true;
-        srv->any_dirty = true;
-    }
+    for (size_t i = 0; i < srv->n_channels && srv->rpc_inflight < REPLAY_INFLIGHT_MAX; i++)
+        for (struct client *w = srv->channels[i].clients;
+             w && srv->rpc_inflight < REPLAY_INFLIGHT_MAX; w = w->next)
+            if (w->wants_page && !w->closing) {
+                w->wants_page = false;
+                request_page(srv, w);
+            }
 }
 
 /* Marks a client for closing: its queue is dropped now (so its memory is
@@ -435,8 +570,13 @@ static void client_close(struct client *c, int code, const char *reason) {
     c->closing = true;
     c->close_code = code;
     c->close_reason = reason;
-    ring_clear(srv, c);
+    c->wants_page = false;
+    c->waiting = false;
+    lws_set_timer_usecs(c->wsi, LWS_SET_TIMER_USEC_CANCEL);
     replay_clear(srv, c);
+    seen_clear(c);
+    if (c->rpc_pending)
+        slot_release(srv, c);
     lws_set_timeout(c->wsi, PENDING_TIMEOUT_CLOSE_SEND, 5);
     lws_callback_on_writable(c->wsi);
 }
@@ -455,48 +595,166 @@ static void client_unlink(struct live_server *srv, struct client *c) {
         c->next->prev = c->prev;
     ch->n_clients--;
     srv->clients--;
+    if (c->sse)
+        srv->sse_clients--;
     c->linked = false;
-    ring_clear(srv, c);
-    free(c->ring);
-    c->ring = NULL;
-    c->cap = 0;
+    c->wants_page = false;
     replay_clear(srv, c);
+    free(c->replay);
+    c->replay = NULL;
     seen_clear(c);
+    free(c->filter);
+    c->filter = NULL;
+    if (c->rpc_pending)
+        slot_release(srv, c);
 }
 
-/* The next queued message (replayed ones first), or NULL; peek only. */
-static struct live_msg *client_peek(struct client *c) {
-    if (c->replay_pos < c->n_replay)
-        return c->replay[c->replay_pos];
-    return c->count ? c->ring[c->head] : NULL;
+/* True when a window message is for this client (its resource, if it
+ * subscribed to one). */
+static bool client_wants(const struct client *c, const struct live_msg *m) {
+    return !c->filter || (m->path && strcmp(m->path, c->filter) == 0);
 }
 
-static void client_pop(struct live_server *srv, struct client *c) {
-    struct live_msg *m;
+/* A live message entered the client's channel window: wake the client, or
+ * close it when it has fallen too far behind. */
+static void client_offer(struct live_server *srv, struct client *c, struct live_msg *m) {
+    struct live_window *w = &srv->channels[c->channel].win;
+    uint64_t lag;
 
-    if (c->replay_pos < c->n_replay) {
-        m = c->replay[c->replay_pos++];
-        if (c->replay_pos == c->n_replay)
-            c->replay_pos = c->n_replay = 0; /* kept allocated: pages are small */
-    } else {
-        m = c->ring[c->head];
-        c->head = (c->head + 1) % c->cap;
-        c->count--;
+    if (c->closing || c->phase != PH_LIVE)
+        return;
+    if (c->cursor < w->start) {
+        srv->slow_drops++;
+        LOG(LOG_WARN, "client fell out of the window; closing serial=%" PRIu64, c->serial);
+        client_close(c, LWS_CLOSE_STATUS_POLICY_VIOLATION, "too slow; resume with since");
+        return;
     }
-    srv->queued--;
+    lag = w->end - c->cursor;
+    if (lag <= srv->cfg->live.client_queue) {
+        c->caught_up = true;
+    } else if (c->caught_up) {
+        srv->slow_drops++;
+        LOG(LOG_WARN, "client too slow; closing serial=%" PRIu64 " queued=%" PRIu64, c->serial,
+            lag);
+        client_close(c, LWS_CLOSE_STATUS_POLICY_VIOLATION, "too slow; resume with since");
+        return;
+    }
+    if (c->n_replay > c->replay_pos)
+        return; /* the replay goes first; the write that ends it asks again */
+    if (!client_wants(c, m)) {
+        if (c->cursor == m->lseq)
+            c->cursor++; /* nothing for it: stays caught up without a write */
+        return;
+    }
+    client_kick(srv, c);
+}
+
+/* Appends "id: ...\ndata: ...\n\n" for m to out (room bytes free); a line
+ * break inside the data starts another data line, as the format asks.
+ * Returns the bytes written, or 0 when it does not fit. */
+static size_t sse_format(const struct live_msg *m, unsigned char *out, size_t room) {
+    const unsigned char *p = live_msg_payload((struct live_msg *)m);
+    size_t idn = strlen(m->id), need = 4 + idn + 1 + 6 + m->len + 2, used = 0;
+
+    for (size_t i = 0; i < m->len; i++)
+        if (p[i] == '\n')
+            need += 6;
+    if (need > room)
+        return 0;
+    memcpy(out, "id: ", 4);
+    used = 4;
+    memcpy(out + used, m->id, idn);
+    used += idn;
+    memcpy(out + used, "\ndata: ", 7);
+    used += 7;
+    for (size_t i = 0; i < m->len; i++) {
+        if (p[i] == '\r')
+            continue;
+        out[used++] = p[i];
+        if (p[i] == '\n') {
+            memcpy(out + used, "data: ", 6);
+            used += 6;
+        }
+    }
+    out[used++] = '\n';
+    out[used++] = '\n';
+    return used;
+}
+
+/* The message's SSE event, made on first use and kept with the message, so
+ * a thousand SSE clients cost one formatting and a thousand copies, as
+ * websocket clients do. NULL when out of memory. */
+static const unsigned char *sse_event(struct live_msg *m, size_t *len) {
+    if (!m->sse) {
+        size_t cap = 4 + LIVE_ID_MAX + 7 + m->len + 2;
+        const unsigned char *p = live_msg_payload(m);
+        for (size_t i = 0; i < m->len; i++)
+            if (p[i] == '\n')
+                cap += 6;
+        m->sse = malloc(cap);
+        if (!m->sse)
+            return NULL;
+        m->sse_len = sse_format(m, m->sse, cap);
+    }
+    *len = m->sse_len;
+    return m->sse;
+}
+
+/* Appends m to the batch in the client's format. Returns false when it does
+ * not fit (the batch must be written first). */
+static bool batch_add(struct live_server *srv, struct client *c, struct live_msg *m, size_t *used) {
+    unsigned char *out = srv->scratch + LWS_PRE + *used;
+    size_t room = SCRATCH_SIZE - *used, n;
+
+    if (c->sse) {
+        const unsigned char *ev = sse_event(m, &n);
+        if (!ev || n > room)
+            return false;
+        memcpy(out, ev, n);
+    } else {
+        n = live_msg_frame_len(m);
+        if (n > room)
+            return false;
+        memcpy(out, live_msg_frame(m), n);
+    }
+    *used += n;
     srv->frames_out++;
     srv->bytes_out += m->len;
-    live_msg_unref(m);
+    return true;
 }
 
-/* Sends queued frames: replayed ones first, then live ones. Frames already
- * carry their header (buf.h), so a burst of them is copied into one buffer
- * and written at once: one send per client per wakeup rather than one per
- * message, which is what lets one thread feed thousands of clients. */
+/* Writes one message too large for the batch buffer on its own. */
+static int write_large(struct live_server *srv, struct client *c, struct live_msg *m) {
+    if (!c->sse) {
+        if (lws_write(c->wsi, live_msg_payload(m), m->len, LWS_WRITE_TEXT) < 0)
+            return -1;
+    } else {
+        size_t n;
+        const unsigned char *ev = sse_event(m, &n);
+        unsigned char *buf = ev ? malloc(LWS_PRE + n) : NULL;
+        int rc;
+        if (!buf)
+            return -1;
+        memcpy(buf + LWS_PRE, ev, n);
+        rc = lws_write(c->wsi, buf + LWS_PRE, n, LWS_WRITE_HTTP);
+        free(buf);
+        if (rc < (int)n)
+            return -1;
+    }
+    srv->frames_out++;
+    srv->bytes_out += m->len;
+    return 0;
+}
+
+/* Sends what the client has waiting: its replay page first, then the window
+ * from its cursor. Frames already carry their header (buf.h), so a burst of
+ * them is copied into one buffer and written at once: one send per client
+ * per wakeup rather than one per message, which is what lets one thread
+ * feed thousands of clients. */
 static int client_write(struct live_server *srv, struct client *c) {
-    unsigned char *out = srv->scratch + LWS_PRE;
+    struct live_window *w = &srv->channels[c->channel].win;
     size_t used = 0;
-    struct live_msg *m;
+    bool more = false;
 
     /* Messages that arrived while this round of writes was under way go
      * out in it, to the clients not written yet, instead of waiting for
@@ -504,33 +762,97 @@ static int client_write(struct live_server *srv, struct client *c) {
     if (live_inbox_nonempty(&srv->inbox))
         drain_inbox(srv);
     if (c->closing) {
-        size_t n = strlen(c->close_reason);
+        if (c->sse)
+            return -1;
         lws_close_reason(c->wsi, (enum lws_close_status)c->close_code,
-                         (unsigned char *)c->close_reason, n);
+                         (unsigned char *)c->close_reason, strlen(c->close_reason));
         return -1;
     }
     c->asked = false;
-    if (c->pending)
-        return 0;
-    m = client_peek(c);
-    if (m && live_msg_frame_len(m) > SCRATCH_SIZE) {
-        /* Too large to batch: let lws frame it from the shared buffer. */
-        if (lws_write(c->wsi, live_msg_payload(m), m->len, LWS_WRITE_TEXT) < 0)
+    if (c->ping_due) {
+        static const char payload[] = "fpesa";
+        unsigned char buf[LWS_PRE + sizeof(payload)];
+        c->ping_due = false;
+        memcpy(buf + LWS_PRE, payload, sizeof(payload) - 1);
+        if (lws_write(c->wsi, buf + LWS_PRE, sizeof(payload) - 1, LWS_WRITE_PING) < 0)
             return -1;
-        client_pop(srv, c);
-    } else {
-        while ((m = client_peek(c)) && used + live_msg_frame_len(m) <= SCRATCH_SIZE) {
-            memcpy(out + used, live_msg_frame(m), live_msg_frame_len(m));
-            used += live_msg_frame_len(m);
-            client_pop(srv, c);
-        }
-        /* Already framed: written as raw bytes on the connection. */
-        if (used && lws_write(c->wsi, out, used, LWS_WRITE_RAW) < (int)used)
-            return -1;
-    }
-    if (client_peek(c)) {
+        /* One write per callback: the frames follow in the next. */
         c->asked = true;
         lws_callback_on_writable(c->wsi);
+        return 0;
+    }
+    if (c->sse && c->heartbeat) {
+        memcpy(srv->scratch + LWS_PRE, ":\n\n", 3);
+        used = 3;
+        c->heartbeat = false;
+    }
+    if (c->sse && c->gap) {
+        int n = snprintf((char *)srv->scratch + LWS_PRE + used, SCRATCH_SIZE - used,
+                         "event: gap\ndata: {\"reason\":\"unknown position, resuming from "
+                         "now\"}\n\n");
+        used += (size_t)n;
+        c->gap = false;
+    }
+    while (c->replay_pos < c->n_replay) {
+        struct live_msg *m = c->replay[c->replay_pos];
+        bool alone = false;
+        if (!batch_add(srv, c, m, &used)) {
+            if (used) {
+                more = true;
+                break;
+            }
+            if (write_large(srv, c, m) < 0)
+                return -1;
+            alone = true;
+        }
+        live_msg_unref(m);
+        c->replay[c->replay_pos++] = NULL;
+        srv->queued--;
+        if (alone) {
+            more = true; /* one write per callback: the rest in the next */
+            break;
+        }
+    }
+    if (c->replay_pos == c->n_replay)
+        c->replay_pos = c->n_replay = 0;
+    if (c->phase == PH_LIVE && c->n_replay == 0 && !more) {
+        if (c->cursor < w->start) {
+            srv->slow_drops++;
+            client_close(c, LWS_CLOSE_STATUS_POLICY_VIOLATION, "too slow; resume with since");
+            return 0;
+        }
+        while (c->cursor < w->end) {
+            struct live_msg *m = live_window_at(w, c->cursor);
+            if (!client_wants(c, m) || (c->n_seen && seen_has(c, m->id))) {
+                c->cursor++;
+                continue;
+            }
+            if (!batch_add(srv, c, m, &used)) {
+                if (used) {
+                    more = true;
+                    break;
+                }
+                if (write_large(srv, c, m) < 0)
+                    return -1;
+                c->cursor++;
+                more = c->cursor < w->end;
+                break;
+            }
+            c->cursor++;
+        }
+        if (c->n_seen && c->cursor >= c->seen_until)
+            seen_clear(c);
+        if (w->end - c->cursor <= srv->cfg->live.client_queue)
+            c->caught_up = true;
+    }
+    if (used && lws_write(c->wsi, srv->scratch + LWS_PRE, used,
+                          c->sse ? LWS_WRITE_HTTP : LWS_WRITE_RAW) < (int)used)
+        return -1;
+    if (more || c->replay_pos < c->n_replay) {
+        c->asked = true;
+        lws_callback_on_writable(c->wsi);
+    } else if (c->phase == PH_REPLAY && !c->rpc_pending && !c->wants_page && !c->waiting) {
+        request_page(srv, c); /* paced by the client: the next page once this one is read */
     }
     return 0;
 }
@@ -548,104 +870,207 @@ static struct client *client_by_serial(struct live_server *srv, uint64_t serial)
 static void resume_fail(struct live_server *srv, struct client *c, const char *why) {
     srv->replays_failed++;
     LOG(LOG_WARN, "resume failed serial=%" PRIu64 " reason=%s", c->serial, why);
-    c->pending = false;
-    lws_set_timer_usecs(c->wsi, LWS_SET_TIMER_USEC_CANCEL);
     client_close(c, LWS_CLOSE_STATUS_UNEXPECTED_CONDITION, "resume failed; retry with since");
 }
 
-static void resume_request(struct live_server *srv, struct client *c) {
-    struct channel *ch = &srv->channels[c->channel];
-    long left = srv->cfg->live.resume_limit - c->replayed;
-    long limit = left < REPLAY_PAGE ? left : REPLAY_PAGE;
+/* Continues from the window at lseq from (or its oldest message, if that
+ * is gone), after the replay page still queued. */
+static void go_live(struct live_server *srv, struct client *c, uint64_t from) {
+    struct live_window *w = &srv->channels[c->channel].win;
 
+    c->phase = PH_LIVE;
+    c->cursor = from < w->start ? w->start : from > w->end ? w->end : from;
+    c->caught_up = w->end - c->cursor <= srv->cfg->live.client_queue;
+    c->seen_until = w->end + srv->cfg->live.client_queue;
+    c->waiting = c->wants_page = false;
+    lws_set_timer_usecs(c->wsi, LWS_SET_TIMER_USEC_CANCEL);
+    client_kick(srv, c);
+}
+
+/* Neither the window nor the store knows the position: a websocket client
+ * is told with a close code it reconnects on without since; an SSE stream
+ * gets a gap event and continues live from now. */
+static void unknown_position(struct live_server *srv, struct client *c) {
+    srv->unknown_positions++;
+    LOG(LOG_INFO, "resume from an unknown position serial=%" PRIu64 " since=%.64s", c->serial,
+        c->after);
+    if (!c->sse) {
+        client_close(c, LIVE_CLOSE_UNKNOWN_POSITION, "unknown position; reconnect without since");
+        return;
+    }
+    c->gap = true;
+    replay_clear(srv, c);
+    /* Resuming from the moment it connected: what arrived while the id was
+     * looked up is not lost too. */
+    go_live(srv, c, c->arrived);
+}
+
+/* Starts a client at ?since=<id> (or Last-Event-ID): from the window when it
+ * holds the id, else from the store. */
+static void resume_start(struct live_server *srv, struct client *c, const char *since) {
+    struct channel *ch = &srv->channels[c->channel];
+    struct live_msg *m = live_window_find(&ch->win, since);
+
+    snprintf(c->after, sizeof(c->after), "%s", since);
+    if (m) {
+        srv->window_resumes++;
+        go_live(srv, c, m->lseq + 1);
+        return;
+    }
+    if (!ch->rpc_exchange) {
+        unknown_position(srv, c);
+        return;
+    }
+    srv->replays_started++;
+    c->phase = PH_REPLAY;
+    c->page = 0;
+    c->started_ms = now_ms();
+    request_page(srv, c);
+}
+
+static void request_page(struct live_server *srv, struct client *c) {
+    struct channel *ch = &srv->channels[c->channel];
+
+    if (c->closing || c->rpc_pending)
+        return;
+    if (srv->rpc_inflight >= REPLAY_INFLIGHT_MAX) {
+        c->wants_page = true;
+        return;
+    }
+    c->page++;
     if (live_bus_request_replay(srv->bus, c->serial, c->page, c->channel, ch->rpc_exchange,
-                                c->after, limit) < 0) {
+                                c->after, REPLAY_PAGE) < 0) {
         resume_fail(srv, c, "broker unavailable");
         return;
     }
+    c->rpc_pending = true;
+    srv->rpc_inflight++;
     lws_set_timer_usecs(c->wsi, (lws_usec_t)ch->rpc_timeout_ms * 1000);
 }
 
-static void resume_done(struct client *c) {
-    c->pending = false;
-    c->asked = true;
-    lws_set_timer_usecs(c->wsi, LWS_SET_TIMER_USEC_CANCEL);
-    lws_callback_on_writable(c->wsi);
+/* Asks the store again after a pause. */
+static void repoll(struct client *c, long ms) {
+    c->waiting = true;
+    lws_set_timer_usecs(c->wsi, (lws_usec_t)ms * 1000);
 }
 
-/* A page of stored messages arrived: queue it before the live ones, drop
- * live copies of what it contains, and ask for the next page if it was full. */
+/* The replay reached the end of the store without meeting the window: true
+ * when it may join the window anyway. With an empty window that is once the
+ * messages published before the bind had time to be stored; with a
+ * non-empty one, once its oldest message has waited long enough to be taken
+ * as never stored. */
+static bool may_join(const struct channel *ch) {
+    int64_t now = now_ms();
+    struct live_msg *first = live_window_at(&ch->win, ch->win.start);
+
+    if (now - ch->bound_ms < SETTLE_MS)
+        return false;
+    return !first || now - first->at_ms >= STRAGGLE_MS;
+}
+
+/* May a stored message also come live later? Those near or after the
+ * window's oldest message (by their UUIDv7 time) may. */
+static bool may_come_live(const struct channel *ch, const struct live_msg *m) {
+    int64_t t = live_uuid7_ms(m->id), floor_ms;
+    struct live_msg *first = live_window_at(&ch->win, ch->win.start);
+
+    if (t == 0)
+        return true;
+    floor_ms = first && live_uuid7_ms(first->id) ? live_uuid7_ms(first->id) : ch->bound_wall_ms;
+    return t >= floor_ms - MARGIN_MS;
+}
+
+/* A page of stored messages arrived: queue those the window does not hold;
+ * once the store reaches a message the window holds, continue from the
+ * window. */
 static void on_replay(struct live_server *srv, struct live_event *ev) {
     struct client *c = client_by_serial(srv, ev->client);
-    char last[128] = "";
-    long limit;
+    struct channel *ch;
+    uint64_t join = UINT64_MAX;
+    struct live_msg **n;
 
-    if (!c || !c->pending || c->closing || ev->page != c->page)
+    if (!c || !c->rpc_pending || c->closing || ev->page != c->page)
         return; /* gone, or an answer that came after its timeout */
-    if (ev->error) {
-        resume_fail(srv, c, "rpc answered an error");
+    ch = &srv->channels[c->channel];
+    lws_set_timer_usecs(c->wsi, LWS_SET_TIMER_USEC_CANCEL);
+    slot_release(srv, c);
+    if (ev->error == 404) {
+        /* The id is not (yet) stored. It may be in flight: it was pushed
+         * live before its commit; or it arrived in the window meanwhile. */
+        struct live_msg *m = live_window_find(&ch->win, c->after);
+        if (m) {
+            srv->window_resumes++;
+            go_live(srv, c, m->lseq + 1);
+        } else if (now_ms() - c->started_ms < LOOKUP_MS) {
+            repoll(c, REPOLL_MS);
+        } else {
+            unknown_position(srv, c);
+        }
         return;
     }
-    limit = srv->cfg->live.resume_limit - c->replayed;
-    if (limit > REPLAY_PAGE)
-        limit = REPLAY_PAGE;
-    if (ev->n_msgs)
-        snprintf(last, sizeof(last), "%s", ev->msgs[ev->n_msgs - 1]->id);
-    if (c->n_replay + ev->n_msgs > c->replay_cap) {
-        size_t ncap = c->n_replay + ev->n_msgs;
-        struct live_msg **n = realloc(c->replay, ncap * sizeof(*n));
-        if (!n) {
-            resume_fail(srv, c, "out of memory");
+    if (ev->error) {
+        if (++c->retries > RESUME_RETRIES) {
+            resume_fail(srv, c, "rpc answered an error");
             return;
         }
-        c->replay = n;
-        c->replay_cap = ncap;
+        repoll(c, 250L << c->retries);
+        return;
     }
-    {
-        char **s = realloc(c->seen, (c->n_seen + ev->n_msgs + 1) * sizeof(*s));
-        if (!s) {
-            resume_fail(srv, c, "out of memory");
-            return;
-        }
-        c->seen = s;
+    c->retries = 0;
+    n = realloc(c->replay, (c->n_replay + ev->n_msgs + 1) * sizeof(*n));
+    if (!n) {
+        resume_fail(srv, c, "out of memory");
+        return;
     }
+    c->replay = n;
     for (size_t i = 0; i < ev->n_msgs; i++) {
-        struct live_msg *m = ev->msgs[i];
-        char *id = strdup(m->id);
-        if (!id) {
-            resume_fail(srv, c, "out of memory");
-            return;
+        struct live_msg *m = ev->msgs[i], *hit = live_window_find(&ch->win, m->id);
+        snprintf(c->after, sizeof(c->after), "%s", m->id);
+        if (hit) {
+            /* The window holds it: it goes out from there, in live order. */
+            if (hit->lseq < join)
+                join = hit->lseq;
+            continue;
         }
-        c->seen[c->n_seen++] = id;
+        if (may_come_live(ch, m) && seen_add(c, m->id) < 0)
+            LOG(LOG_DEBUG, "replayed id not remembered serial=%" PRIu64, c->serial);
         c->replay[c->n_replay++] = m;
         ev->msgs[i] = NULL;
         srv->queued++;
         srv->replayed_messages++;
     }
-    qsort(c->seen, c->n_seen, sizeof(char *), cmp_str);
-    c->replayed += (long)ev->n_msgs;
-    /* Live messages queued while the replay was pending may be in it. */
-    if (c->count) {
-        size_t kept = 0;
-        for (size_t i = 0; i < c->count; i++) {
-            struct live_msg *m = c->ring[(c->head + i) % c->cap];
-            if (seen_has(c, m->id)) {
-                live_msg_unref(m);
-                srv->queued--;
-            } else {
-                c->ring[(c->head + kept) % c->cap] = m;
-                kept++;
-            }
-        }
-        c->count = kept;
+    if (join != UINT64_MAX)
+        go_live(srv, c, join);
+    else if (ev->n_msgs < REPLAY_PAGE && may_join(ch))
+        go_live(srv, c, ch->bind_lseq);
+    else if (ev->n_msgs < REPLAY_PAGE)
+        repoll(c, REPOLL_MS); /* the end of the store for now: wait for it to reach the window */
+    /* else: the next page is asked for once this one is written */
+    if (c->n_replay > c->replay_pos) {
+        client_kick(srv, c);
+    } else if (c->phase == PH_REPLAY && !c->waiting) {
+        request_page(srv, c);
     }
-    if (ev->n_msgs > 0 && (long)ev->n_msgs >= limit && c->replayed < srv->cfg->live.resume_limit) {
-        snprintf(c->after, sizeof(c->after), "%s", last);
-        c->page++;
-        resume_request(srv, c);
+}
+
+/* The client's timer: a request timed out, or a re-poll is due. */
+static void on_timer(struct live_server *srv, struct client *c) {
+    if (c->closing)
+        return;
+    if (c->rpc_pending) {
+        slot_release(srv, c);
+        if (++c->retries > RESUME_RETRIES) {
+            resume_fail(srv, c, "rpc timeout");
+            return;
+        }
+        request_page(srv, c);
         return;
     }
-    resume_done(c);
+    if (c->waiting) {
+        c->waiting = false;
+        if (c->phase == PH_REPLAY)
+            request_page(srv, c);
+    }
 }
 
 /* ---- events from the bus ----------------------------------------------------- */
@@ -664,9 +1089,13 @@ static void drain_inbox(struct live_server *srv) {
         switch (ev->kind) {
         case LIVE_EV_MESSAGE: {
             struct channel *ch = &srv->channels[ev->msg->channel];
+            struct live_msg *m = ev->msg;
+            ev->msg = NULL;
+            m->at_ms = now_ms();
+            live_window_push(&ch->win, m);
             srv->messages_routed++;
             for (struct client *c = ch->clients; c; c = c->next)
-                client_offer(srv, c, ev->msg);
+                client_offer(srv, c, m);
             break;
         }
         case LIVE_EV_REPLAY:
@@ -674,11 +1103,25 @@ static void drain_inbox(struct live_server *srv) {
             break;
         case LIVE_EV_BUS_UP:
             srv->broker_up = true;
+            for (size_t i = 0; i < srv->n_channels; i++) {
+                struct channel *ch = &srv->channels[i];
+                ch->bind_lseq = ch->win.end;
+                ch->bound_ms = now_ms();
+                {
+                    struct timespec ts;
+                    clock_gettime(CLOCK_REALTIME, &ts);
+                    ch->bound_wall_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+                }
+            }
             break;
         case LIVE_EV_BUS_DOWN:
             srv->broker_up = false;
             srv->restart_closes += srv->clients;
             close_all(srv, CLOSE_BROKER_LOST, "broker connection lost; resume with since");
+            /* The live stream has a hole from now on: nobody may resume from
+             * the window across it. */
+            for (size_t i = 0; i < srv->n_channels; i++)
+                live_window_clear(&srv->channels[i].win);
             break;
         }
         live_event_free(ev);
@@ -687,26 +1130,108 @@ static void drain_inbox(struct live_server *srv) {
     flush_schedule(srv);
 }
 
-/* ---- the protocol callback ----------------------------------------------------- */
+/* Keepalive is liveupdate's own, not libwebsockets': libwebsockets 4.1
+ * answers a client's ping that arrives while its own keepalive ping is
+ * pending with a pong that carries the still-masked payload, and clients
+ * that check the payload (python-websockets) then drop the connection. Here
+ * a websocket client silent for ping_interval gets a ping (written by us,
+ * so libwebsockets' own pong path is left alone and answers every client
+ * ping with its payload), and one silent for three intervals is cut off; an
+ * SSE stream gets a comment line every interval, which keeps proxies from
+ * closing it and finds dead peers (the write fails). */
+static void beat_run(lws_sorted_usec_list_t *sul) {
+    struct live_server *srv =
+        (struct live_server *)((char *)sul - offsetof(struct live_server, beat_sul));
+    int64_t now = now_ms(), iv = (int64_t)srv->cfg->live.ping_interval * 1000;
 
-/* Reads ?since= into out (size len). Returns 1 when given and valid, 0 when
- * absent, -1 when malformed. */
-static int since_arg(struct lws *wsi, char *out, int len) {
-    char buf[192];
-    const char *v;
+    for (size_t i = 0; i < srv->n_channels; i++)
+        for (struct client *c = srv->channels[i].clients; c; c = c->next) {
+            bool due = false;
+            if (c->closing)
+                continue;
+            if (c->sse) {
+                due = now - c->last_beat_ms >= iv;
+                c->heartbeat = c->heartbeat || due;
+            } else if (now - c->last_rx_ms >= 3 * iv) {
+                srv->reaped++;
+                LOG(LOG_INFO, "client silent for three ping intervals; closing serial=%" PRIu64,
+                    c->serial);
+                lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+                continue;
+            } else if (now - c->last_rx_ms >= iv && now - c->last_beat_ms >= iv) {
+                due = true;
+                c->ping_due = true;
+            }
+            if (due) {
+                c->last_beat_ms = now;
+                if (!c->asked) {
+                    c->asked = true;
+                    lws_callback_on_writable(c->wsi);
+                }
+            }
+        }
+    lws_sul_schedule(srv->ctx, 0, &srv->beat_sul, beat_run,
+                     iv < 1000 ? (lws_usec_t)iv * 1000 : LWS_US_PER_SEC);
+}
 
-    if (lws_get_urlarg_by_name(wsi, "since=", buf, (int)sizeof(buf)) == NULL) {
-        out[0] = '\0';
-        return lws_get_urlarg_by_name(wsi, "since", buf, (int)sizeof(buf)) ? -1 : 0;
-    }
-    v = strchr(buf, '=') ? strchr(buf, '=') + 1 : buf;
-    if (!*v || (int)strlen(v) >= len)
+/* ---- handshakes ---------------------------------------------------------------- */
+
+/* Checks a resume position: 1 when valid (copied to out, LIVE_ID_MAX + 1
+ * bytes), -1 when malformed (empty or not printable ASCII), -2 when longer
+ * than any message id. */
+static int since_check(const char *v, size_t n, char *out) {
+    if (n == 0)
         return -1;
-    for (const char *p = v; *p; p++)
-        if ((unsigned char)*p < 0x21 || (unsigned char)*p > 0x7e)
+    if (n > LIVE_ID_MAX)
+        return -2;
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)v[i] < 0x21 || (unsigned char)v[i] > 0x7e)
             return -1;
-    memcpy(out, v, strlen(v) + 1);
+    memcpy(out, v, n);
+    out[n] = '\0';
     return 1;
+}
+
+/* Reads ?since= (or, for SSE, the Last-Event-ID header, which wins) into out
+ * (LIVE_ID_MAX + 1 bytes). Returns 1 when given and valid, 0 when absent,
+ * -1 when malformed, -2 when too long. */
+static int since_arg(struct lws *wsi, char *out, bool sse) {
+    char buf[1024];
+    int rc = 0;
+
+    out[0] = '\0';
+    if (sse) {
+        int n = lws_hdr_custom_length(wsi, "last-event-id:", 14);
+        if (n > 0) {
+            if (n >= (int)sizeof(buf))
+                return -2;
+            if (lws_hdr_custom_copy(wsi, buf, sizeof(buf), "last-event-id:", 14) < 0)
+                return -1;
+            return since_check(buf, strlen(buf), out);
+        }
+    }
+    for (int i = 0;; i++) {
+        int len = lws_hdr_fragment_length(wsi, WSI_TOKEN_HTTP_URI_ARGS, i);
+        if (len <= 0)
+            break;
+        if (len >= (int)sizeof(buf)) {
+            /* Too long to copy: find out whether it is ours. */
+            char head[8];
+            if (lws_hdr_copy_fragment(wsi, head, sizeof(head), WSI_TOKEN_HTTP_URI_ARGS, i) < 0 &&
+                lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_URI_ARGS) > 0)
+                return -2;
+            continue;
+        }
+        if (lws_hdr_copy_fragment(wsi, buf, sizeof(buf), WSI_TOKEN_HTTP_URI_ARGS, i) < 0)
+            break;
+        if (strncmp(buf, "since=", 6) == 0)
+            rc = since_check(buf + 6, strlen(buf + 6), out);
+        else if (strcmp(buf, "since") == 0)
+            rc = -1;
+        if (rc)
+            return rc;
+    }
+    return 0;
 }
 
 static int path_of(struct lws *wsi, char *out, int len) {
@@ -770,10 +1295,11 @@ static const struct cfg_auth_rule *channel_rule(struct live_server *srv, int ch)
 }
 
 /* Checks the Origin against auth.origins and the credentials (access_token=
- * or api_key= in the URL, as browsers cannot set headers on a websocket; or
- * the Authorization and X-API-Key headers) against the channel's rule.
- * Returns 0 to go on, else what confirm_upgrade returns (answer sent). */
-static int check_access(struct live_server *srv, struct lws *wsi, int ch) {
+ * or api_key= in the URL, as browsers cannot set headers on a websocket or
+ * an EventSource; or the Authorization and X-API-Key headers) against the
+ * channel's rule; ws: a websocket handshake, whose shape is checked too.
+ * Returns 0 to go on, else 1 (answer sent) or -1 (connection to close). */
+static int check_access(struct live_server *srv, struct lws *wsi, int ch, bool ws) {
     const struct cfg *cfg = srv->cfg;
     char origin[256], tok[4096], key[256], hdr[4096], why[200], challenge[200];
     struct auth_creds cr = {0};
@@ -782,13 +1308,13 @@ static int check_access(struct live_server *srv, struct lws *wsi, int ch) {
 
     /* libwebsockets closes a handshake it cannot complete without an answer
      * (a subprotocol it does not serve, no key): refuse those here, in JSON. */
-    if (lws_hdr_copy(wsi, hdr, (int)sizeof(hdr), WSI_TOKEN_PROTOCOL) > 0 &&
+    if (ws && lws_hdr_copy(wsi, hdr, (int)sizeof(hdr), WSI_TOKEN_PROTOCOL) > 0 &&
         !strstr(hdr, "fpesa-live")) {
         srv->rejected_upgrades++;
         return send_denied(wsi, 400, "",
                            "unsupported websocket subprotocol (offer fpesa-live, or none)");
     }
-    if (lws_hdr_total_length(wsi, WSI_TOKEN_KEY) <= 0) {
+    if (ws && lws_hdr_total_length(wsi, WSI_TOKEN_KEY) <= 0) {
         srv->rejected_upgrades++;
         return send_denied(wsi, 400, "", "a websocket handshake needs Sec-WebSocket-Key");
     }
@@ -826,32 +1352,31 @@ static int check_access(struct live_server *srv, struct lws *wsi, int ch) {
     return send_denied(wsi, (unsigned int)out, challenge, why);
 }
 
+static const char *since_error(int s) {
+    return s == -2 ? "since is longer than any message id (at most 200 characters)"
+                   : "since must be a message id: 1 to 200 printable ASCII characters";
+}
+
 static int confirm_upgrade(struct live_server *srv, struct lws *wsi) {
-    char path[512], since[128];
+    char path[512], since[LIVE_ID_MAX + 1];
     int ch, s;
 
     if (path_of(wsi, path, sizeof(path)) < 0) {
         srv->rejected_upgrades++;
         return send_error(wsi, 400, "a websocket handshake must be a GET", false) < 0 ? -1 : 1;
     }
-    ch = channel_find(srv, path);
+    ch = channel_find(srv, path, NULL, 0);
     if (ch < 0) {
         srv->rejected_upgrades++;
         return send_error(wsi, 404, "no such channel", false) < 0 ? -1 : 1;
     }
-    s = check_access(srv, wsi, ch);
+    s = check_access(srv, wsi, ch, true);
     if (s != 0)
         return s;
-    s = since_arg(wsi, since, sizeof(since));
+    s = since_arg(wsi, since, false);
     if (s < 0) {
         srv->rejected_upgrades++;
-        return send_error(wsi, 400, "since must be a message id", false) < 0 ? -1 : 1;
-    }
-    if (s > 0 && !srv->channels[ch].rpc_exchange) {
-        srv->rejected_upgrades++;
-        return send_error(wsi, 400, "this channel has no stored messages to resume from", false) < 0
-                   ? -1
-                   : 1;
+        return send_error(wsi, 400, since_error(s), false) < 0 ? -1 : 1;
     }
     if (srv->stopping || !srv->broker_up) {
         srv->rejected_upgrades++;
@@ -860,29 +1385,31 @@ static int confirm_upgrade(struct live_server *srv, struct lws *wsi) {
     return 0;
 }
 
-static int on_established(struct live_server *srv, struct lws *wsi, struct client *c) {
-    char path[512], since[128];
-    int s;
+/* Links a new client (websocket or SSE) to its channel and starts it live or
+ * resuming. Returns 0, or -1 when out of memory. */
+static int client_start(struct live_server *srv, struct lws *wsi, struct client *c, int ch_index,
+                        const char *filter, const char *since, bool sse) {
+    struct channel *ch = &srv->channels[ch_index];
 
     memset(c, 0, sizeof(*c));
     c->wsi = wsi;
-    c->channel = -1;
-    path_of(wsi, path, sizeof(path));
-    c->channel = channel_find(srv, path);
-    if (c->channel < 0)
-        return -1; /* confirm_upgrade refused it already */
-    s = since_arg(wsi, since, sizeof(since));
-    c->serial = ++srv->next_serial;
-    {
-        struct channel *ch = &srv->channels[c->channel];
-        c->next = ch->clients;
-        if (ch->clients)
-            ch->clients->prev = c;
-        ch->clients = c;
-        ch->n_clients++;
+    c->channel = ch_index;
+    c->sse = sse;
+    if (filter && *filter) {
+        c->filter = strdup(filter);
+        if (!c->filter)
+            return -1;
     }
+    c->serial = ++srv->next_serial;
+    c->next = ch->clients;
+    if (ch->clients)
+        ch->clients->prev = c;
+    ch->clients = c;
+    ch->n_clients++;
     c->linked = true;
     srv->clients++;
+    if (sse)
+        srv->sse_clients++;
     {
         /* Frames go out as soon as they are written; no Nagle delay. */
         int one = 1, fd = (int)lws_get_socket_fd(wsi);
@@ -890,14 +1417,88 @@ static int on_established(struct live_server *srv, struct lws *wsi, struct clien
             setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     }
     srv->connections_total++;
-    if (s > 0 && srv->channels[c->channel].rpc_exchange) {
-        srv->replays_started++;
-        c->pending = true;
-        snprintf(c->after, sizeof(c->after), "%s", since);
-        resume_request(srv, c);
+    c->last_rx_ms = c->last_beat_ms = now_ms();
+    c->phase = PH_LIVE;
+    c->cursor = c->arrived = ch->win.end;
+    c->caught_up = true;
+    if (since && *since)
+        resume_start(srv, c, since);
+    LOG(LOG_DEBUG, "client connected serial=%" PRIu64 " channel=%s sse=%d since=%.64s", c->serial,
+        ch->path, sse, since && *since ? since : "-");
+    flush_schedule(srv);
+    return 0;
+}
+
+static int on_established(struct live_server *srv, struct lws *wsi, struct client *c) {
+    char path[512], since[LIVE_ID_MAX + 1], filter[1024];
+    int ch;
+
+    memset(c, 0, sizeof(*c));
+    c->channel = -1;
+    path_of(wsi, path, sizeof(path));
+    ch = channel_find(srv, path, filter, sizeof(filter));
+    if (ch < 0)
+        return -1; /* confirm_upgrade refused it already */
+    if (since_arg(wsi, since, false) < 0)
+        since[0] = '\0';
+    return client_start(srv, wsi, c, ch, filter, since, false);
+}
+
+/* GET /events/v1/<channel>: answers the headers of an event stream and
+ * makes the connection a client. Returns what the HTTP callback must. */
+static int sse_open(struct live_server *srv, struct lws *wsi, struct client *c, const char *path) {
+    char since[LIVE_ID_MAX + 1], filter[1024];
+    unsigned char hdr[LWS_PRE + 512];
+    unsigned char *start = hdr + LWS_PRE, *p = start, *end = hdr + sizeof(hdr);
+    int ch, s;
+
+    ch = channel_find(srv, path, filter, sizeof(filter));
+    if (ch < 0) {
+        srv->rejected_upgrades++;
+        return send_error(wsi, 404, "no such channel", false);
     }
-    LOG(LOG_DEBUG, "client connected serial=%" PRIu64 " channel=%s since=%s", c->serial,
-        srv->channels[c->channel].path, s > 0 ? since : "-");
+    /* The same credentials and Origin rules as the channel's websocket. */
+    s = check_access(srv, wsi, ch, false);
+    if (s != 0)
+        return s < 0 ? -1 : 0;
+    s = since_arg(wsi, since, true);
+    if (s < 0) {
+        srv->rejected_upgrades++;
+        return send_error(wsi, 400,
+                          s == -2 ? "Last-Event-ID or since is longer than any message id (at "
+                                    "most 200 characters)"
+                                  : "Last-Event-ID or since must be a message id: 1 to 200 "
+                                    "printable ASCII characters",
+                          false);
+    }
+    if (srv->stopping || !srv->broker_up) {
+        srv->rejected_upgrades++;
+        return send_error(wsi, 503, "broker unavailable; retry shortly", false);
+    }
+    if (!c)
+        return send_error(wsi, 500, "no client state", false);
+    if (lws_add_http_common_headers(wsi, HTTP_STATUS_OK, "text/event-stream",
+                                    LWS_ILLEGAL_HTTP_CONTENT_LEN, &p, end) ||
+        lws_add_http_header_by_name(wsi, (const unsigned char *)"cache-control:",
+                                    (const unsigned char *)"no-store", 8, &p, end) ||
+        lws_add_http_header_by_name(wsi, (const unsigned char *)"x-accel-buffering:",
+                                    (const unsigned char *)"no", 2, &p, end) ||
+        lws_finalize_write_http_header(wsi, start, &p, end))
+        return -1;
+    lws_http_mark_sse(wsi);
+    if (client_start(srv, wsi, c, ch, filter, s > 0 ? since : NULL, true) < 0)
+        return -1;
+    /* The reconnection delay EventSource uses after a drop. */
+    c->heartbeat = false;
+    {
+        static const char retry[] = "retry: 1000\n\n";
+        unsigned char buf[LWS_PRE + sizeof(retry)];
+        memcpy(buf + LWS_PRE, retry, sizeof(retry) - 1);
+        if (lws_write(wsi, buf + LWS_PRE, sizeof(retry) - 1, LWS_WRITE_HTTP) < 0)
+            return -1;
+    }
+    c->asked = true;
+    lws_callback_on_writable(wsi);
     return 0;
 }
 
@@ -910,8 +1511,19 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
     case LWS_CALLBACK_HTTP: {
         char path[512];
         snprintf(path, sizeof(path), "%.*s", (int)(in ? strlen(in) : 0), in ? (char *)in : "");
+        if (strncmp(path, "/events/v1/", 11) == 0 &&
+            lws_hdr_total_length(wsi, WSI_TOKEN_GET_URI) > 0)
+            return sse_open(srv, wsi, c, path);
         return serve_http(wsi, path);
     }
+    case LWS_CALLBACK_HTTP_WRITEABLE:
+        if (!c || !c->linked || !c->sse)
+            return 0;
+        return client_write(srv, c);
+    case LWS_CALLBACK_CLOSED_HTTP:
+        if (c && c->linked && c->sse)
+            client_unlink(srv, c);
+        return 0;
     case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE:
         return confirm_upgrade(srv, wsi);
     case LWS_CALLBACK_ESTABLISHED:
@@ -920,9 +1532,14 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
         if (!c || !c->linked)
             return 0;
         return client_write(srv, c);
+    case LWS_CALLBACK_RECEIVE_PONG:
+        if (c && c->linked)
+            c->last_rx_ms = now_ms();
+        return 0;
     case LWS_CALLBACK_RECEIVE:
         if (!c || !c->linked)
             return 0;
+        c->last_rx_ms = now_ms();
         c->rx_len += len;
         if (c->rx_len + lws_remaining_packet_payload(wsi) > srv->cfg->live.max_frame) {
             srv->oversize_closes++;
@@ -936,8 +1553,9 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
         }
         return 0;
     case LWS_CALLBACK_TIMER:
-        if (c && c->linked && c->pending)
-            resume_fail(srv, c, "rpc timeout");
+        if (c && c->linked)
+            on_timer(srv, c);
+        flush_schedule(srv);
         return 0;
     case LWS_CALLBACK_CLOSED:
         if (c && c->linked)
@@ -980,8 +1598,13 @@ static int channels_build(struct live_server *srv) {
             if (strcmp(srv->channels[ch].path, ep->path) == 0)
                 break;
         if (ch == srv->n_channels) {
+            size_t cap = cfg->live.client_queue * 4;
             srv->channels[ch].path = strdup(ep->path);
             if (!srv->channels[ch].path)
+                return -1;
+            srv->channels[ch].has_params = strchr(ep->path, '{') != NULL;
+            if (live_window_init(&srv->channels[ch].win, cap < 16384 ? 16384 : cap, WINDOW_BYTES) <
+                0)
                 return -1;
             srv->channel_paths[ch] = srv->channels[ch].path;
             srv->n_channels++;
@@ -1074,10 +1697,9 @@ struct live_server *live_server_new(const struct cfg *cfg) {
     }
     lws_set_log_level(LLL_ERR | LLL_WARN, lws_logger);
 
-    /* Keepalive: a ping after ping_interval idle seconds; no valid traffic
-     * (a pong counts) for two intervals more and the connection is dropped. */
-    srv->retry.secs_since_valid_ping = (uint16_t)cfg->live.ping_interval;
-    srv->retry.secs_since_valid_hangup = (uint16_t)(cfg->live.ping_interval * 3);
+    /* Keepalive is ours (beat_run): libwebsockets' own is turned off. */
+    srv->retry.secs_since_valid_ping = 0;
+    srv->retry.secs_since_valid_hangup = 0;
 
     memset(&info, 0, sizeof(info));
     info.port = cfg->live.port;
@@ -1105,6 +1727,9 @@ struct live_server *live_server_new(const struct cfg *cfg) {
         LOG(LOG_ERROR, "cannot listen host=%s port=%d", cfg->live.host, cfg->live.port);
         goto out_free;
     }
+
+    lws_sul_schedule(srv->ctx, 0, &srv->beat_sul, beat_run,
+                     (lws_usec_t)cfg->live.ping_interval * LWS_US_PER_SEC);
 
     memset(&bp, 0, sizeof(bp));
     bp.url = cfg->bus.url;
@@ -1154,8 +1779,10 @@ void live_server_free(struct live_server *srv) {
     if (srv->ctx)
         lws_context_destroy(srv->ctx);
     live_inbox_fini(&srv->inbox);
-    for (size_t i = 0; i < srv->n_channels; i++)
+    for (size_t i = 0; i < srv->n_channels; i++) {
         free(srv->channels[i].path);
+        live_window_fini(&srv->channels[i].win);
+    }
     free(srv->channels);
     free(srv->exchanges);
     free(srv->exchange_channel);

@@ -353,3 +353,35 @@ endpoints:
     r = subprocess.run([os.path.join(stack.bin, "restmapper"), "--check", cfg2], capture_output=True,
                        text=True, timeout=10)
     assert r.returncode == 1 and "noauth.yaml:5:" in r.stderr and "auth" in r.stderr, r.stderr
+
+
+def sse_status(url, origin=None):
+    """The status of GET url as an event stream (the body is not read)."""
+    headers = {"Accept": "text/event-stream"}
+    if origin:
+        headers["Origin"] = origin
+    with requests.get(url, headers=headers, stream=True, timeout=10) as r:
+        return r.status_code, (r.json() if r.status_code != 200 else None)
+
+
+@pytest.mark.parametrize("via_nginx", [True, False])
+def test_sse_auth_matrix(secure, via_nginx):
+    """The live channel as Server-Sent Events: the same rule as its websocket."""
+    k = secure.keys
+    base = ("http://127.0.0.1:%d/events/v1/sec/write/" % secure.nginx_port if via_nginx
+            else "http://127.0.0.1:%d/events/v1/sec/write/" % secure.live_port)
+    cases = [
+        ("none", "", 401),
+        ("bad key", "?api_key=nope", 401),
+        ("expired", "?access_token=" + k.token(exp=-120), 401),
+        ("wrong audience", "?access_token=" + k.token(aud="x"), 401),
+        ("no scope", "?access_token=" + k.token(scope="messages:write"), 403),
+        ("reader key", "?api_key=" + API_KEY_READER, 200),
+        ("good RS256", "?access_token=" + k.token("RS256"), 200),
+    ]
+    for name, query, want in cases:
+        st, body = sse_status(base + query)
+        assert st == want, "%s: %s %r" % (name, st, body)
+        if body is not None:
+            assert body["error"]["code"] == want
+    assert sse_status(base + "?api_key=" + API_KEY_READER, origin="http://evil.test")[0] == 403

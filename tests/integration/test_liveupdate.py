@@ -168,9 +168,13 @@ class Store:
             after, limit = args.get("after"), int(args.get("limit", "100"))
             with self.lock:
                 ids = [x["id"] for x in self.msgs]
-                start = ids.index(after) + 1 if after in ids else 0
-                page = self.msgs[start:start + limit]
-            c.basic_publish("RPC", props.reply_to, json.dumps({"messages": page, "next": None}),
+                if after not in ids:  # as messages_get answers
+                    reply = {"error": {"code": 404,
+                                       "description": "after: no stored message has this id"}}
+                else:
+                    start = ids.index(after) + 1
+                    reply = {"messages": self.msgs[start:start + limit], "next": None}
+            c.basic_publish("RPC", props.reply_to, json.dumps(reply),
                             pika.BasicProperties(correlation_id=props.correlation_id,
                                                  content_type="application/json"))
 
@@ -325,12 +329,41 @@ def test_two_channels_stay_separate(stack, proc, tmp_path):
         b.close()
 
 
-def test_resume_with_since_replays_exactly_the_missed_then_live(stack, proc, tmp_path):
+def test_resume_within_the_window_needs_no_store(stack, proc, tmp_path):
+    path = "/window-%s/" % uuid.uuid4().hex[:6]
+    store = Store(stack.amqp_url, path)
+    _, base = start_live(stack, proc, tmp_path, aux(stack, 1), RESUMABLE.format(p=path, t="5s"))
+    pub = Publisher(stack.amqp_url, path + ":POST")
+    try:
+        ids = seq_ids("w", 300)
+        ws = websocket.create_connection(ws_url(base, path), timeout=10)
+        for i in ids[:10]:
+            pub.send({"i": i}, i)
+        seen = [recv_json(ws)["id"] for _ in range(10)]
+        ws.close()
+        for i in ids[10:]:
+            pub.send({"i": i}, i)
+        ws = websocket.create_connection(ws_url(base, path, since=seen[-1]), timeout=10)
+        assert [recv_json(ws)["id"] for _ in range(290)] == ids[10:]
+        ws.settimeout(1)
+        with pytest.raises(websocket.WebSocketTimeoutException):
+            ws.recv()  # and nothing twice
+        ws.close()
+        assert store.requests == []  # the window had it all
+        m = requests.get(base + "/metrics", timeout=5).text
+        assert re.search(r"^liveupdate_window_resumes_total 1$", m, re.M)
+    finally:
+        pub.close()
+        store.close()
+
+
+def test_resume_from_the_store_merges_with_live_at_the_seam(stack, proc, tmp_path):
     path = "/resume-%s/" % uuid.uuid4().hex[:6]
     # The store answers slowly, so live messages arrive while the replay is
     # pending: the seam must neither repeat nor lose any of them.
     store = Store(stack.amqp_url, path, delay=0.7)
-    _, base = start_live(stack, proc, tmp_path, aux(stack, 1), RESUMABLE.format(p=path, t="5s"))
+    eps = RESUMABLE.format(p=path, t="5s")
+    p, base = start_live(stack, proc, tmp_path, aux(stack, 1), eps)
     pub = Publisher(stack.amqp_url, path + ":POST")
     try:
         ids = seq_ids("a", 260)
@@ -340,9 +373,11 @@ def test_resume_with_since_replays_exactly_the_missed_then_live(stack, proc, tmp
         seen = [recv_json(ws)["id"] for _ in range(10)]
         assert seen == ids[:10]
         ws.close()
+        proc.stop(p)  # a new instance: nothing in its window
         for i in ids[10:250]:  # missed while away: more than two pages
             pub.send({"i": i}, i)
         wait_until(lambda: len(store.ids()) >= 250)
+        _, base = start_live(stack, proc, tmp_path, aux(stack, 1), eps)
         ws = websocket.create_connection(ws_url(base, path, since=seen[-1]), timeout=10)
         for i in ids[250:]:  # live while the replay is pending
             pub.send({"i": i}, i)
@@ -363,20 +398,21 @@ def test_resume_with_since_replays_exactly_the_missed_then_live(stack, proc, tmp
         store.close()
 
 
-def test_resume_is_capped_by_resume_limit(stack, proc, tmp_path):
+def test_resume_pages_past_resume_limit(stack, proc, tmp_path):
+    """resume_limit no longer cuts a replay short: it pages on to the end."""
     path = "/cap-%s/" % uuid.uuid4().hex[:6]
     store = Store(stack.amqp_url, path)
-    _, base = start_live(stack, proc, tmp_path, aux(stack, 2), RESUMABLE.format(p=path, t="5s"),
-                         resume_limit=30)
     pub = Publisher(stack.amqp_url, path + ":POST")
     try:
-        ids = seq_ids("c", 50)
+        ids = seq_ids("c", 250)
         for i in ids:
             pub.send({"i": i}, i)
-        wait_until(lambda: len(store.ids()) >= 50)
+        wait_until(lambda: len(store.ids()) >= 250)
+        _, base = start_live(stack, proc, tmp_path, aux(stack, 2),
+                             RESUMABLE.format(p=path, t="5s"), resume_limit=30)
         ws = websocket.create_connection(ws_url(base, path, since=ids[0]), timeout=10)
-        got = [recv_json(ws)["id"] for _ in range(30)]
-        assert got == ids[1:31]
+        got = [recv_json(ws)["id"] for _ in range(249)]
+        assert got == ids[1:]
         ws.close()
     finally:
         pub.close()
@@ -544,3 +580,53 @@ def test_broker_restart_clients_told_and_resume_gets_everything(stack, proc, tmp
         for t in threads:
             t.join(5)
         store.close()
+
+
+def test_parametrized_route_frames_carry_params_and_one_resource_can_be_followed(stack, proc,
+                                                                                tmp_path):
+    eps = "  - {path: \"/orders/{id}\", method: PUT, mode: publish, live: true}\n"
+    _, base = start_live(stack, proc, tmp_path, aux(stack, 0), eps)
+    one = websocket.create_connection(ws_url(base, "/orders/42"), timeout=10)
+    every = websocket.create_connection(ws_url(base, "/orders/%7Bid%7D"), timeout=10)
+    status, sse = None, None
+    try:
+        sse = requests.get(base + "/events/v1/orders/42", stream=True, timeout=10)
+        status = sse.status_code
+        assert status == 200
+        conn = pika.BlockingConnection(pika.URLParameters(stack.amqp_url))
+        try:
+            ch = conn.channel()
+            ch.exchange_declare("/orders/{id}:PUT", "fanout", durable=True)
+            sent = []
+            for i, order in enumerate(["7", "42", "7", "42", "9"]):
+                mid = "o-%d" % i
+                ch.basic_publish("/orders/{id}:PUT", "", json.dumps(
+                    {"data": {"qty": i}, "args": None, "params": {"id": order}}),
+                    pika.BasicProperties(message_id=mid))
+                sent.append((mid, order))
+        finally:
+            conn.close()
+        got = [recv_json(every) for _ in range(5)]
+        assert [(m["id"], m["params"]["id"]) for m in got] == sent
+        assert all(m["channel"] == "/orders/{id}" for m in got)
+        assert got[1]["path"] == "/orders/42" and got[4]["path"] == "/orders/9"
+        mine = [recv_json(one) for _ in range(2)]
+        assert [m["id"] for m in mine] == ["o-1", "o-3"]
+        assert mine[0] == {"id": "o-1", "channel": "/orders/{id}", "path": "/orders/42",
+                           "params": {"id": "42"}, "received_at": mine[0]["received_at"],
+                           "data": {"qty": 1}}
+        one.settimeout(1)
+        with pytest.raises(websocket.WebSocketTimeoutException):
+            one.recv()  # nothing of the other orders
+        events = []
+        for line in sse.iter_lines(chunk_size=1, decode_unicode=True):
+            if line.startswith("id: "):
+                events.append(line[4:])
+            if len(events) == 2:
+                break
+        assert events == ["o-1", "o-3"]
+    finally:
+        one.close()
+        every.close()
+        if sse is not None:
+            sse.close()

@@ -209,4 +209,39 @@ describe('Index.vue', () => {
     expect(w.find('[role="status"]').text()).toBe('reconnecting');
     w.unmount();
   });
+
+  it('shows a gap marker on an unknown position and carries on live', async () => {
+    const sockets = [];
+    class FakeWS {
+      constructor(url) {
+        this.url = url;
+        sockets.push(this);
+      }
+      close() {}
+    }
+    vi.stubGlobal('WebSocket', FakeWS);
+    const raf = [];
+    vi.stubGlobal('requestAnimationFrame', (fn) => raf.push(fn));
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
+    try {
+      const w = mount(Index);
+      sockets[0].onopen({});
+      sockets[0].onmessage({ data: JSON.stringify({ id: 'before', received_at: '2024-01-01T00:00:00Z', data: {} }) });
+      sockets[0].onclose({ code: 4404, reason: 'unknown position; reconnect without since' });
+      vi.runOnlyPendingTimers();
+      expect(sockets.length).toBe(2);
+      expect(sockets[1].url).toBe(`ws://${window.location.host}/ws/v1/messages/`);
+      sockets[1].onopen({});
+      sockets[1].onmessage({ data: JSON.stringify({ id: 'after', received_at: '2024-01-01T00:00:01Z', data: {} }) });
+      raf.splice(0).forEach((f) => f());
+      await flushPromises();
+      const rows = w.findAll('ol.feed > li').map((li) => li.attributes('data-id'));
+      expect(rows).toEqual(['after', 'gap-1', 'before']);
+      expect(w.find('li.gap').text()).toContain('unknown position');
+      expect(w.find('[data-testid="total"]').text()).toBe('2');
+      w.unmount();
+    } finally {
+      vi.useRealTimers();
+    }
+  });
 });

@@ -1,13 +1,23 @@
-// The live feed's connection: one websocket to liveupdate, reconnected with
-// exponential backoff, resuming with ?since=<last id> so that no message is
-// lost across a reconnect. Frames are handed to the view in batches, once per
-// animation frame, so a burst of 500 messages a second costs one render per
-// frame rather than one per message.
+// The live feed's connection: one websocket (or one EventSource) to
+// liveupdate, reconnected with exponential backoff, resuming with
+// ?since=<last id> (an EventSource sends Last-Event-ID by itself) so that no
+// message is lost across a reconnect. A position the server does not know
+// (close 4404, or an SSE "gap" event) is shown as a gap and the feed carries
+// on live. Frames are handed to the view in batches, once per animation
+// frame, so a burst of 500 messages a second costs one render per frame
+// rather than one per message.
 
 // ws(s)://host/ws/v1/messages/ derived from the page's location.
 export function liveUrl(loc, path = '/ws/v1/messages/', since = null) {
   const proto = loc.protocol === 'https:' ? 'wss:' : 'ws:';
   let url = proto + '//' + loc.host + path;
+  if (since) url += (url.includes('?') ? '&' : '?') + 'since=' + encodeURIComponent(since);
+  return url;
+}
+
+// http(s)://host/events/v1/messages/ : the same channel as Server-Sent Events.
+export function sseUrl(loc, path = '/events/v1/messages/', since = null) {
+  let url = loc.protocol + '//' + loc.host + path;
   if (since) url += (url.includes('?') ? '&' : '?') + 'since=' + encodeURIComponent(since);
   return url;
 }
@@ -20,18 +30,23 @@ export function backoffDelay(attempt, { base = 250, max = 10000, random = Math.r
 }
 
 // Close codes liveupdate uses: 1008 too slow (resume at once), 1001 going
-// away, 1012/1014 restart or broker loss (resume after a backoff).
+// away, 1011/1014 resume failed or broker loss (resume after a backoff),
+// 4404 unknown position (mark a gap, continue live without since).
 export const CLOSE_TOO_SLOW = 1008;
+export const CLOSE_UNKNOWN_POSITION = 4404;
 
 const defaultSchedule = (fn) =>
   typeof requestAnimationFrame === 'function' ? requestAnimationFrame(fn) : setTimeout(fn, 16);
 
 export class LiveFeed {
   constructor({
-    url, // function(since) -> websocket URL
+    url, // function(since) -> websocket (or, with transport 'sse', event stream) URL
+    transport = 'ws', // 'ws' or 'sse'
     WebSocketImpl = globalThis.WebSocket,
+    EventSourceImpl = globalThis.EventSource,
     onBatch = () => {}, // (frames oldest first, skipped count)
     onStatus = () => {}, // (status, detail)
+    onGap = () => {}, // (reason): messages were missed and cannot be replayed
     schedule = defaultSchedule,
     setTimer = (fn, ms) => setTimeout(fn, ms),
     clearTimer = (t) => clearTimeout(t),
@@ -41,11 +56,16 @@ export class LiveFeed {
     offlineAfter = 4, // failed attempts in a row before the indicator says offline
     maxPending = 1000, // frames kept while the page does not render (hidden tab)
     dedupeWindow = 5000,
+    stableMs = 5000, // a connection open this long (or that delivered a frame) resets the backoff
   }) {
     this.url = url;
+    this.transport = transport;
     this.WebSocketImpl = WebSocketImpl;
+    this.EventSourceImpl = EventSourceImpl;
     this.onBatch = onBatch;
     this.onStatus = onStatus;
+    this.onGap = onGap;
+    this.stableMs = stableMs;
     this.schedule = schedule;
     this.setTimer = setTimer;
     this.clearTimer = clearTimer;
@@ -69,6 +89,8 @@ export class LiveFeed {
     this.seen = new Set();
     this.seenOrder = [];
     this.lastClose = null;
+    this.stableTimer = null;
+    this.gaps = 0;
   }
 
   setStatus(status, detail = '') {
@@ -87,12 +109,14 @@ export class LiveFeed {
     this.running = false;
     if (this.timer !== null) this.clearTimer(this.timer);
     this.timer = null;
+    this.unstable();
     if (this.ws) {
       const ws = this.ws;
       this.ws = null;
       ws.onopen = ws.onmessage = ws.onclose = ws.onerror = null;
       try {
-        ws.close(1000, 'page closed');
+        if (this.transport === 'sse') ws.close();
+        else ws.close(1000, 'page closed');
       } catch {
         /* already closed */
       }
@@ -108,10 +132,44 @@ export class LiveFeed {
     this.connect();
   }
 
+  // The backoff starts over only once a connection proved good: it delivered
+  // a frame or stayed open for stableMs. A server that accepts and at once
+  // closes again is retried ever more slowly, not at the base delay forever.
+  stable() {
+    this.unstable();
+    this.attempt = 0;
+  }
+
+  unstable() {
+    if (this.stableTimer !== null) this.clearTimer(this.stableTimer);
+    this.stableTimer = null;
+  }
+
+  opened() {
+    this.setStatus('connected');
+    this.unstable();
+    this.stableTimer = this.setTimer(() => {
+      this.stableTimer = null;
+      this.attempt = 0;
+    }, this.stableMs);
+  }
+
+  // The server does not know our position: show a gap, carry on live.
+  gap(reason) {
+    this.gaps++;
+    this.lastId = null;
+    this.flush(); // what arrived before the gap is shown before it
+    this.onGap(reason || 'unknown position');
+  }
+
   connect() {
     this.timer = null;
     if (!this.running) return;
     this.setStatus(this.attempt === 0 && this.reconnects === 0 ? 'connecting' : this.attemptStatus());
+    if (this.transport === 'sse') {
+      this.connectSse();
+      return;
+    }
     let ws;
     try {
       ws = new this.WebSocketImpl(this.url(this.lastId));
@@ -120,10 +178,7 @@ export class LiveFeed {
       return;
     }
     this.ws = ws;
-    ws.onopen = () => {
-      this.attempt = 0;
-      this.setStatus('connected');
-    };
+    ws.onopen = () => this.opened();
     ws.onmessage = (ev) => this.receive(ev.data);
     ws.onerror = () => {
       /* onclose follows and decides */
@@ -131,6 +186,7 @@ export class LiveFeed {
     ws.onclose = (ev) => {
       if (this.ws !== ws) return;
       this.ws = null;
+      this.unstable();
       this.lastClose = { code: ev.code, reason: ev.reason };
       if (!this.running) return;
       this.reconnects++;
@@ -140,7 +196,53 @@ export class LiveFeed {
         this.timer = this.setTimer(() => this.connect(), 0);
         return;
       }
+      if (ev.code === CLOSE_UNKNOWN_POSITION) {
+        this.gap(ev.reason);
+        this.setStatus('reconnecting', 'unknown position; continuing live');
+        this.timer = this.setTimer(() => this.connect(), 0);
+        return;
+      }
       this.scheduleReconnect(ev.reason || 'closed (' + ev.code + ')');
+    };
+  }
+
+  // An EventSource reconnects by itself after a dropped stream, sending
+  // Last-Event-ID; it gives up for good on an HTTP error (503 while the
+  // broker is away), and then this reconnects it with the backoff.
+  connectSse() {
+    let es;
+    try {
+      es = new this.EventSourceImpl(this.url(this.lastId));
+    } catch (e) {
+      this.scheduleReconnect(String(e));
+      return;
+    }
+    this.ws = es;
+    es.onopen = () => this.opened();
+    es.onmessage = (ev) => this.receive(ev.data);
+    es.addEventListener('gap', (ev) => {
+      let reason = 'unknown position';
+      try {
+        reason = JSON.parse(ev.data).reason || reason;
+      } catch {
+        /* keep the default */
+      }
+      this.gap(reason);
+    });
+    es.onerror = () => {
+      if (this.ws !== es) return;
+      this.unstable();
+      if (es.readyState === 2) {
+        // CLOSED: the browser will not retry this one.
+        this.ws = null;
+        es.onopen = es.onmessage = es.onerror = null;
+        es.close();
+        if (!this.running) return;
+        this.reconnects++;
+        this.scheduleReconnect('event stream closed');
+        return;
+      }
+      this.setStatus('reconnecting', 'event stream interrupted; resuming');
     };
   }
 
@@ -173,6 +275,7 @@ export class LiveFeed {
       return; // not ours
     }
     if (!frame || typeof frame !== 'object') return;
+    if (this.stableTimer !== null || this.attempt) this.stable();
     if (typeof frame.id === 'string') {
       if (this.seen.has(frame.id)) return; // replayed after a resume
       this.remember(frame.id);

@@ -1,5 +1,5 @@
 import { describe, it, expect, beforeEach } from 'vitest';
-import { LiveFeed, liveUrl, backoffDelay } from './livefeed.js';
+import { LiveFeed, liveUrl, sseUrl, backoffDelay } from './livefeed.js';
 
 // A websocket the test drives by hand.
 class FakeSocket {
@@ -37,10 +37,14 @@ function harness(opts = {}) {
     onStatus: (s) => statuses.push(s),
     schedule: (fn) => frames.push(fn),
     setTimer: (fn, ms) => {
-      timers.push({ fn, ms });
-      return timers.length;
+      const t = { fn, ms };
+      timers.push(t);
+      return t;
     },
-    clearTimer: () => {},
+    clearTimer: (t) => {
+      const i = timers.indexOf(t);
+      if (i >= 0) timers.splice(i, 1);
+    },
     random: () => 1,
     ...opts,
   });
@@ -49,6 +53,72 @@ function harness(opts = {}) {
   const sock = () => FakeSocket.all[FakeSocket.all.length - 1];
   return { feed, timers, frames, batches, statuses, runFrame, runTimer, sock };
 }
+
+// An EventSource the test drives by hand.
+class FakeEventSource {
+  static all = [];
+  constructor(url) {
+    this.url = url;
+    this.readyState = 0;
+    this.listeners = {};
+    FakeEventSource.all.push(this);
+  }
+  addEventListener(type, fn) {
+    this.listeners[type] = fn;
+  }
+  open() {
+    this.readyState = 1;
+    this.onopen && this.onopen({});
+  }
+  message(obj) {
+    this.onmessage && this.onmessage({ data: JSON.stringify(obj), lastEventId: obj.id });
+  }
+  event(type, obj) {
+    this.listeners[type] && this.listeners[type]({ data: JSON.stringify(obj) });
+  }
+  fail(readyState) {
+    this.readyState = readyState;
+    this.onerror && this.onerror({});
+  }
+  close() {
+    this.readyState = 2;
+  }
+}
+
+describe('LiveFeed over Server-Sent Events', () => {
+  it('takes messages, marks gaps, and reconnects with since once the browser gives up', () => {
+    FakeEventSource.all = [];
+    const gaps = [];
+    const h = harness({
+      transport: 'sse',
+      EventSourceImpl: FakeEventSource,
+      url: (since) => sseUrl({ protocol: 'http:', host: 'h:1' }, '/events/v1/messages/', since),
+      onGap: (r) => gaps.push(r),
+    });
+    const es = () => FakeEventSource.all[FakeEventSource.all.length - 1];
+    h.feed.start();
+    expect(es().url).toBe('http://h:1/events/v1/messages/');
+    es().open();
+    es().message({ id: 's1' });
+    es().message({ id: 's2' });
+    // A dropped stream: the browser reconnects by itself (Last-Event-ID).
+    es().fail(0);
+    expect(h.feed.status).toBe('reconnecting');
+    expect(FakeEventSource.all.length).toBe(1);
+    es().open();
+    es().message({ id: 's2' }); // seen already: not shown twice
+    es().event('gap', { reason: 'unknown position, resuming from now' });
+    expect(gaps).toEqual(['unknown position, resuming from now']);
+    // An HTTP error: the browser gives up; the feed reconnects after a backoff.
+    es().message({ id: 's3' });
+    es().fail(2);
+    expect(h.timers.map((t) => t.ms)).toEqual([250]);
+    h.runTimer();
+    expect(es().url).toBe('http://h:1/events/v1/messages/?since=s3');
+    h.runFrame();
+    expect(h.batches.flatMap((b) => b.ids)).toEqual(['s1', 's2', 's3']);
+  });
+});
 
 describe('liveUrl', () => {
   it('follows the page scheme and host', () => {
@@ -114,11 +184,47 @@ describe('LiveFeed', () => {
     expect(delays).toEqual([250, 500, 1000, 2000, 4000, 8000]);
     expect(h.statuses).toContain('reconnecting');
     expect(h.feed.status).toBe('offline');
-    // A good connection resets the backoff.
+    // A connection that is accepted and closed at once does not reset it...
     h.sock().open();
     expect(h.feed.status).toBe('connected');
+    h.sock().drop(1011, 'resume failed; retry with since');
+    expect(h.timers[0].ms).toBe(10000);
+    h.runTimer();
+    // ...one that delivers a frame does,
+    h.sock().open();
+    h.sock().frame({ id: 'g1' });
     h.sock().drop(1001);
     expect(h.timers[0].ms).toBe(250);
+    h.runTimer();
+    // and so does one that stays open for stableMs.
+    h.sock().drop(1006);
+    h.runTimer();
+    h.sock().open();
+    expect(h.timers.map((t) => t.ms)).toEqual([5000]);
+    h.runTimer();
+    h.sock().drop(1001);
+    expect(h.timers[0].ms).toBe(250);
+  });
+
+  it('marks a gap on an unknown position and continues live without since', () => {
+    const gaps = [];
+    h = harness({ onGap: (r) => gaps.push(r) });
+    h.feed.start();
+    h.sock().open();
+    h.sock().frame({ id: 'u1' });
+    h.sock().drop(1006);
+    h.runTimer();
+    expect(h.sock().url).toMatch(/since=u1$/);
+    h.sock().open();
+    h.sock().drop(4404, 'unknown position; reconnect without since');
+    expect(gaps).toEqual(['unknown position; reconnect without since']);
+    expect(h.timers[0].ms).toBe(0);
+    h.runTimer();
+    expect(h.sock().url).toBe('ws://h:1/ws/v1/messages/');
+    h.sock().open();
+    h.sock().frame({ id: 'u2' });
+    h.runFrame();
+    expect(h.batches.flatMap((b) => b.ids)).toEqual(['u1', 'u2']);
   });
 
   it('resumes at once when closed for being too slow', () => {

@@ -102,3 +102,29 @@ Test(buf, iso_time) {
     cr_assert_eq(live_uuid7_ms("018bcfe5-687b-4000-8000-000000000000"), 0);
     cr_assert_eq(live_uuid7_ms("not-a-uuid"), 0);
 }
+
+Test(buf, params_give_the_concrete_path_and_ride_in_the_frame) {
+    json_t *params = json_pack("{s:s,s:i}", "id", "42", "n", 7);
+    json_t *data = json_pack("{s:i}", "qty", 3);
+    struct live_msg *m =
+        live_msg_new_params(1, "/orders/{id}/lines/{n}", "m1", "t", params, data, 16);
+    const char *want = "{\"id\":\"m1\",\"channel\":\"/orders/{id}/lines/{n}\","
+                       "\"path\":\"/orders/42/lines/7\",\"params\":{\"id\":\"42\",\"n\":7},"
+                       "\"received_at\":\"t\",\"data\":{\"qty\":3}}";
+    char out[64];
+
+    cr_assert_not_null(m);
+    cr_assert_str_eq(m->path, "/orders/42/lines/7");
+    cr_assert_eq(m->len, strlen(want));
+    cr_assert_eq(memcmp(live_msg_payload(m), want, m->len), 0);
+    live_msg_unref(m);
+    cr_assert_eq(live_path_expand("/a/{missing}", params, out, sizeof(out)), -1);
+    cr_assert_eq(live_path_expand("/orders/{id}", params, out, 8), -1);
+    json_decref(params);
+    params = json_object();
+    m = live_msg_new_params(0, "/plain/", "m2", "t", params, data, 16);
+    cr_assert_null(m->path);
+    live_msg_unref(m);
+    json_decref(params);
+    json_decref(data);
+}
