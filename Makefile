@@ -5,32 +5,55 @@
 #   mapper/*.c                 -> build/bin/restmapper   (main() lives in main.c)
 #   liveupdate/*.c             -> build/bin/liveupdate   (main() lives in main.c)
 #   handlers/host/*.c          -> build/bin/handler      (main() lives in main.c)
-#   handlers/<name>/*.c        -> build/plugins/<name>.so (every folder but host/ and lib/)
-#   handlers/lib/*.c           -> compiled into every plugin (C that plugins share)
+#   handlers/<name>/*.c        -> build/plugins/<name>.so (every folder but host/ and lib/);
+#                                 handlers/<name>/build.mk names its packages and
+#                                 the handlers/lib/ parts it links (see below)
+#   handlers/lib/<part>.c      -> C that plugins share, linked only into the
+#                                 plugins that name <part>
 #   tests/unit/<dir>/test_*.c  -> build/tests/unit/<dir>/test_* (Criterion), linked
 #                                 with <dir>'s objects minus main.o and libfpesa.a
 #                                 (<dir> may be two levels: handlers/host)
 #   tests/plugins/<name>/*.c   -> build/tests/plugins/<name>.so (deliberately broken
 #                                 plugins for the host's tests)
-
+#   tests/fuzz/fuzz_<name>.c   -> build/fuzz/replay_<name> (make fuzz-replay) and
+#                                 build/fuzz/fuzz_<name> (libFuzzer, make fuzz); its
+#                                 first line names its sources ("// fuzz-sources: ...")
+#   bench/<name>.c             -> build/bench/<name> (make bench-bins)
+#
+# Each program and plugin compiles with the flags of the packages it uses and
+# links only their libraries: a plugin that does not touch PostgreSQL does not
+# link libpq. A package pkg-config does not know stops the build of the
+# targets that need it, naming the package.
 SHELL := /bin/bash
 BUILD ?= build
 CC ?= cc
 # The test, up and asan scripts look at these to decide which build to use.
 export BUILD
 
-PKGS := libmicrohttpd librabbitmq yaml-0.1 jansson libpq libwebsockets libpcre2-8 libcurl vips libjwt libcrypto
-PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
-CRIT_LIBS := $(shell pkg-config --libs criterion 2>/dev/null)
-
 WARN := -Wall -Wextra -Wshadow -Wformat=2 -Wmissing-prototypes -Werror
 OPT ?= -O2 -g
 SAN ?=
-CFLAGS_ALL := -std=c11 -D_GNU_SOURCE -fPIC $(OPT) $(WARN) $(SAN) -Iinclude -Icommon \
-              $(PKG_CFLAGS) $(CFLAGS)
-LDFLAGS_ALL := $(SAN) -Wl,--as-needed $(LDFLAGS)
-LIBS_ALL := $(PKG_LIBS) -lpthread -ldl -lm
+BASE_CFLAGS := -std=c11 -D_GNU_SOURCE -fPIC $(OPT) $(WARN) $(SAN) -Iinclude -Icommon $(CFLAGS)
+BASE_LDFLAGS := $(SAN) -Wl,--as-needed $(LDFLAGS)
+BASE_LIBS := -lpthread -ldl -lm
+
+# ---- what each target uses (pkg-config package names) -----------------------
+# common/ is linked into the three programs, so its packages join theirs.
+common_PKGS := yaml-0.1 jansson libpcre2-8 libjwt libcrypto
+restmapper_PKGS := $(common_PKGS) libmicrohttpd librabbitmq
+liveupdate_PKGS := $(common_PKGS) libwebsockets librabbitmq
+handler_PKGS := $(common_PKGS) librabbitmq
+# The parts of handlers/lib/ and the packages each one needs.
+lib_store_PKGS := libpq
+# A plugin without a build.mk uses jansson and no handlers/lib/ part; a
+# build.mk sets <name>_PKGS and <name>_LIB (parts of handlers/lib/).
+plugin_default_PKGS := jansson
+-include $(wildcard handlers/*/build.mk)
+# The broken test plugins use nothing; the benchmarks' clients use these.
+testplugin_PKGS :=
+bench_PKGS := librabbitmq libpq
+fuzz_PKGS := $(restmapper_PKGS)
+criterion_PKGS := criterion
 
 srcs = $(sort $(wildcard $(1)/*.c))
 objs = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
@@ -40,12 +63,16 @@ MAPPER_OBJS := $(call objs,$(call srcs,mapper))
 LIVE_OBJS := $(call objs,$(call srcs,liveupdate))
 HOST_OBJS := $(call objs,$(call srcs,handlers/host))
 
-# handlers/lib/ is C every plugin may use; it is compiled into each plugin.
-PLUGIN_LIB_OBJS := $(call objs,$(call srcs,handlers/lib))
 PLUGIN_DIRS := $(filter-out handlers/host handlers/lib,$(patsubst %/,%,$(sort $(dir $(wildcard handlers/*/*.c)))))
-PLUGINS := $(patsubst handlers/%,$(BUILD)/plugins/%.so,$(PLUGIN_DIRS))
+PLUGIN_NAMES := $(patsubst handlers/%,%,$(PLUGIN_DIRS))
+PLUGINS := $(patsubst %,$(BUILD)/plugins/%.so,$(PLUGIN_NAMES))
 TEST_PLUGIN_DIRS := $(patsubst %/,%,$(sort $(dir $(wildcard tests/plugins/*/*.c))))
 TEST_PLUGINS := $(patsubst tests/plugins/%,$(BUILD)/tests/plugins/%.so,$(TEST_PLUGIN_DIRS))
+
+# A plugin's packages: its own (or the default) plus those of its lib parts.
+plugin_lib = $($(1)_LIB)
+plugin_lib_objs = $(patsubst %,$(BUILD)/obj/handlers/lib/%.o,$(call plugin_lib,$(1)))
+plugin_pkgs = $(sort $(or $($(1)_PKGS),$(plugin_default_PKGS)) $(foreach l,$(call plugin_lib,$(1)),$(lib_$(l)_PKGS)))
 
 PROGRAMS := $(if $(MAPPER_OBJS),$(BUILD)/bin/restmapper) \
             $(if $(LIVE_OBJS),$(BUILD)/bin/liveupdate) \
@@ -54,13 +81,44 @@ PROGRAMS := $(if $(MAPPER_OBJS),$(BUILD)/bin/restmapper) \
 UNIT_SRCS := $(sort $(wildcard tests/unit/*/test_*.c tests/unit/*/*/test_*.c))
 UNIT_BINS := $(patsubst tests/unit/%.c,$(BUILD)/tests/unit/%,$(UNIT_SRCS))
 
-.PHONY: all deps up down test asan check docs bench faults fuzz clean format unit-bins
+# ---- pkg-config, asked once per package set ----------------------------------
+# Every package some target names; which of them pkg-config knows.
+ALL_PKGS := $(sort $(restmapper_PKGS) $(liveupdate_PKGS) $(handler_PKGS) $(bench_PKGS) \
+              $(foreach n,$(PLUGIN_NAMES),$(call plugin_pkgs,$(n))) $(criterion_PKGS))
+FOUND_PKGS := $(if $(filter clean format deps,$(MAKECMDGOALS)),$(ALL_PKGS), \
+              $(foreach p,$(ALL_PKGS),$(if $(shell pkg-config --exists $(p) && echo y),$(p))))
+MISSING_PKGS := $(filter-out $(FOUND_PKGS),$(ALL_PKGS))
+
+# pkgs_of_dir DIR: the packages an object of DIR compiles with.
+pkgs_of_dir = $(strip \
+  $(if $(filter common,$(1)),$(common_PKGS), \
+  $(if $(filter mapper,$(1)),$(restmapper_PKGS), \
+  $(if $(filter liveupdate,$(1)),$(liveupdate_PKGS), \
+  $(if $(filter handlers/host,$(1)),$(handler_PKGS), \
+  $(if $(filter handlers/lib,$(1)),$(sort jansson $(foreach v,$(filter lib_%_PKGS,$(.VARIABLES)),$($(v)))), \
+  $(if $(filter handlers/%,$(1)),$(call plugin_pkgs,$(patsubst handlers/%,%,$(1))), \
+  $(if $(filter bench,$(1)),$(bench_PKGS)))))))))
+
+# need PKGS: stops with the name of every package pkg-config does not know.
+need = $(if $(filter-out $(FOUND_PKGS),$(1)),$(error $@ needs the pkg-config package(s) \
+  "$(filter-out $(FOUND_PKGS),$(1))", which pkg-config does not find. Install the matching \
+  -dev package (make deps installs them all), or point PKG_CONFIG_PATH at it))
+# Cached per distinct package list: pkg-config runs once for each.
+pkg_key = pc_$(subst $() ,_,$(sort $(1)))
+pkg_cflags = $(call need,$(1))$(if $(strip $(1)),$(or $($(call pkg_key,$(1))_c),$(eval $(call pkg_key,$(1))_c := $(shell pkg-config --cflags $(1)) )$($(call pkg_key,$(1))_c)))
+pkg_libs = $(call need,$(1))$(if $(strip $(1)),$(or $($(call pkg_key,$(1))_l),$(eval $(call pkg_key,$(1))_l := $(shell pkg-config --libs $(1)) )$($(call pkg_key,$(1))_l)))
+
+obj_dir = $(patsubst $(BUILD)/obj/%/,%,$(dir $(1)))
+
+.PHONY: all deps up down test asan check docs bench bench-bins faults fuzz fuzz-bins fuzz-replay \
+        fuzz-replay-bins clean format unit-bins
 
 all: $(PROGRAMS) $(PLUGINS) $(TEST_PLUGINS)
 
+# An object compiles with the packages of the target its folder belongs to.
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS_ALL) -MMD -MP -c $< -o $@
+	$(CC) $(BASE_CFLAGS) $(call pkg_cflags,$(call pkgs_of_dir,$(call obj_dir,$@))) -MMD -MP -c $< -o $@
 
 $(BUILD)/lib/libfpesa.a: $(COMMON_OBJS)
 	@mkdir -p $(@D)
@@ -69,40 +127,78 @@ $(BUILD)/lib/libfpesa.a: $(COMMON_OBJS)
 
 $(BUILD)/bin/restmapper: $(MAPPER_OBJS) $(BUILD)/lib/libfpesa.a
 	@mkdir -p $(@D)
-	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIBS_ALL)
+	$(CC) $(BASE_LDFLAGS) -o $@ $^ $(call pkg_libs,$(restmapper_PKGS)) $(BASE_LIBS)
 
 $(BUILD)/bin/liveupdate: $(LIVE_OBJS) $(BUILD)/lib/libfpesa.a
 	@mkdir -p $(@D)
-	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIBS_ALL)
+	$(CC) $(BASE_LDFLAGS) -o $@ $^ $(call pkg_libs,$(liveupdate_PKGS)) $(BASE_LIBS)
 
 # The host exports nothing to plugins: they receive a table of services instead.
 $(BUILD)/bin/handler: $(HOST_OBJS) $(BUILD)/lib/libfpesa.a
 	@mkdir -p $(@D)
-	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIBS_ALL)
+	$(CC) $(BASE_LDFLAGS) -o $@ $^ $(call pkg_libs,$(handler_PKGS)) $(BASE_LIBS)
 
-# A plugin is every .c of its folder; it links the libraries it uses itself
-# (libpq, jansson), never the host.
+# A plugin is every .c of its folder plus the handlers/lib/ parts it names; it
+# links the libraries it uses itself, never the host.
 # Objects reached through pattern rules are kept, not deleted as intermediates.
 .SECONDARY:
 .SECONDEXPANSION:
-$(BUILD)/plugins/%.so: $$(call objs,$$(call srcs,handlers/%)) $(PLUGIN_LIB_OBJS)
+$(BUILD)/plugins/%.so: $$(call objs,$$(call srcs,handlers/%)) $$(call plugin_lib_objs,$$*)
 	@mkdir -p $(@D)
-	$(CC) -shared $(LDFLAGS_ALL) -o $@ $^ $(LIBS_ALL)
+	$(CC) -shared $(BASE_LDFLAGS) -o $@ $^ $(call pkg_libs,$(call plugin_pkgs,$*)) $(BASE_LIBS)
 
 $(BUILD)/tests/plugins/%.so: $$(call objs,$$(call srcs,tests/plugins/%))
 	@mkdir -p $(@D)
-	$(CC) -shared $(LDFLAGS_ALL) -o $@ $^ $(LIBS_ALL)
+	$(CC) -shared $(BASE_LDFLAGS) -o $@ $^ $(BASE_LIBS)
 
-# A unit test links the objects of the folder it tests (all but main.o).
+# A unit test links the objects of the folder it tests (all but main.o) and
+# uses that folder's packages; a test of a plugin's code also links the
+# handlers/lib/ parts the plugin names (a test of handlers/lib/ all of them).
 unit_dir_objs = $(filter-out %/main.o,$(call objs,$(call srcs,$(1))))
 unit_src_dir = $(patsubst %/,%,$(dir $(1)))
-# A test of a plugin's code also links handlers/lib/, as the plugin does.
-unit_plugin_lib = $(if $(filter handlers/%,$(call unit_src_dir,$(1))),$(PLUGIN_LIB_OBJS))
-$(BUILD)/tests/unit/%: tests/unit/%.c $$(call unit_dir_objs,$$(call unit_src_dir,$$*)) $$(call unit_plugin_lib,$$*) $(BUILD)/lib/libfpesa.a
+unit_plugin_lib = $(strip $(if $(filter handlers/lib,$(1)),, \
+  $(if $(filter-out handlers/host,$(filter handlers/%,$(1))),$(call plugin_lib_objs,$(patsubst handlers/%,%,$(1))))))
+$(BUILD)/tests/unit/%: tests/unit/%.c $$(call unit_dir_objs,$$(call unit_src_dir,$$*)) $$(call unit_plugin_lib,$$(call unit_src_dir,$$*)) $(BUILD)/lib/libfpesa.a
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS_ALL) -DFPESA_SOURCE_DIR='"$(CURDIR)"' -o $@ $^ $(LDFLAGS_ALL) $(CRIT_LIBS) $(LIBS_ALL)
+	$(CC) $(BASE_CFLAGS) $(call pkg_cflags,$(call pkgs_of_dir,$(call unit_src_dir,$*)) $(common_PKGS) $(criterion_PKGS)) \
+	    -DFPESA_SOURCE_DIR='"$(CURDIR)"' -o $@ $^ $(BASE_LDFLAGS) \
+	    $(call pkg_libs,$(call pkgs_of_dir,$(call unit_src_dir,$*)) $(common_PKGS) $(criterion_PKGS)) $(BASE_LIBS)
 
 unit-bins: $(UNIT_BINS)
+
+# ---- fuzz targets and benchmark clients, from the same definitions -----------
+FUZZ_NAMES := $(patsubst tests/fuzz/fuzz_%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
+FUZZ_SAN := -fsanitize=address,undefined -fno-sanitize-recover=all
+FUZZ_CFLAGS := -std=c11 -D_GNU_SOURCE -g -O1 -fno-omit-frame-pointer -Iinclude -Icommon \
+               -DFPESA_FUZZ_CONFIG='"$(CURDIR)/endpoints.yaml"'
+# The sources a target links: its first line says "// fuzz-sources: common/*.c ...".
+fuzz_srcs = $(filter-out %/main.c,$(wildcard $(shell sed -n 's/.*fuzz-sources: *//p' tests/fuzz/fuzz_$(1).c | head -n 1)))
+# Built in one step from sources, so any header of theirs is a dependency.
+FUZZ_HDRS := $(wildcard include/fpesa/*.h common/*.h mapper/*.h)
+
+# The target with a plain main() that runs each file given (make test replays the corpus).
+$(BUILD)/fuzz/replay_%: tests/fuzz/fuzz_%.c tests/fuzz/replay_main.c $$(call fuzz_srcs,$$*) $(FUZZ_HDRS)
+	@mkdir -p $(@D)
+	$(CC) $(FUZZ_CFLAGS) $(FUZZ_SAN) $(call pkg_cflags,$(fuzz_PKGS)) -o $@ $(filter %.c,$^) \
+	    $(call pkg_libs,$(fuzz_PKGS)) $(BASE_LIBS)
+
+# The libFuzzer binary (clang only).
+$(BUILD)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $$(call fuzz_srcs,$$*) $(FUZZ_HDRS)
+	@mkdir -p $(@D)
+	@command -v clang >/dev/null || { echo "fuzz: clang is missing (make deps)" >&2; exit 1; }
+	clang $(FUZZ_CFLAGS) -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
+	    $(call pkg_cflags,$(fuzz_PKGS)) -o $@ $(filter %.c,$^) $(call pkg_libs,$(fuzz_PKGS)) $(BASE_LIBS)
+
+fuzz-replay-bins: $(patsubst %,$(BUILD)/fuzz/replay_%,$(FUZZ_NAMES))
+fuzz-bins: $(patsubst %,$(BUILD)/fuzz/fuzz_%,$(FUZZ_NAMES))
+
+BENCH_BINS := $(patsubst bench/%.c,$(BUILD)/bench/%,$(wildcard bench/*.c))
+$(BUILD)/bench/%: bench/%.c
+	@mkdir -p $(@D)
+	$(CC) -std=c11 -D_GNU_SOURCE -O2 $(WARN) $(call pkg_cflags,$(bench_PKGS)) -o $@ $< \
+	    -Wl,--as-needed $(call pkg_libs,$(bench_PKGS)) $(BASE_LIBS)
+
+bench-bins: $(BENCH_BINS)
 
 deps:
 	@scripts/deps.sh
@@ -134,7 +230,7 @@ docs: deps
 	@scripts/docs.sh
 
 bench: deps
-	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory all bench-bins
 	@scripts/bench.sh
 
 faults: deps
@@ -142,7 +238,12 @@ faults: deps
 	@FPESA_FAULTS_FULL=1 scripts/faults.sh
 
 fuzz: deps
+	@$(MAKE) --no-print-directory fuzz-bins
 	@scripts/fuzz.sh
+
+# What make test runs for the fuzz suite (scripts/test.sh calls it).
+fuzz-replay:
+	@scripts/fuzz.sh --replay
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')

@@ -23,7 +23,9 @@
  * With --idle it only holds the connections for that many seconds, printing
  * "READY n" once they are all established.
  */
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE
+#endif
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>

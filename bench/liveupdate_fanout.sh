@@ -63,9 +63,7 @@ if [ "$(ulimit -n)" -lt $((IDLE + 200)) ]; then
     IDLE=$(($(ulimit -n) - 200))
 fi
 
-mkdir -p "$(dirname "$BIN")"
-cc -std=c11 -O2 -Wall -Wextra -o "$BIN" bench/liveupdate_fanout.c \
-    $(pkg-config --cflags --libs librabbitmq) -lpthread || exit 1
+[ -x "$BIN" ] || { echo "$BIN is missing (make bench-bins)"; exit 1; }
 [ -x "$BUILD/bin/liveupdate" ] || { echo "build/bin/liveupdate is missing (run make)"; exit 1; }
 
 # ---- liveupdate of our own ---------------------------------------------------

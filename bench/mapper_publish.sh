@@ -55,11 +55,7 @@ PY
 
 command -v wrk >/dev/null || { echo "mapper_publish: wrk is not installed (scripts/deps.sh)"; exit 1; }
 [ -x "$BUILD/bin/restmapper" ] || { echo "mapper_publish: $BUILD/bin/restmapper is missing (make)"; exit 1; }
-mkdir -p "$BUILD/bench"
-if [ ! -x "$BUILD/bench/publish_baseline" ] || [ bench/publish_baseline.c -nt "$BUILD/bench/publish_baseline" ]; then
-    ${CC:-cc} -std=c11 -D_GNU_SOURCE -O2 -Wall -Wextra -Werror bench/publish_baseline.c \
-        -o "$BUILD/bench/publish_baseline" -lrabbitmq || exit 1
-fi
+[ -x "$BUILD/bench/publish_baseline" ] || { echo "mapper_publish: $BUILD/bench/publish_baseline is missing (make bench-bins)"; exit 1; }
 
 if ! (exec 3<>"/dev/tcp/127.0.0.1/$FPESA_AMQP_PORT") 2>/dev/null; then
     "$FPESA_ROOT/scripts/stack.sh" start servers || exit 1

@@ -32,11 +32,7 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 [ -x "$BUILD/bin/restmapper" ] || { echo "rpc_latency: $BUILD/bin/restmapper is missing (make)"; exit 1; }
-mkdir -p "$BUILD/bench"
-if [ ! -x "$BUILD/bench/rpc_latency" ] || [ bench/rpc_latency.c -nt "$BUILD/bench/rpc_latency" ]; then
-    ${CC:-cc} -std=c11 -D_GNU_SOURCE -O2 -Wall -Wextra -Werror bench/rpc_latency.c \
-        -o "$BUILD/bench/rpc_latency" -lrabbitmq -lpthread || exit 1
-fi
+[ -x "$BUILD/bench/rpc_latency" ] || { echo "rpc_latency: $BUILD/bench/rpc_latency is missing (make bench-bins)"; exit 1; }
 if ! (exec 3<>"/dev/tcp/127.0.0.1/$FPESA_AMQP_PORT") 2>/dev/null; then
     "$FPESA_ROOT/scripts/stack.sh" start servers || exit 1
     started_servers=1

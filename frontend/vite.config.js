@@ -18,6 +18,9 @@ export default defineConfig({
   },
   test: {
     environment: 'happy-dom',
+    // Generous per-test limits: the suite must pass on a loaded machine.
+    testTimeout: 30000,
+    hookTimeout: 30000,
     include: ['src/**/*.test.js'],
   },
 });

@@ -7,32 +7,30 @@
 #                               run its committed corpus (make test does this)
 #
 # A target is tests/fuzz/fuzz_<name>.c; its first comment line says which
-# sources it links ("fuzz-sources: common/*.c mapper/router.c").
+# sources it links ("fuzz-sources: common/*.c mapper/router.c"). The Makefile
+# builds both kinds of binary (build/fuzz/replay_<name>, build/fuzz/fuzz_<name>)
+# with the same package definitions as the programs.
 set -u
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
-OUT=${BUILD:-build}/fuzz
+BUILD=${BUILD:-build}
+OUT=$BUILD/fuzz
 mkdir -p "$OUT"
 MODE=${1:-fuzz}
-PKGS="librabbitmq yaml-0.1 jansson libpq libpcre2-8 libmicrohttpd"
-CFLAGS="-std=c11 -D_GNU_SOURCE -g -O1 -fno-omit-frame-pointer -Iinclude -Icommon -DFPESA_FUZZ_CONFIG=\"$ROOT/endpoints.yaml\" $(pkg-config --cflags $PKGS)"
-LIBS="$(pkg-config --libs $PKGS) -lpthread -ldl -lm"
-SAN="-fsanitize=address,undefined -fno-sanitize-recover=all"
+# mk TARGET: builds one target of the Makefile (a make of its own, not the
+# caller's job server).
+mk() { env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL make --no-print-directory -s -C "$ROOT" BUILD="$BUILD" "$1"; }
 
 passed=0
 failed=0
 for src in tests/fuzz/fuzz_*.c; do
     name=$(basename "$src" .c)
     name=${name#fuzz_}
-    deps=$(sed -n 's/.*fuzz-sources: *//p' "$src" | head -n 1)
-    # shellcheck disable=SC2086 # the globs in fuzz-sources are meant to expand
-    srcs=$(ls $deps 2>/dev/null | grep -v '/main\.c$')
     corpus=tests/fuzz/corpus/$name
     mkdir -p "$corpus"
     if [ "$MODE" = --replay ]; then
         bin=$OUT/replay_$name
-        # shellcheck disable=SC2086
-        if ! cc $CFLAGS $SAN -o "$bin" "$src" tests/fuzz/replay_main.c $srcs $LIBS 2>"$OUT/$name.build.log"; then
+        if ! mk "$bin" >"$OUT/$name.build.log" 2>&1; then
             echo "fuzz replay: $name: build failed"
             tail -n 20 "$OUT/$name.build.log"
             failed=$((failed + 1))
@@ -54,11 +52,8 @@ for src in tests/fuzz/fuzz_*.c; do
             failed=$((failed + 1))
         fi
     else
-        command -v clang >/dev/null || { echo "fuzz: clang is missing (make deps)"; exit 1; }
         bin=$OUT/fuzz_$name
-        # shellcheck disable=SC2086
-        clang $CFLAGS -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
-            -o "$bin" "$src" $srcs $LIBS || { failed=$((failed + 1)); continue; }
+        mk "$bin" || { failed=$((failed + 1)); continue; }
         mkdir -p "$OUT/new_$name"
         if "$bin" -max_total_time="${FUZZ_SECONDS:-60}" -timeout=10 -rss_limit_mb=2048 \
             "$OUT/new_$name" "$corpus" >"$OUT/$name.fuzz.log" 2>&1; then

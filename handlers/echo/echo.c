@@ -1,8 +1,13 @@
 /* echo: the example rpc handler. Answers every request with
  * {"echo": <the request envelope>}, proving that a route and its worker are
- * added with endpoints.yaml and a .so alone. */
+ * added with endpoints.yaml and a .so alone. A request that carries AMQP
+ * headers gets them back too, as "headers": {name: value}; a file or raw
+ * body (not JSON) is described instead of echoed:
+ * {"echo": {"content_type", "length"}, "headers": {...}}, where the headers
+ * hold the rest of the request (x-fpesa-args, x-fpesa-params, ...). */
 #include <fpesa/handler.h>
 #include <jansson.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -36,28 +41,59 @@ static void answer(struct echo *e, const struct fpesa_message *m, json_t *doc) {
     }
 }
 
+/* The message's headers as {name: value} (new reference), or NULL when it
+ * has none or the host predates them. */
+static json_t *headers_json(const struct fpesa_message *m) {
+    json_t *o;
+
+    if (!FPESA_HAS_FIELD(m, struct fpesa_message, n_headers) || m->n_headers == 0)
+        return NULL;
+    o = json_object();
+    for (size_t i = 0; o && i < m->n_headers; i++)
+        json_object_set_new(o, m->headers[2 * i], json_string(m->headers[2 * i + 1]));
+    return o;
+}
+
+static bool is_json(const char *content_type) {
+    return !content_type || strncmp(content_type, "application/json", 16) == 0;
+}
+
+/* The answer to m (new reference; NULL when out of memory). */
+static json_t *echo_doc(const struct fpesa_message *m) {
+    json_t *headers = headers_json(m), *req, *doc;
+    json_error_t jerr;
+
+    req = json_loadb(m->body, m->len, 0, &jerr);
+    if (req)
+        doc = json_pack("{s:o}", "echo", req);
+    else if (!is_json(m->content_type))
+        doc = json_pack("{s:{s:s,s:I}}", "echo", "content_type", m->content_type, "length",
+                        (json_int_t)m->len);
+    else
+        doc = json_pack("{s:{s:i,s:s}}", "error", "code", 400, "description",
+                        "the request is not valid JSON");
+    if (doc && headers && !json_object_get(doc, "error"))
+        json_object_set(doc, "headers", headers);
+    json_decref(headers);
+    return doc;
+}
+
 static int echo_batch(void *state, const struct fpesa_message *const *msgs, size_t n,
                       enum fpesa_result *results) {
     struct echo *e = state;
 
     for (size_t i = 0; i < n; i++) {
         const struct fpesa_message *m = msgs[i];
-        json_error_t jerr;
-        json_t *req, *doc;
+        json_t *doc;
 
         if (!m->reply_to) {
             /* Nobody waits for an answer: nothing this handler can do with it. */
-            e->host->log(e->ctx, FPESA_LOG_WARN, "echo: request without reply_to id=%s",
-                         m->message_id ? m->message_id : "-");
+            FPESA_LOG(e, FPESA_LOG_WARN, "echo: request without reply_to id=%s",
+                      m->message_id ? m->message_id : "-");
             results[i] = FPESA_REJECT;
             continue;
         }
-        req = json_loadb(m->body, m->len, 0, &jerr);
-        if (req)
-            doc = json_pack("{s:o}", "echo", req);
-        else
-            doc = json_pack("{s:{s:i,s:s}}", "error", "code", 400, "description",
-                            "the request is not valid JSON");
+        doc = echo_doc(m);
         if (doc)
             answer(e, m, doc);
         json_decref(doc);

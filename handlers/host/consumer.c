@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "ctx.h"
+#include "headers.h"
 #include "log.h"
 
 #define CHANNEL 1
@@ -378,12 +379,14 @@ static void message_clear(struct fpesa_message *m) {
     free((char *)m->correlation_id);
     free((char *)m->exchange);
     free((char *)m->routing_key);
+    headers_free((char **)m->headers, m->n_headers);
     memset(m, 0, sizeof(*m));
 }
 
 /* Fills msg from env; -1 when out of memory. */
 static int message_fill(struct fpesa_message *m, const amqp_envelope_t *env) {
     const amqp_basic_properties_t *p = &env->message.properties;
+    char **hdrs;
 
     memset(m, 0, sizeof(*m));
     m->abi_version = FPESA_HANDLER_ABI_VERSION;
@@ -403,6 +406,10 @@ static int message_fill(struct fpesa_message *m, const amqp_envelope_t *env) {
         m->correlation_id = dup_bytes(p->correlation_id);
     if (p->_flags & AMQP_BASIC_TIMESTAMP_FLAG)
         m->timestamp = (int64_t)p->timestamp;
+    if (headers_from_amqp(p->_flags & AMQP_BASIC_HEADERS_FLAG ? &p->headers : NULL, &hdrs,
+                          &m->n_headers) < 0)
+        return -1;
+    m->headers = (const char *const *)hdrs;
     if (!m->body || !m->exchange || !m->routing_key)
         return -1;
     return 0;

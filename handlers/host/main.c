@@ -99,6 +99,15 @@ int main(int argc, char **argv) {
             goto out;
     }
 
+    /* Signals are taken by this thread only, with sigwait. They are blocked
+     * before any plugin code runs (its constructors at dlopen, init()), so
+     * every thread a plugin starts inherits the mask and none takes them. */
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
     /* Load and initialise everything before consuming anything: a bad
      * plugin stops the start, it does not half-start the host. */
     for (size_t j = 0; j < cfg->n_handlers; j++) {
@@ -129,12 +138,6 @@ int main(int argc, char **argv) {
         goto out;
     }
 
-    /* Signals are taken by this thread only, with sigwait. */
-    sigemptyset(&set);
-    sigaddset(&set, SIGTERM);
-    sigaddset(&set, SIGINT);
-    pthread_sigmask(SIG_BLOCK, &set, NULL);
-    signal(SIGPIPE, SIG_IGN);
     for (size_t i = 0; i < n_ctx; i++)
         if (consumer_start(ctxs[i]) < 0) {
             consumer_request_stop();

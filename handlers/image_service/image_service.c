@@ -58,8 +58,6 @@ struct svc {
     bool declared_queue; /* the transform queue */
 };
 
-#define LOG(s, lvl, ...) (s)->host->log((s)->ctx, (lvl), __VA_ARGS__)
-
 static const char *const migrations[] = {
     "CREATE TABLE images ("
     " id text PRIMARY KEY,"
@@ -87,12 +85,12 @@ static int open_db(struct svc *s) {
         return -1;
     s->pg = store_connect(s->host->database_url(s->ctx), err, sizeof(err));
     if (!s->pg) {
-        LOG(s, FPESA_LOG_WARN, "image_service: database unavailable: %s", err);
+        FPESA_LOG(s, FPESA_LOG_WARN, "image_service: database unavailable: %s", err);
         goto out_fail;
     }
     if (store_migrate_set(s->pg, "images", migrations, sizeof(migrations) / sizeof(migrations[0]),
                           NULL, err, sizeof(err)) < 0) {
-        LOG(s, FPESA_LOG_ERROR, "image_service: migration failed: %s", err);
+        FPESA_LOG(s, FPESA_LOG_ERROR, "image_service: migration failed: %s", err);
         goto out_fail;
     }
     s->failed_at = 0;
@@ -118,7 +116,7 @@ static int copy_config(struct svc *s, const char *key, const char *def, char *ds
     if (!v)
         v = def;
     if (!*v || strlen(v) >= cap) {
-        LOG(s, FPESA_LOG_ERROR, "image_service: config %s is empty or too long", key);
+        FPESA_LOG(s, FPESA_LOG_ERROR, "image_service: config %s is empty or too long", key);
         return -1;
     }
     snprintf(dst, cap, "%s", v);
@@ -139,7 +137,7 @@ static int svc_init(const struct fpesa_host *host, struct fpesa_ctx *ctx, const 
     s->host = host;
     s->ctx = ctx;
     if (!FPESA_HAS_FIELD(host, struct fpesa_host, declare)) {
-        LOG(s, FPESA_LOG_ERROR, "image_service: the host is too old (no reply_http/declare)");
+        FPESA_LOG(s, FPESA_LOG_ERROR, "image_service: the host is too old (no reply_http/declare)");
         goto out_free;
     }
     if (role && strcmp(role, "ingest") == 0)
@@ -149,7 +147,8 @@ static int svc_init(const struct fpesa_host *host, struct fpesa_ctx *ctx, const 
     else if (role && strcmp(role, "get") == 0)
         s->role = ROLE_GET;
     else {
-        LOG(s, FPESA_LOG_ERROR, "image_service: config role must be ingest, transform or get");
+        FPESA_LOG(s, FPESA_LOG_ERROR,
+                  "image_service: config role must be ingest, transform or get");
         goto out_free;
     }
     if (copy_config(s, "transform_queue", "images.transform", s->transform_queue,
@@ -160,7 +159,8 @@ static int svc_init(const struct fpesa_host *host, struct fpesa_ctx *ctx, const 
     errno = 0;
     ra = strtol(s->retry_after, &end, 10);
     if (errno || *end || ra < 0 || ra > 3600) {
-        LOG(s, FPESA_LOG_ERROR, "image_service: config retry_after must be 0 to 3600 seconds");
+        FPESA_LOG(s, FPESA_LOG_ERROR,
+                  "image_service: config retry_after must be 0 to 3600 seconds");
         goto out_free;
     }
     s->size = 128;
@@ -169,13 +169,14 @@ static int svc_init(const struct fpesa_host *host, struct fpesa_ctx *ctx, const 
         errno = 0;
         v = strtol(size, &end, 10);
         if (errno || *end || end == size || v < 16 || v > 2048) {
-            LOG(s, FPESA_LOG_ERROR, "image_service: config thumbnail_size must be 16 to 2048");
+            FPESA_LOG(s, FPESA_LOG_ERROR,
+                      "image_service: config thumbnail_size must be 16 to 2048");
             goto out_free;
         }
         s->size = (int)v;
     }
     if (s->role == ROLE_TRANSFORM && transform_init("fpesa-handler") < 0) {
-        LOG(s, FPESA_LOG_ERROR, "image_service: libvips did not start");
+        FPESA_LOG(s, FPESA_LOG_ERROR, "image_service: libvips did not start");
         goto out_free;
     }
     open_db(s);
@@ -198,7 +199,7 @@ static void activity(struct svc *s, const char *id, const char *step, const char
 
     if (!s->declared) {
         if (s->host->declare(s->ctx, s->activity, "fanout", s->activity) < 0) {
-            LOG(s, FPESA_LOG_WARN, "image_service: cannot declare %s", s->activity);
+            FPESA_LOG(s, FPESA_LOG_WARN, "image_service: cannot declare %s", s->activity);
             return;
         }
         s->declared = true;
@@ -269,8 +270,8 @@ static enum fpesa_result ingest(struct svc *s, const struct fpesa_message *m) {
                      " ON CONFLICT (id) DO NOTHING",
                      3, NULL, vals, lens, fmts, 0);
     if (PQresultStatus(r) != PGRES_COMMAND_OK) {
-        LOG(s, FPESA_LOG_WARN, "image_service: image %s not stored: %s", m->message_id,
-            PQresultErrorMessage(r));
+        FPESA_LOG(s, FPESA_LOG_WARN, "image_service: image %s not stored: %s", m->message_id,
+                  PQresultErrorMessage(r));
         PQclear(r);
         check_conn(s);
         reply_error(s, m, 503, "the image store is unavailable");
@@ -336,7 +337,7 @@ static enum fpesa_result transform(struct svc *s, const struct fpesa_message *m)
     struct tm tm;
 
     if (!id || strlen(id) > 200) {
-        LOG(s, FPESA_LOG_WARN, "image_service: a transform job without an id");
+        FPESA_LOG(s, FPESA_LOG_WARN, "image_service: a transform job without an id");
         res = FPESA_REJECT;
         goto out;
     }
@@ -346,7 +347,8 @@ static enum fpesa_result transform(struct svc *s, const struct fpesa_message *m)
     r = PQexecParams(s->pg, "SELECT state, original FROM images WHERE id = $1", 1, NULL, vals, NULL,
                      NULL, 1);
     if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-        LOG(s, FPESA_LOG_WARN, "image_service: cannot read %s: %s", id, PQresultErrorMessage(r));
+        FPESA_LOG(s, FPESA_LOG_WARN, "image_service: cannot read %s: %s", id,
+                  PQresultErrorMessage(r));
         check_conn(s);
         goto out;
     }
@@ -371,7 +373,7 @@ static enum fpesa_result transform(struct svc *s, const struct fpesa_message *m)
             check_conn(s);
             goto out;
         }
-        LOG(s, FPESA_LOG_INFO, "image_service: transform of %s failed: %s", id, err);
+        FPESA_LOG(s, FPESA_LOG_INFO, "image_service: transform of %s failed: %s", id, err);
         activity(s, id, "failed", err);
         res = FPESA_OK;
         goto out;
@@ -387,8 +389,8 @@ static enum fpesa_result transform(struct svc *s, const struct fpesa_message *m)
                      " done_at = now() WHERE id = $1 AND state = 'pending'",
                      3, NULL, vals, lens, fmts, 0);
     if (PQresultStatus(r) != PGRES_COMMAND_OK) {
-        LOG(s, FPESA_LOG_WARN, "image_service: result of %s not stored: %s", id,
-            PQresultErrorMessage(r));
+        FPESA_LOG(s, FPESA_LOG_WARN, "image_service: result of %s not stored: %s", id,
+                  PQresultErrorMessage(r));
         check_conn(s);
         goto out;
     }

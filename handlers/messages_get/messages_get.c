@@ -58,8 +58,6 @@ struct get {
     time_t failed_at; /* last failed connect: no new attempt within a second */
 };
 
-#define LOG(g, lvl, ...) (g)->host->log((g)->ctx, (lvl), __VA_ARGS__)
-
 static int prepare(struct get *g, const char *name, const char *tmpl, int nparams) {
     char *sql = store_sql(tmpl, g->table);
     PGresult *r;
@@ -69,8 +67,8 @@ static int prepare(struct get *g, const char *name, const char *tmpl, int nparam
         return -1;
     r = PQprepare(g->pg, name, sql, nparams, NULL);
     if (PQresultStatus(r) != PGRES_COMMAND_OK) {
-        LOG(g, FPESA_LOG_ERROR, "messages_get: cannot prepare %s: %s", name,
-            PQresultErrorMessage(r));
+        FPESA_LOG(g, FPESA_LOG_ERROR, "messages_get: cannot prepare %s: %s", name,
+                  PQresultErrorMessage(r));
         rc = -1;
     }
     PQclear(r);
@@ -92,18 +90,19 @@ static int open_db(struct get *g) {
         return -1;
     g->pg = store_connect(g->host->database_url(g->ctx), err, sizeof(err));
     if (!g->pg) {
-        LOG(g, FPESA_LOG_WARN, "messages_get: database unavailable: %s", err);
+        FPESA_LOG(g, FPESA_LOG_WARN, "messages_get: database unavailable: %s", err);
         goto out_fail;
     }
     if (store_migrate(g->pg, g->table, err, sizeof(err)) < 0) {
-        LOG(g, FPESA_LOG_ERROR, "messages_get: migration of table %s failed: %s", g->table, err);
+        FPESA_LOG(g, FPESA_LOG_ERROR, "messages_get: migration of table %s failed: %s", g->table,
+                  err);
         goto out_fail;
     }
     if (prepare(g, "keyset", sql_keyset, 2) < 0 || prepare(g, "after", sql_after, 2) < 0 ||
         prepare(g, "offset", sql_offset, 3) < 0 || prepare(g, "max", sql_max, 0) < 0)
         goto out_fail;
     g->failed_at = 0;
-    LOG(g, FPESA_LOG_INFO, "messages_get: database connected table=%s", g->table);
+    FPESA_LOG(g, FPESA_LOG_INFO, "messages_get: database connected table=%s", g->table);
     return 0;
 
 out_fail:
@@ -126,9 +125,9 @@ static int get_init(const struct fpesa_host *host, struct fpesa_ctx *ctx, const 
     if (!table)
         table = "messages";
     if (!store_ident_is_valid(table)) {
-        LOG(g, FPESA_LOG_ERROR,
-            "messages_get: config table \"%s\" is not a plain identifier ([a-z_][a-z0-9_]*)",
-            table);
+        FPESA_LOG(g, FPESA_LOG_ERROR,
+                  "messages_get: config table \"%s\" is not a plain identifier ([a-z_][a-z0-9_]*)",
+                  table);
         free(g);
         return -1;
     }
@@ -154,8 +153,8 @@ static PGresult *run(struct get *g, const char *name, int n, const char *const *
 
     if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1)
         return r;
-    LOG(g, FPESA_LOG_WARN, "messages_get: %s failed: %s", name,
-        r ? PQresultErrorMessage(r) : PQerrorMessage(g->pg));
+    FPESA_LOG(g, FPESA_LOG_WARN, "messages_get: %s failed: %s", name,
+              r ? PQresultErrorMessage(r) : PQerrorMessage(g->pg));
     PQclear(r);
     if (PQstatus(g->pg) != CONNECTION_OK) {
         PQfinish(g->pg);
@@ -304,8 +303,8 @@ static int get_batch(void *state, const struct fpesa_message *const *msgs, size_
 
     for (size_t i = 0; i < n; i++) {
         if (!msgs[i]->reply_to) {
-            LOG(g, FPESA_LOG_WARN, "messages_get: request without reply_to id=%s",
-                msgs[i]->message_id ? msgs[i]->message_id : "-");
+            FPESA_LOG(g, FPESA_LOG_WARN, "messages_get: request without reply_to id=%s",
+                      msgs[i]->message_id ? msgs[i]->message_id : "-");
             results[i] = FPESA_REJECT;
             continue;
         }

@@ -45,8 +45,6 @@ struct row {
     size_t index; /* in the batch */
 };
 
-#define LOG(p, lvl, ...) (p)->host->log((p)->ctx, (lvl), __VA_ARGS__)
-
 static int open_db(struct post *p) {
     char err[512];
 
@@ -58,16 +56,17 @@ static int open_db(struct post *p) {
     }
     p->pg = store_connect(p->host->database_url(p->ctx), err, sizeof(err));
     if (!p->pg) {
-        LOG(p, FPESA_LOG_WARN, "messages_post: database unavailable: %s", err);
+        FPESA_LOG(p, FPESA_LOG_WARN, "messages_post: database unavailable: %s", err);
         return -1;
     }
     if (store_migrate(p->pg, p->table, err, sizeof(err)) < 0) {
-        LOG(p, FPESA_LOG_ERROR, "messages_post: migration of table %s failed: %s", p->table, err);
+        FPESA_LOG(p, FPESA_LOG_ERROR, "messages_post: migration of table %s failed: %s", p->table,
+                  err);
         PQfinish(p->pg);
         p->pg = NULL;
         return -1;
     }
-    LOG(p, FPESA_LOG_INFO, "messages_post: database connected table=%s", p->table);
+    FPESA_LOG(p, FPESA_LOG_INFO, "messages_post: database connected table=%s", p->table);
     return 0;
 }
 
@@ -86,9 +85,9 @@ static int post_init(const struct fpesa_host *host, struct fpesa_ctx *ctx, const
     if (!table)
         table = "messages";
     if (!store_ident_is_valid(table)) {
-        LOG(p, FPESA_LOG_ERROR,
-            "messages_post: config table \"%s\" is not a plain identifier ([a-z_][a-z0-9_]*)",
-            table);
+        FPESA_LOG(p, FPESA_LOG_ERROR,
+                  "messages_post: config table \"%s\" is not a plain identifier ([a-z_][a-z0-9_]*)",
+                  table);
         free(p);
         return -1;
     }
@@ -103,7 +102,7 @@ static int post_init(const struct fpesa_host *host, struct fpesa_ctx *ctx, const
             return -1;
         }
         if (dj && strcmp(dj, "true") != 0 && strcmp(dj, "false") != 0) {
-            LOG(p, FPESA_LOG_ERROR, "messages_post: config data_json must be true or false");
+            FPESA_LOG(p, FPESA_LOG_ERROR, "messages_post: config data_json must be true or false");
             free(p->data_field);
             free(p);
             return -1;
@@ -130,21 +129,21 @@ static int row_fill(struct post *p, const struct fpesa_message *m, struct row *r
 
     memset(r, 0, sizeof(*r));
     if (!m->message_id || !*m->message_id) {
-        LOG(p, FPESA_LOG_WARN, "messages_post: rejected: no message_id");
+        FPESA_LOG(p, FPESA_LOG_WARN, "messages_post: rejected: no message_id");
         return -1;
     }
     env = json_loadb(m->body, m->len, 0, &jerr);
     if (!env || !json_is_object(env) || !(data = json_object_get(env, "data"))) {
-        LOG(p, FPESA_LOG_WARN, "messages_post: rejected id=%s: %s", m->message_id,
-            env ? "the body is not an envelope with \"data\"" : jerr.text);
+        FPESA_LOG(p, FPESA_LOG_WARN, "messages_post: rejected id=%s: %s", m->message_id,
+                  env ? "the body is not an envelope with \"data\"" : jerr.text);
         json_decref(env);
         return -1;
     }
     if (p->data_field) {
         data = json_is_object(data) ? json_object_get(data, p->data_field) : NULL;
         if (!data) {
-            LOG(p, FPESA_LOG_WARN, "messages_post: rejected id=%s: the body has no \"%s\"",
-                m->message_id, p->data_field);
+            FPESA_LOG(p, FPESA_LOG_WARN, "messages_post: rejected id=%s: the body has no \"%s\"",
+                      m->message_id, p->data_field);
             json_decref(env);
             return -1;
         }
@@ -153,8 +152,8 @@ static int row_fill(struct post *p, const struct fpesa_message *m, struct row *r
         json_t *inner = json_loadb(json_string_value(data), json_string_length(data),
                                    JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, &jerr);
         if (!inner) {
-            LOG(p, FPESA_LOG_WARN, "messages_post: rejected id=%s: %s is not JSON: %s",
-                m->message_id, p->data_field, jerr.text);
+            FPESA_LOG(p, FPESA_LOG_WARN, "messages_post: rejected id=%s: %s is not JSON: %s",
+                      m->message_id, p->data_field, jerr.text);
             json_decref(env);
             return -1;
         }
@@ -234,8 +233,9 @@ static int store_rows(struct post *p, struct row *rows, size_t n) {
 
 out_fail:
     rc = store_is_transient(p->pg, r) ? 1 : -1;
-    LOG(p, rc > 0 ? FPESA_LOG_WARN : FPESA_LOG_ERROR, "messages_post: batch of %zu not stored: %s",
-        n, r ? PQresultErrorMessage(r) : PQerrorMessage(p->pg));
+    FPESA_LOG(p, rc > 0 ? FPESA_LOG_WARN : FPESA_LOG_ERROR,
+              "messages_post: batch of %zu not stored: %s", n,
+              r ? PQresultErrorMessage(r) : PQerrorMessage(p->pg));
     PQclear(r);
     if (PQstatus(p->pg) == CONNECTION_OK && PQtransactionStatus(p->pg) != PQTRANS_IDLE)
         PQclear(PQexec(p->pg, "ROLLBACK"));

@@ -68,8 +68,6 @@ struct rec {
     time_t failed_at; /* last failed connect: no new attempt within a second */
 };
 
-#define LOG(g, lvl, ...) (g)->host->log((g)->ctx, (lvl), __VA_ARGS__)
-
 /* Applies the index migrations the table lacks (schema_migrations name
  * "<table>.records"). */
 static int migrate_index(struct rec *g, char *err, size_t errlen) {
@@ -90,8 +88,8 @@ static int prepare(struct rec *g, const char *name, const char *tmpl) {
         return -1;
     r = PQprepare(g->pg, name, sql, 3, NULL);
     if (PQresultStatus(r) != PGRES_COMMAND_OK) {
-        LOG(g, FPESA_LOG_ERROR, "records_get: cannot prepare %s: %s", name,
-            PQresultErrorMessage(r));
+        FPESA_LOG(g, FPESA_LOG_ERROR, "records_get: cannot prepare %s: %s", name,
+                  PQresultErrorMessage(r));
         rc = -1;
     }
     PQclear(r);
@@ -113,19 +111,20 @@ static int open_db(struct rec *g) {
         return -1;
     g->pg = store_connect(g->host->database_url(g->ctx), err, sizeof(err));
     if (!g->pg) {
-        LOG(g, FPESA_LOG_WARN, "records_get: database unavailable: %s", err);
+        FPESA_LOG(g, FPESA_LOG_WARN, "records_get: database unavailable: %s", err);
         goto out_fail;
     }
     if (store_migrate(g->pg, g->table, err, sizeof(err)) < 0 ||
         migrate_index(g, err, sizeof(err)) < 0) {
-        LOG(g, FPESA_LOG_ERROR, "records_get: migration of table %s failed: %s", g->table, err);
+        FPESA_LOG(g, FPESA_LOG_ERROR, "records_get: migration of table %s failed: %s", g->table,
+                  err);
         goto out_fail;
     }
     if (prepare(g, "first", sql_first) < 0 || prepare(g, "next", sql_next) < 0)
         goto out_fail;
     g->failed_at = 0;
-    LOG(g, FPESA_LOG_INFO, "records_get: database connected table=%s page_size=%ld", g->table,
-        g->page_size);
+    FPESA_LOG(g, FPESA_LOG_INFO, "records_get: database connected table=%s page_size=%ld", g->table,
+              g->page_size);
     return 0;
 
 out_fail:
@@ -149,8 +148,9 @@ static int rec_init(const struct fpesa_host *host, struct fpesa_ctx *ctx, const 
     if (!table)
         table = "messages";
     if (!store_ident_is_valid(table)) {
-        LOG(g, FPESA_LOG_ERROR,
-            "records_get: config table \"%s\" is not a plain identifier ([a-z_][a-z0-9_]*)", table);
+        FPESA_LOG(g, FPESA_LOG_ERROR,
+                  "records_get: config table \"%s\" is not a plain identifier ([a-z_][a-z0-9_]*)",
+                  table);
         goto out_free;
     }
     snprintf(g->table, sizeof(g->table), "%s", table);
@@ -162,8 +162,8 @@ static int rec_init(const struct fpesa_host *host, struct fpesa_ctx *ctx, const 
         errno = 0;
         v = strtol(size, &end, 10);
         if (errno || end == size || *end || v < 1 || v > PAGE_SIZE_MAX) {
-            LOG(g, FPESA_LOG_ERROR, "records_get: config page_size \"%s\" is not 1 to %d", size,
-                PAGE_SIZE_MAX);
+            FPESA_LOG(g, FPESA_LOG_ERROR, "records_get: config page_size \"%s\" is not 1 to %d",
+                      size, PAGE_SIZE_MAX);
             goto out_free;
         }
         g->page_size = v;
@@ -228,8 +228,8 @@ static int answer(struct rec *g, const struct fpesa_message *m, const struct tok
     snprintf(limit, sizeof(limit), "%ld", g->page_size);
     r = PQexecPrepared(g->pg, name, 3, vals, NULL, NULL, 0);
     if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1) {
-        LOG(g, FPESA_LOG_WARN, "records_get: %s failed: %s", name,
-            r ? PQresultErrorMessage(r) : PQerrorMessage(g->pg));
+        FPESA_LOG(g, FPESA_LOG_WARN, "records_get: %s failed: %s", name,
+                  r ? PQresultErrorMessage(r) : PQerrorMessage(g->pg));
         PQclear(r);
         if (PQstatus(g->pg) != CONNECTION_OK) {
             PQfinish(g->pg);
@@ -299,8 +299,8 @@ static int rec_batch(void *state, const struct fpesa_message *const *msgs, size_
 
     for (size_t i = 0; i < n; i++) {
         if (!msgs[i]->reply_to) {
-            LOG(g, FPESA_LOG_WARN, "records_get: request without reply_to id=%s",
-                msgs[i]->message_id ? msgs[i]->message_id : "-");
+            FPESA_LOG(g, FPESA_LOG_WARN, "records_get: request without reply_to id=%s",
+                      msgs[i]->message_id ? msgs[i]->message_id : "-");
             results[i] = FPESA_REJECT;
             continue;
         }

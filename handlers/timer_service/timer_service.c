@@ -24,7 +24,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "store.h"
+#include "tstore.h"
 #include "../lib/store.h"
 #include "webhook.h"
 
@@ -54,8 +54,8 @@ static int conf_int(struct timers *t, const json_t *cfg, const char *key, long l
     if (!v)
         return 0;
     if (!json_is_integer(v) || json_integer_value(v) < lo || json_integer_value(v) > hi) {
-        t->host->log(t->ctx, FPESA_LOG_ERROR,
-                     "timer_service: config %s must be an integer from %lld to %lld", key, lo, hi);
+        FPESA_LOG(t, FPESA_LOG_ERROR,
+                  "timer_service: config %s must be an integer from %lld to %lld", key, lo, hi);
         return -1;
     }
     *out = json_integer_value(v);
@@ -77,8 +77,8 @@ static int configure(struct timers *t, const json_t *cfg) {
     char err[256];
 
     if (!role) {
-        t->host->log(t->ctx, FPESA_LOG_ERROR,
-                     "timer_service: config role is required: create, get or scheduler");
+        FPESA_LOG(t, FPESA_LOG_ERROR,
+                  "timer_service: config role is required: create, get or scheduler");
         return -1;
     }
     if (strcmp(role, "create") == 0) {
@@ -88,12 +88,12 @@ static int configure(struct timers *t, const json_t *cfg) {
     } else if (strcmp(role, "scheduler") == 0) {
         t->role = ROLE_SCHEDULER;
     } else {
-        t->host->log(t->ctx, FPESA_LOG_ERROR,
-                     "timer_service: config role \"%s\" is not create, get or scheduler", role);
+        FPESA_LOG(t, FPESA_LOG_ERROR,
+                  "timer_service: config role \"%s\" is not create, get or scheduler", role);
         return -1;
     }
     if (hook_allow_init(&t->allow, json_object_get(cfg, "allow_hosts"), err, sizeof(err)) < 0) {
-        t->host->log(t->ctx, FPESA_LOG_ERROR, "timer_service: config %s", err);
+        FPESA_LOG(t, FPESA_LOG_ERROR, "timer_service: config %s", err);
         return -1;
     }
     t->max_delay_s = DEFAULT_MAX_DELAY_S;
@@ -122,10 +122,10 @@ static int configure(struct timers *t, const json_t *cfg) {
     if (t->lease_ms == 0)
         t->lease_ms = t->timeout_ms + t->connect_timeout_ms + 30000;
     if (t->lease_ms <= t->timeout_ms + 1000) {
-        t->host->log(t->ctx, FPESA_LOG_ERROR,
-                     "timer_service: config lease_ms (%ld) must exceed timeout_ms (%ld) by more "
-                     "than a second",
-                     t->lease_ms, t->timeout_ms);
+        FPESA_LOG(t, FPESA_LOG_ERROR,
+                  "timer_service: config lease_ms (%ld) must exceed timeout_ms (%ld) by more "
+                  "than a second",
+                  t->lease_ms, t->timeout_ms);
         return -1;
     }
     return 0;
@@ -191,7 +191,7 @@ static int db_ready(struct timers *t) {
     db_drop(t);
     t->pg = store_connect(url ? url : "", err, sizeof(err));
     if (!t->pg || tstore_migrate(t->pg, err, sizeof(err)) < 0) {
-        t->host->log(t->ctx, FPESA_LOG_WARN, "timer_service: database unavailable: %s", err);
+        FPESA_LOG(t, FPESA_LOG_WARN, "timer_service: database unavailable: %s", err);
         db_drop(t);
         return -1;
     }
@@ -204,8 +204,8 @@ static void answer(struct timers *t, const struct fpesa_message *m, json_t *doc)
     char *text = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
 
     if (!text || t->host->reply(t->ctx, m, text, strlen(text), "application/json") < 0)
-        t->host->log(t->ctx, FPESA_LOG_WARN, "timer_service: cannot answer id=%s",
-                     m->message_id ? m->message_id : "-");
+        FPESA_LOG(t, FPESA_LOG_WARN, "timer_service: cannot answer id=%s",
+                  m->message_id ? m->message_id : "-");
     free(text);
     json_decref(doc);
 }
@@ -295,8 +295,8 @@ static int create_batch(struct timers *t, const struct fpesa_message *const *msg
         long long secs;
 
         if (!m->reply_to) {
-            t->host->log(t->ctx, FPESA_LOG_WARN, "timer_service: request without reply_to id=%s",
-                         m->message_id ? m->message_id : "-");
+            FPESA_LOG(t, FPESA_LOG_WARN, "timer_service: request without reply_to id=%s",
+                      m->message_id ? m->message_id : "-");
             results[i] = FPESA_REJECT;
             continue;
         }
@@ -332,7 +332,7 @@ static int create_batch(struct timers *t, const struct fpesa_message *const *msg
             break;
         done = tstore_create(t->pg, rows, err, sizeof(err));
         if (!done) {
-            t->host->log(t->ctx, FPESA_LOG_WARN, "timer_service: create failed: %s", err);
+            FPESA_LOG(t, FPESA_LOG_WARN, "timer_service: create failed: %s", err);
             if (PQstatus(t->pg) == CONNECTION_OK)
                 break;
             db_drop(t);
@@ -388,7 +388,7 @@ static int get_batch(struct timers *t, const struct fpesa_message *const *msgs, 
                 break;
             found = tstore_time_left(t->pg, id, &left, err, sizeof(err));
             if (found < 0) {
-                t->host->log(t->ctx, FPESA_LOG_WARN, "timer_service: lookup failed: %s", err);
+                FPESA_LOG(t, FPESA_LOG_WARN, "timer_service: lookup failed: %s", err);
                 if (PQstatus(t->pg) == CONNECTION_OK)
                     break;
                 db_drop(t);
@@ -454,13 +454,13 @@ static void add_outcome(struct timers *t, json_t *outcomes, const char *id, long
     long retry = ok ? 0 : retry_after(t, attempt);
 
     if (ok)
-        t->host->log(t->ctx, FPESA_LOG_DEBUG, "timer_service: fired id=%s attempt=%ld status=%ld",
-                     id, attempt, status);
+        FPESA_LOG(t, FPESA_LOG_DEBUG, "timer_service: fired id=%s attempt=%ld status=%ld", id,
+                  attempt, status);
     else
-        t->host->log(t->ctx, FPESA_LOG_WARN,
-                     "timer_service: webhook failed id=%s attempt=%ld status=%ld error=\"%s\" "
-                     "retry_ms=%ld",
-                     id, attempt, status, error, retry);
+        FPESA_LOG(t, FPESA_LOG_WARN,
+                  "timer_service: webhook failed id=%s attempt=%ld status=%ld error=\"%s\" "
+                  "retry_ms=%ld",
+                  id, attempt, status, error, retry);
     json_array_append_new(outcomes,
                           json_pack("{s:s,s:I,s:b,s:I,s:s,s:I}", "id", id, "attempt",
                                     (json_int_t)attempt, "ok", ok, "status", (json_int_t)status,
@@ -477,15 +477,13 @@ static int sched_connect(struct timers *t) {
         return -1;
     r = PQexec(t->pg, "LISTEN " TSTORE_CHANNEL);
     if (PQresultStatus(r) != PGRES_COMMAND_OK) {
-        t->host->log(t->ctx, FPESA_LOG_WARN, "timer_service: LISTEN failed: %s",
-                     PQresultErrorMessage(r));
+        FPESA_LOG(t, FPESA_LOG_WARN, "timer_service: LISTEN failed: %s", PQresultErrorMessage(r));
         PQclear(r);
         db_drop(t);
         return -1;
     }
     PQclear(r);
-    t->host->log(t->ctx, FPESA_LOG_INFO, "timer_service: scheduler listening channel=%s",
-                 TSTORE_CHANNEL);
+    FPESA_LOG(t, FPESA_LOG_INFO, "timer_service: scheduler listening channel=%s", TSTORE_CHANNEL);
     return 0;
 }
 
@@ -494,8 +492,8 @@ static void drain_notifies(struct timers *t) {
     PGnotify *nt;
 
     if (PQconsumeInput(t->pg) == 0) {
-        t->host->log(t->ctx, FPESA_LOG_WARN, "timer_service: database connection lost: %s",
-                     PQerrorMessage(t->pg));
+        FPESA_LOG(t, FPESA_LOG_WARN, "timer_service: database connection lost: %s",
+                  PQerrorMessage(t->pg));
         db_drop(t);
         return;
     }
@@ -516,7 +514,7 @@ static long claim_and_start(struct timers *t, struct hook_multi *hm, json_t *out
         return t->idle_ms; /* a finishing call wakes the poll */
     claimed = tstore_claim(t->pg, (int)want, t->lease_ms, err, sizeof(err));
     if (!claimed) {
-        t->host->log(t->ctx, FPESA_LOG_WARN, "timer_service: claim failed: %s", err);
+        FPESA_LOG(t, FPESA_LOG_WARN, "timer_service: claim failed: %s", err);
         return -1;
     }
     json_array_foreach(claimed, i, c) {
@@ -533,7 +531,7 @@ static long claim_and_start(struct timers *t, struct hook_multi *hm, json_t *out
             json_array_append_new(outcomes, json_pack("{s:s,s:I,s:b,s:i,s:s,s:i}", "id", id,
                                                       "attempt", (json_int_t)attempt, "ok", 0,
                                                       "status", 0, "error", why, "retry_ms", -1));
-            t->host->log(t->ctx, FPESA_LOG_WARN, "timer_service: not called id=%s: %s", id, why);
+            FPESA_LOG(t, FPESA_LOG_WARN, "timer_service: not called id=%s: %s", id, why);
         } else if (hook_start(hm, id, attempt, url, &pin) < 0) {
             add_outcome(t, outcomes, id, attempt, false, 0, "cannot start the call");
         }
@@ -545,7 +543,7 @@ static long claim_and_start(struct timers *t, struct hook_multi *hm, json_t *out
     json_decref(claimed);
     next = tstore_next_ms(t->pg, err, sizeof(err));
     if (next == -2) {
-        t->host->log(t->ctx, FPESA_LOG_WARN, "timer_service: next due time failed: %s", err);
+        FPESA_LOG(t, FPESA_LOG_WARN, "timer_service: next due time failed: %s", err);
         return -1;
     }
     wait = next < 0 || next > t->idle_ms ? t->idle_ms : next;
@@ -558,7 +556,7 @@ static int record(struct timers *t, json_t *outcomes) {
     if (json_array_size(outcomes) == 0)
         return 0;
     if (tstore_record(t->pg, outcomes, err, sizeof(err)) < 0) {
-        t->host->log(t->ctx, FPESA_LOG_WARN, "timer_service: recording outcomes failed: %s", err);
+        FPESA_LOG(t, FPESA_LOG_WARN, "timer_service: recording outcomes failed: %s", err);
         return -1;
     }
     json_array_clear(outcomes);
@@ -586,7 +584,7 @@ static int timers_run(void *state, int stop_fd) {
     done = calloc(DONE_CAP, sizeof(*done));
     outcomes = json_array();
     if (!hm || !done || !outcomes) {
-        t->host->log(t->ctx, FPESA_LOG_ERROR, "timer_service: out of memory");
+        FPESA_LOG(t, FPESA_LOG_ERROR, "timer_service: out of memory");
         rc = -1;
         goto out;
     }
@@ -618,7 +616,7 @@ static int timers_run(void *state, int stop_fd) {
             fds[1] = PQsocket(t->pg);
         got = hook_poll(hm, fds, fds[1] >= 0 ? 2 : 1, wait, done, DONE_CAP);
         if (got < 0) {
-            t->host->log(t->ctx, FPESA_LOG_ERROR, "timer_service: curl multi failed");
+            FPESA_LOG(t, FPESA_LOG_ERROR, "timer_service: curl multi failed");
             rc = -1;
             goto out;
         }

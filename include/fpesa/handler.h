@@ -122,7 +122,48 @@ struct fpesa_message {
     int redelivered;            /* non-zero: the broker delivered it before */
     const char *exchange;       /* the exchange it was published to */
     const char *routing_key;    /* its routing key */
+
+    /* ---- appended in ABI 1 (check with FPESA_HAS_FIELD) ----------------- */
+
+    /* The message's AMQP headers as name/value pairs: headers[2 * i] is a
+     * name, headers[2 * i + 1] its value, for i < n_headers, followed by a
+     * NULL. Values are text: strings and byte arrays as they are (NUL
+     * terminated), integers, floats and booleans printed ("42", "true"),
+     * tables and arrays as JSON, void as "". Names keep the sender's case.
+     * Never NULL: a message without headers has n_headers 0 and headers
+     * {NULL}. Borrowed like the rest of the message. For a file or raw body
+     * the mapper sends the rest of the request here (the same headers a
+     * worker in another language reads): "x-fpesa-args" (the query string,
+     * JSON), "x-fpesa-params" (path parameters, JSON), and for a multipart
+     * file "x-fpesa-data" (the other form fields, JSON), "x-fpesa-field"
+     * and "x-fpesa-filename". fpesa_message_header() looks one up. */
+    const char *const *headers;
+    size_t n_headers;
 };
+
+/* ASCII lower case, for fpesa_message_header(). */
+static inline int fpesa_ascii_lower(int c) {
+    return c >= 'A' && c <= 'Z' ? c + ('a' - 'A') : c;
+}
+
+/* The value of the header called name (ASCII case-insensitive) of msg, or
+ * NULL when it has none or its host predates headers. Borrowed from msg. */
+static inline const char *fpesa_message_header(const struct fpesa_message *msg, const char *name) {
+    if (!FPESA_HAS_FIELD(msg, struct fpesa_message, n_headers) || !msg->headers)
+        return NULL;
+    for (size_t i = 0; i < msg->n_headers; i++) {
+        const unsigned char *a = (const unsigned char *)msg->headers[2 * i];
+        const unsigned char *b = (const unsigned char *)name;
+
+        while (*a && fpesa_ascii_lower(*a) == fpesa_ascii_lower(*b)) {
+            a++;
+            b++;
+        }
+        if (!*a && !*b)
+            return msg->headers[2 * i + 1];
+    }
+    return NULL;
+}
 
 /* Services the host offers. The table is const and outlives every state. Each
  * function takes the ctx given to init(). */
@@ -229,6 +270,15 @@ struct fpesa_handler {
      * has returned. */
     int (*run)(void *state, int stop_fd);
 };
+
+/* The one way a plugin logs: s is the plugin's state (any struct with the
+ * members host, the const struct fpesa_host * init() received, and ctx, the
+ * struct fpesa_ctx * that came with it). The host checks the level before
+ * formatting and writes the line in the project's format, tagged with the
+ * handler's name.
+ *     FPESA_LOG(st, FPESA_LOG_WARN, "query failed table=%s", st->table);
+ */
+#define FPESA_LOG(s, level, ...) ((s)->host->log((s)->ctx, (level), __VA_ARGS__))
 
 /* The entry symbol's type. */
 typedef const struct fpesa_handler *(*fpesa_handler_entry_fn)(void);

@@ -38,17 +38,17 @@ test('an endpoint added to the YAML appears as a form', async (t) => {
     await browser.close();
     await mapper.stop();
   });
-  await waitUntil(async () => (await fetch(aux + '/health')).ok, { timeout: 15000, what: 'the test mapper on ' + aux });
+  await waitUntil(async () => (await fetch(aux + '/health')).ok, { timeout: 60000, what: 'the test mapper on ' + aux });
 
   // The stack's own document does not have it: the form comes from the copy.
   const page = await newPage(browser);
   await page.goto(BASE + '/#/dev');
-  await page.locator('article.op[data-op="POST /messages/"]').waitFor({ timeout: 15000 });
+  await page.locator('article.op[data-op="POST /messages/"]').waitFor({ timeout: 60000 });
   assert.equal(await page.locator('article.op[data-op="POST /e2e/widgets/{color}"]').count(), 0);
 
   await page.goto(BASE + '/#/dev?openapi=' + encodeURIComponent(aux + '/openapi.json'));
   const form = page.locator('article.op[data-op="POST /e2e/widgets/{color}"]');
-  await form.waitFor({ timeout: 15000 });
+  await form.waitFor({ timeout: 60000 });
   assert.match(await form.locator('summary').first().textContent(), /only this test's copy/);
   // Path parameter, a field per body property, the editor pre-filled from the schema.
   await form.getByRole('textbox', { name: 'color', exact: true }).fill('blue');
@@ -67,7 +67,7 @@ test('an endpoint added to the YAML appears as a form', async (t) => {
 
   await form.locator('[data-field="body:size"] input').fill('3');
   await form.getByRole('button', { name: 'Send', exact: true }).click();
-  await form.locator('[data-testid="status"]', { hasText: '202' }).waitFor({ timeout: 10000 });
+  await form.locator('[data-testid="status"]', { hasText: '202' }).waitFor({ timeout: 30000 });
   assert.equal(await sizeError.textContent(), '');
   assert.deepEqual(page.problems, []);
 });

@@ -14,7 +14,7 @@ test('a query parameter that breaks the schema gets the server error beside it',
   const page = await newPage(browser);
   await page.goto(BASE + '/#/dev');
   const form = page.locator('article.op[data-op="GET /messages/"]');
-  await form.waitFor({ timeout: 15000 });
+  await form.waitFor({ timeout: 60000 });
   await form.getByLabel('limit', { exact: true }).fill('abc');
   await form.getByRole('button', { name: 'Send', exact: true }).click();
   const field = form.locator('[data-field="query:limit"]');
@@ -39,7 +39,7 @@ test('a body that is not an object gets the server error beside the editor', asy
   const page = await newPage(browser);
   await page.goto(BASE + '/#/dev');
   const form = page.locator('article.op[data-op="POST /messages/"]');
-  await form.waitFor({ timeout: 15000 });
+  await form.waitFor({ timeout: 60000 });
   await form.getByLabel('JSON').fill('[1, 2, 3]');
   await form.getByRole('button', { name: 'Send', exact: true }).click();
   const err = form.locator('[data-field="body"] .field-error');

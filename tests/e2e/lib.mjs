@@ -77,7 +77,7 @@ export async function postMessage(data) {
   return r.json.id;
 }
 
-export async function waitUntil(fn, { timeout = 10000, interval = 100, what = 'condition' } = {}) {
+export async function waitUntil(fn, { timeout = 30000, interval = 100, what = 'condition' } = {}) {
   const end = Date.now() + timeout;
   let last;
   for (;;) {

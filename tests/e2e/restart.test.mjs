@@ -16,13 +16,13 @@ test('the live feed loses nothing across a liveupdate restart', async (t) => {
   const page = await newPage(browser);
   await page.goto(BASE + '/#/');
   const status = page.locator('[role="status"]');
-  await page.locator('[role="status"][data-status="connected"]').waitFor({ timeout: 15000 });
+  await page.locator('[role="status"][data-status="connected"]').waitFor({ timeout: 60000 });
 
   const before = await postMessage({ marker: unique('before-restart') });
-  await page.locator(`li.item[data-id="${before}"]`).waitFor({ timeout: 5000 });
+  await page.locator(`li.item[data-id="${before}"]`).waitFor({ timeout: 30000 });
 
   await stack('stop-one', 'liveupdate');
-  await page.waitForFunction(() => document.querySelector('[role="status"]').dataset.status !== 'connected', null, { timeout: 10000 });
+  await page.waitForFunction(() => document.querySelector('[role="status"]').dataset.status !== 'connected', null, { timeout: 30000 });
   assert.match(await status.textContent(), /reconnecting|offline/);
 
   // Accepted while no liveupdate runs: the mappers and the store carry on.
@@ -31,10 +31,10 @@ test('the live feed loses nothing across a liveupdate restart', async (t) => {
 
   await stack('start', 'apps');
   restarted = true;
-  await page.locator('[role="status"][data-status="connected"]').waitFor({ timeout: 30000 });
+  await page.locator('[role="status"][data-status="connected"]').waitFor({ timeout: 90000 });
   const after = await postMessage({ marker: unique('after-restart') });
 
-  for (const id of [...during, after]) await page.locator(`li.item[data-id="${id}"]`).waitFor({ timeout: 15000 });
+  for (const id of [...during, after]) await page.locator(`li.item[data-id="${id}"]`).waitFor({ timeout: 60000 });
   for (const id of [before, ...during, after]) {
     assert.equal(await page.locator(`li.item[data-id="${id}"]`).count(), 1, `message ${id} shown once`);
   }

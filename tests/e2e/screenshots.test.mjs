@@ -20,18 +20,18 @@ for (const [tag, viewport] of [
     t.after(() => browser.close());
     const page = await newPage(browser, viewport);
     await page.goto(BASE + '/#/');
-    await page.locator('[role="status"][data-status="connected"]').waitFor({ timeout: 15000 });
+    await page.locator('[role="status"][data-status="connected"]').waitFor({ timeout: 60000 });
     const ids = [];
     for (const s of samples) ids.push(await postMessage(s));
-    await page.locator(`li.item[data-id="${ids[ids.length - 1]}"]`).waitFor({ timeout: 5000 });
+    await page.locator(`li.item[data-id="${ids[ids.length - 1]}"]`).waitFor({ timeout: 30000 });
     const files = [await screenshot(page, `live-${tag}`)];
 
     await page.getByRole('link', { name: 'Saved' }).click();
-    await page.locator('section[aria-labelledby="saved-title"] li.item').first().waitFor({ timeout: 10000 });
+    await page.locator('section[aria-labelledby="saved-title"] li.item').first().waitFor({ timeout: 30000 });
     files.push(await screenshot(page, `saved-${tag}`));
 
     await page.getByRole('link', { name: 'Dev' }).click();
-    await page.locator('article.op').first().waitFor({ timeout: 10000 });
+    await page.locator('article.op').first().waitFor({ timeout: 30000 });
     files.push(await screenshot(page, `dev-${tag}`));
 
     // Nothing is wider than the screen (no sideways scrolling on a phone).

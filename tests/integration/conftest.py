@@ -8,7 +8,9 @@ of the spare ports (FPESA_AUX_PORT and up) with the `proc` fixture.
 """
 import json
 import os
+import socket
 import subprocess
+import threading
 import time
 import uuid
 
@@ -65,7 +67,38 @@ class Stack:
     def script(self, *args, check=True):
         """Runs scripts/stack.sh with this stack's environment (e.g. stop-rabbit)."""
         return subprocess.run([os.path.join(ROOT, "scripts", "stack.sh"), *args],
-                              env=self.env(), check=check, capture_output=True, text=True)
+                              env=self.env(), check=check, capture_output=True, text=True,
+                              timeout=600)
+
+    def start_rabbit(self, attempts=4):
+        """Starts the stack's broker again after a test stopped it. The AMQP
+        port lies in the kernel's ephemeral range, so another program's
+        outgoing connection may hold it for a while (TIME_WAIT); the broker
+        then cannot listen yet, and starting it again a little later works."""
+        for _ in range(attempts):
+            r = self.script("start-rabbit", check=False)
+            if r.returncode == 0:
+                return
+            time.sleep(20)
+        raise AssertionError("RabbitMQ did not start again: %s" % (r.stdout + r.stderr)[-2000:])
+
+    def _listening(self, port):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=5).close()
+            return True
+        except OSError:
+            return False
+
+    def ensure_servers(self):
+        """Starts the broker and the database again when a test that stopped
+        one of them failed before it could start it itself. Only a stack
+        scripts/test.sh started (FPESA_STACK=test) is touched."""
+        if os.environ.get("FPESA_STACK") != "test":
+            return
+        if not self._listening(self.amqp_port):
+            self.start_rabbit()
+        if not self._listening(self.pg_port):
+            self.script("start-pg", check=False)
 
 
 @pytest.fixture(scope="session")
@@ -192,5 +225,30 @@ def stack_healthy(stack, timeout=60.0):
 def _healthy_stack_per_module(stack):
     """Every test file starts with a healthy stack, whatever the file before
     it did to the broker or the database."""
+    stack.ensure_servers()
     assert stack_healthy(stack), "the test stack is not healthy before this test file"
     yield
+
+
+@pytest.fixture(autouse=True)
+def _servers_back_after_each_test(stack):
+    """A test that stops the broker or the database and then fails does not
+    take the tests after it down with it."""
+    yield
+    stack.ensure_servers()
+
+
+@pytest.fixture(autouse=True)
+def _no_thread_left_running():
+    """A test stops every thread it starts (or makes it a daemon): a
+    non-daemon thread still running when the test is over would keep pytest
+    from exiting after the last test, so it is an error of that test."""
+    before = set(threading.enumerate())
+    yield
+    left = [t for t in threading.enumerate()
+            if t not in before and not t.daemon and t.is_alive()]
+    deadline = time.time() + 10
+    for t in left:
+        t.join(max(0.1, deadline - time.time()))
+    left = [t.name for t in left if t.is_alive()]
+    assert not left, "the test left non-daemon threads running: %s" % left

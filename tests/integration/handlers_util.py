@@ -70,7 +70,7 @@ def start_host(proc, stack, config, expect=1, args=()):
             raise AssertionError("handler exited %s: %s" % (p.returncode, open(p.logfile).read()))
         return open(p.logfile).read().count(" consuming ") >= expect
 
-    wait_until(ready, timeout=20)
+    wait_until(ready, timeout=60)
     return p
 
 

@@ -15,7 +15,7 @@ import requests
 
 
 class Load:
-    def __init__(self, url, total, threads=8, deadline_s=120.0, timeout_s=15.0):
+    def __init__(self, url, total, threads=8, deadline_s=120.0, timeout_s=30.0):
         self.url = url
         self.total = total
         self.threads = threads
@@ -96,10 +96,20 @@ class Load:
         with self.lock:
             return self.next
 
-    def join(self):
+    def join(self, timeout_s=None):
+        """Waits for the workers (each ends within the load's deadline plus
+        one request's timeout, or timeout_s when given)."""
+        end = time.time() + (timeout_s if timeout_s is not None
+                             else max(0.0, self.deadline - time.time()) + self.timeout_s + 30)
         for t in self._workers:
-            t.join()
+            t.join(max(0.1, end - time.time()))
         return self
+
+    def stop(self):
+        """No new request is started; the ones in flight finish."""
+        with self.lock:
+            self.total = min(self.total, self.next)
+        return self.join(self.timeout_s + 30)
 
     def summary(self):
         return ("sent=%d accepted=%d rejected=%s bad=%d hangs=%d conn_errors=%d"

@@ -172,7 +172,7 @@ def test_keyset_pages_no_dup_no_gap_while_arriving(stack, tmp_path, proc, bus, d
     s.start_host(proc)
     first = _fill(bus, db, s, 1000)
     stop, late = threading.Event(), []
-    t = threading.Thread(target=_keep_posting, args=(lambda: Bus(stack), s, stop, late))
+    t = threading.Thread(target=_keep_posting, args=(lambda: Bus(stack), s, stop, late), daemon=True)
     t.start()
     try:
         seen, cursor, pages = [], None, 0
@@ -204,7 +204,7 @@ def test_offset_contract_frozen_while_arriving(stack, tmp_path, proc, bus, db):
     s.start_host(proc)
     first = _fill(bus, db, s, 1000)
     stop, late = threading.Event(), []
-    t = threading.Thread(target=_keep_posting, args=(lambda: Bus(stack), s, stop, late))
+    t = threading.Thread(target=_keep_posting, args=(lambda: Bus(stack), s, stop, late), daemon=True)
     t.start()
     try:
         page = bus.rpc(s.get_q, {"offset": "0", "limit": "500"})
@@ -339,7 +339,7 @@ def test_broker_restart_reconnects(stack, tmp_path, proc, bus, db):
     _fill(bus, db, s, 10)
     bus.close()
     stack.script("stop-rabbit")
-    stack.script("start-rabbit")
+    stack.start_rabbit()
     b2 = Bus(stack)
     try:
         # Our own queues are durable: the host redeclares them on reconnect.
@@ -366,6 +366,45 @@ handlers:
     start_host(proc, stack, str(cfg))
     a = bus.rpc(q, data={"a": [1, 2]}, params={"word": "hi"})
     assert a == {"echo": {"data": {"a": [1, 2]}, "args": None, "params": {"word": "hi"}}}
+
+
+def test_c_plugin_reads_the_headers_of_a_binary_message(stack, tmp_path, proc):
+    """A raw (non-JSON) body travels with the rest of the request in x-fpesa-*
+    AMQP headers; a C plugin (echo) reads them from struct fpesa_message
+    through the mapper, as a worker in another language would."""
+    from test_body_kinds import png_bytes
+    prefix = "/%s" % unique()
+    queue = prefix + "/{album}:POST"
+    port = stack.aux_port + 9
+    cfg = tmp_path / "headers.yaml"
+    cfg.write_text("""bus: {url: "%s"}
+endpoints:
+  - path: "%s/{album}"
+    method: POST
+    mode: rpc
+    timeout: 30s
+    content_types: [image/png]
+    args:
+      type: object
+      properties: {tag: {type: string}}
+handlers:
+  - {name: echo, plugin: echo.so, queue: "%s"}
+""" % (stack.amqp_url, prefix, queue))
+    start_host(proc, stack, str(cfg))
+    url = "http://127.0.0.1:%d" % port
+    proc.start([os.path.join(stack.bin, "restmapper"), "--config", str(cfg)],
+               env=stack.env(FPESA_HTTP_LISTEN="127.0.0.1:%d" % port), wait_http=url + "/health",
+               timeout=60)
+    wait_until(lambda: requests.get(url + "/health", timeout=5).status_code == 200, timeout=60)
+    png = png_bytes()
+    r = requests.post(url + prefix + "/holiday?tag=sea%20side", data=png,
+                      headers={"Content-Type": "image/png"}, timeout=40)
+    assert r.status_code == 200, r.text
+    doc = r.json()
+    assert doc["echo"] == {"content_type": "image/png", "length": len(png)}
+    headers = doc["headers"]
+    assert json.loads(headers["x-fpesa-args"]) == {"tag": "sea side"}
+    assert json.loads(headers["x-fpesa-params"]) == {"album": "holiday"}
 
 
 def _mapper_up(stack, timeout=30.0):
@@ -405,3 +444,18 @@ def test_post_through_the_mapper_is_stored_once(stack, http, db):
     assert {m["id"] for m in r.json()["messages"]} >= set(ids[-1:])
     r = http.get(stack.mapper + "/messages/", params={"before": "garbage"}, timeout=5)
     assert r.status_code == 400
+
+
+def test_each_plugin_links_only_what_it_uses(stack):
+    """The build gives each plugin its own link line: echo needs jansson and
+    nothing of PostgreSQL, libvips or libcurl; the store plugins need libpq."""
+
+    def libs(plugin):
+        out = subprocess.run(["ldd", os.path.join(stack.plugins, plugin)], capture_output=True,
+                             text=True, timeout=30, check=True).stdout
+        return {line.split()[0] for line in out.splitlines() if line.strip()}
+
+    echo = libs("echo.so")
+    assert any(n.startswith("libjansson") for n in echo), echo
+    assert not [n for n in echo if n.startswith(("libpq", "libvips", "libcurl"))], echo
+    assert any(n.startswith("libpq") for n in libs("messages_post.so"))

@@ -211,7 +211,7 @@ def test_broker_down_is_503_then_recovers(ing, stack):
             ing.post("/dummy", data={"data": "{}"})), timeout=15)
         assert r.json()["error"]["code"] == 503
     finally:
-        stack.script("start-rabbit")
+        stack.start_rabbit()
     wait_until(lambda: ing.post("/dummy", data={"data": '{"after": "restart"}'}).status_code == 202,
                timeout=40, interval=0.5)
     # The shared stack's mappers reconnect too, before the next tests use them.

@@ -45,12 +45,18 @@ endpoints:
     mode: rpc
     timeout: 500ms
     body: {type: object}
+  - path: /mbus/waits
+    method: POST
+    mode: rpc
+    timeout: 120s
+    body: {type: object}
 """
 
 ITEMS_Q = "/mbus/items/{kind}:POST"
 DURABLE_Q = "/mbus/durable:POST"
 RPC_Q = "/mbus/rpc:POST"
 SHORT_Q = "/mbus/short:POST"
+WAITS_Q = "/mbus/waits:POST"
 UUID7 = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
 
 
@@ -72,9 +78,18 @@ def mapper(stack, proc, tmp_path):
     p = proc.start([os.path.join(stack.bin, "restmapper"), "--config", write_config(tmp_path, MBUS_CONFIG)],
                    env=stack.env(FPESA_HTTP_LISTEN="127.0.0.1:%d" % port), wait_http=url + "/health")
     wait_until(lambda: requests.get(url + "/health", timeout=2).status_code == 200, timeout=20)
-    purge(stack, ITEMS_Q, DURABLE_Q, RPC_Q, SHORT_Q)
+    purge(stack, ITEMS_Q, DURABLE_Q, RPC_Q, SHORT_Q, WAITS_Q)
     p.url = url
     return p
+
+
+def queued(stack, queue):
+    """How many messages wait on queue."""
+    conn = pika.BlockingConnection(pika.URLParameters(stack.amqp_url))
+    try:
+        return conn.channel().queue_declare(queue, passive=True).method.message_count
+    finally:
+        conn.close()
 
 
 def metric(url, name):
@@ -311,64 +326,71 @@ def test_zz_broker_loss_never_gives_202_for_a_lost_message(mapper, stack):
     lock = threading.Lock()
 
     def publisher(w):
-        s = requests.Session()
-        i = 0
-        while not stop.is_set():
-            key = "w%d-%d-%s" % (w, i, uuid.uuid4().hex[:8])
-            i += 1
-            try:
-                r = s.post(mapper.url + "/mbus/durable", json={"k": key}, headers={"Idempotency-Key": key},
-                           timeout=20)
-                code = r.status_code
-            except requests.RequestException:
-                code = None
-            with lock:
-                (accepted if code == 202 else refused if code == 503 else other).append((key, code))
-        s.close()
+        with requests.Session() as s:
+            i = 0
+            while not stop.is_set():
+                key = "w%d-%d-%s" % (w, i, uuid.uuid4().hex[:8])
+                i += 1
+                try:
+                    r = s.post(mapper.url + "/mbus/durable", json={"k": key},
+                               headers={"Idempotency-Key": key}, timeout=20)
+                    code = r.status_code
+                except requests.RequestException:
+                    code = None
+                with lock:
+                    (accepted if code == 202 else refused if code == 503 else other).append((key, code))
 
     rpc_result = {}
 
     def rpc_call():
+        # /mbus/waits has a timeout far longer than stopping the broker takes
+        # on a busy machine: the only answer this request can get is the 503
+        # for the lost connection, never its own 504.
         try:
-            rpc_result["r"] = requests.post(mapper.url + "/mbus/rpc", json={"nobody": "answers"}, timeout=20)
+            rpc_result["r"] = requests.post(mapper.url + "/mbus/waits", json={"nobody": "answers"},
+                                            timeout=150)
         except requests.RequestException as e:
             rpc_result["e"] = e
 
-    threads = [threading.Thread(target=publisher, args=(w,)) for w in range(6)]
-    for t in threads:
-        t.start()
-    rpc_t = None
+    threads = [threading.Thread(target=publisher, args=(w,), daemon=True) for w in range(6)]
+    rpc_t = threading.Thread(target=rpc_call, daemon=True)
+    rabbit_stopped = False
     try:
-        wait_until(lambda: len(accepted) >= 200, timeout=30)
-        rpc_t = threading.Thread(target=rpc_call)
+        for t in threads:
+            t.start()
+        wait_until(lambda: len(accepted) >= 200, timeout=60)
         rpc_t.start()
-        time.sleep(0.2)
+        # The request is on its way to a worker (none answers) before the
+        # broker goes.
+        wait_until(lambda: queued(stack, WAITS_Q) == 1, timeout=30)
+        rabbit_stopped = True
         stack.script("stop-rabbit")
-        wait_until(lambda: requests.get(mapper.url + "/health", timeout=2).status_code == 503, timeout=30)
+        wait_until(lambda: requests.get(mapper.url + "/health", timeout=5).status_code == 503, timeout=60)
         n_refused = len(refused)
-        wait_until(lambda: len(refused) > n_refused + 20, timeout=30)
+        wait_until(lambda: len(refused) > n_refused + 20, timeout=60)
         h = requests.get(mapper.url + "/health", timeout=5)
         assert h.status_code == 503
-        rpc_t.join(20)
+        rpc_t.join(60)
         assert "r" in rpc_result, rpc_result.get("e")
-        assert rpc_result["r"].status_code == 503
-    finally:
-        stack.script("start-rabbit")
-    try:
-        wait_until(lambda: requests.get(mapper.url + "/health", timeout=2).status_code == 200,
-                   timeout=60, interval=0.2)
+        assert rpc_result["r"].status_code == 503, rpc_result["r"].text
+        stack.start_rabbit()
+        rabbit_stopped = False
+        wait_until(lambda: requests.get(mapper.url + "/health", timeout=5).status_code == 200,
+                   timeout=90, interval=0.2)
         n_accepted = len(accepted)
-        wait_until(lambda: len(accepted) > n_accepted + 50, timeout=30)
+        wait_until(lambda: len(accepted) > n_accepted + 50, timeout=60)
     finally:
         stop.set()
+        if rabbit_stopped:
+            stack.start_rabbit()
         for t in threads:
             t.join(30)
-        if rpc_t:
-            rpc_t.join(20)
+        if rpc_t.ident:
+            rpc_t.join(30)
     print("accepted=%d refused=%d" % (len(accepted), len(refused)))
     assert not other, other[:5]
     assert metric(mapper.url, "fpesa_bus_reconnects_total") >= 1
-    stored = {p.message_id for p, _ in get_all(stack, DURABLE_Q, expect=len(accepted))}
+    stored = {p.message_id for p, _ in get_all(stack, DURABLE_Q, expect=len(accepted), timeout=30)}
     lost = [k for k, _ in accepted if k not in stored]
     assert not lost, "%d of %d accepted messages are not in the queue: %s" % (len(lost), len(accepted), lost[:5])
     wait_stack_mappers(stack)

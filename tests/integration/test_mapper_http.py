@@ -437,7 +437,8 @@ def test_rpc_answer_and_error_status(aux, stack, http):
             return {"error": {"code": 409, "description": "conflict"}}
         return {"echo": req["data"]}
 
-    t = threading.Thread(target=rpc_worker, args=(stack, "/itest/rpc:POST", answer, stop, handled))
+    t = threading.Thread(target=rpc_worker, args=(stack, "/itest/rpc:POST", answer, stop, handled),
+                         daemon=True)
     t.start()
     try:
         r = http.post(aux.url + "/itest/rpc", json={"v": 1})
@@ -475,9 +476,19 @@ def test_sigterm_drains_in_flight_requests(stack, proc, tmp_path):
         except requests.RequestException as e:
             result["e"] = e
 
-    t = threading.Thread(target=call)
-    t.start()
-    time.sleep(0.5)
+    conn = pika.BlockingConnection(pika.URLParameters(stack.amqp_url))
+    try:
+        ch = conn.channel()
+        ch.queue_purge("/itest/slow:GET")
+        t = threading.Thread(target=call, daemon=True)
+        t.start()
+        # The request is in flight (published, waiting for its answer) when
+        # the signal comes.
+        wait_until(lambda: "r" in result or "e" in result
+                   or ch.queue_declare("/itest/slow:GET", passive=True).method.message_count > 0,
+                   timeout=30, interval=0.02)
+    finally:
+        conn.close()
     p.send_signal(signal.SIGTERM)
     t.join(20)
     assert "r" in result, result.get("e")
@@ -508,18 +519,6 @@ def test_list_config_keys(stack):
 
 # ---- last: the broker goes away and comes back -------------------------------
 
-def start_rabbit(stack, attempts=4):
-    """The AMQP port lies in the kernel's ephemeral range, so another
-    program's outgoing connection may hold it for a while (TIME_WAIT); the
-    broker then cannot listen yet and starting it again later works."""
-    for i in range(attempts):
-        r = stack.script("start-rabbit", check=False)
-        if r.returncode == 0:
-            return
-        time.sleep(20)
-    raise AssertionError("RabbitMQ did not start again: %s" % r.stderr[-2000:])
-
-
 def test_zz_broker_down_is_503_then_recovers(stack, http):
     try:
         stack.script("stop-rabbit")
@@ -531,7 +530,7 @@ def test_zz_broker_down_is_503_then_recovers(stack, http):
         m = http.get(stack.mapper + "/metrics").text
         assert "fpesa_bus_connected 0" in m
     finally:
-        start_rabbit(stack)
+        stack.start_rabbit()
     wait_until(lambda: http.get(stack.mapper + "/health").status_code == 200, timeout=60, interval=0.2)
     r = http.post(stack.mapper + "/messages/", json={"after": "restart"}, timeout=15)
     assert r.status_code == 202, r.text

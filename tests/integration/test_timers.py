@@ -31,6 +31,13 @@ def prefix():
     return "/hook/%s/" % uuid.uuid4().hex[:10]
 
 
+def all_fired(db, ids):
+    """Every timer of ids is recorded as fired. The scheduler records a
+    timer after its webhook answered, and never calls a fired one again, so
+    from then on the receiver has every call it will ever get for them."""
+    return all(v[1] == "fired" for v in due_times(db, ids).values()) and len(due_times(db, ids)) == len(ids)
+
+
 def due_times(db, ids):
     with db.cursor() as c:
         c.execute("SELECT id::text, extract(epoch FROM due_at)::float8, state, attempts, last_status"
@@ -120,16 +127,17 @@ def test_200_timers_fire_on_time_exactly_once(timers, receiver, db):
     assert all(r.status_code == 200 for r in rs), [r.text for r in rs if r.status_code != 200][:3]
     ids = {r.json()["id"] for r in rs}
     assert len(ids) == 200
-    wait_until(lambda: len(receiver.ids(p)) >= 200, timeout=20)
-    time.sleep(1.5)  # a second call, if any, would arrive by now
+    wait_until(lambda: len(receiver.ids(p)) >= 200, timeout=60)
+    wait_until(lambda: all_fired(db, ids), timeout=60)
     got = receiver.ids(p)
     assert set(got) == ids
     assert all(len(v) == 1 for v in got.values()), {k: v for k, v in got.items() if len(v) > 1}
     due = due_times(db, ids)
     late = sorted(got[i][0] - due[i][0] for i in ids)
     assert late[0] >= -0.05, "a webhook came before its due time: %.3fs" % late[0]
-    assert late[-1] < 1.0, "the latest webhook came %.3fs after its due time" % late[-1]
-    assert all(due[i][1] == "fired" for i in ids)
+    # On time means woken by the due time, not by the scheduler's idle poll
+    # (30 s); the bound leaves room for a machine under load.
+    assert late[-1] < 10.0, "the latest webhook came %.3fs after its due time" % late[-1]
     for i in list(ids)[:5]:
         assert timers.get(i).json()["time_left"] == 0
 
@@ -141,8 +149,7 @@ def test_failing_receiver_is_retried_then_fired(timers, receiver, db):
     assert r.status_code == 200, r.text
     tid = r.json()["id"]
     # Retries after 1 s and 2 s (retry_base_ms 1000, doubling).
-    wait_until(lambda: due_times(db, [tid])[tid][1] != "pending", timeout=15)
-    time.sleep(0.5)
+    wait_until(lambda: due_times(db, [tid])[tid][1] != "pending", timeout=60)
     calls = receiver.calls_to(path)
     assert len(calls) == 3, calls
     assert all(c[2] == {"id": tid} for c in calls)
@@ -158,7 +165,7 @@ def test_unreachable_receiver_gives_up_and_is_recorded(timers, db):
     with db.cursor() as c:
         # Speed the retries up: the outcome, not the backoff, is under test.
         c.execute("UPDATE timers SET attempts = 4 WHERE id = %s", (tid,))
-    wait_until(lambda: due_times(db, [tid])[tid][1] != "pending", timeout=15)
+    wait_until(lambda: due_times(db, [tid])[tid][1] != "pending", timeout=60)
     state, attempts, _ = due_times(db, [tid])[tid][1:]
     assert state == "failed" and attempts == 5
 
@@ -166,47 +173,53 @@ def test_unreachable_receiver_gives_up_and_is_recorded(timers, db):
 def test_scheduler_killed_and_restarted_loses_and_doubles_nothing(timers, receiver, db):
     early, late = prefix(), prefix()
     rs = [timers.create(receiver.url(early + str(i)), seconds=1) for i in range(20)]
-    rs += [timers.create(receiver.url(late + str(i)), seconds=3 + i % 3) for i in range(60)]
-    assert all(r.status_code == 200 for r in rs)
-    early_ids = {r.json()["id"] for r in rs[:20]}
-    late_ids = {r.json()["id"] for r in rs[20:]}
-    # Once the early ones are in, nothing is in flight: kill the scheduler
-    # hard while the late ones are still waiting, and keep it down past
-    # their due times.
-    wait_until(lambda: len(receiver.ids(early)) >= 20, timeout=10)
-    timers.scheduler.send_signal(signal.SIGKILL)
-    timers.scheduler.wait()
+    assert all(r.status_code == 200 for r in rs), [r.text for r in rs if r.status_code != 200][:3]
+    early_ids = {r.json()["id"] for r in rs}
+    # Once the early ones have fired and are recorded, nothing is in flight.
+    # The scheduler is frozen from then on, so however slowly the machine
+    # creates the late ones, none can fire before the kill: it is killed
+    # hard while they wait, and kept down past their due times.
+    wait_until(lambda: len(receiver.ids(early)) >= 20 and all_fired(db, early_ids), timeout=60)
+    timers.scheduler.send_signal(signal.SIGSTOP)
+    try:
+        with concurrent.futures.ThreadPoolExecutor(8) as ex:
+            rs = list(ex.map(lambda i: timers.create(receiver.url(late + str(i)), seconds=1 + i % 3),
+                             range(60)))
+    finally:
+        timers.scheduler.send_signal(signal.SIGKILL)
+        timers.scheduler.wait()
+    assert all(r.status_code == 200 for r in rs), [r.text for r in rs if r.status_code != 200][:3]
+    late_ids = {r.json()["id"] for r in rs}
     killed_at = time.time()
     due = due_times(db, late_ids)
-    wait_until(lambda: time.time() > max(d[0] for d in due.values()) + 0.5, timeout=15)
+    wait_until(lambda: time.time() > max(d[0] for d in due.values()) + 1.0, timeout=30)
     assert len(receiver.ids(late)) == 0, "a webhook was called while the scheduler was down"
     timers.start_scheduler()
     restarted = time.time()
-    wait_until(lambda: len(receiver.ids(late)) >= 60, timeout=15)
-    time.sleep(1.5)
+    wait_until(lambda: len(receiver.ids(late)) >= 60, timeout=60)
+    wait_until(lambda: all_fired(db, late_ids), timeout=60)
     got_early, got_late = receiver.ids(early), receiver.ids(late)
     assert set(got_early) == early_ids and set(got_late) == late_ids
     assert all(len(v) == 1 for v in list(got_early.values()) + list(got_late.values()))
     assert killed_at < restarted
-    # Overdue timers fire right after the start, not at some later poll.
-    assert max(v[0] for v in got_late.values()) - restarted < 5.0
-    assert all(s[1] == "fired" for s in due_times(db, late_ids).values())
+    # Overdue timers fire as the scheduler starts, not at its idle poll (30 s
+    # later); the bound leaves room for a slow start on a loaded machine.
+    assert max(v[0] for v in got_late.values()) - restarted < 20.0
 
 
-def test_competing_schedulers_fire_each_timer_once(timers, receiver):
+def test_competing_schedulers_fire_each_timer_once(timers, receiver, db):
     # A second scheduler process beside the first: four instances compete
     # for the same rows.
     first = timers.scheduler
     extra = timers.start_scheduler()
     try:
-        time.sleep(0.5)
         p = prefix()
         with concurrent.futures.ThreadPoolExecutor(16) as ex:
             rs = list(ex.map(lambda i: timers.create(receiver.url(p + str(i)), seconds=1 + i % 2),
                              range(300)))
         ids = {r.json()["id"] for r in rs}
-        wait_until(lambda: len(receiver.ids(p)) >= 300, timeout=20)
-        time.sleep(1.5)
+        wait_until(lambda: len(receiver.ids(p)) >= 300, timeout=60)
+        wait_until(lambda: all_fired(db, ids), timeout=60)
         got = receiver.ids(p)
         assert set(got) == ids
         assert all(len(v) == 1 for v in got.values())

@@ -24,15 +24,18 @@ TOTAL = 20000 if FULL else 1500
 THREADS = 8
 
 
-def run_with_fault(stack, db, fault, url=None, settle_s=1.0):
+def run_with_fault(stack, db, fault, url=None):
     load = Load(url or stack.nginx + "/api/v1/messages/", TOTAL, threads=THREADS).start()
-    # Let some load through before the fault, and keep it running across it.
-    wait_until(lambda: load.sent() > TOTAL // 5 or not any(t.is_alive() for t in load._workers),
-               timeout=60)
-    fault()
-    load.join()
-    time.sleep(settle_s)
+    try:
+        # Let some load through before the fault, and keep it running across it.
+        wait_until(lambda: load.sent() > TOTAL // 5 or not any(t.is_alive() for t in load._workers),
+                   timeout=120)
+        fault()
+        load.join()
+    finally:
+        load.stop()
     print(load.summary())
+    assert not any(t.is_alive() for t in load._workers), "a load worker did not end: " + load.summary()
     assert load.hangs == 0, load.summary()
     assert not load.bad, "answers that were neither 202 nor a JSON error: %r" % load.bad[:5]
     assert load.accepted, "nothing was accepted: " + load.summary()
@@ -58,7 +61,7 @@ def test_rabbitmq_restart_mid_load(stack, db):
     def fault():
         stack.script("stop-rabbit")
         time.sleep(2)
-        stack.script("start-rabbit")
+        stack.start_rabbit()
     try:
         run_with_fault(stack, db, fault)
     finally:
@@ -141,20 +144,23 @@ def test_liveupdate_restart_resume_with_since(stack, http):
 
     t = threading.Thread(target=client, daemon=True)
     t.start()
-    assert connected.wait(10), "the websocket client could not connect"
-    time.sleep(0.3)
     accepted = []
     n = 400 if FULL else 120
     try:
+        assert connected.wait(60), "the websocket client could not connect"
+        # The client sees new messages before the counted ones are sent.
+        probe = http.post(stack.nginx + "/api/v1/messages/", json={"probe": True}, timeout=30)
+        assert probe.status_code == 202, probe.text
+        wait_until(lambda: probe.json()["id"] in got, timeout=60)
         for i in range(n):
-            r = http.post(stack.nginx + "/api/v1/messages/", json={"live": i}, timeout=10)
+            r = http.post(stack.nginx + "/api/v1/messages/", json={"live": i}, timeout=60)
             if r.status_code == 202:
                 accepted.append(r.json()["id"])
             if i == n // 2:
                 stack.script("stop-one", "liveupdate")
                 ensure_apps(stack)
             time.sleep(0.01)
-        wait_until(lambda: set(accepted) <= set(got), timeout=20)
+        wait_until(lambda: set(accepted) <= set(got), timeout=60)
     finally:
         stop.set()
         t.join(5)

@@ -115,10 +115,10 @@ describe('Dev.vue', () => {
     const msg = w.findAll('article.op')[0];
     await msg.find('input[type="number"]').setValue(30);
     await msg.findAll('button').find((b) => b.text().startsWith('Send 30')).trigger('click');
-    await flushPromises();
-    await new Promise((r) => setTimeout(r, 20));
-    await flushPromises();
-    expect(posts).toBe(30);
+    await vi.waitFor(async () => {
+      await flushPromises();
+      expect(posts).toBe(30);
+    }, { timeout: 10000 });
     const bar = msg.find('progress');
     expect(bar.attributes('value')).toBe('30');
     expect(bar.attributes('max')).toBe('30');

@@ -1,4 +1,4 @@
-#include "store.h"
+#include "tstore.h"
 #include "../lib/store.h"
 
 #include <stdio.h>
