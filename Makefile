@@ -39,8 +39,8 @@ BASE_LIBS := -lpthread -ldl -lm
 
 # ---- what each target uses (pkg-config package names) -----------------------
 # common/ is linked into the three programs, so its packages join theirs.
-common_PKGS := yaml-0.1 jansson libpcre2-8 librabbitmq
-restmapper_PKGS := $(common_PKGS) libmicrohttpd librabbitmq libcrypto
+common_PKGS := yaml-0.1 jansson libpcre2-8 librabbitmq libjwt libcrypto
+restmapper_PKGS := $(common_PKGS) libmicrohttpd
 liveupdate_PKGS := $(common_PKGS) libwebsockets librabbitmq
 handler_PKGS := $(common_PKGS) librabbitmq
 # The parts of handlers/lib/ and the packages each one needs.

@@ -9,6 +9,8 @@
  */
 #include "config.h"
 
+#include "auth.h"
+
 #include "jsonschema.h"
 #include "yamltree.h"
 
@@ -1124,9 +1126,286 @@ static void set_files(struct loader *ld, const struct key *k, const struct ynode
                            file_init, file_check_cb);
 }
 
+/* ---- authentication (auth, endpoints[].auth, endpoints[].live_auth) ---- */
+
+#define AR(f) offsetof(struct cfg_auth_rule, f)
+#define AK(f) offsetof(struct cfg_api_key, f)
+#define JK(f) offsetof(struct cfg_jwt_key, f)
+#define CF(f) offsetof(struct cfg, f)
+
+static const struct key auth_rule_keys[] = {
+    {"anonymous", set_bool, AR(anonymous), 0, 0, 0, NULL, 0},
+    {"scopes", set_strlist, AR(scopes), AR(n_scopes), 0, 0, NULL, 0},
+    {"roles", set_strlist, AR(roles), AR(n_roles), 0, 0, NULL, 0},
+    {"methods", set_strlist, AR(methods), AR(n_methods), 0, 0, NULL, 0},
+    {NULL, NULL, 0, 0, 0, 0, NULL, 0},
+};
+
+static const char *const auth_methods[] = {"api_key", "jwt"};
+static const char *const jwt_algs[] = {"HS256", "HS384", "HS512", "RS256", "RS384",
+                                       "RS512", "ES256", "ES384", "ES512"};
+
+/* An endpoint's auth or live_auth section (its struct at base + k->off). */
+static void set_auth_rule(struct loader *ld, const struct key *k, const struct ynode *v,
+                          void *base) {
+    struct cfg_auth_rule *r = FIELD(base, k->off, struct cfg_auth_rule);
+    char d[96];
+
+    if (v->kind != YNODE_MAP) {
+        errf(ld, v, "expected a mapping for \"%s\" (anonymous, scopes, roles, methods), got %s",
+             k->name, describe(v, d, sizeof(d)));
+        return;
+    }
+    r->given = true;
+    r->pos.line = v->line;
+    r->pos.col = v->col;
+    apply_map(ld, auth_rule_keys, v, r);
+    for (size_t i = 0; i < r->n_methods; i++) {
+        bool ok = false;
+
+        for (size_t j = 0; j < sizeof(auth_methods) / sizeof(auth_methods[0]); j++)
+            ok |= strcmp(r->methods[i], auth_methods[j]) == 0;
+        if (!ok)
+            errf(ld, ytree_get(v, "methods"),
+                 "unknown auth method \"%s\" (expected api_key or jwt)", r->methods[i]);
+    }
+}
+
+/* A string whose node's position is kept in the struct cfg_pos at k->off2. */
+static void set_str_pos(struct loader *ld, const struct key *k, const struct ynode *v, void *base) {
+    set_str(ld, k, v, base);
+    FIELD(base, k->off2, struct cfg_pos)->line = v->line;
+    FIELD(base, k->off2, struct cfg_pos)->col = v->col;
+}
+
+static const struct key api_key_keys[] = {
+    {"name", set_str, AK(name), 0, 0, 0, NULL, K_REQUIRED},
+    {"sha256", set_str, AK(sha256), 0, 0, 0, NULL, K_REQUIRED},
+    {"scopes", set_strlist, AK(scopes), AK(n_scopes), 0, 0, NULL, 0},
+    {"roles", set_strlist, AK(roles), AK(n_roles), 0, 0, NULL, 0},
+    {NULL, NULL, 0, 0, 0, 0, NULL, 0},
+};
+
+static const struct key jwt_key_keys[] = {
+    {"kid", set_str, JK(kid), 0, 0, 0, NULL, 0},
+    {"alg", set_str, JK(alg), 0, 0, 0, NULL, K_REQUIRED},
+    {"secret", set_str, JK(secret), 0, 0, 0, NULL, 0},
+    {"secret_file", set_str, JK(secret_file), 0, 0, 0, NULL, 0},
+    {"pem_file", set_str, JK(pem_file), 0, 0, 0, NULL, 0},
+    {NULL, NULL, 0, 0, 0, 0, NULL, 0},
+};
+
+static void api_key_free(struct cfg_api_key *a) {
+    free(a->name);
+    free(a->sha256);
+    free_strv(a->scopes, a->n_scopes);
+    free_strv(a->roles, a->n_roles);
+}
+
+static void jwt_key_free(struct cfg_jwt_key *j) {
+    free(j->kid);
+    free(j->alg);
+    free(j->secret);
+    free(j->secret_file);
+    free(j->pem_file);
+}
+
+static void api_key_init(void *item, const struct ynode *map) {
+    struct cfg_api_key *a = item;
+
+    a->pos.line = map->line;
+    a->pos.col = map->col;
+}
+
+static void api_key_check(struct loader *ld, const struct ynode *map, void *item) {
+    struct cfg_api_key *a = item;
+    size_t n = 0;
+
+    if (!a->sha256)
+        return;
+    for (char *p = a->sha256; *p; p++, n++) {
+        if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f') || (*p >= 'A' && *p <= 'F'))) {
+            n = 0;
+            break;
+        }
+        if (*p >= 'A' && *p <= 'F')
+            *p = (char)(*p - 'A' + 'a');
+    }
+    if (n != 64)
+        errf(ld, ytree_get(map, "sha256"),
+             "\"sha256\" must be the 64 hex digits of the key's SHA-256 (never the key itself)");
+}
+
+static void jwt_key_init(void *item, const struct ynode *map) {
+    struct cfg_jwt_key *j = item;
+
+    j->pos.line = map->line;
+    j->pos.col = map->col;
+}
+
+static void jwt_key_check(struct loader *ld, const struct ynode *map, void *item) {
+    struct cfg_jwt_key *j = item;
+    bool known = false;
+
+    if (!j->alg)
+        return;
+    for (size_t i = 0; i < sizeof(jwt_algs) / sizeof(jwt_algs[0]); i++)
+        known |= strcmp(j->alg, jwt_algs[i]) == 0;
+    if (!known) {
+        errf(ld, ytree_get(map, "alg"),
+             "unknown JWT algorithm \"%s\" (expected HS256, RS256, ES256 or their 384/512 forms)",
+             j->alg);
+        return;
+    }
+    if (j->alg[0] == 'H' && !!j->secret == !!j->secret_file)
+        errf(ld, map, "an %s key needs exactly one of \"secret\" and \"secret_file\"", j->alg);
+    if (j->alg[0] == 'H' && j->pem_file)
+        errf(ld, ytree_get(map, "pem_file"), "an %s key is a shared secret, not a PEM file",
+             j->alg);
+    if (j->alg[0] != 'H' && !j->pem_file)
+        errf(ld, map, "an %s key needs \"pem_file\" (its public key)", j->alg);
+    if (j->alg[0] != 'H' && (j->secret || j->secret_file))
+        errf(ld, map, "an %s key is a public key in \"pem_file\", not a secret", j->alg);
+}
+
+static void set_api_keys(struct loader *ld, const struct key *k, const struct ynode *v,
+                         void *base) {
+    struct cfg *cfg = base;
+
+    for (size_t i = 0; i < cfg->auth.n_api_keys; i++)
+        api_key_free(&cfg->auth.api_keys[i]);
+    free(cfg->auth.api_keys);
+    cfg->auth.api_keys = apply_list(ld, k, v, sizeof(struct cfg_api_key), "API keys",
+                                    &cfg->auth.n_api_keys, api_key_init, api_key_check);
+}
+
+static void set_jwt_keys(struct loader *ld, const struct key *k, const struct ynode *v,
+                         void *base) {
+    struct cfg *cfg = base;
+
+    for (size_t i = 0; i < cfg->auth.n_jwt_keys; i++)
+        jwt_key_free(&cfg->auth.jwt_keys[i]);
+    free(cfg->auth.jwt_keys);
+    cfg->auth.jwt_keys = apply_list(ld, k, v, sizeof(struct cfg_jwt_key), "JWT keys",
+                                    &cfg->auth.n_jwt_keys, jwt_key_init, jwt_key_check);
+}
+
+static const struct key jwt_keys[] = {
+    {"issuer", set_str, CF(auth.issuer), 0, 0, 0, NULL, 0},
+    {"audience", set_str, CF(auth.audience), 0, 0, 0, NULL, 0},
+    {"leeway", set_seconds, CF(auth.leeway), 0, 0, 3600, NULL, 0},
+    {"jwks_file", set_str_pos, CF(auth.jwks_file), CF(auth.jwks_file_pos), 0, 0, NULL, 0},
+    {"keys", set_jwt_keys, 0, 0, 0, 0, jwt_key_keys, 0},
+    {NULL, NULL, 0, 0, 0, 0, NULL, 0},
+};
+
+static const struct key auth_keys[] = {
+    {"realm", set_str, CF(auth.realm), 0, 0, 0, NULL, 0},
+    {"api_keys", set_api_keys, 0, 0, 0, 0, api_key_keys, 0},
+    {"api_keys_file", set_str_pos, CF(auth.api_keys_file), CF(auth.api_keys_file_pos), 0, 0, NULL,
+     0},
+    {"jwt", set_section, 0, 0, 0, 0, jwt_keys, 0},
+    {"origins", set_strlist, CF(auth.origins), CF(auth.n_origins), 0, 0, NULL, 0},
+    {NULL, NULL, 0, 0, 0, 0, NULL, 0},
+};
+
+#define RL(f) offsetof(struct cfg_rate_limit, f)
+
+static const struct key rate_limit_keys[] = {
+    {"requests", set_int, RL(requests), 0, 1, 1000000000, NULL, K_REQUIRED},
+    {"per", set_duration, RL(per_ms), 0, 1, 86400000, NULL, 0},
+    {"burst", set_int, RL(burst), 0, 1, 1000000000, NULL, 0},
+    {"by", set_str, RL(by), 0, 0, 0, NULL, 0},
+    {NULL, NULL, 0, 0, 0, 0, NULL, 0},
+};
+
+/* An endpoint's rate_limit section (its struct at base + k->off). */
+static void set_rate_limit(struct loader *ld, const struct key *k, const struct ynode *v,
+                           void *base) {
+    struct cfg_rate_limit *r = FIELD(base, k->off, struct cfg_rate_limit);
+    char d[96];
+
+    if (v->kind != YNODE_MAP) {
+        errf(ld, v, "expected a mapping for \"%s\" (requests, per, burst, by), got %s", k->name,
+             describe(v, d, sizeof(d)));
+        return;
+    }
+    r->given = true;
+    r->per_ms = 1000;
+    r->pos.line = v->line;
+    r->pos.col = v->col;
+    apply_map(ld, rate_limit_keys, v, r);
+    if (!r->burst)
+        r->burst = r->requests;
+    if (!r->by || strcmp(r->by, "client") == 0)
+        r->by_kind = CFG_RATE_CLIENT;
+    else if (strcmp(r->by, "principal") == 0)
+        r->by_kind = CFG_RATE_PRINCIPAL;
+    else if (strcmp(r->by, "route") == 0)
+        r->by_kind = CFG_RATE_ROUTE;
+    else
+        errf(ld, ytree_get(v, "by"),
+             "unknown rate limit key \"%s\" (expected client, principal or route)", r->by);
+}
+
+static void set_auth(struct loader *ld, const struct key *k, const struct ynode *v, void *base) {
+    struct cfg *cfg = base;
+
+    cfg->auth.enabled = true;
+    set_section(ld, k, v, base);
+}
+
+static void auth_report(void *ctx, const struct cfg_pos *pos, const char *msg) {
+    struct loader *ld = ctx;
+
+    if (pos && pos->line)
+        add_err(ld, LERR_POS, pos->line, pos->col, msg);
+    else
+        add_err(ld, LERR_FILE, 0, 0, msg);
+}
+
+/* Checks the auth rules against what the auth section offers, and the key
+ * files it names (read by auth_verify_files, as a start would). */
+static void check_auth(struct loader *ld) {
+    struct cfg *cfg = ld->cfg;
+    bool has_keys = cfg->auth.n_api_keys || cfg->auth.api_keys_file;
+    bool has_jwt = cfg->auth.n_jwt_keys || cfg->auth.jwks_file;
+    char msg[300];
+
+    for (size_t i = 0; i < cfg->n_endpoints; i++) {
+        const struct cfg_endpoint *ep = &cfg->endpoints[i];
+        const struct cfg_auth_rule *rules[2] = {&ep->auth, &ep->live_auth};
+
+        for (int r = 0; r < 2; r++) {
+            const struct cfg_auth_rule *a = rules[r];
+
+            if (!a->given || a->anonymous)
+                continue;
+            if (!cfg->auth.enabled) {
+                snprintf(msg, sizeof(msg),
+                         "%s asks for credentials but the file has no top-level \"auth\" section",
+                         r ? "live_auth" : "auth");
+                auth_report(ld, &a->pos, msg);
+                continue;
+            }
+            for (size_t m = 0; m < a->n_methods; m++) {
+                if ((strcmp(a->methods[m], "jwt") == 0 && !has_jwt) ||
+                    (strcmp(a->methods[m], "api_key") == 0 && !has_keys)) {
+                    snprintf(msg, sizeof(msg), "method %s is named but auth configures no %s",
+                             a->methods[m],
+                             a->methods[m][0] == 'j' ? "JWT keys (jwt.keys or jwt.jwks_file)"
+                                                     : "API keys (api_keys or api_keys_file)");
+                    auth_report(ld, &a->pos, msg);
+                }
+            }
+        }
+    }
+    if (cfg->auth.enabled)
+        auth_verify_files(cfg, auth_report, ld);
+}
+
 #define EP(f) offsetof(struct cfg_endpoint, f)
 #define HD(f) offsetof(struct cfg_handler, f)
-#define CF(f) offsetof(struct cfg, f)
 
 static const struct key endpoint_keys[] = {
     {"path", set_path, EP(path), 0, 0, 0, NULL, K_REQUIRED},
@@ -1144,6 +1423,9 @@ static const struct key endpoint_keys[] = {
     {"content_types", set_content_types, EP(content_types), EP(n_content_types), 0, 0, NULL, 0},
     {"response", set_response, EP(response), 0, 0, 0, NULL, 0},
     {"files", set_files, 0, 0, 0, 0, file_keys, 0},
+    {"auth", set_auth_rule, EP(auth), 0, 0, 0, auth_rule_keys, 0},
+    {"live_auth", set_auth_rule, EP(live_auth), 0, 0, 0, auth_rule_keys, 0},
+    {"rate_limit", set_rate_limit, EP(rate_limit), 0, 0, 0, rate_limit_keys, 0},
     {NULL, NULL, 0, 0, 0, 0, NULL, 0},
 };
 
@@ -1180,6 +1462,14 @@ static void endpoint_free(struct cfg_endpoint *ep) {
     free(ep->content_max_body);
     free(ep->content_kinds);
     json_decref(ep->response);
+    for (int r = 0; r < 2; r++) {
+        struct cfg_auth_rule *a = r ? &ep->live_auth : &ep->auth;
+
+        free_strv(a->scopes, a->n_scopes);
+        free_strv(a->roles, a->n_roles);
+        free_strv(a->methods, a->n_methods);
+    }
+    free(ep->rate_limit.by);
     for (size_t i = 0; i < ep->n_files; i++)
         file_free(&ep->files[i]);
     free(ep->files);
@@ -1336,6 +1626,7 @@ static void set_handlers(struct loader *ld, const struct key *k, const struct yn
 
 static const struct key cors_keys[] = {
     {"origins", set_strlist, CF(http.cors_origins), CF(http.n_cors_origins), 0, 0, NULL, 0},
+    {"headers", set_strlist, CF(http.cors_headers), CF(http.n_cors_headers), 0, 0, NULL, 0},
     {NULL, NULL, 0, 0, 0, 0, NULL, 0},
 };
 
@@ -1351,6 +1642,14 @@ static const struct key http_keys[] = {
     {"max_body", set_size, CF(http.max_body), 0, 1, 1024ll * 1024 * 1024, NULL, 0},
     {"threads", set_int, CF(http.threads), 0, 1, 1024, NULL, 0},
     {"max_connections", set_int, CF(http.max_connections), 0, 1, 1000000, NULL, 0},
+    {"max_connections_per_client", set_int, CF(http.max_connections_per_client), 0, 1, 1000000,
+     NULL, 0},
+    {"header_timeout", set_seconds, CF(http.header_timeout), 0, 1, 3600, NULL, 0},
+    {"body_timeout", set_seconds, CF(http.body_timeout), 0, 1, 3600, NULL, 0},
+    {"idle_timeout", set_seconds, CF(http.idle_timeout), 0, 1, 3600, NULL, 0},
+    {"max_headers", set_int, CF(http.max_headers), 0, 1, 1000, NULL, 0},
+    {"max_query_params", set_int, CF(http.max_query_params), 0, 1, 10000, NULL, 0},
+    {"max_uri", set_size, CF(http.max_uri), 0, 64, 12 * 1024, NULL, 0},
     {"cors", set_section, 0, 0, 0, 0, cors_keys, 0},
     {"public_prefix", set_prefix, CF(http.public_prefix), 0, 0, 0, NULL, 0},
     {NULL, NULL, 0, 0, 0, 0, NULL, 0},
@@ -1382,6 +1681,7 @@ static const struct key top_keys[] = {
     {"liveupdate", set_section, 0, 0, 0, 0, live_keys, 0},
     {"database", set_section, 0, 0, 0, 0, database_keys, 0},
     {"plugin_dir", set_str, CF(plugin_dir), 0, 0, 0, NULL, 0},
+    {"auth", set_auth, 0, 0, 0, 0, auth_keys, 0},
     {"endpoints", set_endpoints, 0, 0, 0, 0, endpoint_keys, 0},
     {"handlers", set_handlers, 0, 0, 0, 0, handler_keys, 0},
     {"idempotency", set_section, 0, 0, 0, 0, idempotency_keys, 0},
@@ -1675,6 +1975,14 @@ static int set_defaults(struct cfg *cfg) {
     cfg->http.threads = cores > 0 ? (cores > 1024 ? 1024 : (int)cores) : 1;
     cfg->http.max_connections = 10000;
     cfg->http.public_prefix = strdup("/api/v1");
+    cfg->http.max_connections_per_client = 512;
+    cfg->auth.leeway = 30;
+    cfg->http.header_timeout = 10;
+    cfg->http.body_timeout = 30;
+    cfg->http.idle_timeout = 30;
+    cfg->http.max_headers = 64;
+    cfg->http.max_query_params = 100;
+    cfg->http.max_uri = 8 * 1024;
     cfg->live.host = strdup("127.0.0.1");
     cfg->live.port = 8082;
     cfg->live.client_queue = 1024;
@@ -1772,6 +2080,7 @@ struct cfg *cfg_load(const char *path, FILE *errs) {
     }
     apply_map(&ld, top_keys, root, cfg);
     check_duplicates(&ld, root);
+    check_auth(&ld);
     env_overrides(&ld);
     resolve_plugins(&ld, root);
     finish(&ld);
@@ -1800,10 +2109,23 @@ void cfg_free(struct cfg *cfg) {
     free(cfg->http.host);
     free(cfg->http.public_prefix);
     free_strv(cfg->http.cors_origins, cfg->http.n_cors_origins);
+    free_strv(cfg->http.cors_headers, cfg->http.n_cors_headers);
     free(cfg->live.host);
     free(cfg->database.url);
     free(cfg->idempotency.exchange);
     free(cfg->plugin_dir);
+    free(cfg->auth.realm);
+    for (i = 0; i < cfg->auth.n_api_keys; i++)
+        api_key_free(&cfg->auth.api_keys[i]);
+    free(cfg->auth.api_keys);
+    free(cfg->auth.api_keys_file);
+    free(cfg->auth.issuer);
+    free(cfg->auth.audience);
+    free(cfg->auth.jwks_file);
+    for (i = 0; i < cfg->auth.n_jwt_keys; i++)
+        jwt_key_free(&cfg->auth.jwt_keys[i]);
+    free(cfg->auth.jwt_keys);
+    free_strv(cfg->auth.origins, cfg->auth.n_origins);
     for (i = 0; i < cfg->n_endpoints; i++)
         endpoint_free(&cfg->endpoints[i]);
     free(cfg->endpoints);
@@ -1829,7 +2151,7 @@ const struct cfg_endpoint *cfg_endpoint_find(const struct cfg *cfg, const char *
 
 /* ---- the list of known keys ---- */
 
-#define MAX_KNOWN 96
+#define MAX_KNOWN 160
 
 static char known_buf[MAX_KNOWN][64];
 static const char *known_keys[MAX_KNOWN + 1];
@@ -1841,10 +2163,12 @@ static void collect_keys(const struct key *keys, const char *prefix) {
     char sub[64];
 
     for (k = keys; k->name; k++) {
-        if (k->set == set_section) {
+        if (k->set == set_section || k->set == set_auth || k->set == set_auth_rule ||
+            k->set == set_rate_limit) {
             snprintf(sub, sizeof(sub), "%s%s.", prefix, k->name);
             collect_keys(k->sub, sub);
-        } else if (k->set == set_endpoints || k->set == set_handlers || k->set == set_files) {
+        } else if (k->set == set_endpoints || k->set == set_handlers || k->set == set_files ||
+                   k->set == set_api_keys || k->set == set_jwt_keys) {
             snprintf(sub, sizeof(sub), "%s%s[].", prefix, k->name);
             collect_keys(k->sub, sub);
         } else if (n_known < MAX_KNOWN) {

@@ -54,6 +54,55 @@ struct cfg_file {
     struct cfg_pos pos;
 };
 
+/* Who may call a route (endpoints[].auth) or read its live channel
+ * (endpoints[].live_auth). */
+struct cfg_auth_rule {
+    bool given;     /* the endpoint has this section */
+    bool anonymous; /* anyone, without credentials */
+    char **scopes;  /* every one of these is required */
+    size_t n_scopes;
+    char **roles; /* one of these is required (none: no role needed) */
+    size_t n_roles;
+    char **methods; /* "api_key", "jwt": the credentials accepted; none: any configured */
+    size_t n_methods;
+    struct cfg_pos pos;
+};
+
+/* What one bucket of a rate limit is kept for (endpoints[].rate_limit.by). */
+enum cfg_rate_by { CFG_RATE_CLIENT = 0, CFG_RATE_PRINCIPAL, CFG_RATE_ROUTE };
+
+/* A token bucket per client, principal or route (endpoints[].rate_limit). */
+struct cfg_rate_limit {
+    bool given;
+    int requests; /* tokens added per window */
+    long per_ms;  /* the window; default 1 s */
+    int burst;    /* bucket size; default: requests */
+    char *by;     /* as written; see by_kind */
+    enum cfg_rate_by by_kind;
+    struct cfg_pos pos;
+};
+
+/* An API key, known only by the SHA-256 of its text (auth.api_keys[]). */
+struct cfg_api_key {
+    char *name;   /* the principal's name; never the key */
+    char *sha256; /* 64 hex digits */
+    char **scopes;
+    size_t n_scopes;
+    char **roles;
+    size_t n_roles;
+    struct cfg_pos pos;
+};
+
+/* A key JWTs may be signed with (auth.jwt.keys[]). */
+struct cfg_jwt_key {
+    char *kid;         /* matched against the token's "kid", or NULL: any */
+    char *alg;         /* HS256 HS384 HS512 RS256 RS384 RS512 ES256 ES384 ES512 */
+    char *secret;      /* HS*: the shared secret */
+    char *secret_file; /* HS*: or a file holding it */
+    char *pem_file;    /* RS*, ES*: the public key, PEM */
+    struct cfg_pos pos;
+};
+
 struct cfg_endpoint {
     char *path;     /* "/messages/" or "/timer/{id}"; always starts with '/' */
     char *method;   /* upper case: GET POST PUT PATCH DELETE */
@@ -78,6 +127,9 @@ struct cfg_endpoint {
     struct cfg_file *files;   /* multipart fields that may carry a file */
     size_t n_files;
     enum cfg_body_kind *content_kinds; /* parallel to content_types */
+    struct cfg_auth_rule auth;         /* who may call it */
+    struct cfg_auth_rule live_auth;    /* who may read its live channel */
+    struct cfg_rate_limit rate_limit;  /* requests allowed, per instance */
 };
 
 struct cfg_handler {
@@ -100,7 +152,7 @@ struct cfg {
 
     struct {
         char *url; /* amqp://user:pass@host:port/vhost; default amqp://guest:guest@127.0.0.1:5672 */
-        int heartbeat; /* seconds; default 5 (a frozen broker is noticed after two) */
+        int heartbeat;           /* seconds; default 5 (a frozen broker is noticed after two) */
         long confirm_timeout_ms; /* a publish not confirmed in time is answered 503
                                     "outcome unknown"; default 5000 */
     } bus;
@@ -111,9 +163,18 @@ struct cfg {
         size_t max_body;     /* default 64 KiB; "64KiB", "1MiB", or a number of bytes */
         int threads;         /* libmicrohttpd thread pool size; default: number of cores */
         int max_connections; /* default 10000 */
-        char **cors_origins; /* allowed Origin values ("*" for any), or none */
+        int max_connections_per_client; /* open connections from one address; default 512 */
+        int header_timeout; /* seconds from a request line to its last header; default 10 */
+        int body_timeout;   /* seconds from the headers to the last byte of the body; default 30 */
+        int idle_timeout;   /* seconds a connection may wait for its next request; default 30 */
+        int max_headers;    /* request header fields; more -> 431; default 64 */
+        int max_query_params; /* query parameters; more -> 414; default 100 */
+        size_t max_uri;       /* bytes of the request target; longer -> 414; default 8 KiB */
+        char **cors_origins;  /* allowed Origin values ("*" for any), or none */
         size_t n_cors_origins;
         char *public_prefix; /* where clients reach the API (OpenAPI servers); default /api/v1 */
+        char **cors_headers; /* request headers allowed beyond the built-in ones */
+        size_t n_cors_headers;
     } http;
 
     struct {
@@ -139,6 +200,24 @@ struct cfg {
     } idempotency;
 
     char *plugin_dir; /* default: the folder "plugins" beside the programs (build/plugins) */
+
+    struct {
+        bool enabled; /* the file has an auth section: routes need credentials by default */
+        char *realm;  /* for WWW-Authenticate; default "fpesa" */
+        struct cfg_api_key *api_keys;
+        size_t n_api_keys;
+        char *api_keys_file; /* JSON list of {name, sha256, scopes, roles}, or NULL */
+        struct cfg_pos api_keys_file_pos;
+        char *issuer;    /* jwt.issuer: required "iss", or NULL */
+        char *audience;  /* jwt.audience: required in "aud", or NULL */
+        int leeway;      /* jwt.leeway: seconds of clock skew allowed; default 30 */
+        char *jwks_file; /* jwt.jwks_file, or NULL */
+        struct cfg_pos jwks_file_pos;
+        struct cfg_jwt_key *jwt_keys;
+        size_t n_jwt_keys;
+        char **origins; /* Origin values allowed to open websockets; none: any */
+        size_t n_origins;
+    } auth;
 
     struct cfg_endpoint *endpoints;
     size_t n_endpoints;

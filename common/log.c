@@ -252,6 +252,102 @@ static size_t format_head(char *out, enum log_level level) {
     return n;
 }
 
+/* Rewrites the control bytes of line[from, end) as \n, \r, \t or \xNN,
+ * within LOG_LINE_MAX - 1 bytes (what does not fit is cut, marked "...").
+ * Returns the new end. */
+static size_t escape_controls(char *line, size_t from, size_t end) {
+    char tmp[LOG_LINE_MAX];
+    size_t o = 0, i;
+    bool any = false;
+
+    for (i = from; i < end; i++) {
+        unsigned char c = (unsigned char)line[i];
+
+        if (c < 0x20 || c == 0x7f) {
+            any = true;
+            break;
+        }
+    }
+    if (!any)
+        return end;
+    for (i = from; i < end; i++) {
+        unsigned char c = (unsigned char)line[i];
+        char esc[5];
+        size_t el;
+
+        if (c == '\n')
+            el = (size_t)snprintf(esc, sizeof(esc), "\\n");
+        else if (c == '\r')
+            el = (size_t)snprintf(esc, sizeof(esc), "\\r");
+        else if (c == '\t')
+            el = (size_t)snprintf(esc, sizeof(esc), "\\t");
+        else if (c < 0x20 || c == 0x7f)
+            el = (size_t)snprintf(esc, sizeof(esc), "\\x%02x", c);
+        else {
+            esc[0] = (char)c;
+            el = 1;
+        }
+        if (from + o + el + 4 > LOG_LINE_MAX - 1) {
+            memcpy(tmp + o, "...", 3);
+            o += 3;
+            break;
+        }
+        memcpy(tmp + o, esc, el);
+        o += el;
+    }
+    memcpy(line + from, tmp, o);
+    return from + o;
+}
+
+char *log_quote(const char *s, char *buf, size_t len) {
+    size_t o = 0;
+    bool plain = true;
+
+    if (len < 4) {
+        if (len)
+            buf[0] = '\0';
+        return buf;
+    }
+    if (!s) {
+        snprintf(buf, len, "-");
+        return buf;
+    }
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++)
+        if (*p <= ' ' || *p == '=' || *p == '"' || *p == '\\' || *p == 0x7f)
+            plain = false;
+    if (plain && *s) {
+        snprintf(buf, len, "%s", s);
+        return buf;
+    }
+    buf[o++] = '"';
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        char esc[5];
+        size_t el;
+
+        if (*p == '"' || *p == '\\')
+            el = (size_t)snprintf(esc, sizeof(esc), "\\%c", *p);
+        else if (*p == '\n')
+            el = (size_t)snprintf(esc, sizeof(esc), "\\n");
+        else if (*p == '\r')
+            el = (size_t)snprintf(esc, sizeof(esc), "\\r");
+        else if (*p == '\t')
+            el = (size_t)snprintf(esc, sizeof(esc), "\\t");
+        else if (*p < 0x20 || *p == 0x7f)
+            el = (size_t)snprintf(esc, sizeof(esc), "\\x%02x", *p);
+        else {
+            esc[0] = (char)*p;
+            el = 1;
+        }
+        if (o + el + 2 > len)
+            break;
+        memcpy(buf + o, esc, el);
+        o += el;
+    }
+    buf[o++] = '"';
+    buf[o] = '\0';
+    return buf;
+}
+
 void log_vwrite(enum log_level level, const char *fmt, va_list ap) {
     static const char cut[] = "...";
     char line[LOG_LINE_MAX];
@@ -270,7 +366,7 @@ void log_vwrite(enum log_level level, const char *fmt, va_list ap) {
         w = (int)(sizeof(line) - n - 1);
         memcpy(line + n + (size_t)w - (sizeof(cut) - 1), cut, sizeof(cut) - 1);
     }
-    n += (size_t)w;
+    n = escape_controls(line, n, n + (size_t)w);
     line[n++] = '\n';
     enqueue(line, n, level >= LOG_WARN);
 }

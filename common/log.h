@@ -5,6 +5,11 @@
  *   2026-11-23T08:14:19.123Z info restmapper request method=GET path=/health status=200
  * The level is checked before anything is formatted. Never pass credentials
  * or whole connection URLs; log_redact_url() strips the password first.
+ *
+ * A value that comes from outside (a path, a header, a plugin's text) goes
+ * through log_quote(). Whatever a message holds, a line stays one line:
+ * control bytes in it (newlines, carriage returns, terminal escapes) are
+ * written as \n, \r, \t or \xNN.
  */
 #ifndef FPESA_LOG_H
 #define FPESA_LOG_H
@@ -51,6 +56,13 @@ void log_flush(void);
 /* Flushes, then stops the background writer; later lines are written by
  * their callers, one write each. Call it where a program ends. */
 void log_fini(void);
+
+/* Writes s as one logfmt value into buf (of size len) and returns buf: as
+ * it is when it is a plain token, else in double quotes with '"', '\\' and
+ * control bytes escaped (\n, \r, \t, \xNN), so that no value can end
+ * its line or pass for another key=value field. NULL is written as "-".
+ * Always NUL-terminates; a value cut short still ends with its quote. */
+char *log_quote(const char *s, char *buf, size_t len);
 
 /* Copies url into buf (of size len) with any password replaced by "***" and
  * returns buf. Always NUL-terminates; truncates when buf is short. */

@@ -13,13 +13,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/resource.h>
 #include <time.h>
 
 #include <libwebsockets.h>
 
+#include "auth.h"
 #include "buf.h"
 #include "bus.h"
+#include "config.h"
 #include "log.h"
 #include "window.h"
 
@@ -127,6 +130,7 @@ struct client {
 
 struct live_server {
     const struct cfg *cfg;
+    struct auth *auth; /* NULL: no auth section, every channel open */
     struct lws_context *ctx;
     struct live_bus *bus;
     struct live_inbox inbox;
@@ -1238,6 +1242,116 @@ static int path_of(struct lws *wsi, char *out, int len) {
     return 0;
 }
 
+/* ---- who may open a channel (see common/auth.h) ------------------------------ */
+
+/* Writes an error with a WWW-Authenticate challenge. Returns what the
+ * callback must return. */
+static int send_denied(struct lws *wsi, unsigned int status, const char *challenge,
+                       const char *desc) {
+    json_t *j = json_pack("{s:{s:i,s:s}}", "error", "code", (int)status, "description", desc);
+    char *text = j ? json_dumps(j, JSON_COMPACT) : NULL;
+    unsigned char hdr[LWS_PRE + 768];
+    unsigned char *start = hdr + LWS_PRE, *p = start, *end = hdr + sizeof(hdr);
+    size_t len = text ? strlen(text) : 0;
+    unsigned char *buf = text ? malloc(LWS_PRE + len) : NULL;
+    int rc = -1;
+
+    json_decref(j);
+    if (!buf)
+        goto out;
+    if (lws_add_http_common_headers(wsi, status, "application/json", (lws_filepos_t)len, &p, end) ||
+        (challenge[0] && lws_add_http_header_by_name(
+                             wsi, (const unsigned char *)"www-authenticate:",
+                             (const unsigned char *)challenge, (int)strlen(challenge), &p, end)) ||
+        lws_add_http_header_by_name(wsi, (const unsigned char *)"cache-control:",
+                                    (const unsigned char *)"no-store", 8, &p, end) ||
+        lws_finalize_write_http_header(wsi, start, &p, end))
+        goto out;
+    memcpy(buf + LWS_PRE, text, len);
+    if (lws_write(wsi, buf + LWS_PRE, len, LWS_WRITE_HTTP_FINAL) != (int)len)
+        goto out;
+    rc = lws_http_transaction_completed(wsi) ? -1 : 1;
+out:
+    free(buf);
+    free(text);
+    return rc;
+}
+
+/* The rule of a channel: live_auth of its live endpoint (the first that has one). */
+static const struct cfg_auth_rule *channel_rule(struct live_server *srv, int ch) {
+    const struct cfg_auth_rule *rule = NULL;
+
+    for (size_t i = 0; i < srv->cfg->n_endpoints; i++) {
+        const struct cfg_endpoint *ep = &srv->cfg->endpoints[i];
+
+        if (!ep->live || strcmp(ep->path, srv->channels[ch].path) != 0)
+            continue;
+        if (ep->live_auth.given)
+            return &ep->live_auth;
+        if (!rule)
+            rule = &ep->live_auth;
+    }
+    return rule;
+}
+
+/* Checks the Origin against auth.origins and the credentials (access_token=
+ * or api_key= in the URL, as browsers cannot set headers on a websocket or
+ * an EventSource; or the Authorization and X-API-Key headers) against the
+ * channel's rule; ws: a websocket handshake, whose shape is checked too.
+ * Returns 0 to go on, else 1 (answer sent) or -1 (connection to close). */
+static int check_access(struct live_server *srv, struct lws *wsi, int ch, bool ws) {
+    const struct cfg *cfg = srv->cfg;
+    char origin[256], tok[4096], key[256], hdr[4096], why[200], challenge[200];
+    struct auth_creds cr = {0};
+    struct auth_principal p;
+    enum auth_outcome out;
+
+    /* libwebsockets closes a handshake it cannot complete without an answer
+     * (a subprotocol it does not serve, no key): refuse those here, in JSON. */
+    if (ws && lws_hdr_copy(wsi, hdr, (int)sizeof(hdr), WSI_TOKEN_PROTOCOL) > 0 &&
+        !strstr(hdr, "fpesa-live")) {
+        srv->rejected_upgrades++;
+        return send_denied(wsi, 400, "",
+                           "unsupported websocket subprotocol (offer fpesa-live, or none)");
+    }
+    if (ws && lws_hdr_total_length(wsi, WSI_TOKEN_KEY) <= 0) {
+        srv->rejected_upgrades++;
+        return send_denied(wsi, 400, "", "a websocket handshake needs Sec-WebSocket-Key");
+    }
+    if (cfg->auth.n_origins &&
+        lws_hdr_copy(wsi, origin, (int)sizeof(origin), WSI_TOKEN_ORIGIN) > 0) {
+        bool ok = false;
+
+        for (size_t i = 0; i < cfg->auth.n_origins; i++)
+            ok |= strcmp(cfg->auth.origins[i], "*") == 0 ||
+                  strcasecmp(cfg->auth.origins[i], origin) == 0;
+        if (!ok) {
+            srv->rejected_upgrades++;
+            return send_denied(wsi, 403, "", "this Origin may not open websockets here");
+        }
+    }
+    if (!srv->auth)
+        return 0;
+    if (lws_get_urlarg_by_name(wsi, "access_token=", tok, (int)sizeof(tok)))
+        cr.bearer = strchr(tok, '=') ? strchr(tok, '=') + 1 : tok;
+    else if (lws_hdr_copy(wsi, hdr, (int)sizeof(hdr), WSI_TOKEN_HTTP_AUTHORIZATION) > 7 &&
+             strncasecmp(hdr, "Bearer ", 7) == 0)
+        cr.bearer = hdr + 7;
+    if (lws_get_urlarg_by_name(wsi, "api_key=", key, (int)sizeof(key)))
+        cr.api_key = strchr(key, '=') ? strchr(key, '=') + 1 : key;
+    else if (lws_hdr_custom_copy(wsi, key, (int)sizeof(key), "x-api-key:", 10) > 0)
+        cr.api_key = key;
+    out = auth_check(srv->auth, channel_rule(srv, ch), &cr, &p, why, sizeof(why));
+    if (out == AUTH_OK) {
+        LOG(LOG_DEBUG, "channel opened channel=%s principal=%s", srv->channels[ch].path, p.name);
+        return 0;
+    }
+    srv->rejected_upgrades++;
+    auth_challenge(srv->auth, channel_rule(srv, ch), out, cr.api_key || cr.bearer, challenge,
+                   sizeof(challenge));
+    return send_denied(wsi, (unsigned int)out, challenge, why);
+}
+
 static const char *since_error(int s) {
     return s == -2 ? "since is longer than any message id (at most 200 characters)"
                    : "since must be a message id: 1 to 200 printable ASCII characters";
@@ -1256,6 +1370,9 @@ static int confirm_upgrade(struct live_server *srv, struct lws *wsi) {
         srv->rejected_upgrades++;
         return send_error(wsi, 404, "no such channel", false) < 0 ? -1 : 1;
     }
+    s = check_access(srv, wsi, ch, true);
+    if (s != 0)
+        return s;
     s = since_arg(wsi, since, false);
     if (s < 0) {
         srv->rejected_upgrades++;
@@ -1340,6 +1457,10 @@ static int sse_open(struct live_server *srv, struct lws *wsi, struct client *c, 
         srv->rejected_upgrades++;
         return send_error(wsi, 404, "no such channel", false);
     }
+    /* The same credentials and Origin rules as the channel's websocket. */
+    s = check_access(srv, wsi, ch, false);
+    if (s != 0)
+        return s < 0 ? -1 : 0;
     s = since_arg(wsi, since, true);
     if (s < 0) {
         srv->rejected_upgrades++;
@@ -1561,6 +1682,15 @@ struct live_server *live_server_new(const struct cfg *cfg) {
         return NULL;
     srv->cfg = cfg;
     live_inbox_init(&srv->inbox);
+    {
+        bool failed;
+
+        srv->auth = auth_new(cfg, &failed);
+        if (failed) {
+            LOG(LOG_ERROR, "cannot load the keys of the auth section");
+            goto out_free;
+        }
+    }
     if (channels_build(srv) < 0) {
         LOG(LOG_ERROR, "no endpoint has live: true; nothing to serve");
         goto out_free;
@@ -1658,5 +1788,6 @@ void live_server_free(struct live_server *srv) {
     free(srv->exchange_channel);
     free(srv->rpc_exchanges);
     free(srv->channel_paths);
+    auth_free(srv->auth);
     free(srv);
 }

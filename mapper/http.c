@@ -1,10 +1,12 @@
 #include "http.h"
 
 #include "asyncapi.h"
+#include "auth.h"
 #include "idem.h"
 
 #include "bus.h"
 #include "config.h"
+#include "edge.h"
 #include "jsonschema.h"
 #include "jsontext.h"
 #include "log.h"
@@ -13,12 +15,15 @@
 #include "multipart.h"
 #include "openapi.h"
 #include "query.h"
+#include "ratelimit.h"
 #include "router.h"
 #include "uuid.h"
 
 #include <errno.h>
 #include <microhttpd.h>
+#include <arpa/inet.h>
 #include <netdb.h>
+#include <netinet/in.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,7 +35,6 @@
 
 #define DEFAULT_MAX_BODY (64 * 1024)
 #define IDEMPOTENCY_KEY_MAX 200
-#define CONNECTION_TIMEOUT_S 30
 /* Memory libmicrohttpd gives each connection for the request line, headers
  * and read buffer. It zeroes the whole of it between two requests of a
  * keep-alive connection, so its default (32 KiB) cost a 32 KiB memset per
@@ -47,11 +51,15 @@ struct http_server {
     struct metrics *metrics;
     const char **route_methods;
     const char **route_paths;
-    char *openapi; /* the document, rendered once */
+    char *openapi;      /* the document, rendered once */
+    char *cors_headers; /* Access-Control-Allow-Headers, built once */
     size_t openapi_len;
     char *asyncapi; /* the AsyncAPI document, rendered once */
     size_t asyncapi_len;
     struct MHD_Daemon *daemon;
+    struct edge *edge;    /* connection limits and deadlines */
+    struct auth *auth;    /* NULL: no auth section, every route anonymous */
+    struct ratelimit *rl; /* token buckets of endpoints[].rate_limit */
     struct sockaddr_storage addr;
     int listen_fd;        /* bound by http_bind, listening from http_start; -1 before */
     atomic_bool draining; /* http_quiesce was called: every answer closes its connection */
@@ -73,9 +81,15 @@ struct rq_error {
 struct request {
     struct http_server *srv;
     struct MHD_Connection *conn;
-    char *uri;         /* raw request target as received */
-    const char *query; /* into uri, after '?'; NULL without one */
-    size_t path_len;   /* length of the path part of uri */
+    struct edge_conn *ec; /* the connection's deadlines (borrowed), or NULL */
+    bool close_now;       /* refused on framing: answer at once, then close */
+    char *principal;      /* x-fpesa-principal (JSON), or NULL without auth */
+    char challenge[200];  /* WWW-Authenticate of a 401/403, or "" */
+    char who[160];        /* "kind:name" of an authenticated principal, or "" */
+    struct rl_verdict rl; /* the route's rate limit, when it has one */
+    char *uri;            /* raw request target as received */
+    const char *query;    /* into uri, after '?'; NULL without one */
+    size_t path_len;      /* length of the path part of uri */
     struct timespec start;
     const char *method; /* borrowed from MHD, valid for the request */
     bool started;       /* the access handler has seen this request */
@@ -92,6 +106,7 @@ struct request {
     char *body;
     size_t body_len, body_cap, max_body;
     size_t expect_len;       /* Content-Length, or 0 when not given */
+    bool chunked;            /* the body comes in chunks */
     size_t discarded;        /* bytes of body read and dropped after a refusal */
     enum cfg_body_kind kind; /* how the body is read, from its content type */
     const char *media_type;  /* the endpoint's content_types entry it matched (borrowed) */
@@ -141,6 +156,19 @@ static void add_common_headers(struct request *rq, struct MHD_Response *resp, co
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
     if (ctype)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
+    if (rq->rl.applies) {
+        char v[96];
+
+        snprintf(v, sizeof(v), "%ld;w=%ld", rq->rl.limit, rq->rl.window_s);
+        MHD_add_response_header(resp, "RateLimit-Policy", v);
+        snprintf(v, sizeof(v), "limit=%ld, remaining=%ld, reset=%ld", rq->rl.limit,
+                 rq->rl.remaining, rq->rl.reset_s);
+        MHD_add_response_header(resp, "RateLimit", v);
+        if (rq->rl.limited) {
+            snprintf(v, sizeof(v), "%ld", rq->rl.retry_after);
+            MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, v);
+        }
+    }
     if (rq->cors_origin) {
         MHD_add_response_header(resp, "Access-Control-Allow-Origin", rq->cors_origin);
         if (rq->cors_vary)
@@ -200,6 +228,8 @@ static enum MHD_Result reply_json(struct request *rq, int status, json_t *value)
         snprintf(ra, sizeof(ra), "%d", rq->err->retry_after);
         MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, ra);
     }
+    if ((status == MHD_HTTP_UNAUTHORIZED || status == MHD_HTTP_FORBIDDEN) && rq->challenge[0])
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE, rq->challenge);
     return queue(rq, status, resp);
 }
 
@@ -302,7 +332,6 @@ static void cors_decide(struct request *rq) {
 static enum MHD_Result reply_preflight(struct request *rq) {
     char allow[200];
     struct MHD_Response *resp = MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
-    const char *want;
 
     if (!resp)
         return MHD_NO;
@@ -311,11 +340,9 @@ static enum MHD_Result reply_preflight(struct request *rq) {
     MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, allow);
     if (rq->cors_origin) {
         MHD_add_response_header(resp, "Access-Control-Allow-Methods", allow);
-        want = MHD_lookup_connection_value(rq->conn, MHD_HEADER_KIND,
-                                           "Access-Control-Request-Headers");
-        MHD_add_response_header(resp, "Access-Control-Allow-Headers",
-                                want && strlen(want) < 500 ? want
-                                                           : "Content-Type, Idempotency-Key");
+        /* Only the headers the API reads, and those configured: never an
+         * echo of whatever the browser asks for. */
+        MHD_add_response_header(resp, "Access-Control-Allow-Headers", rq->srv->cors_headers);
         MHD_add_response_header(resp, "Access-Control-Max-Age", "600");
     }
     return queue(rq, MHD_HTTP_NO_CONTENT, resp);
@@ -384,6 +411,144 @@ static enum MHD_Result check_header(void *cls, enum MHD_ValueKind kind, const ch
     return MHD_YES;
 }
 
+struct cl_count {
+    int n;
+};
+
+static enum MHD_Result count_cl(void *cls, enum MHD_ValueKind kind, const char *key,
+                                const char *value) {
+    struct cl_count *c = cls;
+
+    (void)kind;
+    (void)value;
+    if (strcasecmp(key, MHD_HTTP_HEADER_CONTENT_LENGTH) == 0 ||
+        strcasecmp(key, MHD_HTTP_HEADER_TRANSFER_ENCODING) == 0)
+        c->n++;
+    return MHD_YES;
+}
+
+/* Refuses what would make the body's framing ambiguous or unbounded: more
+ * header fields than http.max_headers, two Content-Length or
+ * Transfer-Encoding fields, both kinds at once (the way requests are
+ * smuggled past a proxy), or a Transfer-Encoding other than chunked, whose
+ * body would end only when the client closes. */
+static void check_framing(struct request *rq) {
+    const struct cfg *cfg = rq->srv->cfg;
+    struct cl_count c = {0};
+    const char *te;
+    int n = MHD_get_connection_values(rq->conn, MHD_HEADER_KIND, NULL, NULL);
+
+    if (cfg->http.max_headers > 0 && n > cfg->http.max_headers) {
+        edge_refused(rq->srv->edge, "headers");
+        fail(rq, MHD_HTTP_REQUEST_HEADER_FIELDS_TOO_LARGE,
+             "the request has %d header fields; at most %d are accepted", n, cfg->http.max_headers);
+        return;
+    }
+    MHD_get_connection_values(rq->conn, MHD_HEADER_KIND, count_cl, &c);
+    te = MHD_lookup_connection_value(rq->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_TRANSFER_ENCODING);
+    if (c.n > 1) {
+        rq->close_now = true;
+        edge_refused(rq->srv->edge, "framing");
+        fail(rq, MHD_HTTP_BAD_REQUEST,
+             "the body's length is ambiguous: Content-Length or Transfer-Encoding is given "
+             "twice, or both are");
+        return;
+    }
+    if (te && strcasecmp(te, "chunked") != 0) {
+        rq->close_now = true;
+        edge_refused(rq->srv->edge, "framing");
+        fail(rq, MHD_HTTP_NOT_IMPLEMENTED,
+             "Transfer-Encoding \"%.50s\" is not supported (only chunked is)", te);
+    }
+}
+
+/* Checks the request's credentials against the endpoint's auth rule (see
+ * common/auth.h); keeps the principal for the bus. Returns -1 (rq->status
+ * set, with a WWW-Authenticate challenge) when the request is refused. */
+static int authorize(struct request *rq, const struct cfg_endpoint *ep) {
+    struct http_server *srv = rq->srv;
+    struct auth_creds cr = {0};
+    struct auth_principal p;
+    enum auth_outcome out;
+    const char *h;
+    char why[200];
+
+    if (!srv->auth)
+        return 0;
+    cr.api_key = MHD_lookup_connection_value(rq->conn, MHD_HEADER_KIND, "X-API-Key");
+    h = MHD_lookup_connection_value(rq->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
+    if (h && strncasecmp(h, "Bearer ", 7) == 0) {
+        for (h += 7; *h == ' '; h++)
+            ;
+        cr.bearer = h;
+    }
+    out = auth_check(srv->auth, &ep->auth, &cr, &p, why, sizeof(why));
+    if (out != AUTH_OK) {
+        auth_challenge(srv->auth, &ep->auth, out, cr.api_key || cr.bearer || h, rq->challenge,
+                       sizeof(rq->challenge));
+        fail(rq, (int)out, "%s", why);
+        return -1;
+    }
+    if (strcmp(p.kind, "anonymous") != 0)
+        snprintf(rq->who, sizeof(rq->who), "%s:%s", p.kind, p.name);
+    rq->principal = auth_principal_json(&p);
+    if (!rq->principal) {
+        fail(rq, MHD_HTTP_SERVICE_UNAVAILABLE, "out of memory");
+        return -1;
+    }
+    return 0;
+}
+
+/* The client's address as text. Behind nginx on this host (a loopback
+ * peer) it is nginx's X-Real-IP; from anywhere else that header is not
+ * trusted. */
+static void client_address(struct request *rq, char *out, size_t len) {
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(rq->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    const struct sockaddr *sa = ci ? ci->client_addr : NULL;
+    bool loopback = false;
+    const char *real;
+
+    out[0] = '\0';
+    if (sa && sa->sa_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
+
+        inet_ntop(AF_INET, &in->sin_addr, out, (socklen_t)len);
+        loopback = (ntohl(in->sin_addr.s_addr) >> 24) == 127;
+    } else if (sa && sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
+
+        inet_ntop(AF_INET6, &in6->sin6_addr, out, (socklen_t)len);
+        loopback = IN6_IS_ADDR_LOOPBACK(&in6->sin6_addr);
+    }
+    real = loopback ? MHD_lookup_connection_value(rq->conn, MHD_HEADER_KIND, "X-Real-IP") : NULL;
+    if (real && strlen(real) < len && strlen(real) < INET6_ADDRSTRLEN)
+        snprintf(out, len, "%s", real);
+}
+
+/* Takes a token from the endpoint's rate limit (ratelimit.h). Returns -1
+ * (rq->status set to 429) when none is left. */
+static int rate_limit(struct request *rq, const struct cfg_endpoint *ep) {
+    const struct cfg *cfg = rq->srv->cfg;
+    char key[200];
+
+    if (!ep->rate_limit.given)
+        return 0;
+    if (ep->rate_limit.by_kind == CFG_RATE_ROUTE)
+        snprintf(key, sizeof(key), "*");
+    else if (ep->rate_limit.by_kind == CFG_RATE_PRINCIPAL && rq->who[0])
+        snprintf(key, sizeof(key), "%s", rq->who);
+    else
+        client_address(rq, key, sizeof(key));
+    ratelimit_take(rq->srv->rl, (size_t)(ep - cfg->endpoints), key, &rq->rl);
+    if (!rq->rl.limited)
+        return 0;
+    fail(rq, MHD_HTTP_TOO_MANY_REQUESTS,
+         "rate limit of %s %s reached: %d requests per %ld ms; retry after %ld s", ep->method,
+         ep->path, ep->rate_limit.requests, ep->rate_limit.per_ms, rq->rl.retry_after);
+    return -1;
+}
+
 /* Routes the request and checks what the headers alone tell. Sets rq->status
  * when the request is to be refused. */
 static void begin(struct request *rq, const char *method) {
@@ -407,6 +572,9 @@ static void begin(struct request *rq, const char *method) {
             return;
         }
     }
+    check_framing(rq);
+    if (rq->status)
+        return;
     if (rq->path_len >= sizeof(path)) {
         fail(rq, MHD_HTTP_URI_TOO_LONG, "the path is too long");
         return;
@@ -442,6 +610,8 @@ static void begin(struct request *rq, const char *method) {
         return;
 
     ep = rq->route->ep;
+    if (authorize(rq, ep) != 0 || rate_limit(rq, ep) != 0)
+        return;
     rq->max_body = ep->max_body              ? ep->max_body
                    : srv->cfg->http.max_body ? srv->cfg->http.max_body
                                              : DEFAULT_MAX_BODY;
@@ -468,8 +638,10 @@ static void begin(struct request *rq, const char *method) {
         has_body = n > 0;
         rq->expect_len = (size_t)n;
     }
-    if (te && strcasecmp(te, "identity") != 0)
+    if (te) {
         has_body = true;
+        rq->chunked = true;
+    }
     if (!has_body)
         return;
     if (!ep->body && !takes_non_json(ep)) {
@@ -576,7 +748,7 @@ struct outgoing {
     size_t len;
     const char *ctype;
     char *texts[3]; /* header values (new) */
-    struct mbus_header hdrs[5];
+    struct mbus_header hdrs[6];
     size_t n_hdrs;
 };
 
@@ -1112,6 +1284,10 @@ static enum MHD_Result dispatch(struct request *rq) {
             free(pd);
         return reply_error(rq);
     }
+    /* Who sent it travels with it (and is part of a key's fingerprint: a
+     * key used by another principal is another request). */
+    if (rq->principal)
+        pd->o.hdrs[pd->o.n_hdrs++] = (struct mbus_header){"x-fpesa-principal", rq->principal};
     if (claim) {
         rq->pending = pd;
         return send_claim(rq);
@@ -1286,7 +1462,7 @@ static enum MHD_Result reply_builtin(struct request *rq) {
         }
     case ROUTE_METRICS: {
         struct mbus_stats stats;
-        size_t len = 0;
+        size_t len = 0, cap;
         char *text;
         struct MHD_Response *resp;
 
@@ -1294,6 +1470,11 @@ static enum MHD_Result reply_builtin(struct request *rq) {
         text = metrics_render(srv->metrics, &stats, mbus_is_connected(srv->bus), &len);
         if (!text)
             return MHD_NO;
+        cap = len + 1;
+        if (edge_render(srv->edge, &text, &len, &cap) != 0) {
+            free(text);
+            return MHD_NO;
+        }
         resp = MHD_create_response_from_buffer(len, text, MHD_RESPMEM_MUST_FREE);
         if (!resp) {
             free(text);
@@ -1312,7 +1493,57 @@ static enum MHD_Result reply_builtin(struct request *rq) {
     return MHD_NO;
 }
 
+/* The request's path (its first 300 bytes) as a log value: quoted and
+ * escaped when it needs to be (log_quote), so no path forges a field. */
+static const char *path_q(const struct request *rq, char *buf, size_t len) {
+    char raw[301];
+    size_t n = rq->path_len > 300 ? 300 : rq->path_len;
+
+    memcpy(raw, rq->uri, n);
+    raw[n] = '\0';
+    return log_quote(raw, buf, len);
+}
+
 /* ---- libmicrohttpd callbacks ------------------------------------------------ */
+
+/* Checks the request target against http.max_uri and http.max_query_params,
+ * and hides its query string from libmicrohttpd.
+ *
+ * libmicrohttpd 0.9 parses the query string into its per-connection memory
+ * right after this callback, a record per parameter; many short parameters
+ * overflow that memory, and it then neither answers nor frees the request.
+ * The mapper parses the query itself (query.c) from its own copy and never
+ * asks libmicrohttpd for it, so the query is cut off in libmicrohttpd's
+ * buffer (uri points into it, and libmicrohttpd writes there itself): it
+ * then has nothing to parse. */
+static void edge_request_line(struct request *rq, const char *uri) {
+    const struct cfg *cfg = rq->srv->cfg;
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(rq->conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    char *q = uri ? strchr(uri, '?') : NULL;
+    size_t n = 0;
+
+    rq->ec = ci ? ci->socket_context : NULL;
+    edge_phase(rq->srv->edge, rq->ec, EDGE_HEADER);
+    if (q && q[1])
+        q[1] = '\0';
+    if (cfg->http.max_uri && strlen(rq->uri) > cfg->http.max_uri) {
+        edge_refused(rq->srv->edge, "uri");
+        fail(rq, MHD_HTTP_URI_TOO_LONG, "the request target is longer than %zu bytes",
+             cfg->http.max_uri);
+        return;
+    }
+    if (rq->query && rq->query[0]) {
+        n = 1;
+        for (const char *p = rq->query; *p; p++)
+            n += *p == '&';
+    }
+    if (cfg->http.max_query_params > 0 && n > (size_t)cfg->http.max_query_params) {
+        edge_refused(rq->srv->edge, "query");
+        fail(rq, MHD_HTTP_URI_TOO_LONG, "the query has %zu parameters; at most %d are accepted", n,
+             cfg->http.max_query_params);
+    }
+}
 
 /* Called with the raw request target before MHD decodes it; what it returns
  * becomes the request's context, and MHD calls on_completed for it whatever
@@ -1343,6 +1574,7 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn) {
     }
     atomic_fetch_add_explicit(&srv->in_flight, 1, memory_order_relaxed);
     metrics_in_flight(srv->metrics, 1);
+    edge_request_line(rq, uri);
     return rq;
 }
 
@@ -1363,24 +1595,28 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         rq->conn = conn;
         rq->method = method;
         begin(rq, method);
-        if (rq->status == MHD_HTTP_CONTENT_TOO_LARGE)
+        if (rq->status == MHD_HTTP_CONTENT_TOO_LARGE || rq->close_now)
             return reply_error(rq); /* refuse before the body is read */
+        edge_phase(rq->srv->edge, rq->ec, rq->expect_len || rq->chunked ? EDGE_BODY : EDGE_BUSY);
         return MHD_YES;
     }
     if (*upload_data_size) {
         bool go_on = take_upload(rq, upload_data, *upload_data_size);
 
         *upload_data_size = 0;
-        if (!go_on)
+        if (!go_on) {
+            char pq[1300], mq[64];
+
             LOG(LOG_INFO,
-                "request refused, closing after %zu bytes of body method=%s path=%.*s "
-                "status=%d",
-                rq->discarded, method, (int)(rq->path_len > 300 ? 300 : rq->path_len), rq->uri,
+                "request refused, closing after %zu bytes of body method=%s path=%s status=%d",
+                rq->discarded, log_quote(method, mq, sizeof(mq)), path_q(rq, pq, sizeof(pq)),
                 rq->status);
+        }
         return go_on ? MHD_YES : MHD_NO;
     }
     if (rq->answered)
         return MHD_YES;
+    edge_phase(rq->srv->edge, rq->ec, EDGE_BUSY);
     if (rq->status)
         return reply_error(rq);
     if (rq->preflight)
@@ -1402,6 +1638,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
     struct http_server *srv = cls;
     struct request *rq = *req_cls;
     double secs;
+    char pq[1300], mq[64], iq[820];
 
     (void)conn;
     if (!rq)
@@ -1413,17 +1650,17 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
                         rq->answered, secs);
         /* The duration in whole microseconds printed as ms.uuu: the same
          * text as %.3f at about half the cost of formatting a double. */
-        LOG(LOG_INFO, "request method=%s path=%.*s status=%d duration_ms=%ld.%03ld id=%s",
-            rq->method ? rq->method : "-", (int)(rq->path_len > 300 ? 300 : rq->path_len), rq->uri,
-            rq->answered, (long)(secs * 1e6 + 0.5) / 1000, (long)(secs * 1e6 + 0.5) % 1000,
-            rq->id[0] ? rq->id : "-");
+        LOG(LOG_INFO, "request method=%s path=%s status=%d duration_ms=%ld.%03ld id=%s",
+            log_quote(rq->method, mq, sizeof(mq)), path_q(rq, pq, sizeof(pq)), rq->answered,
+            (long)(secs * 1e6 + 0.5) / 1000, (long)(secs * 1e6 + 0.5) % 1000,
+            log_quote(rq->id[0] ? rq->id : NULL, iq, sizeof(iq)));
     } else if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK) {
-        LOG(LOG_DEBUG, "request ended without an answer method=%s path=%.*s reason=%d",
-            rq->method ? rq->method : "-", (int)(rq->path_len > 300 ? 300 : rq->path_len), rq->uri,
-            (int)toe);
+        LOG(LOG_DEBUG, "request ended without an answer method=%s path=%s reason=%d",
+            log_quote(rq->method, mq, sizeof(mq)), path_q(rq, pq, sizeof(pq)), (int)toe);
     }
     if (rq->dispatched)
         atomic_fetch_sub_explicit(&srv->waiting, 1, memory_order_relaxed);
+    edge_phase(srv->edge, rq->ec, EDGE_IDLE);
     json_decref(rq->params);
     free(rq->body);
     free(rq->result_body);
@@ -1434,6 +1671,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
         free(rq->pending);
     }
     free(rq->err);
+    free(rq->principal);
     free(rq->uri);
     free(rq);
     metrics_in_flight(srv->metrics, -1);
@@ -1459,6 +1697,7 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap) {
 struct http_server *http_new(const struct cfg *cfg, struct mbus *bus) {
     struct http_server *srv = calloc(1, sizeof(*srv));
     json_t *doc = NULL;
+    bool auth_failed = false;
     size_t n;
 
     if (!srv)
@@ -1466,6 +1705,14 @@ struct http_server *http_new(const struct cfg *cfg, struct mbus *bus) {
     srv->listen_fd = -1;
     srv->cfg = cfg;
     srv->bus = bus;
+    srv->auth = auth_new(cfg, &auth_failed);
+    if (auth_failed) {
+        LOG(LOG_ERROR, "cannot load the keys of the auth section");
+        goto out_free;
+    }
+    srv->rl = ratelimit_new(cfg);
+    if (!srv->rl)
+        goto out_free;
     srv->router = router_new(cfg);
     if (!srv->router) {
         LOG(LOG_ERROR, "cannot build the route table");
@@ -1493,6 +1740,24 @@ struct http_server *http_new(const struct cfg *cfg, struct mbus *bus) {
     }
     srv->openapi_len = strlen(srv->openapi);
     srv->asyncapi_len = strlen(srv->asyncapi);
+    {
+        static const char base[] = "Content-Type, Idempotency-Key, Authorization, X-API-Key";
+        size_t len = sizeof(base), o = sizeof(base) - 1;
+
+        for (size_t i = 0; i < cfg->http.n_cors_headers; i++)
+            len += strlen(cfg->http.cors_headers[i]) + 2;
+        srv->cors_headers = malloc(len);
+        if (!srv->cors_headers)
+            goto out_free;
+        memcpy(srv->cors_headers, base, sizeof(base));
+        for (size_t i = 0; i < cfg->http.n_cors_headers; i++) {
+            size_t hl = strlen(cfg->http.cors_headers[i]);
+
+            memcpy(srv->cors_headers + o, ", ", 2);
+            memcpy(srv->cors_headers + o + 2, cfg->http.cors_headers[i], hl + 1);
+            o += hl + 2;
+        }
+    }
     return srv;
 
 out_free:
@@ -1554,13 +1819,58 @@ int http_bind(struct http_server *srv) {
     return 0;
 }
 
+static enum MHD_Result on_accept(void *cls, const struct sockaddr *addr, socklen_t addrlen) {
+    struct http_server *srv = cls;
+
+    return edge_may_accept(srv->edge, addr, addrlen) ? MHD_YES : MHD_NO;
+}
+
+static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+                          enum MHD_ConnectionNotificationCode code) {
+    struct http_server *srv = cls;
+
+    if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+        const union MHD_ConnectionInfo *fd =
+            MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+        const union MHD_ConnectionInfo *addr =
+            MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+        const struct sockaddr *sa = addr ? addr->client_addr : NULL;
+        socklen_t len = 0;
+
+        if (sa)
+            len = sa->sa_family == AF_INET6 ? (socklen_t)sizeof(struct sockaddr_in6)
+                                            : (socklen_t)sizeof(struct sockaddr_in);
+        *socket_context = fd ? edge_conn_open(srv->edge, fd->connect_fd, sa, len) : NULL;
+    } else if (code == MHD_CONNECTION_NOTIFY_CLOSED) {
+        edge_conn_close(srv->edge, *socket_context);
+        *socket_context = NULL;
+    }
+}
+
 int http_start(struct http_server *srv) {
     const struct cfg *cfg = srv->cfg;
     unsigned int flags =
         MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ITC | MHD_USE_ERROR_LOG;
     long threads = cfg->http.threads > 0 ? cfg->http.threads : sysconf(_SC_NPROCESSORS_ONLN);
     int saved;
+    struct edge_limits lim = {
+        .max_connections = cfg->http.max_connections > 0 ? cfg->http.max_connections : 10000,
+        .max_per_client = cfg->http.max_connections_per_client,
+        .idle_timeout_s = cfg->http.idle_timeout,
+        .header_timeout_s = cfg->http.header_timeout,
+        .body_timeout_s = cfg->http.body_timeout,
+    };
+    /* The edge counts connections and refuses past its limits (on_accept);
+     * libmicrohttpd's own total limit, a little higher, only backs it up.
+     * libmicrohttpd's own timeout restarts with every byte; it only backs the
+     * edge's deadlines up, which end first. */
+    int backstop = lim.idle_timeout_s;
 
+    if (lim.header_timeout_s > backstop)
+        backstop = lim.header_timeout_s;
+    if (lim.body_timeout_s > backstop)
+        backstop = lim.body_timeout_s;
+    backstop += 5;
     if (threads < 1)
         threads = 1;
     if (http_bind(srv) != 0)
@@ -1574,14 +1884,20 @@ int http_start(struct http_server *srv) {
     }
     if (srv->addr.ss_family == AF_INET6)
         flags |= MHD_USE_IPv6;
+    if (!srv->edge)
+        srv->edge = edge_new(&lim);
+    if (!srv->edge) {
+        LOG(LOG_ERROR, "cannot start the connection sweeper");
+        return -1;
+    }
     srv->daemon = MHD_start_daemon(
-        flags, 0, NULL, NULL, on_request, srv, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL,
-        MHD_OPTION_LISTEN_SOCKET, (MHD_socket)srv->listen_fd, MHD_OPTION_THREAD_POOL_SIZE,
-        (unsigned int)threads, MHD_OPTION_CONNECTION_LIMIT,
-        (unsigned int)(cfg->http.max_connections > 0 ? cfg->http.max_connections : 10000),
-        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)CONNECTION_TIMEOUT_S,
-        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)CONNECTION_MEMORY, MHD_OPTION_URI_LOG_CALLBACK,
-        on_uri, srv, MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv, MHD_OPTION_END);
+        flags, 0, on_accept, srv, on_request, srv, MHD_OPTION_NOTIFY_CONNECTION, on_connection, srv,
+        MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL, MHD_OPTION_LISTEN_SOCKET,
+        (MHD_socket)srv->listen_fd, MHD_OPTION_THREAD_POOL_SIZE, (unsigned int)threads,
+        MHD_OPTION_CONNECTION_LIMIT, (unsigned int)(lim.max_connections + threads),
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)backstop, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+        (size_t)CONNECTION_MEMORY, MHD_OPTION_URI_LOG_CALLBACK, on_uri, srv,
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv, MHD_OPTION_END);
     if (!srv->daemon) {
         LOG(LOG_ERROR, "cannot start serving on %s:%d", cfg->http.host ? cfg->http.host : "*",
             cfg->http.port);
@@ -1630,6 +1946,12 @@ void http_free(struct http_server *srv) {
     metrics_free(srv->metrics);
     free(srv->openapi);
     free(srv->asyncapi);
+    edge_free(srv->edge);
+    auth_free(srv->auth);
+    ratelimit_free(srv->rl);
+    metrics_free(srv->metrics);
+    free(srv->openapi);
+    free(srv->cors_headers);
     free(srv->route_methods);
     free(srv->route_paths);
     router_free(srv->router);

@@ -8,7 +8,7 @@ PKGS=(build-essential pkg-config clang clang-format curl ca-certificates procps 
     libmicrohttpd-dev librabbitmq-dev libyaml-dev libjansson-dev libpq-dev libwebsockets-dev
     libcriterion-dev libpcre2-dev libcurl4-openssl-dev libvips-dev
     rabbitmq-server postgresql nginx libnginx-mod-nchan wrk
-    libjwt-dev python3-pytest-timeout stress-ng prometheus libssl-dev
+    libjwt-dev python3-jwt python3-cryptography python3-pytest-timeout stress-ng prometheus libssl-dev
     python3 python3-pytest python3-pika python3-websocket python3-websockets python3-requests python3-psycopg2 python3-sphinx python3-pil
     nodejs npm chromium)
 

@@ -81,6 +81,27 @@ while read -r path bytes; do
 done <<<"$limits"
 cp "$FPESA_ROOT/nginx/api-proxy.conf" "$prefix/api-proxy.conf"
 export FPESA_ROUTE_LOCATIONS=$route_locations FPESA_ROUTE_TOO_LARGE=$route_too_large
+# /metrics of the mappers stays off the public port unless asked for
+# (FPESA_NGINX_METRICS=public); Prometheus scrapes each mapper directly.
+if [ "${FPESA_NGINX_METRICS:-}" = public ]; then
+    metrics_location=""
+else
+    metrics_location='        location = /api/v1/metrics {
+            default_type application/json;
+            include '"$prefix"'/security-headers.conf;
+            return 404 '"'"'{"error":{"code":404,"description":"no route for GET /metrics"}}'"'"';
+        }'
+fi
+
+# Headers every answer carries (included from each location of nginx.conf).
+cat >"$prefix/security-headers.conf.tmp" <<'HDRS'
+add_header X-Content-Type-Options "nosniff" always;
+add_header X-Frame-Options "DENY" always;
+add_header Referrer-Policy "no-referrer" always;
+add_header Cross-Origin-Opener-Policy "same-origin" always;
+add_header Permissions-Policy "camera=(), microphone=(), geolocation=()" always;
+HDRS
+mv "$prefix/security-headers.conf.tmp" "$prefix/security-headers.conf"
 
 dist=$FPESA_ROOT/frontend/dist
 [ -f "$dist/index.html" ] || dist=$FPESA_ROOT/nginx/placeholder
@@ -102,10 +123,12 @@ modules=""
 
 awk -v prefix="$prefix" -v logdir="$FPESA_LOG" -v port="$FPESA_NGINX_PORT" -v dist="$dist" \
     -v mappers="$mappers" -v lives="$lives" -v maxbody="$max_body" -v maxtext="$max_text" \
-    -v modules="$modules" -v workers="$workers" -v nofile="$nofile" -v conns="$connections" '
+    -v modules="$modules" -v workers="$workers" -v nofile="$nofile" -v conns="$connections" \
+    -v metricsloc="$metrics_location" '
     { gsub("@PREFIX@", prefix); gsub("@LOG@", logdir); gsub("@PORT@", port); gsub("@DIST@", dist);
       gsub("@MAX_BODY_TEXT@", maxtext); gsub("@MAX_BODY@", maxbody); gsub("@MODULES@", modules);
       gsub("@WORKERS@", workers); gsub("@NOFILE@", nofile); gsub("@CONNECTIONS@", conns);
+      if ($0 == "@METRICS_LOCATION@") $0 = metricsloc;
       if ($0 == "@MAPPER_SERVERS@") $0 = mappers; if ($0 == "@LIVE_SERVERS@") $0 = lives;
       if ($0 == "@ROUTE_LOCATIONS@") $0 = ENVIRON["FPESA_ROUTE_LOCATIONS"];
       if ($0 == "@ROUTE_TOO_LARGE@") $0 = ENVIRON["FPESA_ROUTE_TOO_LARGE"]; print }' \

@@ -21,3 +21,9 @@ echo
 say "up. Open http://127.0.0.1:$FPESA_NGINX_PORT/"
 say "REST API: http://127.0.0.1:$FPESA_NGINX_PORT/api/v1/   websockets: ws://127.0.0.1:$FPESA_NGINX_PORT/ws/v1/"
 say "logs in $FPESA_LOG/, stop with: make down"
+# A configuration may come with demo credentials to print (examples/secure).
+creds="$(dirname "$FPESA_CONFIG")/demo-credentials.sh"
+if [ -x "$creds" ]; then
+    echo
+    FPESA_NGINX_PORT=$FPESA_NGINX_PORT "$creds"
+fi

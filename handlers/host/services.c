@@ -15,7 +15,7 @@ static void svc_log(struct fpesa_ctx *ctx, int level, const char *fmt, ...)
 
 static void svc_log(struct fpesa_ctx *ctx, int level, const char *fmt, ...) {
     enum log_level l;
-    char line[1536];
+    char line[1536], quoted[1700];
     va_list ap;
 
     switch (level) {
@@ -37,8 +37,10 @@ static void svc_log(struct fpesa_ctx *ctx, int level, const char *fmt, ...) {
     va_start(ap, fmt);
     vsnprintf(line, sizeof(line), fmt, ap);
     va_end(ap);
-    log_write(l, "%s handler=%s instance=%d", line, ctx ? ctx->h->name : "?",
-              ctx ? ctx->instance : -1);
+    /* The plugin's text is one quoted value: it can neither end the line
+     * nor add fields of its own. */
+    log_write(l, "plugin handler=%s instance=%d msg=%s", ctx ? ctx->h->name : "?",
+              ctx ? ctx->instance : -1, log_quote(line, quoted, sizeof(quoted)));
 }
 
 static int publish(struct fpesa_ctx *ctx, const char *exchange, const char *key, const char *body,

@@ -32,6 +32,26 @@ int transform_init(const char *prog) {
     return init_rc;
 }
 
+/* The decode budget (see transform.h). */
+static pthread_mutex_t budget_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t budget_cv = PTHREAD_COND_INITIALIZER;
+static size_t budget_used;
+
+static void budget_take(size_t bytes) {
+    pthread_mutex_lock(&budget_mu);
+    while (budget_used + bytes > TRANSFORM_DECODE_BUDGET)
+        pthread_cond_wait(&budget_cv, &budget_mu);
+    budget_used += bytes;
+    pthread_mutex_unlock(&budget_mu);
+}
+
+static void budget_give(size_t bytes) {
+    pthread_mutex_lock(&budget_mu);
+    budget_used -= bytes;
+    pthread_cond_broadcast(&budget_cv);
+    pthread_mutex_unlock(&budget_mu);
+}
+
 void transform_free(void *buf) {
     g_free(buf);
 }
@@ -58,6 +78,8 @@ int transform_thumbnail(const void *data, size_t len, int size, const char *stam
     VipsImage *img, *final;
     double white[3] = {255, 255, 255}, black[3] = {0, 0, 0};
     int is_jpeg, rc = -1, x, y, tw, th;
+    size_t reserved = 0;
+    double need;
 
     *out = NULL;
     *out_len = 0;
@@ -80,6 +102,19 @@ int transform_thumbnail(const void *data, size_t len, int size, const char *stam
                  t[0]->Ysize, TRANSFORM_MAX_PIXELS);
         goto out;
     }
+    /* What decoding will hold, from the header alone: refused when more
+     * than the whole budget, else waited for. */
+    need = (double)t[0]->Xsize * t[0]->Ysize * t[0]->Bands * vips_format_sizeof(t[0]->BandFmt);
+    if (need > TRANSFORM_DECODE_BUDGET) {
+        snprintf(err, errlen,
+                 "the picture would take %.0f MiB decoded (%dx%d, %d bands), more than the "
+                 "decode budget of %u MiB",
+                 need / 1048576.0, t[0]->Xsize, t[0]->Ysize, t[0]->Bands,
+                 TRANSFORM_DECODE_BUDGET / 1048576u);
+        goto out;
+    }
+    reserved = (size_t)need;
+    budget_take(reserved);
     /* Decoded whole before anything else, so that damaged pixel data is an
      * error here rather than a picture with grey or garbage rows. */
     t[1] = vips_image_copy_memory(t[0]);
@@ -136,5 +171,7 @@ out_vips:
     take_error(err, errlen);
 out:
     g_object_unref(base);
+    if (reserved)
+        budget_give(reserved);
     return rc;
 }

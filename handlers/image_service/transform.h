@@ -8,6 +8,15 @@
 /* Largest picture decoded: 40 megapixels (about 160 MB as RGBA). */
 #define TRANSFORM_MAX_PIXELS 40000000
 
+/* Bytes of decoded pixels all transforms of a process may hold at once.
+ * A transform reserves its picture's decoded size (width x height x bands x
+ * bytes per band, read from the header) before decoding and gives it back
+ * when done; past the budget it waits for others to finish, and a picture
+ * larger than the whole budget is refused without being decoded. So the
+ * memory of a host stays bounded whatever is uploaded and however many
+ * transform instances run. */
+#define TRANSFORM_DECODE_BUDGET (192u * 1024 * 1024)
+
 /* Starts libvips once per process (safe to call from every init). 0 or -1. */
 int transform_init(const char *prog);
 

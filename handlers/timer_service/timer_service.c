@@ -523,13 +523,16 @@ static long claim_and_start(struct timers *t, struct hook_multi *hm, json_t *out
         long attempt = (long)json_integer_value(json_object_get(c, "attempt"));
         char why[256];
 
-        /* The allow-list may have shrunk since the timer was created. */
-        if (hook_url_check(&t->allow, url, why, sizeof(why)) < 0) {
+        struct hook_pin pin;
+
+        /* The allow-list may have shrunk since the timer was created; the
+         * host is resolved here, once, and the call goes to that address. */
+        if (hook_resolve(&t->allow, url, &pin, why, sizeof(why)) < 0) {
             json_array_append_new(outcomes, json_pack("{s:s,s:I,s:b,s:i,s:s,s:i}", "id", id,
                                                       "attempt", (json_int_t)attempt, "ok", 0,
                                                       "status", 0, "error", why, "retry_ms", -1));
             FPESA_LOG(t, FPESA_LOG_WARN, "timer_service: not called id=%s: %s", id, why);
-        } else if (hook_start(hm, id, attempt, url) < 0) {
+        } else if (hook_start(hm, id, attempt, url, &pin) < 0) {
             add_outcome(t, outcomes, id, attempt, false, 0, "cannot start the call");
         }
     }

@@ -261,3 +261,59 @@ def test_a_small_picture_is_not_enlarged(img):
     r = wait_done(img, r.json()["id"])
     assert r.status_code == 200, r.text
     assert Image.open(io.BytesIO(r.content)).size == (100, 60)
+
+
+def png_blank(width, height, depth=8, colour=6):
+    """A real, complete PNG of width x height transparent black pixels
+    (colour 6: RGBA; depth 8 or 16), small however large the picture: its
+    rows of zeros compress about a thousand to one."""
+    def chunk(kind, data):
+        return (struct.pack(">I", len(data)) + kind + data +
+                struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+    row = b"\0" * (1 + width * 4 * depth // 8)
+    z = zlib.compressobj(9)
+    idat = b"".join(z.compress(row) for _ in range(height)) + z.flush()
+    ihdr = struct.pack(">IIBBBBB", width, height, depth, colour, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+
+
+def kib(pid, field):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    return 0
+
+
+def test_a_picture_over_the_decode_budget_is_refused_before_decoding(img):
+    # 36 megapixels (under the pixel limit) of 16-bit RGBA: 288 MB decoded.
+    r = img.post("/image", data=png_blank(6000, 6000, depth=16), headers={"Content-Type": "image/png"})
+    assert r.status_code == 202, r.text
+    r = wait_done(img, r.json()["id"], timeout=60)
+    assert r.status_code == 500, r.text
+    assert "decode budget" in r.json()["error"]["description"]
+
+
+@pytest.mark.timeout(240)
+def test_concurrent_large_pictures_keep_the_host_bounded(img):
+    """Four uploads of 38 megapixels of RGBA (154 MB decoded each) at once,
+    on a host with two transform instances: the decode budget lets one at a
+    time decode, so the host's peak memory grows by about one picture, not
+    two or four."""
+    pid = img.hosts[-1].pid
+    before_rss, before_peak = kib(pid, "VmRSS"), kib(pid, "VmHWM")
+    data = png_blank(7000, 5500)
+    ids = []
+    for _ in range(4):
+        r = img.post("/image", data=data, headers={"Content-Type": "image/png"})
+        assert r.status_code == 202, r.text
+        ids.append(r.json()["id"])
+    for i in ids:
+        r = wait_done(img, i, timeout=180)
+        assert r.status_code == 200, r.text
+    peak = kib(pid, "VmHWM")
+    # The earlier tests of this module decode small pictures only, so the
+    # peak before is close to the resident size.
+    assert before_peak <= before_rss + 100 * 1024, (before_peak, before_rss)
+    assert peak <= before_rss + 290 * 1024, \
+        "the transform host peaked at %d MiB (from %d MiB)" % (peak // 1024, before_rss // 1024)

@@ -320,16 +320,19 @@ def test_openapi(stack, http):
     assert "Error" in doc["components"]["schemas"]
 
 
-def test_cors_any_origin(stack, http):
+def test_cors_only_configured_origins_and_headers(stack, http):
+    """The default file allows the local frontend's origins, not any; the
+    allowed request headers are the API's own, never an echo."""
     r = http.get(stack.mapper + "/health", headers={"Origin": "http://anywhere.example"})
-    assert r.headers.get("Access-Control-Allow-Origin") == "*"
+    assert "Access-Control-Allow-Origin" not in r.headers
     r = http.options(stack.mapper + "/messages/", headers={
-        "Origin": "http://anywhere.example", "Access-Control-Request-Method": "POST",
-        "Access-Control-Request-Headers": "content-type"})
+        "Origin": "http://localhost:8888", "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "content-type, x-evil"})
     assert r.status_code == 204
-    assert r.headers["Access-Control-Allow-Origin"] == "*"
+    assert r.headers["Access-Control-Allow-Origin"] == "http://localhost:8888"
     assert "POST" in r.headers["Access-Control-Allow-Methods"]
-    assert "content-type" in r.headers["Access-Control-Allow-Headers"].lower()
+    allowed = r.headers["Access-Control-Allow-Headers"].lower()
+    assert "content-type" in allowed and "authorization" in allowed and "x-evil" not in allowed
     error_of(http.options(stack.mapper + "/nope", headers={"Origin": "http://x"}), 404)
 
 

@@ -1,5 +1,6 @@
 #!/bin/sh
 # expect: ok
-BASE=${BASE:-http://127.0.0.1:8888/api/v1}
+# /metrics is not served on nginx's public port: ask a restmapper itself.
+MAPPER=${MAPPER:-http://127.0.0.1:${FPESA_MAPPER_PORT:-8081}}
 
-curl -sS "$BASE/metrics" | grep -E '^fpesa_http_requests_total\{method="POST",route="/messages/"'
+curl -sS "$MAPPER/metrics" | grep -E '^fpesa_http_requests_total\{method="POST",route="/messages/"'

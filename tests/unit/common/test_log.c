@@ -303,3 +303,30 @@ Test(log, lines_after_fini) {
     cr_assert_eq(count_lines(text), 2, "%s", text);
     free(text);
 }
+
+Test(log, quote_values) {
+    char buf[128];
+
+    cr_assert_str_eq(log_quote("plain-token/x", buf, sizeof(buf)), "plain-token/x");
+    cr_assert_str_eq(log_quote(NULL, buf, sizeof(buf)), "-");
+    cr_assert_str_eq(log_quote("", buf, sizeof(buf)), "\"\"");
+    cr_assert_str_eq(log_quote("abc status=200", buf, sizeof(buf)), "\"abc status=200\"");
+    cr_assert_str_eq(log_quote("a\"b\\c", buf, sizeof(buf)), "\"a\\\"b\\\\c\"");
+    cr_assert_str_eq(log_quote("x\r\ny\x1b[31m\t", buf, sizeof(buf)), "\"x\\r\\ny\\x1b[31m\\t\"");
+    /* Cut short, it still ends with its quote. */
+    cr_assert_str_eq(log_quote("a b c d e f", buf, 8), "\"a b c\"");
+}
+
+Test(log, one_line_per_event_whatever_the_message) {
+    char *text;
+
+    log_init("test");
+    log_threshold = LOG_INFO;
+    LOG(LOG_WARN, "evil value=%s end", "x\nfake 2026-01-01T00:00:00.000Z error forged\r\x1b[2J");
+    text = captured(NULL);
+    cr_assert_eq(count_lines(text), 1, "%s", text);
+    cr_assert_not_null(strstr(text, "evil value=x\\nfake 2026-01-01T00:00:00.000Z error "
+                                    "forged\\r\\x1b[2J end\n"),
+                       "%s", text);
+    free(text);
+}
