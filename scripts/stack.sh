@@ -291,5 +291,11 @@ start-rabbit) start_rabbit ;;
 stop-pg) stop_pg ;;
 start-pg) start_pg ;;
 status) status ;;
+# rabbitmqctl against this stack's node, e.g. "stack.sh rabbitmqctl add_vhost v".
+rabbitmqctl)
+    shift
+    rabbit_env
+    "$RABBIT_BIN/rabbitmqctl" -n "$FPESA_NODE" -q "$@"
+    ;;
 *) die "usage: stack.sh start [servers|apps|all] | stop | status" ;;
 esac
