@@ -110,8 +110,8 @@ static int check(struct live_bus *bus, const char *what) {
 static int declare_exchange(struct live_bus *bus, const char *name, const char *type) {
     amqp_rpc_reply_t r;
 
-    amqp_exchange_declare(bus->conn, 1, amqp_cstring_bytes(name), amqp_cstring_bytes(type), 0, 1, 0,
-                          0, amqp_empty_table);
+    amqp_exchange_declare(bus->conn, 1, amqp_cstring_bytes(name), amqp_cstring_bytes(type), 0,
+                          !bus->p.transient, 0, 0, amqp_empty_table);
     r = amqp_get_rpc_reply(bus->conn);
     if (r.reply_type == AMQP_RESPONSE_NORMAL)
         return 0;

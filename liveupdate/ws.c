@@ -991,6 +991,7 @@ struct live_server *live_server_new(const struct cfg *cfg) {
     bp.n_rpc_exchanges = srv->n_rpc_exchanges;
     bp.rpc_exchanges = srv->rpc_exchanges;
     bp.pre = LWS_PRE;
+    bp.transient = !cfg_declare_durable(cfg);
     bp.inbox = &srv->inbox;
     bp.wake = wake;
     bp.wake_arg = srv;

@@ -411,30 +411,80 @@ static int check_reply(struct mbus *bus, const char *what, const char *name) {
     return -1;
 }
 
+/* After a declaration on CH_RPC: 0 when it succeeded; 1 when the name exists
+ * with other flags (PRECONDITION_FAILED, which closes the channel: reopened
+ * here), which is no reason to refuse service, since the wire protocol fixes
+ * only the name (another program, the original Python fpesa say, declared it
+ * first); -1 on any other failure. */
+static int declared(struct mbus *bus, const char *what, const char *name) {
+    amqp_rpc_reply_t r = amqp_get_rpc_reply(bus->conn);
+
+    if (r.reply_type == AMQP_RESPONSE_NORMAL)
+        return 0;
+    if (r.reply_type == AMQP_RESPONSE_SERVER_EXCEPTION && r.reply.id == AMQP_CHANNEL_CLOSE_METHOD &&
+        ((amqp_channel_close_t *)r.reply.decoded)->reply_code == AMQP_PRECONDITION_FAILED) {
+        amqp_channel_close_ok_t ok = {0};
+
+        amqp_send_method(bus->conn, CH_RPC, AMQP_CHANNEL_CLOSE_OK_METHOD, &ok);
+        LOG(LOG_INFO, "bus %s exists with other flags; using it as it is name=\"%s\"", what, name);
+        amqp_channel_open(bus->conn, CH_RPC);
+        return check_reply(bus, "channel.open", "rpc") < 0 ? -1 : 1;
+    }
+    return check_reply(bus, what, name);
+}
+
+/* Declares an exchange with our flags, or makes sure one of that name is
+ * there when it exists with other flags. */
+static int declare_exchange(struct mbus *bus, amqp_bytes_t name, const char *type, bool durable,
+                            const char *label) {
+    int r;
+
+    amqp_exchange_declare(bus->conn, CH_RPC, name, bytes_of(type), 0, durable, 0, 0,
+                          amqp_empty_table);
+    r = declared(bus, "exchange.declare", label);
+    if (r <= 0)
+        return r;
+    amqp_exchange_declare(bus->conn, CH_RPC, name, bytes_of(type), 1, 0, 0, 0, amqp_empty_table);
+    return check_reply(bus, "exchange.declare passive", label);
+}
+
+/* The same for a named queue. */
+static int declare_queue(struct mbus *bus, amqp_bytes_t name, bool durable, const char *label) {
+    int r;
+
+    amqp_queue_declare(bus->conn, CH_RPC, name, 0, durable, 0, 0, amqp_empty_table);
+    r = declared(bus, "queue.declare", label);
+    if (r <= 0)
+        return r;
+    amqp_queue_declare(bus->conn, CH_RPC, name, 1, 0, 0, 0, amqp_empty_table);
+    return check_reply(bus, "queue.declare passive", label);
+}
+
 static int declare_topology(struct mbus *bus) {
     const struct cfg *cfg = bus->cfg;
     amqp_connection_state_t c = bus->conn;
+    /* compat fpesa-python: the original's flags, so that it may declare
+     * after us (it refuses to start on a mismatch). */
+    bool durable = cfg_declare_durable(cfg);
 
     for (size_t i = 0; i < cfg->n_endpoints; i++) {
         const struct cfg_endpoint *ep = &cfg->endpoints[i];
         amqp_bytes_t name = bytes_of(ep->exchange);
         bool pub = ep->mode == CFG_MODE_PUBLISH;
-        amqp_exchange_declare(c, CH_RPC, name, bytes_of(pub ? "fanout" : "direct"), 0, 1, 0, 0,
-                              amqp_empty_table);
-        if (check_reply(bus, "exchange.declare", ep->exchange) < 0)
+        if (declare_exchange(bus, name, pub ? "fanout" : "direct", durable, ep->exchange) < 0)
             return -1;
-        amqp_queue_declare(c, CH_RPC, name, 0, 1, 0, 0, amqp_empty_table);
-        if (check_reply(bus, "queue.declare", ep->exchange) < 0)
+        if (declare_queue(bus, name, pub || durable, ep->exchange) < 0)
             return -1;
-        /* A fanout exchange ignores the key; the rpc exchange routes on it. */
-        amqp_queue_bind(c, CH_RPC, name, name, pub ? amqp_empty_bytes : name, amqp_empty_table);
+        /* A fanout exchange ignores the key; the rpc exchange routes on it.
+         * The original binds with the queue's name either way: the same
+         * binding, not a second one. */
+        amqp_queue_bind(c, CH_RPC, name, name, pub && durable ? amqp_empty_bytes : name,
+                        amqp_empty_table);
         if (check_reply(bus, "queue.bind", ep->exchange) < 0)
             return -1;
     }
 
-    amqp_exchange_declare(c, CH_RPC, bytes_of("RPC"), bytes_of("direct"), 0, 1, 0, 0,
-                          amqp_empty_table);
-    if (check_reply(bus, "exchange.declare", "RPC") < 0)
+    if (declare_exchange(bus, bytes_of("RPC"), "direct", durable, "RPC") < 0)
         return -1;
     amqp_queue_declare_ok_t *q =
         amqp_queue_declare(c, CH_RPC, amqp_empty_bytes, 0, 0, 1, 1, amqp_empty_table);

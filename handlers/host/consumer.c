@@ -187,22 +187,32 @@ static int refused(struct fpesa_ctx *c, const char *what, const char *name) {
     return check(c, what) < 0 ? -1 : 0;
 }
 
-static int declare_exchange(struct fpesa_ctx *c, const char *name, const char *type) {
+static int declare_exchange_as(struct fpesa_ctx *c, const char *name, const char *type,
+                               bool durable) {
     amqp_exchange_declare(c->conn, CHANNEL, amqp_cstring_bytes(name), amqp_cstring_bytes(type), 0,
-                          1, 0, 0, amqp_empty_table);
+                          durable, 0, 0, amqp_empty_table);
     return refused(c, "exchange.declare", name) < 0 ? -1 : 0;
 }
 
-static int declare_queue(struct fpesa_ctx *c, const char *name) {
+static int declare_exchange(struct fpesa_ctx *c, const char *name, const char *type) {
+    return declare_exchange_as(c, name, type, true);
+}
+
+static int declare_queue_as(struct fpesa_ctx *c, const char *name, bool durable) {
     int r;
 
-    amqp_queue_declare(c->conn, CHANNEL, amqp_cstring_bytes(name), 0, 1, 0, 0, amqp_empty_table);
+    amqp_queue_declare(c->conn, CHANNEL, amqp_cstring_bytes(name), 0, durable, 0, 0,
+                       amqp_empty_table);
     r = refused(c, "queue.declare", name);
     if (r <= 0)
         return r;
     /* It exists with other arguments: make sure it is there, as it is. */
     amqp_queue_declare(c->conn, CHANNEL, amqp_cstring_bytes(name), 1, 0, 0, 0, amqp_empty_table);
     return check(c, "queue.declare passive");
+}
+
+static int declare_queue(struct fpesa_ctx *c, const char *name) {
+    return declare_queue_as(c, name, true);
 }
 
 static int bind_queue(struct fpesa_ctx *c, const char *queue, const char *exchange,
@@ -227,23 +237,26 @@ int consumer_declare(struct fpesa_ctx *c, const char *exchange, const char *type
 
 /* The topology of the wire protocol, so the host may start before the
  * mapper: the endpoint's exchange and its queue of the same name, the RPC
- * exchange answers go to, and the dead-letter exchange and queue. */
+ * exchange answers go to, and the dead-letter exchange and queue (ours
+ * alone, always durable). Under compat fpesa-python the wire protocol's
+ * names get the original's flags (transient exchanges and rpc queues). */
 static int declare_all(struct fpesa_ctx *c) {
     const char *q = c->h->queue;
     const struct cfg_endpoint *ep = NULL;
+    bool durable = cfg_declare_durable(c->cfg);
 
     for (size_t i = 0; i < c->cfg->n_endpoints; i++)
         if (strcmp(c->cfg->endpoints[i].exchange, q) == 0)
             ep = &c->cfg->endpoints[i];
-    if (declare_queue(c, q) < 0)
-        return -1;
     c->is_rpc = ep && ep->mode == CFG_MODE_RPC;
+    if (declare_queue_as(c, q, durable || !c->is_rpc) < 0)
+        return -1;
     if (ep) {
         const char *type = ep->mode == CFG_MODE_RPC ? "direct" : "fanout";
-        if (declare_exchange(c, q, type) < 0 || bind_queue(c, q, q, q) < 0)
+        if (declare_exchange_as(c, q, type, durable) < 0 || bind_queue(c, q, q, q) < 0)
             return -1;
     }
-    if (declare_exchange(c, "RPC", "direct") < 0)
+    if (declare_exchange_as(c, "RPC", "direct", durable) < 0)
         return -1;
     if (declare_exchange(c, c->dlq, "fanout") < 0 || declare_queue(c, c->dlq) < 0 ||
         bind_queue(c, c->dlq, c->dlq, q) < 0)

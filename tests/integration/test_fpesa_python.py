@@ -195,3 +195,288 @@ def test_offset_pages_in_our_shape_take_a_numeric_pagination_id(stack, tmp_path,
         assert [m["data"] for m in by_number["messages"]] == [{"n": i} for i in range(17, 12, -1)]
     finally:
         bus.close()
+
+
+# ---- mixes on one vhost ----------------------------------------------------------
+
+ORIGINAL_ARGS = """{type: object, additionalProperties: false, required: [offset, limit],
+             properties: {offset: {type: string, pattern: "^[0-9]+$"},
+                          limit: {type: string, pattern: "^[0-9]+$"},
+                          paginationId: {type: string, pattern: "^[0-9]+$"}}}"""
+
+
+@pytest.fixture
+def vhost(stack):
+    """A vhost of its own; yields its amqp URL."""
+    name = unique("vh")
+    stack.script("rabbitmqctl", "add_vhost", name)
+    stack.script("rabbitmqctl", "set_permissions", "-p", name, "guest", ".*", ".*", ".*")
+    base = stack.amqp_url.rstrip("/")
+    try:
+        yield base + "/" + name
+    finally:
+        stack.script("rabbitmqctl", "delete_vhost", name, check=False)
+
+
+class Ours:
+    """Our programs, configured for one vhost with compat: fpesa-python."""
+
+    def __init__(self, stack, proc, tmp_path, amqp_url, compat="fpesa-python"):
+        self.stack, self.proc, self.amqp_url = stack, proc, amqp_url
+        self.table = unique("mix")
+        self.mapper_port = stack.aux_port + 1
+        self.live_port = stack.aux_port + 2
+        self.mapper = "http://127.0.0.1:%d" % self.mapper_port
+        self.live = "http://127.0.0.1:%d" % self.live_port
+        self.config = str(tmp_path / ("%s.yaml" % self.table))
+        with open(self.config, "w") as f:
+            f.write("""compat: %(compat)s
+bus: {url: "%(amqp)s"}
+database: {url: "%(db)s"}
+endpoints:
+  - {path: /messages/, method: POST, mode: publish, live: true, body: {type: object}}
+  - {path: /messages/, method: GET, mode: rpc, timeout: 5s,
+     args: %(args)s}
+handlers:
+  - {name: messages_post, plugin: messages_post.so, queue: "/messages/:POST",
+     config: {table: %(t)s}}
+  - {name: messages_get, plugin: messages_get.so, queue: "/messages/:GET", config: {table: %(t)s}}
+""" % dict(compat=compat, amqp=amqp_url, db=stack.database_url, args=ORIGINAL_ARGS,
+           t=self.table))
+
+    def env(self):
+        return self.stack.env(FPESA_AMQP_URL=self.amqp_url, FPESA_PLUGIN_DIR=self.stack.plugins,
+                              FPESA_HTTP_LISTEN="127.0.0.1:%d" % self.mapper_port,
+                              FPESA_LIVE_LISTEN="127.0.0.1:%d" % self.live_port)
+
+    def start_host(self):
+        p = self.proc.start([os.path.join(self.stack.bin, "handler"), "--config", self.config],
+                            env=self.env())
+
+        def ready():
+            if p.poll() is not None:
+                raise AssertionError("handler exited: %s" % open(p.logfile).read())
+            return open(p.logfile).read().count(" consuming ") >= 2
+
+        wait_until(ready, timeout=30)
+        return p
+
+    def _start_http(self, prog, base):
+        p = self.proc.start([os.path.join(self.stack.bin, prog), "--config", self.config],
+                            env=self.env(), wait_http=base + "/metrics", timeout=30)
+
+        def healthy():
+            if p.poll() is not None:
+                raise AssertionError("%s exited: %s" % (prog, open(p.logfile).read()))
+            try:
+                return requests.get(base + "/health", timeout=2).status_code == 200
+            except requests.RequestException:
+                return False
+
+        wait_until(healthy, timeout=30)
+        return p
+
+    def start_mapper(self):
+        return self._start_http("restmapper", self.mapper)
+
+    def start_live(self):
+        return self._start_http("liveupdate", self.live)
+
+    def rows(self, db):
+        return count_rows(db, self.table)
+
+
+import requests  # noqa: E402  (used by Ours)
+import websocket  # noqa: E402
+
+ORDERS = ["ours_first", "original_first"]
+
+
+@pytest.mark.parametrize("order", ORDERS)
+def test_original_restmapper_with_our_workers(stack, proc, tmp_path, vhost, db, order):
+    ours = Ours(stack, proc, tmp_path, vhost)
+    mapper = None
+    try:
+        if order == "ours_first":
+            ours.start_host()
+            mapper = orig.Restmapper(vhost)  # raises when a declaration is refused
+        else:
+            mapper = orig.Restmapper(vhost)
+            ours.start_host()
+        n = 120
+        for i in range(n):
+            assert mapper.post({"i": i, "from": "original"}) == (200, {})
+        wait_until(lambda: ours.rows(db) >= n, timeout=30)
+        time.sleep(0.2)
+        assert ours.rows(db) == n
+        answers = []
+        status, page = mapper.get({"offset": "0", "limit": "10"})
+        answers.append(status)
+        assert status == 200
+        assert page["total"] == n and page["paginationId"] == n
+        assert page["messages"] == [{"i": i, "from": "original"} for i in range(n - 1, n - 11, -1)]
+        offset = 10
+        seen = list(page["messages"])
+        while offset < page["total"]:
+            status, nxt = mapper.get({"offset": str(offset), "limit": "10",
+                                      "paginationId": str(page["paginationId"])})
+            answers.append(status)
+            seen += nxt["messages"]
+            offset += 10
+        assert answers == [200] * 12
+        assert sorted(m["i"] for m in seen) == list(range(n))
+    finally:
+        if mapper:
+            mapper.close()
+
+
+@pytest.mark.parametrize("order", ORDERS)
+def test_our_mapper_with_original_workers(stack, proc, tmp_path, vhost, db, order):
+    ours = Ours(stack, proc, tmp_path, vhost)
+    post = orig.MessagesPost(vhost, stack.database_url, table=ours.table + "_orig")
+    get = orig.MessagesGet(vhost, stack.database_url, table=ours.table + "_orig")
+    try:
+        if order == "ours_first":
+            ours.start_mapper()
+            post.start()
+            get.start()
+        else:
+            post.start()
+            get.start()
+            ours.start_mapper()
+        n = 100
+        s = requests.Session()
+        for i in range(n):
+            r = s.post(ours.mapper + "/messages/", json={"i": i}, timeout=10)
+            assert r.status_code == 202, r.text
+        wait_until(lambda: count_rows(db, ours.table + "_orig") >= n, timeout=30)
+        time.sleep(0.2)
+        assert count_rows(db, ours.table + "_orig") == n
+        r = s.get(ours.mapper + "/messages/", params={"offset": "0", "limit": "10"}, timeout=10)
+        assert r.status_code == 200, r.text
+        page = r.json()
+        assert page["total"] == n and page["messages"][0] == {"i": n - 1}
+        r = s.get(ours.mapper + "/messages/",
+                  params={"offset": "90", "limit": "10", "paginationId": page["paginationId"]},
+                  timeout=10)
+        assert r.status_code == 200 and r.json()["messages"][-1] == {"i": 0}
+        assert get.requests == 2
+        # The original worker's own refusal (limit missing) is its 500 answer.
+        r = s.get(ours.mapper + "/messages/", params={"offset": "0"}, timeout=10)
+        assert r.status_code == 400  # our mapper checks the original's schema first
+        assert post.error is None and get.error is None
+        s.close()
+    finally:
+        get.stop()
+        post.stop()
+        with db.cursor() as c:
+            c.execute("DROP TABLE IF EXISTS %s_orig" % ours.table)
+
+
+@pytest.mark.parametrize("order", ORDERS)
+def test_original_liveupdate_on_our_mappers_exchange(stack, proc, tmp_path, vhost, order):
+    ours = Ours(stack, proc, tmp_path, vhost)
+    live = orig.Liveupdate(vhost)
+    try:
+        if order == "ours_first":
+            ours.start_mapper()
+            live.start()
+        else:
+            live.start()
+            ours.start_mapper()
+        n = 80
+        s = requests.Session()
+        for i in range(n):
+            assert s.post(ours.mapper + "/messages/", json={"live": i}, timeout=10).status_code == 202
+        s.close()
+        wait_until(lambda: len(live.frames) >= n, timeout=30)
+        time.sleep(0.2)
+        assert live.received() == [{"live": i} for i in range(n)]
+    finally:
+        live.stop()
+
+
+@pytest.mark.parametrize("order", ORDERS)
+def test_our_liveupdate_on_the_originals_exchange(stack, proc, tmp_path, vhost, order):
+    ours = Ours(stack, proc, tmp_path, vhost)
+    mapper = None
+    try:
+        if order == "ours_first":
+            ours.start_live()
+            mapper = orig.Restmapper(vhost)
+        else:
+            mapper = orig.Restmapper(vhost)
+            ours.start_live()
+        ws = websocket.create_connection(ours.live.replace("http", "ws") + "/messages/",
+                                         timeout=15)
+        try:
+            n = 60
+            for i in range(n):
+                mapper.post({"w": i})
+            got = []
+            while len(got) < n:
+                got.append(json.loads(ws.recv())["data"])
+            assert got == [{"w": i} for i in range(n)]
+        finally:
+            ws.close()
+    finally:
+        if mapper:
+            mapper.close()
+
+
+def test_every_program_of_both_on_one_vhost(stack, proc, tmp_path, vhost, db):
+    """Both whole systems at once: the original's restmapper, workers and
+    liveupdate, and ours, in one vhost; every message reaches every store,
+    every live feed, and every rpc is answered."""
+    ours = Ours(stack, proc, tmp_path, vhost)
+    omapper = orig.Restmapper(vhost)
+    olive = orig.Liveupdate(vhost).start()
+    ours.start_host()
+    ours.start_mapper()
+    ours.start_live()
+    try:
+        ws = websocket.create_connection(ours.live.replace("http", "ws") + "/messages/",
+                                         timeout=15)
+        try:
+            s = requests.Session()
+            for i in range(40):
+                omapper.post({"k": "o%d" % i})
+                assert s.post(ours.mapper + "/messages/", json={"k": "c%d" % i},
+                              timeout=10).status_code == 202
+            wait_until(lambda: ours.rows(db) >= 80, timeout=30)
+            wait_until(lambda: len(olive.frames) >= 80, timeout=30)
+            frames = [json.loads(ws.recv())["data"]["k"] for _ in range(80)]
+            assert sorted(frames) == sorted(["o%d" % i for i in range(40)] +
+                                            ["c%d" % i for i in range(40)])
+            assert ours.rows(db) == 80
+            st, page = omapper.get({"offset": "0", "limit": "100"})
+            assert st == 200 and page["total"] == 80
+            r = s.get(ours.mapper + "/messages/", params={"offset": "0", "limit": "100"},
+                      timeout=10)
+            assert r.status_code == 200 and r.json() == page
+            s.close()
+        finally:
+            ws.close()
+    finally:
+        olive.stop()
+        omapper.close()
+
+
+def test_without_compat_an_existing_declaration_is_used_as_it_is(stack, proc, tmp_path, vhost, db):
+    """compat none: the original declared first (transient); our mapper, host
+    and liveupdate still serve (a passive declare), never a 503 forever."""
+    omapper = orig.Restmapper(vhost)
+    try:
+        ours = Ours(stack, proc, tmp_path, vhost, compat="none")
+        ours.start_host()
+        ours.start_mapper()
+        ours.start_live()
+        s = requests.Session()
+        for i in range(30):
+            assert s.post(ours.mapper + "/messages/", json={"n": i}, timeout=10).status_code == 202
+        wait_until(lambda: ours.rows(db) >= 30, timeout=30)
+        r = s.get(ours.mapper + "/messages/", params={"offset": "0", "limit": "5"}, timeout=10)
+        assert r.status_code == 200 and r.json()["total"] == 30
+        s.close()
+    finally:
+        omapper.close()
