@@ -221,7 +221,7 @@ def vhost(stack):
 class Ours:
     """Our programs, configured for one vhost with compat: fpesa-python."""
 
-    def __init__(self, stack, proc, tmp_path, amqp_url, compat="fpesa-python"):
+    def __init__(self, stack, proc, tmp_path, amqp_url, compat="fpesa-python", post_extra=""):
         self.stack, self.proc, self.amqp_url = stack, proc, amqp_url
         self.table = unique("mix")
         self.mapper_port = stack.aux_port + 1
@@ -234,7 +234,7 @@ class Ours:
 bus: {url: "%(amqp)s"}
 database: {url: "%(db)s"}
 endpoints:
-  - {path: /messages/, method: POST, mode: publish, live: true, body: {type: object}}
+  - {path: /messages/, method: POST, mode: publish, live: true, body: {type: object}%(pe)s}
   - {path: /messages/, method: GET, mode: rpc, timeout: 5s,
      args: %(args)s}
 handlers:
@@ -242,7 +242,7 @@ handlers:
      config: {table: %(t)s}}
   - {name: messages_get, plugin: messages_get.so, queue: "/messages/:GET", config: {table: %(t)s}}
 """ % dict(compat=compat, amqp=amqp_url, db=stack.database_url, args=ORIGINAL_ARGS,
-           t=self.table))
+           t=self.table, pe=post_extra))
 
     def env(self):
         return self.stack.env(FPESA_AMQP_URL=self.amqp_url, FPESA_PLUGIN_DIR=self.stack.plugins,
@@ -480,3 +480,49 @@ def test_without_compat_an_existing_declaration_is_used_as_it_is(stack, proc, tm
         s.close()
     finally:
         omapper.close()
+
+
+def _raw_post(url, body, ctype):
+    headers = {} if ctype is None else {"Content-Type": ctype}
+    # requests adds no Content-Type for bytes data, so None means none at all.
+    return requests.post(url, data=body.encode(), headers=headers, timeout=10)
+
+
+def test_bodies_are_json_whatever_the_content_type_in_compat(stack, proc, tmp_path, vhost, db):
+    ours = Ours(stack, proc, tmp_path, vhost)
+    ours.start_host()
+    ours.start_mapper()
+    url = ours.mapper + "/messages/"
+    sent = []
+    for i, ctype in enumerate(["application/json", "text/plain", "text/plain; charset=utf-8",
+                               "application/x-www-form-urlencoded", None]):
+        body = {"i": i, "ctype": ctype}
+        r = _raw_post(url, json.dumps(body), ctype)
+        assert r.status_code == 202, (ctype, r.text)
+        sent.append(body)
+    # Still JSON, still the schema: what is not a JSON object is refused.
+    r = _raw_post(url, "a=1&b=2", "application/x-www-form-urlencoded")
+    assert r.status_code == 400 and r.json()["error"]["code"] == 400
+    r = _raw_post(url, "[1, 2]", "text/plain")
+    assert r.status_code == 400 and r.json()["error"]["code"] == 400
+    wait_until(lambda: ours.rows(db) >= len(sent), timeout=30)
+    with db.cursor() as c:
+        c.execute("SELECT data FROM %s ORDER BY pos" % ours.table)
+        assert [r[0] for r in c.fetchall()] == sent
+
+
+def test_without_compat_other_content_types_stay_415(stack, proc, tmp_path, vhost):
+    ours = Ours(stack, proc, tmp_path, vhost, compat="none")
+    ours.start_mapper()
+    for ctype in ["text/plain", "application/x-www-form-urlencoded", None]:
+        r = _raw_post(ours.mapper + "/messages/", '{"a": 1}', ctype)
+        assert r.status_code == 415, ctype
+
+
+def test_the_originals_200_empty_answer_as_an_option(stack, proc, tmp_path, vhost, db):
+    ours = Ours(stack, proc, tmp_path, vhost, post_extra=", status: 200, response: {}")
+    ours.start_host()
+    ours.start_mapper()
+    r = requests.post(ours.mapper + "/messages/", json={"x": 1}, timeout=10)
+    assert r.status_code == 200 and r.json() == {}
+    wait_until(lambda: ours.rows(db) == 1, timeout=30)
