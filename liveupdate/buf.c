@@ -50,6 +50,49 @@ int64_t live_uuid7_ms(const char *id) {
     return ms;
 }
 
+/* RFC 6455 section 5.2: FIN + the opcode, then the length in 7, 16 or 64
+ * bits, written just before the payload. */
+static void write_header(struct live_msg *m, unsigned char first) {
+    unsigned char *p;
+    uint64_t n = m->len;
+
+    m->hl = n < 126 ? 2 : n < 65536 ? 4 : 10;
+    p = m->data + m->pre - m->hl;
+    p[0] = first;
+    if (n < 126) {
+        p[1] = (unsigned char)n;
+    } else if (n < 65536) {
+        p[1] = 126;
+        p[2] = (unsigned char)(n >> 8);
+        p[3] = (unsigned char)n;
+    } else {
+        p[1] = 127;
+        for (int i = 0; i < 8; i++)
+            p[2 + i] = (unsigned char)(n >> (56 - 8 * i));
+    }
+}
+
+struct live_msg *live_msg_new_data(int channel, const char *id, json_t *data, size_t pre) {
+    const size_t flags = JSON_ENCODE_ANY | JSON_ENSURE_ASCII;
+    json_t *v = data ? data : json_null();
+    struct live_msg *m;
+    size_t need = json_dumpb(v, NULL, 0, flags);
+
+    if (need == 0 || pre < 10)
+        return NULL;
+    m = malloc(sizeof(*m) + pre + need);
+    if (!m)
+        return NULL;
+    atomic_init(&m->refs, 1);
+    m->channel = channel;
+    m->pre = pre;
+    m->binary = true;
+    m->len = json_dumpb(v, (char *)m->data + pre, need, flags);
+    snprintf(m->id, sizeof(m->id), "%s", id ? id : "");
+    write_header(m, 0x82);
+    return m;
+}
+
 struct live_msg *live_msg_new(int channel, const char *channel_path, const char *id,
                               const char *received_at, json_t *data, size_t pre) {
     struct live_msg *m = NULL;
@@ -75,27 +118,10 @@ struct live_msg *live_msg_new(int channel, const char *channel_path, const char 
     atomic_init(&m->refs, 1);
     m->channel = channel;
     m->pre = pre;
+    m->binary = false;
     m->len = json_dumpb(frame, (char *)m->data + pre, need, JSON_COMPACT);
     snprintf(m->id, sizeof(m->id), "%s", id ? id : "");
-    /* RFC 6455 section 5.2: FIN + text opcode, then the length in 7, 16 or 64 bits. */
-    {
-        unsigned char *p;
-        uint64_t n = m->len;
-        m->hl = n < 126 ? 2 : n < 65536 ? 4 : 10;
-        p = m->data + pre - m->hl;
-        p[0] = 0x81;
-        if (n < 126) {
-            p[1] = (unsigned char)n;
-        } else if (n < 65536) {
-            p[1] = 126;
-            p[2] = (unsigned char)(n >> 8);
-            p[3] = (unsigned char)n;
-        } else {
-            p[1] = 127;
-            for (int i = 0; i < 8; i++)
-                p[2 + i] = (unsigned char)(n >> (56 - 8 * i));
-        }
-    }
+    write_header(m, 0x81);
 out_frame:
     json_decref(frame);
     return m;

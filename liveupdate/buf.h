@@ -25,6 +25,7 @@ struct live_msg {
     size_t len;           /* bytes of the frame payload */
     size_t pre;           /* headroom before the payload (LWS_PRE) */
     size_t hl;            /* bytes of the websocket frame header written just before the payload */
+    bool binary;          /* a binary frame (the original fpesa's form), else text */
     unsigned char data[]; /* pre bytes of headroom, then len bytes of JSON */
 };
 
@@ -36,6 +37,13 @@ struct live_msg {
  * when out of memory or when data cannot be encoded. */
 struct live_msg *live_msg_new(int channel, const char *channel_path, const char *id,
                               const char *received_at, json_t *data, size_t pre);
+
+/* The original Python fpesa's live frame: a binary frame holding only data
+ * as JSON (jansson's default separators and ASCII escapes, which are what the
+ * original's json.dumps writes), with its header in the headroom like
+ * live_msg_new's. id and data are borrowed (data NULL: null). Returns NULL
+ * when out of memory or when data cannot be encoded. */
+struct live_msg *live_msg_new_data(int channel, const char *id, json_t *data, size_t pre);
 
 /* Formats milliseconds since the epoch as 2026-01-02T03:04:05.678+00:00 (the
  * form the message store answers with) into buf (>= 40 bytes). 0 means now.

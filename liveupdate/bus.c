@@ -270,6 +270,14 @@ static void on_live(struct live_bus *bus, amqp_envelope_t *env) {
         else
             free(ev);
     }
+    if (bus->p.original_channel >= 0 && (ev = calloc(1, sizeof(*ev)))) {
+        ev->kind = LIVE_EV_MESSAGE;
+        ev->msg = live_msg_new_data(bus->p.original_channel, id, data, bus->p.pre);
+        if (ev->msg)
+            emit(bus, ev);
+        else
+            free(ev);
+    }
     json_decref(body);
 }
 

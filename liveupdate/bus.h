@@ -35,7 +35,9 @@ struct live_bus_params {
     const char *const *rpc_exchanges; /* borrowed; declared direct at connect */
     size_t pre;                       /* headroom for each frame (LWS_PRE) */
     bool transient;                   /* declare exchanges not durable (compat fpesa-python) */
-    struct live_inbox *inbox;         /* borrowed; where events go */
+    int original_channel;     /* channel that also gets every live message in the original fpesa's
+                                 form (binary, data only), or -1 */
+    struct live_inbox *inbox; /* borrowed; where events go */
     live_wake_fn *wake;
     void *wake_arg;
 };

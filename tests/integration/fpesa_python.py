@@ -56,6 +56,8 @@ import uuid
 
 import pika
 import psycopg2
+import requests
+import websocket
 
 POST = "/messages/:POST"
 GET = "/messages/:GET"
@@ -283,3 +285,77 @@ class Liveupdate(_Worker):
     def received(self):
         with self._lock:
             return [json.loads(f.decode()) for f in self.frames]
+
+
+class Frontend:
+    """The original Vue 2 frontend's protocol, from its components, for a
+    page served at host (location.host): nginx in front of the API under
+    /api/v1/ and the live feed under /ws/v1/."""
+
+    def __init__(self, host):
+        self.host = host
+        self.http = requests.Session()
+        # Saved.vue's data().
+        self.messages, self.pagination_id, self.offset, self.limit, self.total = [], None, 0, 10, 0
+        self.error = ""
+
+    # ---- Index.vue
+    def open_live(self, timeout=15):
+        """new WebSocket('ws://' + location.host + '/ws/v1/')"""
+        return websocket.create_connection("ws://%s/ws/v1/" % self.host, timeout=timeout)
+
+    @staticmethod
+    def on_socket_message(ws):
+        """onSocketMessage: the frame is read as a Blob (FileReader.readAsText,
+        which only a binary frame gives; a text frame arrives as a string and
+        readAsText throws) and JSON.parse()d: that is the message shown."""
+        opcode, data = ws.recv_data()
+        if opcode != websocket.ABNF.OPCODE_BINARY:
+            raise AssertionError("a text frame: readAsText(string) throws in Index.vue")
+        return json.loads(data.decode("utf-8")), data
+
+    # ---- Saved.vue
+    def load(self):
+        """load(): GET /api/v1/messages/ with offset, limit and paginationId;
+        vue-resource leaves out a parameter whose value is undefined."""
+        params = {"offset": self.offset, "limit": self.limit}
+        if self.pagination_id is not None:
+            params["paginationId"] = self.pagination_id
+        r = self.http.get("http://%s/api/v1/messages/" % self.host, params=params, timeout=15)
+        if r.status_code // 100 == 2:
+            data = r.json()
+            self.messages = data["messages"]
+            self.offset = data["offset"]
+            self.limit = data["limit"]
+            self.pagination_id = data["paginationId"]
+            self.total = data["total"]
+            self.error = ""
+        else:
+            self.error = r.text
+        return r.status_code
+
+    def turn_page(self, direction):
+        self.offset += direction * self.limit
+        return self.load()
+
+    def next_enabled(self):
+        """The >> button is disabled unless offset + limit < total."""
+        return self.offset + self.limit < self.total
+
+    # ---- Dev.vue
+    def post_single(self, text):
+        """messagesPostSingle: the textarea's text as the body; vue-resource's
+        default POST header says application/json;charset=utf-8."""
+        r = self.http.post("http://%s/api/v1/messages/" % self.host, data=text.encode(),
+                           headers={"Content-Type": "application/json;charset=utf-8"},
+                           timeout=15)
+        return r.status_code, r.text
+
+    def post_multiple(self, i):
+        """messagesPostMultiple: {'multiple': true, 'i': i}, JSON-encoded."""
+        r = self.http.post("http://%s/api/v1/messages/" % self.host,
+                           json={"multiple": True, "i": i}, timeout=15)
+        return r.status_code
+
+    def close(self):
+        self.http.close()

@@ -6,6 +6,7 @@ Each mix runs on a vhost of its own (the original's names are fixed, and the
 shared stack's vhost already holds our durable declarations)."""
 import json
 import os
+import subprocess
 import time
 import uuid
 
@@ -526,3 +527,122 @@ def test_the_originals_200_empty_answer_as_an_option(stack, proc, tmp_path, vhos
     r = requests.post(ours.mapper + "/messages/", json={"x": 1}, timeout=10)
     assert r.status_code == 200 and r.json() == {}
     wait_until(lambda: ours.rows(db) == 1, timeout=30)
+
+
+# ---- the live channel in the original's form, and the original frontend ---------
+
+
+def test_original_live_channel_binary_data_only_frames(stack, proc, tmp_path, vhost):
+    ours = Ours(stack, proc, tmp_path, vhost)
+    ours.start_mapper()
+    ours.start_live()
+    base = ours.live.replace("http", "ws")
+    # Both spellings of the original's path: through nginx ("/") and direct.
+    originals = [websocket.create_connection(base + "/", timeout=15),
+                 websocket.create_connection(base + "/ws/v1/", timeout=15)]
+    ours_ws = websocket.create_connection(base + "/messages/", timeout=15)
+    try:
+        s = requests.Session()
+        sent = [{"n": i, "s": "x%d" % i, "l": [1, 2, {"t": True, "f": None}]} for i in range(50)]
+        for body in sent:
+            assert s.post(ours.mapper + "/messages/", json=body, timeout=10).status_code == 202
+        s.close()
+        for ws in originals:
+            for body in sent:
+                opcode, data = ws.recv_data()
+                assert opcode == websocket.ABNF.OPCODE_BINARY
+                # Byte for byte what the original's json.dumps(data) sends.
+                assert data == json.dumps(body).encode()
+        # Our own channel is unchanged: text frames with the envelope.
+        for body in sent:
+            opcode, data = ours_ws.recv_data()
+            assert opcode == websocket.ABNF.OPCODE_TEXT
+            assert json.loads(data)["data"] == body
+    finally:
+        for ws in originals + [ours_ws]:
+            ws.close()
+
+
+def test_no_original_channel_without_compat(stack, proc, tmp_path, vhost):
+    ours = Ours(stack, proc, tmp_path, vhost, compat="none")
+    ours.start_live()
+    with pytest.raises(websocket.WebSocketBadStatusException) as e:
+        websocket.create_connection(ours.live.replace("http", "ws") + "/ws/v1/", timeout=10)
+    assert e.value.status_code == 404
+
+
+def _start_nginx(stack, tmp_path, ours):
+    """nginx as the stack runs it, in front of ours; returns (host, stop)."""
+    port = stack.aux_port + 3
+    var = tmp_path / "nginx-var"
+    env = stack.env(FPESA_VAR=str(var), FPESA_NGINX_PORT=str(port), FPESA_MAPPERS="1",
+                    FPESA_MAPPER_PORT=str(ours.mapper_port), FPESA_LIVE_PORT=str(ours.live_port),
+                    FPESA_CONFIG=ours.config)
+    subprocess.run([os.path.join(stack.root, "scripts", "nginx-conf.sh")], env=env, check=True,
+                   capture_output=True, timeout=30)
+    prefix = str(var / "nginx")
+    conf = os.path.join(prefix, "nginx.conf")
+    subprocess.run(["/usr/sbin/nginx", "-p", prefix, "-c", conf], env=env, check=True,
+                   capture_output=True, timeout=30)
+
+    def stop():
+        subprocess.run(["/usr/sbin/nginx", "-p", prefix, "-c", conf, "-s", "stop"], env=env,
+                       capture_output=True, timeout=30)
+        pidfile = os.path.join(prefix, "nginx.pid")
+        deadline = time.time() + 15
+        while os.path.exists(pidfile) and time.time() < deadline:
+            time.sleep(0.1)
+
+    return "127.0.0.1:%d" % port, stop
+
+
+def test_the_original_frontend_works_unchanged_against_ours(stack, proc, tmp_path, vhost, db):
+    """Index.vue's live feed, Dev.vue's forms and Saved.vue's paging, as the
+    original frontend speaks them, through nginx to our compat system."""
+    ours = Ours(stack, proc, tmp_path, vhost)
+    ours.start_host()
+    ours.start_mapper()
+    ours.start_live()
+    host, stop_nginx = _start_nginx(stack, tmp_path, ours)
+    fe = orig.Frontend(host)
+    try:
+        ws = wait_until(lambda: _try(fe.open_live), timeout=30)
+        try:
+            default = '{"this": "has", "to": "be", "a": "valid", "json": "object"}'
+            status, text = fe.post_single(default)
+            assert status == 202, text
+            for i in range(100):
+                assert fe.post_multiple(i) == 202
+            shown = [fe.on_socket_message(ws)[0] for _ in range(101)]
+            assert shown == [json.loads(default)] + [{"multiple": True, "i": i}
+                                                      for i in range(100)]
+        finally:
+            ws.close()
+        wait_until(lambda: ours.rows(db) >= 101, timeout=30)
+        # Saved.vue: the first load has no paginationId, the next ones carry
+        # the integer it got; messages arriving meanwhile do not move pages.
+        assert fe.load() == 200 and fe.error == ""
+        assert isinstance(fe.pagination_id, int)
+        assert fe.total == 101 and len(fe.messages) == 10
+        seen = list(fe.messages)
+        first_pid = fe.pagination_id
+        for i in range(5):
+            assert fe.post_multiple(1000 + i) == 202
+        wait_until(lambda: ours.rows(db) >= 106, timeout=30)
+        while fe.next_enabled():
+            assert fe.turn_page(+1) == 200, fe.error
+            assert fe.pagination_id == first_pid and fe.total == 101
+            seen += fe.messages
+        assert len(seen) == 101
+        assert seen[0] == {"multiple": True, "i": 99} and seen[-1] == json.loads(default)
+        assert fe.turn_page(-1) == 200 and fe.messages == seen[90:100]
+    finally:
+        fe.close()
+        stop_nginx()
+
+
+def _try(fn):
+    try:
+        return fn()
+    except (OSError, websocket.WebSocketException):
+        return None
