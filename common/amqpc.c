@@ -193,17 +193,24 @@ static int refused(amqp_connection_state_t conn, int channel, const char *what, 
     return amqpc_check(conn, what, name) < 0 ? -1 : 0;
 }
 
-int amqpc_declare_exchange(amqp_connection_state_t conn, int channel, const char *name,
-                           const char *type) {
+int amqpc_declare_exchange_as(amqp_connection_state_t conn, int channel, const char *name,
+                              const char *type, bool durable) {
     amqp_exchange_declare(conn, (amqp_channel_t)channel, amqp_cstring_bytes(name),
-                          amqp_cstring_bytes(type ? type : "fanout"), 0, 1, 0, 0, amqp_empty_table);
+                          amqp_cstring_bytes(type ? type : "fanout"), 0, durable, 0, 0,
+                          amqp_empty_table);
     return refused(conn, channel, "exchange.declare", name) < 0 ? -1 : 0;
 }
 
-int amqpc_declare_queue(amqp_connection_state_t conn, int channel, const char *name) {
+int amqpc_declare_exchange(amqp_connection_state_t conn, int channel, const char *name,
+                           const char *type) {
+    return amqpc_declare_exchange_as(conn, channel, name, type, true);
+}
+
+int amqpc_declare_queue_as(amqp_connection_state_t conn, int channel, const char *name,
+                           bool durable) {
     int r;
 
-    amqp_queue_declare(conn, (amqp_channel_t)channel, amqp_cstring_bytes(name), 0, 1, 0, 0,
+    amqp_queue_declare(conn, (amqp_channel_t)channel, amqp_cstring_bytes(name), 0, durable, 0, 0,
                        amqp_empty_table);
     r = refused(conn, channel, "queue.declare", name);
     if (r <= 0)
@@ -212,6 +219,10 @@ int amqpc_declare_queue(amqp_connection_state_t conn, int channel, const char *n
     amqp_queue_declare(conn, (amqp_channel_t)channel, amqp_cstring_bytes(name), 1, 0, 0, 0,
                        amqp_empty_table);
     return amqpc_check(conn, "queue.declare passive", name);
+}
+
+int amqpc_declare_queue(amqp_connection_state_t conn, int channel, const char *name) {
+    return amqpc_declare_queue_as(conn, channel, name, true);
 }
 
 int amqpc_bind(amqp_connection_state_t conn, int channel, const char *queue, const char *exchange,

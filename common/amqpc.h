@@ -65,6 +65,13 @@ int amqpc_declare_exchange(amqp_connection_state_t conn, int channel, const char
  * with other arguments. 0 or -1 (logged). */
 int amqpc_declare_queue(amqp_connection_state_t conn, int channel, const char *name);
 
+/* The same with durability chosen: the original Python fpesa declares its
+ * exchanges and queues transient (compat: fpesa-python). */
+int amqpc_declare_exchange_as(amqp_connection_state_t conn, int channel, const char *name,
+                              const char *type, bool durable);
+int amqpc_declare_queue_as(amqp_connection_state_t conn, int channel, const char *name,
+                           bool durable);
+
 /* Binds queue to exchange with key. 0 or -1 (logged). */
 int amqpc_bind(amqp_connection_state_t conn, int channel, const char *queue, const char *exchange,
                const char *key);

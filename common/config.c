@@ -733,6 +733,28 @@ static void set_mode(struct loader *ld, const struct key *k, const struct ynode 
         errf(ld, v, "unknown mode \"%s\" (expected publish or rpc)", q(v->value, t, sizeof(t)));
 }
 
+static const char *const compats[] = {"none", "fpesa-python"};
+
+static void set_compat(struct loader *ld, const struct key *k, const struct ynode *v, void *base) {
+    char t[96];
+    const char *s;
+
+    if (!scalar_ok(ld, k, v, "none or fpesa-python"))
+        return;
+    for (size_t i = 0; i < sizeof(compats) / sizeof(compats[0]); i++) {
+        if (strcmp(v->value, compats[i]) == 0) {
+            *FIELD(base, k->off, enum cfg_compat) = (enum cfg_compat)i;
+            return;
+        }
+    }
+    s = suggest(v->value, compats, 2);
+    if (s)
+        errf(ld, v, "unknown compat \"%s\" (did you mean \"%s\"?)", q(v->value, t, sizeof(t)), s);
+    else
+        errf(ld, v, "unknown compat \"%s\" (expected none or fpesa-python)",
+             q(v->value, t, sizeof(t)));
+}
+
 static bool is_param_name(const char *s, size_t n) {
     size_t i;
 
@@ -1682,6 +1704,7 @@ static const struct key top_keys[] = {
     {"database", set_section, 0, 0, 0, 0, database_keys, 0},
     {"plugin_dir", set_str, CF(plugin_dir), 0, 0, 0, NULL, 0},
     {"auth", set_auth, 0, 0, 0, 0, auth_keys, 0},
+    {"compat", set_compat, CF(compat), 0, 0, 0, NULL, 0},
     {"endpoints", set_endpoints, 0, 0, 0, 0, endpoint_keys, 0},
     {"handlers", set_handlers, 0, 0, 0, 0, handler_keys, 0},
     {"idempotency", set_section, 0, 0, 0, 0, idempotency_keys, 0},
@@ -2182,6 +2205,14 @@ static void collect_keys(const struct key *keys, const char *prefix) {
 static void build_known(void) {
     collect_keys(top_keys, "");
     known_keys[n_known] = NULL;
+}
+
+bool cfg_declare_durable(const struct cfg *cfg) {
+    return !cfg || cfg->compat != CFG_COMPAT_FPESA_PYTHON;
+}
+
+const char *cfg_compat_name(const struct cfg *cfg) {
+    return compats[cfg && cfg->compat == CFG_COMPAT_FPESA_PYTHON ? 1 : 0];
 }
 
 const char *const *cfg_known_keys(void) {

@@ -36,6 +36,13 @@ struct cfg_pos {
 
 enum cfg_mode { CFG_MODE_PUBLISH = 0, CFG_MODE_RPC = 1 };
 
+/* compat: whom the bus topology must agree with (doc/fpesa-python.rst). */
+enum cfg_compat {
+    CFG_COMPAT_NONE = 0,         /* our own declarations: every exchange and queue durable */
+    CFG_COMPAT_FPESA_PYTHON = 1, /* the original Python fpesa's: exchanges, RPC and the rpc
+                                    queues not durable, publish queues durable */
+};
+
 /* How a request body of one content type is read (endpoints[].content_types[].kind). */
 enum cfg_body_kind {
     CFG_BODY_JSON = 0,  /* parsed as JSON, validated by the body schema */
@@ -218,6 +225,7 @@ struct cfg {
         char **origins; /* Origin values allowed to open websockets; none: any */
         size_t n_origins;
     } auth;
+    enum cfg_compat compat; /* default CFG_COMPAT_NONE */
 
     struct cfg_endpoint *endpoints;
     size_t n_endpoints;
@@ -236,6 +244,17 @@ void cfg_free(struct cfg *cfg);
 /* The endpoint with this exact method and path pattern, or NULL (borrowed). */
 const struct cfg_endpoint *cfg_endpoint_find(const struct cfg *cfg, const char *method,
                                              const char *path);
+
+/* True when the endpoint exchanges, the exchange RPC and the rpc queues are
+ * declared durable (compat none); false under compat fpesa-python, whose
+ * programs declare them transient. Publish queues are durable either way.
+ * Whatever this says, a program finding a declaration with other flags uses
+ * it as it is. cfg is borrowed; NULL means the defaults. */
+bool cfg_declare_durable(const struct cfg *cfg);
+
+/* The compat setting as written in the file ("none", "fpesa-python");
+ * static storage. */
+const char *cfg_compat_name(const struct cfg *cfg);
 
 /* Every key the loader knows, as dotted paths ("http.max_body",
  * "endpoints[].path", "handlers[].config"), NULL-terminated; static storage.

@@ -40,6 +40,7 @@ struct live_msg {
     size_t len;           /* bytes of the frame payload */
     size_t pre;           /* headroom before the payload (LWS_PRE) */
     size_t hl;            /* bytes of the websocket frame header written just before the payload */
+    bool binary;          /* a binary frame (the original fpesa's form), else text */
     unsigned char data[]; /* pre bytes of headroom, then len bytes of JSON */
 };
 
@@ -70,6 +71,14 @@ struct live_msg *live_msg_new_text(int channel, const char *channel_path, const 
  * as they are, other values as JSON) into out (size len). Returns 0, or -1
  * when a parameter is missing or out is too small. */
 int live_path_expand(const char *channel_path, json_t *params, char *out, size_t len);
+
+/* The original Python fpesa's live frame: a binary frame holding only data
+ * as JSON (jansson's default separators and ASCII escapes, which are what the
+ * original's json.dumps writes), with its header in the headroom like
+ * live_msg_new's. id and the data's JSON text data[0..data_len) are borrowed
+ * (data NULL: null). Returns NULL when out of memory. */
+struct live_msg *live_msg_new_data(int channel, const char *id, const char *data, size_t data_len,
+                                   size_t pre);
 
 /* Formats milliseconds since the epoch as 2026-01-02T03:04:05.678+00:00 (the
  * form the message store answers with) into buf (>= 40 bytes). 0 means now.

@@ -75,6 +75,12 @@ static int check(struct live_bus *bus, const char *what) {
     return amqpc_check(bus->conn, what, "live");
 }
 
+/* Declares an exchange; one of that name that already exists with other
+ * flags is used as it is, since its name is what the wire protocol fixes. */
+static int declare_exchange(struct live_bus *bus, const char *name, const char *type) {
+    return amqpc_declare_exchange_as(bus->conn, 1, name, type, !bus->p.transient);
+}
+
 static int declare_queue(struct live_bus *bus, char *out, size_t len) {
     amqp_queue_declare_ok_t *q =
         amqp_queue_declare(bus->conn, 1, amqp_empty_bytes, 0, 0, 1, 1, amqp_empty_table);
@@ -105,12 +111,12 @@ static int connect_bus(struct live_bus *bus) {
     if (check(bus, "channel.open") < 0)
         goto out_conn;
     for (size_t i = 0; i < bus->p.n_exchanges; i++)
-        if (amqpc_declare_exchange(bus->conn, 1, bus->p.exchanges[i], "fanout") < 0)
+        if (declare_exchange(bus, bus->p.exchanges[i], "fanout") < 0)
             goto out_conn;
-    if (amqpc_declare_exchange(bus->conn, 1, "RPC", "direct") < 0)
+    if (declare_exchange(bus, "RPC", "direct") < 0)
         goto out_conn;
     for (size_t i = 0; i < bus->p.n_rpc_exchanges; i++)
-        if (amqpc_declare_exchange(bus->conn, 1, bus->p.rpc_exchanges[i], "direct") < 0)
+        if (declare_exchange(bus, bus->p.rpc_exchanges[i], "direct") < 0)
             goto out_conn;
     if (declare_queue(bus, bus->live_queue, sizeof(bus->live_queue)) < 0 ||
         declare_queue(bus, bus->reply_queue, sizeof(bus->reply_queue)) < 0)
@@ -188,6 +194,14 @@ static void on_live(struct live_bus *bus, amqp_envelope_t *env) {
         ev->kind = LIVE_EV_MESSAGE;
         ev->msg = live_msg_new_text(ch, bus->p.channel_paths[ch], id, when, params, data, dlen,
                                     bus->p.pre);
+        if (ev->msg)
+            emit(bus, ev);
+        else
+            free(ev);
+    }
+    if (bus->p.original_channel >= 0 && (ev = calloc(1, sizeof(*ev)))) {
+        ev->kind = LIVE_EV_MESSAGE;
+        ev->msg = live_msg_new_data(bus->p.original_channel, id, data, dlen, bus->p.pre);
         if (ev->msg)
             emit(bus, ev);
         else

@@ -13,6 +13,7 @@
 #define LIVE_BUS_H
 
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -33,7 +34,10 @@ struct live_bus_params {
     size_t n_rpc_exchanges;           /* rpc exchanges the resume requests go to */
     const char *const *rpc_exchanges; /* borrowed; declared direct at connect */
     size_t pre;                       /* headroom for each frame (LWS_PRE) */
-    struct live_inbox *inbox;         /* borrowed; where events go */
+    bool transient;                   /* declare exchanges not durable (compat fpesa-python) */
+    int original_channel;     /* channel that also gets every live message in the original fpesa's
+                                 form (binary, data only), or -1 */
+    struct live_inbox *inbox; /* borrowed; where events go */
     live_wake_fn *wake;
     void *wake_arg;
 };

@@ -145,6 +145,7 @@ struct live_server {
     const char **rpc_exchanges;
     size_t n_rpc_exchanges;
     const char **channel_paths;
+    int original_channel; /* compat fpesa-python: the channel "/" in the original's form, or -1 */
 
     volatile sig_atomic_t stop_asked;
     bool stopping;
@@ -726,7 +727,8 @@ static bool batch_add(struct live_server *srv, struct client *c, struct live_msg
 /* Writes one message too large for the batch buffer on its own. */
 static int write_large(struct live_server *srv, struct client *c, struct live_msg *m) {
     if (!c->sse) {
-        if (lws_write(c->wsi, live_msg_payload(m), m->len, LWS_WRITE_TEXT) < 0)
+        if (lws_write(c->wsi, live_msg_payload(m), m->len,
+                      m->binary ? LWS_WRITE_BINARY : LWS_WRITE_TEXT) < 0)
             return -1;
     } else {
         size_t n;
@@ -1581,11 +1583,12 @@ static int channels_build(struct live_server *srv) {
     const struct cfg *cfg = srv->cfg;
     size_t n = cfg->n_endpoints;
 
-    srv->channels = calloc(n ? n : 1, sizeof(*srv->channels));
+    /* One more channel than endpoints: the original fpesa's, when asked for. */
+    srv->channels = calloc(n + 1, sizeof(*srv->channels));
     srv->exchanges = calloc(n ? n : 1, sizeof(char *));
     srv->exchange_channel = calloc(n ? n : 1, sizeof(int));
     srv->rpc_exchanges = calloc(n ? n : 1, sizeof(char *));
-    srv->channel_paths = calloc(n ? n : 1, sizeof(char *));
+    srv->channel_paths = calloc(n + 1, sizeof(char *));
     if (!srv->channels || !srv->exchanges || !srv->exchange_channel || !srv->rpc_exchanges ||
         !srv->channel_paths)
         return -1;
@@ -1612,6 +1615,26 @@ static int channels_build(struct live_server *srv) {
         srv->exchanges[srv->n_exchanges] = ep->exchange;
         srv->exchange_channel[srv->n_exchanges] = (int)ch;
         srv->n_exchanges++;
+    }
+    /* compat fpesa-python: the original's live channel, on "/" (its frontend
+     * opens /ws/v1/, which the proxy hands on as "/"): every live message as
+     * a binary frame holding only its data. It has no resume (the original
+     * had none) and exists only when some endpoint is live and none is "/"
+     * itself. */
+    srv->original_channel = -1;
+    if (cfg->compat == CFG_COMPAT_FPESA_PYTHON && srv->n_channels > 0 &&
+        channel_find(srv, "/", NULL, 0) < 0) {
+        size_t cap = cfg->live.client_queue * 4;
+
+        srv->channels[srv->n_channels].path = strdup("/");
+        if (!srv->channels[srv->n_channels].path)
+            return -1;
+        srv->channels[srv->n_channels].has_params = false;
+        if (live_window_init(&srv->channels[srv->n_channels].win, cap < 16384 ? 16384 : cap,
+                             WINDOW_BYTES) < 0)
+            return -1;
+        srv->channel_paths[srv->n_channels] = srv->channels[srv->n_channels].path;
+        srv->original_channel = (int)srv->n_channels++;
     }
     /* A channel can be resumed when its path also has a GET rpc: the stored messages. */
     for (size_t ch = 0; ch < srv->n_channels; ch++) {
@@ -1741,6 +1764,8 @@ struct live_server *live_server_new(const struct cfg *cfg) {
     bp.n_rpc_exchanges = srv->n_rpc_exchanges;
     bp.rpc_exchanges = srv->rpc_exchanges;
     bp.pre = LWS_PRE;
+    bp.transient = !cfg_declare_durable(cfg);
+    bp.original_channel = srv->original_channel;
     bp.inbox = &srv->inbox;
     bp.wake = wake;
     bp.wake_arg = srv;

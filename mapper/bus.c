@@ -391,14 +391,21 @@ static int check_reply(struct mbus *bus, const char *what, const char *name) {
 static int declare_topology(struct mbus *bus) {
     const struct cfg *cfg = bus->cfg;
     amqp_connection_state_t c = bus->conn;
+    /* compat fpesa-python: the original's flags, so that it may declare
+     * after us (it refuses to start on a mismatch). */
+    bool durable = cfg_declare_durable(cfg);
 
     for (size_t i = 0; i < cfg->n_endpoints; i++) {
         const struct cfg_endpoint *ep = &cfg->endpoints[i];
         bool pub = ep->mode == CFG_MODE_PUBLISH;
-        /* A fanout exchange ignores the key; the rpc exchange routes on it. */
-        if (amqpc_declare_exchange(c, CH_RPC, ep->exchange, pub ? "fanout" : "direct") < 0 ||
-            amqpc_declare_queue(c, CH_RPC, ep->exchange) < 0 ||
-            amqpc_bind(c, CH_RPC, ep->exchange, ep->exchange, pub ? "" : ep->exchange) < 0)
+        /* A fanout exchange ignores the key; the rpc exchange routes on it.
+         * The original binds with the queue's name either way: the same
+         * binding, not a second one. */
+        if (amqpc_declare_exchange_as(c, CH_RPC, ep->exchange, pub ? "fanout" : "direct", durable) <
+                0 ||
+            amqpc_declare_queue_as(c, CH_RPC, ep->exchange, pub || durable) < 0 ||
+            amqpc_bind(c, CH_RPC, ep->exchange, ep->exchange, pub && durable ? "" : ep->exchange) <
+                0)
             return -1;
     }
 
@@ -409,7 +416,7 @@ static int declare_topology(struct mbus *bus) {
          amqpc_declare_queue(c, CH_RPC, idem) < 0 || amqpc_bind(c, CH_RPC, idem, idem, idem) < 0))
         return -1;
 
-    if (amqpc_declare_exchange(c, CH_RPC, "RPC", "direct") < 0)
+    if (amqpc_declare_exchange_as(c, CH_RPC, "RPC", "direct", durable) < 0)
         return -1;
     amqp_queue_declare_ok_t *q =
         amqp_queue_declare(c, CH_RPC, amqp_empty_bytes, 0, 0, 1, 1, amqp_empty_table);

@@ -648,6 +648,13 @@ static void begin(struct request *rq, const char *method) {
         fail(rq, MHD_HTTP_BAD_REQUEST, "%s %s takes no request body", ep->method, ep->path);
         return;
     }
+    if (idx < 0 && ep->body && srv->cfg->compat == CFG_COMPAT_FPESA_PYTHON) {
+        /* The original read every body as JSON whatever its Content-Type
+         * said (text/plain, a form's type from curl -d, or none at all). */
+        rq->kind = CFG_BODY_JSON;
+        rq->media_type = "application/json";
+        return;
+    }
     if (idx < 0) {
         fail(rq, MHD_HTTP_UNSUPPORTED_MEDIA_TYPE, "content type %s is not accepted here",
              ctype ? shown(cb, sizeof(cb), ctype) : "(none)");

@@ -349,7 +349,7 @@ stop-pg) stop_pg ;;
 rabbitmqctl)
     # rabbitmqctl ARGS...: on this stack's node (its cookie and node name).
     shift
-    (rabbit_env && exec "$RABBIT_BIN/rabbitmqctl" -n "$FPESA_NODE" "$@")
+    (rabbit_env && exec "$RABBIT_BIN/rabbitmqctl" -n "$FPESA_NODE" -q "$@")
     ;;
 start-pg) start_pg ;;
 status) status ;;

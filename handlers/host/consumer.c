@@ -150,12 +150,21 @@ static int check(struct fpesa_ctx *c, const char *what) {
     return amqpc_check(c->conn, what, c->h->name);
 }
 
+static int declare_exchange_as(struct fpesa_ctx *c, const char *name, const char *type,
+                               bool durable) {
+    return amqpc_declare_exchange_as(c->conn, CHANNEL, name, type, durable);
+}
+
 static int declare_exchange(struct fpesa_ctx *c, const char *name, const char *type) {
-    return amqpc_declare_exchange(c->conn, CHANNEL, name, type);
+    return declare_exchange_as(c, name, type, true);
+}
+
+static int declare_queue_as(struct fpesa_ctx *c, const char *name, bool durable) {
+    return amqpc_declare_queue_as(c->conn, CHANNEL, name, durable);
 }
 
 static int declare_queue(struct fpesa_ctx *c, const char *name) {
-    return amqpc_declare_queue(c->conn, CHANNEL, name);
+    return declare_queue_as(c, name, true);
 }
 
 static int bind_queue(struct fpesa_ctx *c, const char *queue, const char *exchange,
@@ -178,23 +187,26 @@ int consumer_declare(struct fpesa_ctx *c, const char *exchange, const char *type
 
 /* The topology of the wire protocol, so the host may start before the
  * mapper: the endpoint's exchange and its queue of the same name, the RPC
- * exchange answers go to, and the dead-letter exchange and queue. */
+ * exchange answers go to, and the dead-letter exchange and queue (ours
+ * alone, always durable). Under compat fpesa-python the wire protocol's
+ * names get the original's flags (transient exchanges and rpc queues). */
 static int declare_all(struct fpesa_ctx *c) {
     const char *q = c->h->queue;
     const struct cfg_endpoint *ep = NULL;
+    bool durable = cfg_declare_durable(c->cfg);
 
     for (size_t i = 0; i < c->cfg->n_endpoints; i++)
         if (strcmp(c->cfg->endpoints[i].exchange, q) == 0)
             ep = &c->cfg->endpoints[i];
-    if (declare_queue(c, q) < 0)
-        return -1;
     c->is_rpc = ep && ep->mode == CFG_MODE_RPC;
+    if (declare_queue_as(c, q, durable || !c->is_rpc) < 0)
+        return -1;
     if (ep) {
         const char *type = ep->mode == CFG_MODE_RPC ? "direct" : "fanout";
-        if (declare_exchange(c, q, type) < 0 || bind_queue(c, q, q, q) < 0)
+        if (declare_exchange_as(c, q, type, durable) < 0 || bind_queue(c, q, q, q) < 0)
             return -1;
     }
-    if (declare_exchange(c, "RPC", "direct") < 0)
+    if (declare_exchange_as(c, "RPC", "direct", durable) < 0)
         return -1;
     if (declare_exchange(c, c->dlq, "fanout") < 0 || declare_queue(c, c->dlq) < 0 ||
         bind_queue(c, c->dlq, c->dlq, q) < 0)

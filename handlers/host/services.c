@@ -169,6 +169,10 @@ static const char *svc_config(struct fpesa_ctx *ctx, const char *key) {
         part[n] = '\0';
         v = json_object_get(v, part);
     }
+    /* The file's top-level compat, unless the handler's config names its
+     * own: a plugin may follow it (messages_get's offset shape). */
+    if (!v && strcmp(key, "compat") == 0 && ctx->cfg->compat != CFG_COMPAT_NONE)
+        return cfg_compat_name(ctx->cfg);
     if (!v)
         return NULL;
     switch (json_typeof(v)) {

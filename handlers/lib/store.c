@@ -3,6 +3,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
+#include <time.h>
 
 /* One lock for every migration of every table: creating
  * schema_migrations itself must not race either. */
@@ -17,6 +19,21 @@ static const char *const migrations[] = {
     " received_at timestamptz NOT NULL DEFAULT now(),"
     " data jsonb NOT NULL,"
     " CONSTRAINT {t}_seq_key UNIQUE (seq))",
+    /* 2: pos, the dense number the offset pagination seeks on (store.h). The
+     * existing rows are numbered in seq order once; messages_post numbers
+     * its rows in its INSERT, the trigger numbers any other writer's. */
+    "ALTER TABLE {t} ADD COLUMN pos bigint;"
+    " UPDATE {t} SET pos = n.rn FROM"
+    "  (SELECT seq, row_number() OVER (ORDER BY seq) AS rn FROM {t}) n WHERE {t}.seq = n.seq;"
+    " ALTER TABLE {t} ADD CONSTRAINT {t}_pos_key UNIQUE (pos);"
+    " CREATE FUNCTION {t}_pos() RETURNS trigger LANGUAGE plpgsql AS $f$"
+    " BEGIN"
+    "  PERFORM pg_advisory_xact_lock(hashtext('fpesa.store.{t}'));"
+    "  NEW.pos := coalesce((SELECT pos FROM {t} ORDER BY pos DESC LIMIT 1), 0) + 1;"
+    "  RETURN NEW;"
+    " END $f$;"
+    " CREATE TRIGGER {t}_pos BEFORE INSERT ON {t} FOR EACH ROW WHEN (NEW.pos IS NULL)"
+    " EXECUTE FUNCTION {t}_pos()",
 };
 
 bool store_ident_is_valid(const char *s) {
@@ -194,6 +211,35 @@ bool store_uuid7_ms(const char *id, int64_t *ms) {
     }
     *ms = v;
     return true;
+}
+
+void store_uuid7_new(char out[37]) {
+    static const char hex[] = "0123456789abcdef";
+    unsigned char b[16];
+    struct timespec ts;
+    uint64_t ms;
+    size_t o = 0;
+
+    if (getrandom(b, sizeof(b), 0) != (ssize_t)sizeof(b)) {
+        /* No entropy at all is not a reason to lose a message: the clock and
+         * the address of the buffer still make the id unlikely to repeat. */
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        for (size_t i = 0; i < sizeof(b); i++)
+            b[i] = (unsigned char)(((uint64_t)ts.tv_nsec >> (i % 8)) ^ ((uintptr_t)b >> i) ^ i);
+    }
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ms = (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+    for (int i = 0; i < 6; i++)
+        b[i] = (unsigned char)(ms >> (40 - 8 * i));
+    b[6] = (unsigned char)(0x70 | (b[6] & 0x0f));
+    b[8] = (unsigned char)(0x80 | (b[8] & 0x3f));
+    for (int i = 0; i < 16; i++) {
+        if (i == 4 || i == 6 || i == 8 || i == 10)
+            out[o++] = '-';
+        out[o++] = hex[b[i] >> 4];
+        out[o++] = hex[b[i] & 15];
+    }
+    out[o] = '\0';
 }
 
 bool store_is_data_error(PGconn *pg, const PGresult *res) {

@@ -9,6 +9,16 @@
  *   id           text PRIMARY KEY         the message id (UUIDv7 or Idempotency-Key)
  *   received_at  timestamptz              the mapper's receive time (see below)
  *   data         jsonb                    the envelope's "data"
+ *   pos          bigint UNIQUE            (migration 2) 1, 2, 3, ... without gaps,
+ *                                         in seq order: the offset pagination key
+ * messages_post numbers its rows itself (highest pos + 1, 2, ... for the
+ * rows of a batch that are not stored yet) under its transaction-level
+ * advisory lock; a BEFORE INSERT trigger, run only for a row inserted without
+ * pos, does the same for any other writer (taking the same lock), so a row
+ * skipped by ON CONFLICT DO NOTHING leaves no gap. Since the store only ever grows,
+ * the rows up to pos P number P - min(pos) + 1 and the row at offset k below
+ * P is the one with pos P - k: an offset page is an index lookup, whatever
+ * the offset and the table's size.
  * The id is text and not uuid because an Idempotency-Key may be any string;
  * ordering therefore never relies on the id but on seq, which messages_post
  * assigns under a transaction-level advisory lock so that seq order is also
@@ -64,6 +74,11 @@ char *store_sql(const char *tmpl, const char *table);
 /* When id is a UUIDv7, stores its embedded Unix time in milliseconds in
  * *ms and returns true. */
 bool store_uuid7_ms(const char *id, int64_t *ms);
+
+/* Writes a new UUIDv7 (time-ordered random id) in its 36-character text
+ * form into out (borrowed, at least 37 bytes). For messages that arrive
+ * without a message_id. */
+void store_uuid7_new(char out[37]);
 
 /* True when the failed result res says the data of the statement is wrong
  * (SQLSTATE class 22 data exception, 23 integrity constraint violation, 54

@@ -18,7 +18,11 @@
  * data (jsonb_path_ops, this plugin's own versioned migration, name
  * "<table>.contains") serves it.
  *
- * config: { table: messages }
+ * config: { table: messages, compat: none | fpesa-python }
+ *   compat: fpesa-python answers offset pages in the original fpesa's shape:
+ *   {"paginationId": <integer>, "offset", "limit", "total", "messages": [the
+ *   stored objects]}. The handler host passes the file's top-level compat
+ *   when the handler's config does not name one.
  */
 #include <fpesa/handler.h>
 #include <inttypes.h>
@@ -65,18 +69,30 @@ static const char *const sql_after =
     " CASE WHEN (SELECT count(*) FROM page) >= $2"
     "  THEN (SELECT to_json(id) FROM page ORDER BY seq DESC LIMIT 1) END";
 
-static const char *const sql_offset =
-    "SELECT coalesce((SELECT json_agg(" ROW_JSON " ORDER BY seq DESC) FROM"
-    " (SELECT seq, id, received_at, data FROM {t} WHERE seq <= $1"
-    "  ORDER BY seq DESC OFFSET $2 LIMIT $3) p), '[]'),"
-    " (SELECT count(*) FROM {t} WHERE seq <= $1)";
+/* The offset page seeks on pos (store.h): the view frozen at position $1
+ * (-1: the newest), the page below $1 - offset. min and max come from the
+ * pos index, so neither the table's size nor the offset costs anything.
+ * A paginationId beyond the newest message counts only what exists, and an
+ * empty store answers paginationId 0, as the original fpesa did. */
+#define SQL_OFFSET(ROW)                                                                            \
+    "WITH b AS (SELECT coalesce(min(pos), 1) AS lo, coalesce(max(pos), 0) AS hi FROM {t}),"        \
+    " f AS (SELECT lo, hi, CASE WHEN hi = 0 THEN 0 WHEN $1::bigint < 0 THEN hi ELSE $1::bigint"    \
+    "  END AS pid, CASE WHEN $1::bigint < 0 THEN hi ELSE least($1::bigint, hi) END AS p FROM b)"   \
+    " SELECT (SELECT pid FROM f), (SELECT greatest(p - lo + 1, 0) FROM f),"                        \
+    " coalesce((SELECT json_agg(" ROW " ORDER BY pos DESC) FROM"                                   \
+    "  (SELECT pos, id, received_at, data FROM {t} WHERE pos <= (SELECT p FROM f) - $2::bigint"    \
+    "   ORDER BY pos DESC LIMIT $3) x), '[]')"
 
-static const char *const sql_max = "SELECT coalesce(max(seq), 0) FROM {t}";
+static const char *const sql_offset = SQL_OFFSET(ROW_JSON);
+
+/* The original fpesa's shape: the stored objects themselves. */
+static const char *const sql_offset_original = SQL_OFFSET("data");
 
 struct get {
     const struct fpesa_host *host;
     struct fpesa_ctx *ctx;
     char table[STORE_TABLE_MAX + 1];
+    bool original; /* compat fpesa-python: offset pages in the original's shape */
     PGconn *pg;
     time_t failed_at; /* last failed connect: no new attempt within a second */
 };
@@ -135,7 +151,7 @@ static int open_db(struct get *g) {
     if (prepare(g, "keyset", sql_keyset, 2) < 0 ||
         prepare(g, "keyset_contains", sql_keyset_contains, 3) < 0 ||
         prepare(g, "one", sql_one, 1) < 0 || prepare(g, "after", sql_after, 2) < 0 ||
-        prepare(g, "offset", sql_offset, 3) < 0 || prepare(g, "max", sql_max, 0) < 0)
+        prepare(g, "offset", g->original ? sql_offset_original : sql_offset, 3) < 0)
         goto out_fail;
     g->failed_at = 0;
     FPESA_LOG(g, FPESA_LOG_INFO, "messages_get: database connected table=%s", g->table);
@@ -152,12 +168,21 @@ static int get_init(const struct fpesa_host *host, struct fpesa_ctx *ctx, const 
                     void **state) {
     struct get *g = calloc(1, sizeof(*g));
     const char *table = host->config(ctx, "table");
+    const char *compat = host->config(ctx, "compat");
 
     (void)config_json;
     if (!g)
         return -1;
     g->host = host;
     g->ctx = ctx;
+    if (compat && strcmp(compat, "fpesa-python") == 0) {
+        g->original = true;
+    } else if (compat && strcmp(compat, "none") != 0) {
+        FPESA_LOG(g, FPESA_LOG_ERROR,
+                  "messages_get: config compat \"%s\" is not none or fpesa-python", compat);
+        free(g);
+        return -1;
+    }
     if (!table)
         table = "messages";
     if (!store_ident_is_valid(table)) {
@@ -285,31 +310,34 @@ static int answer_after(struct get *g, const struct fpesa_message *m, const stru
 }
 
 static int answer_offset(struct get *g, const struct fpesa_message *m, const struct msgq *q) {
-    char frozen[24], off[24], limit[24], pid[CURSOR_MAX + 1], head[160];
+    char frozen[24], off[24], limit[24], pid[CURSOR_MAX + 3], head[200];
     const char *vals[3] = {frozen, off, limit};
-    int64_t fz = q->frozen;
     PGresult *r;
 
-    if (fz < 0) {
-        r = run(g, "max", 0, NULL);
-        if (!r)
-            return -1;
-        fz = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
-        PQclear(r);
-    }
-    snprintf(frozen, sizeof(frozen), "%" PRId64, fz);
+    snprintf(frozen, sizeof(frozen), "%" PRId64, q->frozen);
     snprintf(off, sizeof(off), "%lld", q->offset);
     snprintf(limit, sizeof(limit), "%ld", q->limit);
-    if (cursor_encode('p', fz, pid, sizeof(pid)) < 0)
-        return -1;
     r = run(g, "offset", 3, vals);
     if (!r)
         return -1;
-    snprintf(head, sizeof(head),
-             "{\"offset\":%lld,\"limit\":%ld,\"paginationId\":\"%s\",\"total\":%s,", q->offset,
-             q->limit, pid, PQgetvalue(r, 0, 1));
+    if (g->original) {
+        /* The original's member order: paginationId, offset, limit, total. */
+        snprintf(head, sizeof(head),
+                 "{\"paginationId\":%s,\"offset\":%lld,\"limit\":%ld,\"total\":%s,",
+                 PQgetvalue(r, 0, 0), q->offset, q->limit, PQgetvalue(r, 0, 1));
+    } else {
+        char enc[CURSOR_MAX + 1];
+        if (cursor_encode('p', strtoll(PQgetvalue(r, 0, 0), NULL, 10), enc, sizeof(enc)) < 0) {
+            PQclear(r);
+            return -1;
+        }
+        snprintf(pid, sizeof(pid), "\"%s\"", enc);
+        snprintf(head, sizeof(head),
+                 "{\"offset\":%lld,\"limit\":%ld,\"paginationId\":%s,\"total\":%s,", q->offset,
+                 q->limit, pid, PQgetvalue(r, 0, 1));
+    }
     {
-        const char *parts[] = {head, "\"messages\":", PQgetvalue(r, 0, 0), "}"};
+        const char *parts[] = {head, "\"messages\":", PQgetvalue(r, 0, 2), "}"};
         reply_parts(g, m, parts, 4);
     }
     PQclear(r);

@@ -232,7 +232,17 @@ int msgq_parse(const json_t *args, struct msgq *q, char *err, size_t errlen) {
         q->offset = n;
     }
     if (pid) {
-        if (!json_is_string(pid) || cursor_decode(json_string_value(pid), 'p', &q->frozen) < 0) {
+        /* The original fpesa's paginationId is a whole number (a string of
+         * digits in a query string): the position of the newest message of
+         * the view. The opaque form is the same number as a cursor. */
+        const char *ps = json_string_value(pid);
+        size_t pl = ps ? strlen(ps) : 0;
+
+        if (json_is_integer(pid) && json_integer_value(pid) >= 0) {
+            q->frozen = json_integer_value(pid);
+        } else if (ps && pl > 0 && pl <= 18 && strspn(ps, "0123456789") == pl) {
+            q->frozen = strtoll(ps, NULL, 10);
+        } else if (!ps || cursor_decode(ps, 'p', &q->frozen) < 0) {
             snprintf(err, errlen, "paginationId is not one this service issued");
             return -1;
         }

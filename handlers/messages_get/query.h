@@ -7,7 +7,10 @@
  *                                         defaults to 50 and is clipped to 1000.
  *   offset  ?offset=N[&limit=N][&paginationId=ID]  the original fpesa contract;
  *                                         limit defaults to 50, clipped to 100;
- *                                         paginationId freezes the view.
+ *                                         paginationId freezes the view: the
+ *                                         store position (pos) of its newest
+ *                                         message, as the original's whole
+ *                                         number or as an opaque cursor.
  *   after   ?after=ID[&limit=N]           oldest first, the messages stored
  *                                         after the message ID (liveupdate's
  *                                         resume); limit as keyset.
@@ -20,7 +23,7 @@
  * JSON integers are accepted too.
  *
  * Cursors are base64url (no padding) of a kind letter and a decimal seq:
- * "b<seq>" for before, "p<seq>" for paginationId, so neither can be passed
+ * "b<seq>" for before, "p<pos>" for paginationId, so neither can be passed
  * as the other. */
 #ifndef MSGGET_QUERY_H
 #define MSGGET_QUERY_H
@@ -44,7 +47,7 @@ struct msgq {
     long limit;
     int64_t before;              /* keyset: rows with seq < before; INT64_MAX for the first page */
     long long offset;            /* offset mode */
-    int64_t frozen;              /* offset mode: rows with seq <= frozen; -1 until a paginationId */
+    int64_t frozen;              /* offset mode: rows with pos <= frozen; -1 until a paginationId */
     char after[MSGQ_ID_MAX + 1]; /* after mode: the message id */
     char contains[MSGQ_CONTAINS_MAX + 1]; /* keyset filter: JSON text as given, "" for none */
 };

@@ -6,13 +6,15 @@
  * FPESA_RETRY (the host backs off and the broker keeps the messages); the
  * connection is re-opened on the next batch.
  *
- * A message is poison (FPESA_REJECT, dead-lettered) when it has no
- * message_id, its body is not a JSON object, or it lacks "data", or the
- * database refuses its data on its own (e.g. a string PostgreSQL's jsonb
- * cannot hold) while the rest of its batch is stored. A failure that depends
- * on the database's state (read-only, privileges, a missing table, a full
- * disk, no connection) is never a message's fault: the batch is retried with
- * backoff until the database is healthy again (store_is_transient).
+ * A message without a message_id (the original Python fpesa sets none) is
+ * stored under an id minted here on arrival, a UUIDv7; a redelivery of such a
+ * message gets another id, so it cannot be deduplicated.
+ *
+ * A message is poison (FPESA_REJECT, dead-lettered) when its body is not a JSON object, or it lacks
+ * "data", or the database refuses its data on its own (e.g. a string PostgreSQL's jsonb cannot
+ * hold) while the rest of its batch is stored. A failure that depends on the database's state
+ * (read-only, privileges, a missing table, a full disk, no connection) is never a message's fault:
+ * the batch is retried with backoff until the database is healthy again (store_is_transient).
  *
  * config:
  *   table: messages     the table (a plain identifier)
@@ -44,9 +46,10 @@ struct post {
 
 struct row {
     const char *id;
-    char ms[24];  /* received_at in Unix ms, or "" for now() */
-    char *data;   /* compact JSON text, new */
-    size_t index; /* in the batch */
+    char minted[37]; /* the id when the message came without one */
+    char ms[24];     /* received_at in Unix ms, or "" for now() */
+    char *data;      /* compact JSON text, new */
+    size_t index;    /* in the batch */
 };
 
 static int open_db(struct post *p) {
@@ -135,25 +138,27 @@ static int row_fill(struct post *p, const struct fpesa_message *m, struct row *r
     int64_t ms;
 
     memset(r, 0, sizeof(*r));
-    if (!m->message_id || !*m->message_id) {
-        FPESA_LOG(p, FPESA_LOG_WARN, "messages_post: rejected: no message_id");
-        return -1;
+    if (m->message_id && *m->message_id) {
+        r->id = m->message_id;
+    } else {
+        store_uuid7_new(r->minted);
+        r->id = r->minted;
     }
     /* The strict check refuses what jsonb cannot hold (\u0000, numbers
      * beyond numeric) before the database does. */
     if (jtext_check(m->body, m->len, NULL, &jerr) != JTEXT_OK) {
-        FPESA_LOG(p, FPESA_LOG_WARN, "messages_post: rejected id=%s: %s (offset %zu)", m->message_id,
-            jerr.text, jerr.offset);
+        FPESA_LOG(p, FPESA_LOG_WARN, "messages_post: rejected id=%s: %s (offset %zu)", r->id,
+                  jerr.text, jerr.offset);
         return -1;
     }
     if (jtext_member(m->body, m->len, "data", &data, &dlen) != 1) {
-        FPESA_LOG(p, FPESA_LOG_WARN, "messages_post: rejected id=%s: %s", m->message_id,
-            "the body is not an envelope with \"data\"");
+        FPESA_LOG(p, FPESA_LOG_WARN, "messages_post: rejected id=%s: %s", r->id,
+                  "the body is not an envelope with \"data\"");
         return -1;
     }
     if (p->data_field && jtext_member(data, dlen, p->data_field, &data, &dlen) != 1) {
-        FPESA_LOG(p, FPESA_LOG_WARN, "messages_post: rejected id=%s: the body has no \"%s\"",
-            m->message_id, p->data_field);
+        FPESA_LOG(p, FPESA_LOG_WARN, "messages_post: rejected id=%s: the body has no \"%s\"", r->id,
+                  p->data_field);
         return -1;
     }
     if (p->data_json && data[0] == '"') {
@@ -161,8 +166,8 @@ static int row_fill(struct post *p, const struct fpesa_message *m, struct row *r
         char *inner = jtext_string(data, dlen, &n);
 
         if (!inner || jtext_check(inner, n, NULL, &jerr) != JTEXT_OK) {
-            FPESA_LOG(p, FPESA_LOG_WARN, "messages_post: rejected id=%s: %s is not JSON: %s",
-                m->message_id, p->data_field, inner ? jerr.text : "not a string");
+            FPESA_LOG(p, FPESA_LOG_WARN, "messages_post: rejected id=%s: %s is not JSON: %s", r->id,
+                      p->data_field, inner ? jerr.text : "not a string");
             free(inner);
             return -1;
         }
@@ -172,16 +177,19 @@ static int row_fill(struct post *p, const struct fpesa_message *m, struct row *r
     }
     if (!r->data)
         return -1;
-    r->id = m->message_id;
-    if (store_uuid7_ms(m->message_id, &ms))
+    if (store_uuid7_ms(r->id, &ms))
         snprintf(r->ms, sizeof(r->ms), "%lld", (long long)ms);
     else if (m->timestamp > 0)
         snprintf(r->ms, sizeof(r->ms), "%lld", (long long)m->timestamp * 1000);
     return 0;
 }
 
+/* One statement for the batch. pos (store.h) is numbered here: the highest
+ * stored pos + 1, 2, ... over the rows that are not stored yet, once each
+ * (a redelivery may repeat an id within a batch), in the batch's order, so
+ * that pos has no gap; the caller holds the table's advisory lock. */
 static PGresult *insert(struct post *p, struct row *rows, size_t n) {
-    size_t cap = 128 + strlen(p->table) + n * 128;
+    size_t cap = 512 + 4 * strlen(p->table) + n * 160;
     char *sql = malloc(cap);
     const char **vals = calloc(n * 3 + 1, sizeof(*vals));
     size_t w;
@@ -189,17 +197,25 @@ static PGresult *insert(struct post *p, struct row *rows, size_t n) {
 
     if (!sql || !vals)
         goto out;
-    w = (size_t)snprintf(sql, cap, "INSERT INTO %s (id, received_at, data) VALUES ", p->table);
+    w = (size_t)snprintf(
+        sql, cap,
+        "INSERT INTO %s (id, received_at, data, pos)"
+        " SELECT v.id, coalesce(to_timestamp(v.ms / 1000.0), now()), v.data,"
+        " (SELECT coalesce(max(pos), 0) FROM %s) + row_number() OVER (ORDER BY v.i)"
+        " FROM (SELECT DISTINCT ON (id) * FROM (VALUES ",
+        p->table, p->table);
     for (size_t i = 0; i < n; i++) {
-        w += (size_t)snprintf(
-            sql + w, cap - w,
-            "%s($%zu, coalesce(to_timestamp($%zu::bigint / 1000.0), now()), $%zu::jsonb)",
-            i ? "," : "", 3 * i + 1, 3 * i + 2, 3 * i + 3);
+        w += (size_t)snprintf(sql + w, cap - w, "%s($%zu::text, $%zu::bigint, $%zu::jsonb, %zu)",
+                              i ? "," : "", 3 * i + 1, 3 * i + 2, 3 * i + 3, i);
         vals[3 * i] = rows[i].id;
         vals[3 * i + 1] = rows[i].ms[0] ? rows[i].ms : NULL;
         vals[3 * i + 2] = rows[i].data;
     }
-    snprintf(sql + w, cap - w, " ON CONFLICT (id) DO NOTHING");
+    snprintf(sql + w, cap - w,
+             ") AS r (id, ms, data, i) ORDER BY id, i) v"
+             " WHERE NOT EXISTS (SELECT 1 FROM %s s WHERE s.id = v.id)"
+             " ORDER BY v.i ON CONFLICT (id) DO NOTHING",
+             p->table);
     res = PQexecParams(p->pg, sql, (int)(n * 3), NULL, vals, NULL, NULL, 0);
 out:
     free(sql);

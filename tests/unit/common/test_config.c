@@ -276,6 +276,38 @@ Test(config, plugin_dir_relative_to_file) {
     cfg_free(cfg);
 }
 
+Test(config, compat_values) {
+    const char *base = "endpoints:\n  - {path: /m/, method: POST, mode: publish}\n";
+    char text[512], *errs = NULL;
+    struct cfg *cfg;
+
+    cfg = load_text("c.yaml", base, &errs);
+    cr_assert_not_null(cfg, "%s", errs);
+    cr_assert_eq(cfg->compat, CFG_COMPAT_NONE);
+    cr_assert(cfg_declare_durable(cfg));
+    cr_assert_str_eq(cfg_compat_name(cfg), "none");
+    cfg_free(cfg);
+    free(errs);
+
+    snprintf(text, sizeof(text), "compat: fpesa-python\n%s", base);
+    cfg = load_text("c.yaml", text, &errs);
+    cr_assert_not_null(cfg, "%s", errs);
+    cr_assert_eq(cfg->compat, CFG_COMPAT_FPESA_PYTHON);
+    cr_assert_not(cfg_declare_durable(cfg));
+    cr_assert_str_eq(cfg_compat_name(cfg), "fpesa-python");
+    cfg_free(cfg);
+    free(errs);
+
+    snprintf(text, sizeof(text), "compat: fpesa-pyhton\n%s", base);
+    cfg = load_text("c.yaml", text, &errs);
+    cr_assert_null(cfg);
+    cr_assert(strstr(errs, "c.yaml:1:9: unknown compat \"fpesa-pyhton\" (did you mean "
+                           "\"fpesa-python\"?)"),
+              "%s", errs);
+    free(errs);
+    cr_assert(cfg_declare_durable(NULL));
+}
+
 Test(config, handler_config_block_types) {
     char *errs = NULL;
     struct cfg *cfg = load_text("h.yaml",
@@ -470,6 +502,7 @@ Test(config, known_keys) {
         "auth.jwt.keys[].secret_file",
         "auth.jwt.keys[].pem_file",
         "auth.origins",
+        "compat",
         "endpoints[].path",
         "endpoints[].method",
         "endpoints[].mode",

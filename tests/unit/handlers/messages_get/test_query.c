@@ -113,6 +113,26 @@ Test(args, pagination_id_alone_is_offset_mode) {
     json_decref(a);
 }
 
+Test(args, pagination_id_as_the_originals_whole_number) {
+    struct msgq q;
+    char err[256];
+    json_t *a = args("{\"offset\":\"10\",\"limit\":\"10\",\"paginationId\":\"1042\"}");
+    cr_assert_eq(msgq_parse(a, &q, err, sizeof(err)), 0, "%s", err);
+    cr_assert_eq(q.mode, MSGQ_OFFSET);
+    cr_assert_eq(q.frozen, 1042);
+    json_decref(a);
+    a = args("{\"offset\":\"0\",\"paginationId\":7}");
+    cr_assert_eq(msgq_parse(a, &q, err, sizeof(err)), 0, "%s", err);
+    cr_assert_eq(q.frozen, 7);
+    json_decref(a);
+    a = args("{\"offset\":\"0\",\"paginationId\":\"12a\"}");
+    cr_assert_eq(msgq_parse(a, &q, err, sizeof(err)), -1);
+    json_decref(a);
+    a = args("{\"offset\":\"0\",\"paginationId\":-3}");
+    cr_assert_eq(msgq_parse(a, &q, err, sizeof(err)), -1);
+    json_decref(a);
+}
+
 Test(args, after_mode) {
     struct msgq q;
     char err[256];
