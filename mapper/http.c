@@ -1941,6 +1941,9 @@ void http_stop(struct http_server *srv) {
     if (srv && srv->daemon) {
         MHD_stop_daemon(srv->daemon);
         srv->daemon = NULL;
+        /* A started daemon owns the listening socket it was given (closed
+         * by the stop, unless quiesced: then http_quiesce closed it). */
+        srv->listen_fd = -1;
     }
 }
 
@@ -1950,14 +1953,12 @@ void http_free(struct http_server *srv) {
     http_stop(srv);
     if (srv->listen_fd >= 0)
         close(srv->listen_fd);
-    metrics_free(srv->metrics);
-    free(srv->openapi);
-    free(srv->asyncapi);
     edge_free(srv->edge);
     auth_free(srv->auth);
     ratelimit_free(srv->rl);
     metrics_free(srv->metrics);
     free(srv->openapi);
+    free(srv->asyncapi);
     free(srv->cors_headers);
     free(srv->route_methods);
     free(srv->route_paths);

@@ -7,6 +7,7 @@
  * received finish (up to FPESA_DRAIN_MS, default 10000 ms), then stops the bus
  * and exits 0.
  */
+#include "asyncapi.h"
 #include "bus.h"
 #include "config.h"
 #include "envvar.h"
@@ -16,6 +17,7 @@
 #include "version.h"
 
 #include <errno.h>
+#include <jansson.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -28,13 +30,14 @@
 static void usage(FILE *out) {
     fprintf(out,
             "usage: restmapper [--config FILE] [--check FILE] [--list-config-keys] [--version]\n"
-            "                  [--body-limits FILE]\n"
+            "                  [--body-limits FILE] [--asyncapi FILE]\n"
             "Serves the REST routes of endpoints.yaml and maps them onto RabbitMQ.\n"
             "  --config FILE       endpoints file (default: $FPESA_CONFIG, else "
             "endpoints.yaml)\n"
             "  --check FILE        validate FILE, print every problem, exit 0 or 1\n"
             "  --list-config-keys  print every configuration key the loader knows\n"
             "  --body-limits FILE  print the body size limit of every path of FILE (bytes)\n"
+            "  --asyncapi FILE     print the AsyncAPI document of FILE's bus topology\n"
             "  --version           print the version and exit\n"
             "  --help              print this help and exit\n"
             "Environment: FPESA_CONFIG, FPESA_AMQP_URL, FPESA_HTTP_LISTEN, FPESA_LOG_LEVEL\n"
@@ -50,6 +53,24 @@ static int body_limits_main(const char *file) {
     if (!cfg)
         return 1;
     rc = limits_print(cfg, stdout) == 0 ? 0 : 1;
+    cfg_free(cfg);
+    return rc;
+}
+
+/* --asyncapi: the document /asyncapi.json serves, without a broker. */
+static int asyncapi_main(const char *file) {
+    struct cfg *cfg = cfg_load(file, stderr);
+    json_t *doc;
+    int rc = 1;
+
+    if (!cfg)
+        return 1;
+    doc = asyncapi_build(cfg);
+    if (doc && json_dumpf(doc, stdout, JSON_INDENT(2) | JSON_SORT_KEYS) == 0) {
+        putchar('\n');
+        rc = 0;
+    }
+    json_decref(doc);
     cfg_free(cfg);
     return rc;
 }
@@ -113,6 +134,8 @@ int main(int argc, char **argv) {
             return cfg_check_main(argv[i + 1]);
         } else if (strcmp(argv[i], "--body-limits") == 0 && i + 1 < argc) {
             return body_limits_main(argv[i + 1]);
+        } else if (strcmp(argv[i], "--asyncapi") == 0 && i + 1 < argc) {
+            return asyncapi_main(argv[i + 1]);
         } else if (strcmp(argv[i], "--list-config-keys") == 0) {
             for (const char *const *k = cfg_known_keys(); k && *k; k++)
                 printf("%s\n", *k);

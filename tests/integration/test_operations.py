@@ -388,7 +388,9 @@ def test_handler_check_loads_every_plugin(stack, tmp_path, plugin, why):
     line = line_of(bad_text, "- name: echo")
     r = run_prog(stack, "handler", "--check", bad)
     assert r.returncode == 1, r.stdout
-    assert "%s:%d:5: handlers[2] (echo): plugin " % (bad, line) in r.stderr and why in r.stderr, r.stderr
+    import yaml
+    index = [h["name"] for h in yaml.safe_load(bad_text)["handlers"]].index("echo")
+    assert "%s:%d:5: handlers[%d] (echo): plugin " % (bad, line, index) in r.stderr and why in r.stderr, r.stderr
     # restmapper's --check is about its own side and still passes.
     assert run_prog(stack, "restmapper", "--check", bad).returncode == 0
 

@@ -240,12 +240,14 @@ def test_postgresql_privileges_revoked_and_restored(stack, db, proc):
             cur.execute("CREATE ROLE %s LOGIN" % APP_ROLE)
         cur.execute("GRANT USAGE, CREATE ON SCHEMA public TO %s" % APP_ROLE)
         cur.execute("GRANT SELECT, INSERT ON messages, schema_migrations TO %s" % APP_ROLE)
+        # The same host answers the Idempotency-Key claims of the load.
+        cur.execute("GRANT SELECT, INSERT, UPDATE, DELETE ON idempotency_keys TO %s" % APP_ROLE)
     url = stack.database_url.replace("postgresql://fpesa@", "postgresql://%s@" % APP_ROLE)
     assert url != stack.database_url
     stack.script("stop-one", "handler")
     try:
         host = proc.start([os.path.join(stack.bin, "handler"), "--config", stack.config,
-                           "--only", "messages_post"],
+                           "--only", "messages_post", "--only", "idempotency"],
                           env=stack.env(FPESA_DATABASE_URL=url))
         wait_until(lambda: log_has(host.logfile, "consuming handler=messages_post"), timeout=30)
 
@@ -293,6 +295,7 @@ handlers:
   - {name: messages_post, plugin: messages_post.so, queue: "/messages/:POST", batch: 500,
      prefetch: 1000}
   - {name: crashy, plugin: "%s", queue: "%s", batch: 50, prefetch: 200, crash_limit: 3}
+  - {name: idempotency, plugin: idempotency.so, queue: fpesa.idempotency}
 """ % (stack.amqp_url, stack.database_url, os.path.join(stack.test_plugins, "crashy.so"),
        CRASHY_Q))
     total = 10000 if FULL else TOTAL
