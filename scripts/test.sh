@@ -5,7 +5,7 @@
 #
 # FPESA_SUITES picks suites (default: all of unit integration frontend e2e docs
 # fuzz); PYTEST_PATHS (default tests/integration) and PYTEST_ARGS (e.g. -k name)
-# are passed to pytest.
+# are passed to pytest; E2E_PATHS (default tests/e2e/) narrows the e2e suite.
 #
 # Nothing here can hang: every test has a timeout of its own (Criterion's
 # --timeout, pytest-timeout, node --test-timeout, vitest's testTimeout) and
@@ -153,7 +153,7 @@ if want e2e && [ -d tests/e2e ] && ls tests/e2e/*.test.mjs >/dev/null 2>&1; then
     if [ $stack_up = 1 ]; then
         out=$(mktemp)
         bounded "$BOUND_E2E" env NODE_PATH="$FPESA_ROOT/frontend/node_modules" node --test \
-            --test-concurrency=1 --test-timeout=$((BOUND_E2E_TEST * 1000)) tests/e2e/ 2>&1 | tee "$out"
+            --test-concurrency=1 --test-timeout=$((BOUND_E2E_TEST * 1000)) ${E2E_PATHS:-tests/e2e/} 2>&1 | tee "$out"
         rc=${PIPESTATUS[0]}
         ep=$(grep -E '^# pass' "$out" | grep -oE '[0-9]+' || echo 0)
         ef=$(grep -E '^# fail' "$out" | grep -oE '[0-9]+' || echo 1)

@@ -24,7 +24,15 @@ const EXTRA = `
 test('an endpoint added to the YAML appears as a form', async (t) => {
   const original = readFileSync(process.env.FPESA_CONFIG || path.join(ROOT, 'endpoints.yaml'), 'utf8');
   assert.match(original, /^endpoints:\s*$/m);
-  const copy = original.replace(/^endpoints:\s*$/m, (m) => m + EXTRA.replace(/\n$/, ''));
+  // The page (on BASE) reads the aux mapper's document and sends to it
+  // across origins: the copy lets that origin in (CORS is only for the
+  // configured origins).
+  const copy = original
+    .replace(/^endpoints:\s*$/m, (m) => m + EXTRA.replace(/\n$/, ''))
+    .replace(/^(\s*origins:\s*)\[.*\]\s*$/m, (m, key) => `${key}["${new URL(BASE).origin}"]`)
+    // Reached directly, not under nginx's /api/v1: its document says so.
+    .replace(/^http:\s*$/m, (m) => m + '\n  public_prefix: /');
+  assert.notEqual(copy, original);
   mkdirSync(VAR, { recursive: true });
   const file = path.join(VAR, 'e2e-endpoints.yaml');
   writeFileSync(file, copy);
