@@ -4,7 +4,9 @@
  * headers gets them back too, as "headers": {name: value}; a file or raw
  * body (not JSON) is described instead of echoed:
  * {"echo": {"content_type", "length"}, "headers": {...}}, where the headers
- * hold the rest of the request (x-fpesa-args, x-fpesa-params, ...). */
+ * hold the rest of the request (x-fpesa-args, x-fpesa-params, ...). The
+ * sender of a request on a route with credentials comes back as
+ * "principal" (fpesa_message_principal()). */
 #include <fpesa/handler.h>
 #include <jansson.h>
 #include <stdbool.h>
@@ -74,6 +76,8 @@ static json_t *echo_doc(const struct fpesa_message *m) {
                         "the request is not valid JSON");
     if (doc && headers && !json_object_get(doc, "error"))
         json_object_set(doc, "headers", headers);
+    if (doc && fpesa_message_principal(m) && !json_object_get(doc, "error"))
+        json_object_set_new(doc, "principal", json_loads(fpesa_message_principal(m), 0, NULL));
     json_decref(headers);
     return doc;
 }

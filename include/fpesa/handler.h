@@ -165,6 +165,18 @@ static inline const char *fpesa_message_header(const struct fpesa_message *msg, 
     return NULL;
 }
 
+/* The AMQP header in which restmapper says who sent a request. */
+#define FPESA_HEADER_PRINCIPAL "x-fpesa-principal"
+
+/* Who sent msg, when the configuration has an auth section: JSON text
+ * {"kind": "api_key", "jwt" or "anonymous", "name": the key's name or the
+ * token's subject, "scopes": [...], "roles": [...]}. NULL without an auth
+ * section (or from a host that predates headers). Only restmapper publishes
+ * to endpoint exchanges, so a worker may trust it. Borrowed from msg. */
+static inline const char *fpesa_message_principal(const struct fpesa_message *msg) {
+    return fpesa_message_header(msg, FPESA_HEADER_PRINCIPAL);
+}
+
 /* Services the host offers. The table is const and outlives every state. Each
  * function takes the ctx given to init(). */
 struct fpesa_host {

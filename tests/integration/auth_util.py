@@ -122,5 +122,14 @@ endpoints:
     mode: publish
     body: { type: object }
     auth: { methods: [jwt], roles: [admin, ops] }
+  - path: /sec/whoami/
+    method: POST
+    mode: rpc
+    timeout: 5s
+    body: { type: object }
+handlers:
+  - name: whoami
+    plugin: echo.so
+    queue: "/sec/whoami/:POST"
 """ % (extra_http, sha256(API_KEY_WRITER), sha256(API_KEY_READER), ISSUER, AUDIENCE, HS_SECRET,
        keys.rsa_pem_file, keys.jwks_file)

@@ -221,6 +221,32 @@ def test_principal_reaches_the_worker_and_no_key_is_logged(secure, amqp):
             assert API_KEY_WRITER not in text and token not in text, path
 
 
+def test_plugins_read_the_principal_through_the_abi(secure):
+    """A handler plugin gets the sender from fpesa_message_principal(): the
+    echo plugin answers it back, for a token and for a key."""
+    host = secure.procs.start([os.path.join(secure.stack.bin, "handler"), "--config", secure.config],
+                              env=secure.stack.env(FPESA_PLUGIN_DIR=secure.stack.plugins))
+    try:
+        wait_until(lambda: "consuming handler=whoami" in open(host.logfile, errors="replace").read(),
+                   timeout=30)
+        token = secure.keys.token("RS256", sub="carol", scope="messages:read")
+        r = requests.post(secure.proxied("/sec/whoami/"), json={"q": 1},
+                          headers={"Authorization": "Bearer " + token}, timeout=10)
+        assert r.status_code == 200, r.text
+        assert r.json()["principal"] == {"kind": "jwt", "name": "carol", "scopes": ["messages:read"],
+                                         "roles": []}
+        r = requests.post(secure.direct("/sec/whoami/"), json={"q": 2},
+                          headers={"X-API-Key": API_KEY_WRITER}, timeout=10)
+        assert r.status_code == 200, r.text
+        assert r.json()["principal"]["kind"] == "api_key" and r.json()["principal"]["name"] == "writer"
+        assert r.json()["echo"]["data"] == {"q": 2}
+        # No credentials: the route needs some, nothing reaches the worker.
+        r = requests.post(secure.direct("/sec/whoami/"), json={"q": 3}, timeout=10)
+        assert r.status_code == 401, r.text
+    finally:
+        secure.procs.stop(host)
+
+
 def ws_status(url, headers=None, origin=None):
     """Sends a websocket handshake for url; returns (101, b"") when it is
     accepted, else the refusal's status and body."""

@@ -187,8 +187,9 @@ export function apiBase(doc, openapiUrl) {
 // ({ where, name }) and `fields` (every problem found: { where, name,
 // message }) when the form cannot be sent as it is: a missing path
 // parameter, text that is not JSON, or a value its JSON Schema refuses
-// (checked here, before anything is sent).
-export function buildRequest(op, base, { pathValues = {}, queryValues = {}, bodyText = '' } = {}) {
+// (checked here, before anything is sent). headers (credentials, say) are
+// sent as they are.
+export function buildRequest(op, base, { pathValues = {}, queryValues = {}, bodyText = '', headers = {} } = {}) {
   const found = [];
   const fail = () => {
     const e = new Error(found[0].message);
@@ -217,7 +218,7 @@ export function buildRequest(op, base, { pathValues = {}, queryValues = {}, body
     qs.push(encodeURIComponent(p.name) + '=' + encodeURIComponent(v));
   }
   const url = base + path + (qs.length ? '?' + qs.join('&') : '');
-  const req = { method: op.method, url, headers: {}, body: undefined };
+  const req = { method: op.method, url, headers: { ...headers }, body: undefined };
   if (op.hasBody) {
     const text = bodyText.trim();
     if (text === '' && !op.bodyRequired) {
