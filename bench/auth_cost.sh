@@ -3,10 +3,13 @@
 # one restmapper on three publish endpoints of one configuration, without
 # credentials (anonymous), with an API key (X-API-Key, SHA-256 looked up
 # among 100 keys) and with an HS256 JWT (libjwt), each measured in the same
-# run; prints each as a ratio to the anonymous one.
+# run; prints each as a ratio to the anonymous one. The three alternate
+# (none key jwt none key jwt ...) for BENCH_ROUNDS rounds after a warm-up
+# round, and each figure is the mean of its rounds, so that the drift of a
+# noisy machine hits all three alike.
 #
 # Starts the stack's servers when no broker is up and stops what it started.
-#   BENCH_SECONDS (default 5)  WRK_THREADS (1)  WRK_CONNECTIONS (100)
+#   BENCH_SECONDS (default 5)  BENCH_ROUNDS (3)  WRK_THREADS (1)  WRK_CONNECTIONS (100)
 set -u
 export FPESA_STACK=${FPESA_STACK:-bench} FPESA_PORT_BASE=${FPESA_PORT_BASE:-35800}
 export FPESA_LOG_LEVEL=${FPESA_LOG_LEVEL:-warn}
@@ -14,6 +17,7 @@ export FPESA_LOG_LEVEL=${FPESA_LOG_LEVEL:-warn}
 cd "$FPESA_ROOT"
 
 SECS=${BENCH_SECONDS:-5}
+ROUNDS=${BENCH_ROUNDS:-3}
 THREADS=${WRK_THREADS:-1}
 CONNS=${WRK_CONNECTIONS:-100}
 PORT=$((FPESA_AUX_PORT + 16))
@@ -112,28 +116,36 @@ check none
 check key -H "X-API-Key: $KEY"
 check jwt -H "Authorization: Bearer $token"
 
-run() { # name, header or ""
+run() { # name, header or "", round
     purge
     if [ -n "$2" ]; then
-        wrk -t"$THREADS" -c"$CONNS" -d"${SECS}s" -s bench/post.lua -H "$2" "$url/bench/$1/" >"$WORK/$1.txt" 2>&1
+        wrk -t"$THREADS" -c"$CONNS" -d"${SECS}s" -s bench/post.lua -H "$2" "$url/bench/$1/" >"$WORK/$1.$3.txt" 2>&1
     else
-        wrk -t"$THREADS" -c"$CONNS" -d"${SECS}s" -s bench/post.lua "$url/bench/$1/" >"$WORK/$1.txt" 2>&1
+        wrk -t"$THREADS" -c"$CONNS" -d"${SECS}s" -s bench/post.lua "$url/bench/$1/" >"$WORK/$1.$3.txt" 2>&1
     fi
-    awk '/^Requests\/sec:/ {print $2}' "$WORK/$1.txt"
+    awk '/^Requests\/sec:/ {print $2}' "$WORK/$1.$3.txt"
 }
-echo "auth_cost: $CONNS connections, ${SECS}s each, $(nproc) cores"
-none=$(run none "")
-key=$(run key "X-API-Key: $KEY")
-jwt=$(run jwt "Authorization: Bearer $token")
-for n in none key jwt; do
-    bad=$(awk '/Non-2xx/ {print $NF}' "$WORK/$n.txt")
-    [ -z "$bad" ] || echo "auth_cost: $n had $bad non-2xx answers"
+echo "auth_cost: $CONNS connections, ${SECS}s each, $ROUNDS rounds after a warm-up, $(nproc) cores"
+run none "" warm >/dev/null
+none=0 key=0 jwt=0
+for r in $(seq 1 "$ROUNDS"); do
+    a=$(run none "" "$r")
+    b=$(run key "X-API-Key: $KEY" "$r")
+    c=$(run jwt "Authorization: Bearer $token" "$r")
+    if [ -z "$a" ] || [ -z "$b" ] || [ -z "$c" ]; then
+        echo "auth_cost: no figure in round $r"
+        cat "$WORK"/*."$r".txt
+        exit 1
+    fi
+    printf 'round %d: anonymous %.0f  API key %.0f  JWT %.0f req/s\n' "$r" "$a" "$b" "$c"
+    none=$(awk -v s="$none" -v x="$a" -v n="$ROUNDS" 'BEGIN { print s + x / n }')
+    key=$(awk -v s="$key" -v x="$b" -v n="$ROUNDS" 'BEGIN { print s + x / n }')
+    jwt=$(awk -v s="$jwt" -v x="$c" -v n="$ROUNDS" 'BEGIN { print s + x / n }')
 done
-if [ -z "$none" ] || [ -z "$key" ] || [ -z "$jwt" ]; then
-    echo "auth_cost: no figure"
-    cat "$WORK"/*.txt
-    exit 1
-fi
+for f in "$WORK"/*.txt; do
+    bad=$(awk '/Non-2xx/ {print $NF}' "$f")
+    [ -z "$bad" ] || echo "auth_cost: $(basename "$f" .txt) had $bad non-2xx answers"
+done
 rk=$(awk -v a="$key" -v b="$none" 'BEGIN { printf "%.3f", a / b }')
 rj=$(awk -v a="$jwt" -v b="$none" 'BEGIN { printf "%.3f", a / b }')
 printf 'POST, anonymous:            %10.0f req/s\n' "$none"
