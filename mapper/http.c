@@ -1898,8 +1898,8 @@ int http_start(struct http_server *srv) {
         return -1;
     }
     srv->daemon = MHD_start_daemon(
-        flags, 0, on_accept, srv, on_request, srv, MHD_OPTION_NOTIFY_CONNECTION, on_connection, srv,
-        MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL, MHD_OPTION_LISTEN_SOCKET,
+        flags, 0, on_accept, srv, on_request, srv, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL,
+        MHD_OPTION_NOTIFY_CONNECTION, on_connection, srv, MHD_OPTION_LISTEN_SOCKET,
         (MHD_socket)srv->listen_fd, MHD_OPTION_THREAD_POOL_SIZE, (unsigned int)threads,
         MHD_OPTION_CONNECTION_LIMIT, (unsigned int)(lim.max_connections + threads),
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)backstop, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
