@@ -671,6 +671,12 @@ static void reload(struct sup *s) {
     fclose(ef);
     ef = NULL;
     g->refs = 1;
+    if (s->n_units > 0) {
+        const struct cfg *was = s->units[0]->gen->cfg;
+        if (was->handler_host.port != g->cfg->handler_host.port ||
+            strcmp(was->handler_host.host, g->cfg->handler_host.host) != 0)
+            LOG(LOG_WARN, "handler_host.listen takes effect at the next start only");
+    }
     fresh = calloc(g->cfg->n_handlers + 1, sizeof(*fresh));
     old = calloc(s->n_units + 1, sizeof(*old));
     units = calloc(s->n_units + g->cfg->n_handlers + 1, sizeof(*units));
