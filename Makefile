@@ -42,7 +42,7 @@ BASE_LIBS := -lpthread -ldl -lm
 common_PKGS := yaml-0.1 jansson libpcre2-8 librabbitmq libjwt libcrypto
 restmapper_PKGS := $(common_PKGS) libmicrohttpd
 liveupdate_PKGS := $(common_PKGS) libwebsockets librabbitmq
-handler_PKGS := $(common_PKGS) librabbitmq
+handler_PKGS := $(common_PKGS) librabbitmq libmicrohttpd
 # The parts of handlers/lib/ and the packages each one needs.
 lib_store_PKGS := libpq
 # A plugin without a build.mk uses jansson and no handlers/lib/ part; a
@@ -114,7 +114,7 @@ pkg_libs = $(call need,$(1))$(if $(strip $(1)),$(or $($(call pkg_key,$(1))_l),$(
 obj_dir = $(patsubst $(BUILD)/obj/%/,%,$(dir $(1)))
 
 .PHONY: all deps up down test asan check docs bench bench-bins faults fuzz fuzz-bins fuzz-replay \
-        fuzz-replay-bins clean format unit-bins man install uninstall deb restart
+        fuzz-replay-bins clean format unit-bins man install uninstall deb restart reload
 
 all: $(PROGRAMS) $(PLUGINS) $(TEST_PLUGINS)
 
@@ -218,6 +218,10 @@ down:
 # FPESA_STACK names), with no failed request under load.
 restart:
 	@scripts/stack.sh restart
+
+# SIGHUP to every running program: each reads endpoints.yaml again (nginx-like).
+reload:
+	@scripts/stack.sh reload
 
 # Everything the suites need is built here; scripts/test.sh runs them against
 # its own throwaway servers.

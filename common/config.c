@@ -1686,6 +1686,11 @@ static const struct key live_keys[] = {
     {NULL, NULL, 0, 0, 0, 0, NULL, 0},
 };
 
+static const struct key handler_host_keys[] = {
+    {"listen", set_listen, CF(handler_host.host), CF(handler_host.port), 0, 0, NULL, 0},
+    {NULL, NULL, 0, 0, 0, 0, NULL, 0},
+};
+
 static const struct key database_keys[] = {
     {"url", set_str, CF(database.url), 0, 0, 0, NULL, 0},
     {NULL, NULL, 0, 0, 0, 0, NULL, 0},
@@ -1707,6 +1712,7 @@ static const struct key top_keys[] = {
     {"compat", set_compat, CF(compat), 0, 0, 0, NULL, 0},
     {"endpoints", set_endpoints, 0, 0, 0, 0, endpoint_keys, 0},
     {"handlers", set_handlers, 0, 0, 0, 0, handler_keys, 0},
+    {"handler_host", set_section, 0, 0, 0, 0, handler_host_keys, 0},
     {"idempotency", set_section, 0, 0, 0, 0, idempotency_keys, 0},
     {NULL, NULL, 0, 0, 0, 0, NULL, 0},
 };
@@ -1872,6 +1878,18 @@ static void env_overrides(struct loader *ld) {
             cfg->live.port = port;
         }
     }
+    s = getenv("FPESA_HANDLER_LISTEN");
+    if (s && *s) {
+        if (parse_listen(s, &host, &port, why, sizeof(why)) < 0) {
+            env_errf(ld, "FPESA_HANDLER_LISTEN", "bad value \"%.60s\": %s", s, why);
+        } else {
+            if (host) {
+                free(cfg->handler_host.host);
+                cfg->handler_host.host = host;
+            }
+            cfg->handler_host.port = port;
+        }
+    }
     s = getenv("FPESA_PLUGIN_DIR");
     if (s && *s)
         store_str(ld, &cfg->plugin_dir, s);
@@ -2008,6 +2026,7 @@ static int set_defaults(struct cfg *cfg) {
     cfg->http.max_uri = 8 * 1024;
     cfg->live.host = strdup("127.0.0.1");
     cfg->live.port = 8082;
+    cfg->handler_host.host = strdup("127.0.0.1");
     cfg->live.client_queue = 1024;
     cfg->live.max_frame = 4 * 1024;
     cfg->live.ping_interval = 20;
@@ -2015,7 +2034,7 @@ static int set_defaults(struct cfg *cfg) {
     cfg->database.url = strdup("postgresql://fpesa@127.0.0.1:5432/fpesa");
     cfg->idempotency.timeout_ms = 2000;
     if (!cfg->bus.url || !cfg->http.host || !cfg->http.public_prefix || !cfg->live.host ||
-        !cfg->database.url)
+        !cfg->handler_host.host || !cfg->database.url)
         return -1;
     return 0;
 }
@@ -2134,6 +2153,7 @@ void cfg_free(struct cfg *cfg) {
     free_strv(cfg->http.cors_origins, cfg->http.n_cors_origins);
     free_strv(cfg->http.cors_headers, cfg->http.n_cors_headers);
     free(cfg->live.host);
+    free(cfg->handler_host.host);
     free(cfg->database.url);
     free(cfg->idempotency.exchange);
     free(cfg->plugin_dir);

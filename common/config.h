@@ -14,6 +14,7 @@
  *   FPESA_DATABASE_URL   database.url
  *   FPESA_HTTP_LISTEN    http.listen        (host:port)
  *   FPESA_LIVE_LISTEN    liveupdate.listen  (host:port)
+ *   FPESA_HANDLER_LISTEN handler_host.listen (host:port)
  *   FPESA_PLUGIN_DIR     plugin_dir
  * An override with a bad value is an error like one in the file (reported as
  * "FPESA_HTTP_LISTEN: ...").
@@ -192,6 +193,14 @@ struct cfg {
         int ping_interval;   /* seconds; default 20 */
         long resume_limit;   /* most stored messages replayed on ?since=; default 1000 */
     } live;
+
+    /* The handler host's own HTTP listener for /health and /metrics
+     * ("handler_host:"). Off unless given: several hosts may run on one
+     * machine, and each needs an address of its own. */
+    struct {
+        char *host; /* default 127.0.0.1 */
+        int port;   /* 0: no listener */
+    } handler_host;
 
     struct {
         char *url; /* default postgresql://fpesa@127.0.0.1:5432/fpesa */

@@ -26,14 +26,32 @@ struct rpc_req {
     char *after;
 };
 
+/* An exchange added by a reload, waiting for the bus thread. */
+struct live_add {
+    struct live_add *next;
+    char *exchange;
+    int channel;
+    char *rpc_exchange; /* or NULL */
+};
+
 struct live_bus {
-    struct live_bus_params p;
+    struct live_bus_params p; /* its arrays are not used after the start: see ex below */
     struct live_bus_stats stats;
     pthread_t thread;
     atomic_int stop;
 
-    pthread_mutex_t lock; /* guards reqs */
+    pthread_mutex_t lock; /* guards reqs and adds */
     struct rpc_req *reqs, *reqs_tail;
+    struct live_add *adds;
+
+    /* The live exchanges, the channel each feeds, and the rpc exchanges:
+     * copies of the start's, grown by reloads (live_bus_add). Bus thread
+     * only, once started. */
+    char **ex;
+    int *ex_channel;
+    size_t n_ex;
+    char **rpc;
+    size_t n_rpc;
 
     /* Owned by the bus thread. */
     amqp_connection_state_t conn;
@@ -91,6 +109,63 @@ static int declare_queue(struct live_bus *bus, char *out, size_t len) {
     return 0;
 }
 
+static int push_str(char ***v, size_t *n, const char *s) {
+    char **nv = realloc(*v, (*n + 1) * sizeof(**v));
+    char *d = strdup(s);
+
+    if (nv)
+        *v = nv;
+    if (!nv || !d) {
+        free(d);
+        return -1;
+    }
+    nv[(*n)++] = d;
+    return 0;
+}
+
+/* Takes the exchanges reloads added: from now on they are declared at each
+ * connection; when connected, they are declared and bound now. Returns -1
+ * when a declaration failed (the connection is then unusable). */
+static int take_adds(struct live_bus *bus, bool connected) {
+    struct live_add *a;
+    int rc = 0;
+
+    pthread_mutex_lock(&bus->lock);
+    a = bus->adds;
+    bus->adds = NULL;
+    pthread_mutex_unlock(&bus->lock);
+    while (a) {
+        struct live_add *next = a->next;
+        int *nc = realloc(bus->ex_channel, (bus->n_ex + 1) * sizeof(*nc));
+        if (nc) {
+            bus->ex_channel = nc;
+            nc[bus->n_ex] = a->channel;
+            if (push_str(&bus->ex, &bus->n_ex, a->exchange) < 0)
+                LOG(LOG_ERROR, "out of memory adding exchange=%s", a->exchange);
+        }
+        if (a->rpc_exchange)
+            push_str(&bus->rpc, &bus->n_rpc, a->rpc_exchange);
+        if (connected && rc == 0) {
+            if (declare_exchange(bus, a->exchange, "fanout") < 0 ||
+                (a->rpc_exchange && declare_exchange(bus, a->rpc_exchange, "direct") < 0)) {
+                rc = -1;
+            } else {
+                amqp_queue_bind(bus->conn, 1, amqp_cstring_bytes(bus->live_queue),
+                                amqp_cstring_bytes(a->exchange), amqp_empty_bytes,
+                                amqp_empty_table);
+                rc = check(bus, "queue.bind");
+            }
+            if (rc == 0)
+                LOG(LOG_INFO, "bus bound exchange=%s channel=%d", a->exchange, a->channel);
+        }
+        free(a->exchange);
+        free(a->rpc_exchange);
+        free(a);
+        a = next;
+    }
+    return rc;
+}
+
 static void disconnect(struct live_bus *bus) {
     amqpc_close(bus->conn, true);
     bus->conn = NULL;
@@ -110,21 +185,21 @@ static int connect_bus(struct live_bus *bus) {
     amqp_channel_open(bus->conn, 1);
     if (check(bus, "channel.open") < 0)
         goto out_conn;
-    for (size_t i = 0; i < bus->p.n_exchanges; i++)
-        if (declare_exchange(bus, bus->p.exchanges[i], "fanout") < 0)
+    take_adds(bus, false);
+    for (size_t i = 0; i < bus->n_ex; i++)
+        if (declare_exchange(bus, bus->ex[i], "fanout") < 0)
             goto out_conn;
     if (declare_exchange(bus, "RPC", "direct") < 0)
         goto out_conn;
-    for (size_t i = 0; i < bus->p.n_rpc_exchanges; i++)
-        if (declare_exchange(bus, bus->p.rpc_exchanges[i], "direct") < 0)
+    for (size_t i = 0; i < bus->n_rpc; i++)
+        if (declare_exchange(bus, bus->rpc[i], "direct") < 0)
             goto out_conn;
     if (declare_queue(bus, bus->live_queue, sizeof(bus->live_queue)) < 0 ||
         declare_queue(bus, bus->reply_queue, sizeof(bus->reply_queue)) < 0)
         goto out_conn;
-    for (size_t i = 0; i < bus->p.n_exchanges; i++) {
+    for (size_t i = 0; i < bus->n_ex; i++) {
         amqp_queue_bind(bus->conn, 1, amqp_cstring_bytes(bus->live_queue),
-                        amqp_cstring_bytes(bus->p.exchanges[i]), amqp_empty_bytes,
-                        amqp_empty_table);
+                        amqp_cstring_bytes(bus->ex[i]), amqp_empty_bytes, amqp_empty_table);
         if (check(bus, "queue.bind") < 0)
             goto out_conn;
     }
@@ -140,7 +215,7 @@ static int connect_bus(struct live_bus *bus) {
                        amqp_cstring_bytes("reply"), 0, 1, 1, amqp_empty_table);
     if (check(bus, "basic.consume") < 0)
         goto out_conn;
-    LOG(LOG_INFO, "bus ready queue=%s exchanges=%zu", bus->live_queue, bus->p.n_exchanges);
+    LOG(LOG_INFO, "bus ready queue=%s exchanges=%zu", bus->live_queue, bus->n_ex);
     return 0;
 
 out_conn:
@@ -150,10 +225,10 @@ out_conn:
 }
 
 static int channel_of_exchange(struct live_bus *bus, amqp_bytes_t ex) {
-    for (size_t i = 0; i < bus->p.n_exchanges; i++) {
-        const char *name = bus->p.exchanges[i];
+    for (size_t i = 0; i < bus->n_ex; i++) {
+        const char *name = bus->ex[i];
         if (strlen(name) == ex.len && memcmp(name, ex.bytes, ex.len) == 0)
-            return bus->p.exchange_channel[i];
+            return bus->ex_channel[i];
     }
     return -1;
 }
@@ -367,7 +442,7 @@ static void consume_loop(struct live_bus *bus) {
         struct timeval tv = {0, 20000};
         amqp_rpc_reply_t r;
 
-        if (flush_reqs(bus) < 0)
+        if (flush_reqs(bus) < 0 || take_adds(bus, true) < 0)
             return;
         amqp_maybe_release_buffers(bus->conn);
         r = amqp_consume_message(bus->conn, &env, &tv, 0);
@@ -435,19 +510,76 @@ static void *bus_main(void *arg) {
     return NULL;
 }
 
+static void free_arrays(struct live_bus *bus) {
+    struct live_add *a = bus->adds;
+
+    for (size_t i = 0; i < bus->n_ex; i++)
+        free(bus->ex[i]);
+    for (size_t i = 0; i < bus->n_rpc; i++)
+        free(bus->rpc[i]);
+    free(bus->ex);
+    free(bus->ex_channel);
+    free(bus->rpc);
+    while (a) {
+        struct live_add *next = a->next;
+        free(a->exchange);
+        free(a->rpc_exchange);
+        free(a);
+        a = next;
+    }
+}
+
 struct live_bus *live_bus_start(const struct live_bus_params *params) {
     struct live_bus *bus = calloc(1, sizeof(*bus));
 
     if (!bus)
         return NULL;
     bus->p = *params;
+    for (size_t i = 0; i < params->n_exchanges; i++) {
+        int *nc = realloc(bus->ex_channel, (i + 1) * sizeof(*nc));
+        if (!nc)
+            goto out_free;
+        bus->ex_channel = nc;
+        nc[i] = params->exchange_channel[i];
+        if (push_str(&bus->ex, &bus->n_ex, params->exchanges[i]) < 0)
+            goto out_free;
+    }
+    for (size_t i = 0; i < params->n_rpc_exchanges; i++)
+        if (push_str(&bus->rpc, &bus->n_rpc, params->rpc_exchanges[i]) < 0)
+            goto out_free;
     pthread_mutex_init(&bus->lock, NULL);
     if (pthread_create(&bus->thread, NULL, bus_main, bus) != 0) {
         pthread_mutex_destroy(&bus->lock);
-        free(bus);
-        return NULL;
+        goto out_free;
     }
     return bus;
+
+out_free:
+    free_arrays(bus);
+    free(bus);
+    return NULL;
+}
+
+int live_bus_add(struct live_bus *bus, const char *exchange, int channel,
+                 const char *rpc_exchange) {
+    struct live_add *a = calloc(1, sizeof(*a));
+
+    if (!a)
+        return -1;
+    a->exchange = strdup(exchange);
+    a->channel = channel;
+    a->rpc_exchange = rpc_exchange ? strdup(rpc_exchange) : NULL;
+    if (!a->exchange || (rpc_exchange && !a->rpc_exchange)) {
+        free(a->exchange);
+        free(a->rpc_exchange);
+        free(a);
+        return -1;
+    }
+    pthread_mutex_lock(&bus->lock);
+    a->next = bus->adds;
+    bus->adds = a;
+    pthread_mutex_unlock(&bus->lock);
+    return 0;
 }
 
 void live_bus_stop(struct live_bus *bus) {
@@ -457,6 +589,7 @@ void live_bus_stop(struct live_bus *bus) {
     pthread_join(bus->thread, NULL);
     drop_reqs(bus);
     pthread_mutex_destroy(&bus->lock);
+    free_arrays(bus);
     free(bus);
 }
 

@@ -69,6 +69,13 @@ struct live_bus_stats *live_bus_stats(struct live_bus *bus);
  * key the same), answered later by a LIVE_EV_REPLAY event carrying client,
  * page and the messages for channel. Strings are copied. Returns 0, or -1
  * when out of memory or the broker is down (the caller answers the client). */
+/* A reload's new live exchange (borrowed; copied): from the bus thread's
+ * next turn it is declared and bound to this instance's queue, and its
+ * messages go to channel (whose path must already be in the channel_paths
+ * array given at the start); rpc_exchange (or NULL) is the channel's resume
+ * route, declared too. Any thread. Returns -1 when out of memory. */
+int live_bus_add(struct live_bus *bus, const char *exchange, int channel, const char *rpc_exchange);
+
 int live_bus_request_replay(struct live_bus *bus, uint64_t client, int page, int channel,
                             const char *exchange, const char *after, long limit);
 

@@ -5,7 +5,8 @@
  *
  * The configuration defaults to $FPESA_CONFIG, else endpoints.yaml; the
  * listen address comes from liveupdate.listen (FPESA_LIVE_LISTEN overrides).
- * SIGTERM and SIGINT close every client with 1001 and exit 0.
+ * SIGTERM and SIGINT close every client with 1001 and exit 0; SIGHUP reads
+ * the file again (live_server_reload).
  */
 #include <signal.h>
 #include <stdio.h>
@@ -26,6 +27,12 @@ static void on_signal(int sig) {
         live_server_shutdown(the_server);
 }
 
+static void on_hup(int sig) {
+    (void)sig;
+    if (the_server)
+        live_server_reload(the_server);
+}
+
 static void usage(FILE *f) {
     fprintf(f, "usage: liveupdate [--config FILE] [--check FILE] [--version]\n"
                "Forwards the messages of the live endpoints from RabbitMQ to websocket clients.\n"
@@ -36,7 +43,9 @@ static void usage(FILE *f) {
                "  --help         print this help and exit\n"
                "Environment: FPESA_CONFIG, FPESA_AMQP_URL, FPESA_LIVE_LISTEN, FPESA_LOG_LEVEL\n"
                "(debug|info|warn|error).\n"
-               "Signals: TERM and INT close every client with 1001 and exit 0.\n");
+               "Signals: TERM and INT close every client with 1001 and exit 0; HUP reloads the\n"
+               "file (new live channels are added, every client stays connected; a bad file is\n"
+               "logged and the running configuration stays).\n");
 }
 
 /* --check: the file loads and has something to serve (a start refuses a
@@ -108,6 +117,10 @@ int main(int argc, char **argv) {
     sigemptyset(&sa.sa_mask);
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
+    live_server_set_config_path(the_server, config);
+    /* Set even when started under nohup, which ignores SIGHUP. */
+    sa.sa_handler = on_hup;
+    sigaction(SIGHUP, &sa, NULL);
     live_server_run(the_server);
     LOG(LOG_INFO, "stopped");
     rc = 0;

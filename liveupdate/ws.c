@@ -80,7 +80,13 @@ struct channel {
     uint64_t bind_lseq;    /* first lseq received on the current broker connection */
     int64_t bound_ms;      /* when it was bound (monotonic ms) */
     int64_t bound_wall_ms; /* the same, wall clock */
+    bool removed;          /* a reload dropped its endpoint: no new client joins */
 };
+
+/* Channels a reload may add beyond those of the start: the array of channel
+ * paths the bus thread reads is allocated once, with this much room, so
+ * that it never moves under that thread. */
+#define RELOAD_CHANNELS 256
 
 enum phase {
     PH_LIVE = 0,  /* reading the window at cursor */
@@ -148,6 +154,12 @@ struct live_server {
     int original_channel; /* compat fpesa-python: the channel "/" in the original's form, or -1 */
 
     volatile sig_atomic_t stop_asked;
+    volatile sig_atomic_t reload_asked;
+    const char *config_path; /* what a reload reads (borrowed) */
+    struct cfg **old_cfgs;   /* configurations replaced by reloads, kept (and freed) with the
+                                server: the bus and the channels borrow names from them */
+    size_t n_old_cfgs;
+    size_t channels_cap; /* of channel_paths */
     bool stopping;
     bool broker_up;
     uint64_t next_serial;
@@ -260,6 +272,8 @@ static bool template_match(const char *tmpl, const char *path) {
  * stripping) or without the final slash. A route with path parameters is
  * named by its template ("/orders/{id}": every resource) or by a concrete
  * path ("/orders/42": that one, copied into filter). -1 when none. */
+static void reload(struct live_server *srv);
+
 static int channel_find(struct live_server *srv, const char *path, char *filter, size_t flen) {
     char buf[1024];
 
@@ -272,6 +286,8 @@ static int channel_find(struct live_server *srv, const char *path, char *filter,
     for (size_t i = 0; i < srv->n_channels; i++) {
         const char *cp = srv->channels[i].path;
         size_t n = strlen(path), m = strlen(cp);
+        if (srv->channels[i].removed)
+            continue;
         if (strcmp(cp, path) == 0)
             return (int)i;
         if (m == n + 1 && cp[m - 1] == '/' && strncmp(cp, path, n) == 0)
@@ -280,7 +296,7 @@ static int channel_find(struct live_server *srv, const char *path, char *filter,
     for (size_t i = 0; i < srv->n_channels; i++) {
         const char *cp = srv->channels[i].path;
         size_t n = strlen(path), m = strlen(cp);
-        if (!srv->channels[i].has_params)
+        if (!srv->channels[i].has_params || srv->channels[i].removed)
             continue;
         if (template_match(cp, path)) {
             if (filter)
@@ -1564,6 +1580,10 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
             client_unlink(srv, c);
         return 0;
     case LWS_CALLBACK_EVENT_WAIT_CANCELLED:
+        if (srv->reload_asked && !srv->stop_asked) {
+            srv->reload_asked = 0;
+            reload(srv);
+        }
         if (srv->stop_asked && !srv->stopping) {
             srv->stopping = true;
             LOG(LOG_INFO, "shutting down clients=%zu", srv->clients);
@@ -1588,7 +1608,8 @@ static int channels_build(struct live_server *srv) {
     srv->exchanges = calloc(n ? n : 1, sizeof(char *));
     srv->exchange_channel = calloc(n ? n : 1, sizeof(int));
     srv->rpc_exchanges = calloc(n ? n : 1, sizeof(char *));
-    srv->channel_paths = calloc(n + 1, sizeof(char *));
+    srv->channels_cap = n + 1 + RELOAD_CHANNELS;
+    srv->channel_paths = calloc(srv->channels_cap, sizeof(char *));
     if (!srv->channels || !srv->exchanges || !srv->exchange_channel || !srv->rpc_exchanges ||
         !srv->channel_paths)
         return -1;
@@ -1650,6 +1671,153 @@ static int channels_build(struct live_server *srv) {
         }
     }
     return srv->n_channels ? 0 : -1;
+}
+
+/* The channel of path, removed or not, or -1. */
+static int channel_exact(const struct live_server *srv, const char *path) {
+    for (size_t i = 0; i < srv->n_channels; i++)
+        if (strcmp(srv->channels[i].path, path) == 0)
+            return (int)i;
+    return -1;
+}
+
+/* SIGHUP, on the service thread: reads the file again. A file with
+ * problems is refused (each logged as file:line:col) and nothing changes.
+ * From a good one, channels of new live endpoints are added (the bus binds
+ * their exchanges), channels whose endpoint is gone take no new clients
+ * (their clients stay until they leave), and the auth keys and rules are
+ * those of the new file. Every connected client of a channel that still
+ * exists stays connected. */
+static void reload(struct live_server *srv) {
+    char *errs = NULL;
+    size_t errs_len = 0, added = 0, removed = 0, live = 0;
+    FILE *ef = open_memstream(&errs, &errs_len);
+    struct cfg *cfg, **olds;
+    struct channel *chs;
+    struct auth *auth;
+    bool failed = false;
+
+    LOG(LOG_INFO, "reloading signal=HUP file=%s", srv->config_path);
+    cfg = cfg_load(srv->config_path, ef ? ef : stderr);
+    if (ef)
+        fclose(ef);
+    if (!cfg) {
+        for (char *line = errs, *nl; line && *line; line = nl ? nl + 1 : NULL) {
+            nl = strchr(line, '\n');
+            if (nl)
+                *nl = '\0';
+            if (*line)
+                LOG(LOG_ERROR, "reload refused: %s", line);
+        }
+        LOG(LOG_ERROR, "reload refused; the running configuration stays");
+        free(errs);
+        return;
+    }
+    free(errs);
+    for (size_t i = 0; i < cfg->n_endpoints; i++)
+        live += cfg->endpoints[i].live;
+    auth = auth_new(cfg, &failed);
+    olds = realloc(srv->old_cfgs, (srv->n_old_cfgs + 1) * sizeof(*olds));
+    chs = realloc(srv->channels, (srv->channels_cap + 1) * sizeof(*chs));
+    if (olds)
+        srv->old_cfgs = olds;
+    if (chs)
+        srv->channels = chs;
+    if (live == 0 || failed || !olds || !chs) {
+        LOG(LOG_ERROR, "reload refused: %s; the running configuration stays",
+            live == 0 ? "no endpoint has live: true"
+            : failed  ? "the auth keys cannot be loaded"
+                      : "out of memory");
+        auth_free(auth);
+        cfg_free(cfg);
+        return;
+    }
+    /* New channels; channels of new exchanges. */
+    for (size_t i = 0; i < cfg->n_endpoints; i++) {
+        const struct cfg_endpoint *ep = &cfg->endpoints[i];
+        const char *rpc = NULL;
+        long rpc_timeout = 5000;
+        int ch;
+
+        if (!ep->live)
+            continue;
+        for (size_t k = 0; k < cfg->n_endpoints; k++) {
+            const struct cfg_endpoint *g = &cfg->endpoints[k];
+            if (g->mode == CFG_MODE_RPC && strcmp(g->method, "GET") == 0 &&
+                strcmp(g->path, ep->path) == 0) {
+                rpc = g->exchange;
+                rpc_timeout = g->timeout_ms > 0 ? g->timeout_ms : 5000;
+            }
+        }
+        ch = channel_exact(srv, ep->path);
+        if (ch >= 0) {
+            if (srv->channels[ch].removed)
+                LOG(LOG_INFO, "channel back path=%s", ep->path);
+            srv->channels[ch].removed = false;
+            continue;
+        }
+        if (srv->n_channels + 1 >= srv->channels_cap) {
+            LOG(LOG_ERROR,
+                "reload: no room for channel path=%s (at most %d added by reloads); "
+                "restart to serve it",
+                ep->path, RELOAD_CHANNELS);
+            continue;
+        }
+        {
+            struct channel *c = &srv->channels[srv->n_channels];
+            size_t cap = cfg->live.client_queue * 4;
+
+            memset(c, 0, sizeof(*c));
+            c->path = strdup(ep->path);
+            if (!c->path ||
+                live_window_init(&c->win, cap < 16384 ? 16384 : cap, WINDOW_BYTES) < 0) {
+                free(c->path);
+                LOG(LOG_ERROR, "reload: out of memory for channel path=%s", ep->path);
+                continue;
+            }
+            c->has_params = strchr(ep->path, '{') != NULL;
+            c->rpc_exchange = rpc;
+            c->rpc_timeout_ms = rpc_timeout;
+            /* The bus thread reads this entry only after live_bus_add (its
+             * lock orders the two). */
+            srv->channel_paths[srv->n_channels] = c->path;
+            ch = (int)srv->n_channels++;
+        }
+        if (live_bus_add(srv->bus, ep->exchange, ch, rpc) < 0)
+            LOG(LOG_ERROR, "reload: out of memory binding exchange=%s", ep->exchange);
+        added++;
+        LOG(LOG_INFO, "channel added path=%s exchange=%s", ep->path, ep->exchange);
+    }
+    /* Channels whose endpoint is gone take no new clients. */
+    for (size_t ch = 0; ch < srv->n_channels; ch++) {
+        bool found = (int)ch == srv->original_channel;
+        for (size_t i = 0; i < cfg->n_endpoints && !found; i++)
+            found = cfg->endpoints[i].live &&
+                    strcmp(cfg->endpoints[i].path, srv->channels[ch].path) == 0;
+        if (!found && !srv->channels[ch].removed) {
+            srv->channels[ch].removed = true;
+            removed++;
+            LOG(LOG_INFO, "channel removed path=%s clients_kept=%zu", srv->channels[ch].path,
+                srv->channels[ch].n_clients);
+        }
+    }
+    auth_free(srv->auth);
+    srv->auth = auth;
+    /* The old configuration stays: exchange and rpc names are borrowed from it. */
+    srv->old_cfgs[srv->n_old_cfgs++] = (struct cfg *)srv->cfg;
+    srv->cfg = cfg;
+    LOG(LOG_INFO, "reloaded file=%s channels=%zu added=%zu removed=%zu clients=%zu",
+        srv->config_path, srv->n_channels, added, removed, srv->clients);
+}
+
+void live_server_reload(struct live_server *srv) {
+    srv->reload_asked = 1;
+    if (srv->ctx)
+        lws_cancel_service(srv->ctx);
+}
+
+void live_server_set_config_path(struct live_server *srv, const char *path) {
+    srv->config_path = path;
 }
 
 static void wake(void *arg) {
@@ -1814,5 +1982,13 @@ void live_server_free(struct live_server *srv) {
     free(srv->rpc_exchanges);
     free(srv->channel_paths);
     auth_free(srv->auth);
+    /* The start's configuration (old_cfgs[0] once replaced) is the
+     * caller's; those of reloads are the server's. */
+    if (srv->n_old_cfgs > 0) {
+        for (size_t i = 1; i < srv->n_old_cfgs; i++)
+            cfg_free(srv->old_cfgs[i]);
+        cfg_free((struct cfg *)srv->cfg);
+    }
+    free(srv->old_cfgs);
     free(srv);
 }

@@ -55,4 +55,10 @@ void live_server_shutdown(struct live_server *srv);
 /* Stops the bus thread and frees everything. NULL is fine. */
 void live_server_free(struct live_server *srv);
 
+/* Where a reload reads the file again (borrowed; must outlive srv). */
+void live_server_set_config_path(struct live_server *srv, const char *path);
+
+/* Asks for a reload (see reload() in ws.c); async-signal-safe, for SIGHUP. */
+void live_server_reload(struct live_server *srv);
+
 #endif

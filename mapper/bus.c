@@ -111,9 +111,13 @@ struct mbus {
 
     /* Shared with the HTTP threads. */
     pthread_mutex_t lock;
-    struct jlist submitted; /* under lock */
-    bool stopping;          /* under lock */
-    long drain_ms;          /* under lock */
+    struct jlist submitted;       /* under lock */
+    bool stopping;                /* under lock */
+    long drain_ms;                /* under lock */
+    const struct cfg *reload_cfg; /* under lock: mbus_reload's, until the thread took it */
+    bool reload_done;             /* under lock */
+    int reload_rc;                /* under lock */
+    pthread_cond_t reload_cv;
     int efd;
     pthread_t thread;
     bool started;
@@ -388,8 +392,10 @@ static int check_reply(struct mbus *bus, const char *what, const char *name) {
     return -1;
 }
 
-static int declare_topology(struct mbus *bus) {
-    const struct cfg *cfg = bus->cfg;
+/* Declares the exchange and queue of every endpoint of cfg, the claim
+ * worker's route and the exchange RPC (all idempotent: a declaration that
+ * exists already is a no-op). */
+static int declare_endpoints(struct mbus *bus, const struct cfg *cfg) {
     amqp_connection_state_t c = bus->conn;
     /* compat fpesa-python: the original's flags, so that it may declare
      * after us (it refuses to start on a mismatch). */
@@ -417,6 +423,14 @@ static int declare_topology(struct mbus *bus) {
         return -1;
 
     if (amqpc_declare_exchange_as(c, CH_RPC, "RPC", "direct", durable) < 0)
+        return -1;
+    return 0;
+}
+
+static int declare_topology(struct mbus *bus) {
+    amqp_connection_state_t c = bus->conn;
+
+    if (declare_endpoints(bus, bus->cfg) < 0)
         return -1;
     amqp_queue_declare_ok_t *q =
         amqp_queue_declare(c, CH_RPC, amqp_empty_bytes, 0, 0, 1, 1, amqp_empty_table);
@@ -959,6 +973,37 @@ static int ms_until(double now, double t) {
     return (int)ms + 1;
 }
 
+/* A reload asked for by mbus_reload: the new configuration's topology is
+ * declared on this connection (while disconnected, the next connection
+ * declares it), and only then does the bus use it. */
+static void apply_reload(struct mbus *bus) {
+    const struct cfg *next;
+    int rc = 0;
+
+    pthread_mutex_lock(&bus->lock);
+    next = bus->reload_cfg;
+    pthread_mutex_unlock(&bus->lock);
+    if (!next)
+        return;
+    if (bus->conn && declare_endpoints(bus, next) < 0) {
+        /* A refused declaration closes the channel: start afresh, with the
+         * configuration that was declared before. */
+        rc = -1;
+        lose_connection(bus, "the new topology could not be declared");
+    }
+    if (rc == 0) {
+        bus->cfg = next;
+        LOG(LOG_INFO, "bus topology reloaded endpoints=%zu declared=%s", next->n_endpoints,
+            bus->conn ? "yes" : "at the next connection");
+    }
+    pthread_mutex_lock(&bus->lock);
+    bus->reload_cfg = NULL;
+    bus->reload_rc = rc;
+    bus->reload_done = true;
+    pthread_cond_broadcast(&bus->reload_cv);
+    pthread_mutex_unlock(&bus->lock);
+}
+
 static void *bus_main(void *arg) {
     struct mbus *bus = arg;
     double next_attempt = 0;
@@ -973,6 +1018,7 @@ static void *bus_main(void *arg) {
             draining = true;
             drain_deadline = now + (double)drain_ms / 1000.0;
         }
+        apply_reload(bus);
 
         if (!bus->conn) {
             /* Nothing can be confirmed without a connection: answer at once. */
@@ -1060,6 +1106,31 @@ static void *bus_main(void *arg) {
 
 /* ---- public API ---------------------------------------------------------- */
 
+int mbus_reload(struct mbus *bus, const struct cfg *cfg) {
+    uint64_t one = 1;
+    ssize_t n;
+    int rc;
+
+    pthread_mutex_lock(&bus->lock);
+    if (bus->stopping || !bus->started) {
+        pthread_mutex_unlock(&bus->lock);
+        return -1;
+    }
+    bus->reload_cfg = cfg;
+    bus->reload_done = false;
+    pthread_mutex_unlock(&bus->lock);
+    n = write(bus->efd, &one, sizeof(one));
+    (void)n;
+    /* The thread takes it at its next turn: at once when idle, after a
+     * connection attempt (bounded, amqpc.h) when disconnected. */
+    pthread_mutex_lock(&bus->lock);
+    while (!bus->reload_done)
+        pthread_cond_wait(&bus->reload_cv, &bus->lock);
+    rc = bus->reload_rc;
+    pthread_mutex_unlock(&bus->lock);
+    return rc;
+}
+
 struct mbus *mbus_new(const struct cfg *cfg) {
     struct mbus *bus = calloc(1, sizeof(*bus));
     if (!bus)
@@ -1068,6 +1139,7 @@ struct mbus *mbus_new(const struct cfg *cfg) {
     bus->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (bus->efd < 0)
         goto out_free;
+    pthread_cond_init(&bus->reload_cv, NULL);
     if (pthread_mutex_init(&bus->lock, NULL) != 0)
         goto out_close;
     atomic_init(&bus->connected, false);

@@ -86,6 +86,14 @@ struct mbus_msg {
     size_t n_headers;
 };
 
+/* SIGHUP: declares the exchange and queue of every endpoint of cfg
+ * (borrowed; must outlive the bus or the next reload) on the live
+ * connection, then uses cfg from then on (a lost connection declares it
+ * again). Waits for the bus thread. Returns -1 when the broker refused a
+ * declaration (the bus reconnects with the configuration it had) or the
+ * bus is not running. */
+int mbus_reload(struct mbus *bus, const struct cfg *cfg);
+
 /* Creates the bus for cfg (borrowed; must outlive the bus). Does not connect
  * yet. Returns NULL on allocation failure. */
 struct mbus *mbus_new(const struct cfg *cfg);

@@ -21,6 +21,7 @@
 
 #include <errno.h>
 #include <microhttpd.h>
+#include <pthread.h>
 #include <arpa/inet.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -44,9 +45,15 @@
  * closed instead of answered. */
 #define DISCARD_MAX (1024 * 1024)
 
-struct http_server {
-    const struct cfg *cfg;
-    struct mbus *bus;
+/* Everything a request needs from the configuration, built once per load
+ * of the file. A request holds the snapshot that was current when its
+ * request line arrived until it completes, so a reload (http_reload) never
+ * changes the route, schemas or limits under a request in flight; the last
+ * request of an old snapshot frees it. */
+struct snap {
+    _Atomic long refs;
+    struct cfg *cfg; /* owned when owns_cfg (a reload's), else borrowed (the start's) */
+    bool owns_cfg;
     struct router *router;
     struct metrics *metrics;
     const char **route_methods;
@@ -56,16 +63,26 @@ struct http_server {
     size_t openapi_len;
     char *asyncapi; /* the AsyncAPI document, rendered once */
     size_t asyncapi_len;
-    struct MHD_Daemon *daemon;
-    struct edge *edge;    /* connection limits and deadlines */
     struct auth *auth;    /* NULL: no auth section, every route anonymous */
     struct ratelimit *rl; /* token buckets of endpoints[].rate_limit */
+};
+
+struct http_server {
+    const struct cfg *cfg; /* the start's: the listening address and connection limits */
+    struct mbus *bus;
+    pthread_mutex_t snap_lock; /* guards the pointer snap, not what it points to */
+    struct snap *snap;         /* the current one; a reference is held here */
+    struct MHD_Daemon *daemon;
+    struct edge *edge; /* connection limits and deadlines */
     struct sockaddr_storage addr;
     int listen_fd;        /* bound by http_bind, listening from http_start; -1 before */
     atomic_bool draining; /* http_quiesce was called: every answer closes its connection */
     _Atomic long in_flight;
     _Atomic long waiting;
 };
+
+static struct snap *snap_get(struct http_server *srv);
+static void snap_put(struct snap *sn);
 
 struct rq_error {
     char desc[512];
@@ -80,6 +97,7 @@ struct rq_error {
  * line arrives and freed once, in on_completed. */
 struct request {
     struct http_server *srv;
+    struct snap *snap; /* held from the request line to on_completed */
     struct MHD_Connection *conn;
     struct edge_conn *ec; /* the connection's deadlines (borrowed), or NULL */
     bool close_now;       /* refused on framing: answer at once, then close */
@@ -306,7 +324,7 @@ static void fail_schema(struct request *rq, int status, const char *where,
 /* ---- CORS ------------------------------------------------------------------ */
 
 static void cors_decide(struct request *rq) {
-    const struct cfg *cfg = rq->srv->cfg;
+    const struct cfg *cfg = rq->snap->cfg;
     const char *origin;
 
     if (cfg->http.n_cors_origins == 0)
@@ -342,7 +360,7 @@ static enum MHD_Result reply_preflight(struct request *rq) {
         MHD_add_response_header(resp, "Access-Control-Allow-Methods", allow);
         /* Only the headers the API reads, and those configured: never an
          * echo of whatever the browser asks for. */
-        MHD_add_response_header(resp, "Access-Control-Allow-Headers", rq->srv->cors_headers);
+        MHD_add_response_header(resp, "Access-Control-Allow-Headers", rq->snap->cors_headers);
         MHD_add_response_header(resp, "Access-Control-Max-Age", "600");
     }
     return queue(rq, MHD_HTTP_NO_CONTENT, resp);
@@ -433,7 +451,7 @@ static enum MHD_Result count_cl(void *cls, enum MHD_ValueKind kind, const char *
  * smuggled past a proxy), or a Transfer-Encoding other than chunked, whose
  * body would end only when the client closes. */
 static void check_framing(struct request *rq) {
-    const struct cfg *cfg = rq->srv->cfg;
+    const struct cfg *cfg = rq->snap->cfg;
     struct cl_count c = {0};
     const char *te;
     int n = MHD_get_connection_values(rq->conn, MHD_HEADER_KIND, NULL, NULL);
@@ -466,14 +484,13 @@ static void check_framing(struct request *rq) {
  * common/auth.h); keeps the principal for the bus. Returns -1 (rq->status
  * set, with a WWW-Authenticate challenge) when the request is refused. */
 static int authorize(struct request *rq, const struct cfg_endpoint *ep) {
-    struct http_server *srv = rq->srv;
     struct auth_creds cr = {0};
     struct auth_principal p;
     enum auth_outcome out;
     const char *h;
     char why[200];
 
-    if (!srv->auth)
+    if (!rq->snap->auth)
         return 0;
     cr.api_key = MHD_lookup_connection_value(rq->conn, MHD_HEADER_KIND, "X-API-Key");
     h = MHD_lookup_connection_value(rq->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
@@ -482,9 +499,9 @@ static int authorize(struct request *rq, const struct cfg_endpoint *ep) {
             ;
         cr.bearer = h;
     }
-    out = auth_check(srv->auth, &ep->auth, &cr, &p, why, sizeof(why));
+    out = auth_check(rq->snap->auth, &ep->auth, &cr, &p, why, sizeof(why));
     if (out != AUTH_OK) {
-        auth_challenge(srv->auth, &ep->auth, out, cr.api_key || cr.bearer || h, rq->challenge,
+        auth_challenge(rq->snap->auth, &ep->auth, out, cr.api_key || cr.bearer || h, rq->challenge,
                        sizeof(rq->challenge));
         fail(rq, (int)out, "%s", why);
         return -1;
@@ -529,7 +546,7 @@ static void client_address(struct request *rq, char *out, size_t len) {
 /* Takes a token from the endpoint's rate limit (ratelimit.h). Returns -1
  * (rq->status set to 429) when none is left. */
 static int rate_limit(struct request *rq, const struct cfg_endpoint *ep) {
-    const struct cfg *cfg = rq->srv->cfg;
+    const struct cfg *cfg = rq->snap->cfg;
     char key[200];
 
     if (!ep->rate_limit.given)
@@ -540,7 +557,7 @@ static int rate_limit(struct request *rq, const struct cfg_endpoint *ep) {
         snprintf(key, sizeof(key), "%s", rq->who);
     else
         client_address(rq, key, sizeof(key));
-    ratelimit_take(rq->srv->rl, (size_t)(ep - cfg->endpoints), key, &rq->rl);
+    ratelimit_take(rq->snap->rl, (size_t)(ep - cfg->endpoints), key, &rq->rl);
     if (!rq->rl.limited)
         return 0;
     fail(rq, MHD_HTTP_TOO_MANY_REQUESTS,
@@ -552,7 +569,6 @@ static int rate_limit(struct request *rq, const struct cfg_endpoint *ep) {
 /* Routes the request and checks what the headers alone tell. Sets rq->status
  * when the request is to be refused. */
 static void begin(struct request *rq, const char *method) {
-    struct http_server *srv = rq->srv;
     char path[4096];
     struct route_match m;
     enum route_status st;
@@ -583,7 +599,7 @@ static void begin(struct request *rq, const char *method) {
     path[rq->path_len] = '\0';
 
     bool options = strcmp(method, "OPTIONS") == 0;
-    st = router_match(srv->router, method, path, &m);
+    st = router_match(rq->snap->router, method, path, &m);
     rq->allow = m.allow;
     switch (st) {
     case ROUTE_NOT_FOUND:
@@ -612,9 +628,9 @@ static void begin(struct request *rq, const char *method) {
     ep = rq->route->ep;
     if (authorize(rq, ep) != 0 || rate_limit(rq, ep) != 0)
         return;
-    rq->max_body = ep->max_body              ? ep->max_body
-                   : srv->cfg->http.max_body ? srv->cfg->http.max_body
-                                             : DEFAULT_MAX_BODY;
+    rq->max_body = ep->max_body                   ? ep->max_body
+                   : rq->snap->cfg->http.max_body ? rq->snap->cfg->http.max_body
+                                                  : DEFAULT_MAX_BODY;
     ctype = MHD_lookup_connection_value(rq->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
     idx = content_type_index(ep, ctype);
     if (idx >= 0) {
@@ -648,7 +664,7 @@ static void begin(struct request *rq, const char *method) {
         fail(rq, MHD_HTTP_BAD_REQUEST, "%s %s takes no request body", ep->method, ep->path);
         return;
     }
-    if (idx < 0 && ep->body && srv->cfg->compat == CFG_COMPAT_FPESA_PYTHON) {
+    if (idx < 0 && ep->body && rq->snap->cfg->compat == CFG_COMPAT_FPESA_PYTHON) {
         /* The original read every body as JSON whatever its Content-Type
          * said (text/plain, a form's type from curl -d, or none at all). */
         rq->kind = CFG_BODY_JSON;
@@ -727,9 +743,9 @@ static void on_bus_done(void *ctx, const struct mbus_result *res) {
     if (rq->claiming)
         ; /* the key's claim: not the endpoint's confirm or rpc */
     else if (ep->mode == CFG_MODE_PUBLISH && res->status < 500)
-        metrics_confirm(rq->srv->metrics, res->seconds);
+        metrics_confirm(rq->snap->metrics, res->seconds);
     else if (ep->mode == CFG_MODE_RPC && res->body)
-        metrics_rpc(rq->srv->metrics, res->seconds);
+        metrics_rpc(rq->snap->metrics, res->seconds);
     atomic_store_explicit(&rq->done, true, memory_order_release);
     MHD_resume_connection(rq->conn);
 }
@@ -1192,7 +1208,7 @@ static void message_of(const struct request *rq, const struct outgoing *o, struc
  * The outcome resumes the connection. */
 static enum MHD_Result send_to_bus(struct request *rq, const struct mbus_msg *msg, bool claim) {
     const struct cfg_endpoint *ep = rq->route->ep;
-    const struct cfg *cfg = rq->srv->cfg;
+    const struct cfg *cfg = rq->snap->cfg;
     int rc;
 
     /* Suspend first: the bus may answer before mbus_publish returns. */
@@ -1220,7 +1236,7 @@ static enum MHD_Result send_to_bus(struct request *rq, const struct mbus_msg *ms
 /* Asks the claim worker about the request's Idempotency-Key; the message
  * waits in rq->pending. */
 static enum MHD_Result send_claim(struct request *rq) {
-    const struct cfg *cfg = rq->srv->cfg;
+    const struct cfg *cfg = rq->snap->cfg;
     struct mbus_msg msg, claim = {0};
     char fp[IDEM_FINGERPRINT_HEX + 1];
     char *body;
@@ -1272,7 +1288,7 @@ static enum MHD_Result claimed(struct request *rq) {
 static enum MHD_Result dispatch(struct request *rq) {
     struct mbus_msg msg;
     struct pending local, *pd = &local;
-    bool claim = rq->srv->cfg->idempotency.exchange &&
+    bool claim = rq->snap->cfg->idempotency.exchange &&
                  MHD_lookup_connection_value(rq->conn, MHD_HEADER_KIND, "Idempotency-Key");
     enum MHD_Result ret;
 
@@ -1474,7 +1490,7 @@ static enum MHD_Result reply_builtin(struct request *rq) {
         struct MHD_Response *resp;
 
         mbus_stats(srv->bus, &stats);
-        text = metrics_render(srv->metrics, &stats, mbus_is_connected(srv->bus), &len);
+        text = metrics_render(rq->snap->metrics, &stats, mbus_is_connected(srv->bus), &len);
         if (!text)
             return MHD_NO;
         cap = len + 1;
@@ -1491,9 +1507,10 @@ static enum MHD_Result reply_builtin(struct request *rq) {
         return queue(rq, MHD_HTTP_OK, resp);
     }
     case ROUTE_OPENAPI:
-        return reply(rq, MHD_HTTP_OK, "application/json", srv->openapi, srv->openapi_len);
+        return reply(rq, MHD_HTTP_OK, "application/json", rq->snap->openapi, rq->snap->openapi_len);
     case ROUTE_ASYNCAPI:
-        return reply(rq, MHD_HTTP_OK, "application/json", srv->asyncapi, srv->asyncapi_len);
+        return reply(rq, MHD_HTTP_OK, "application/json", rq->snap->asyncapi,
+                     rq->snap->asyncapi_len);
     case ROUTE_ENDPOINT:
         break;
     }
@@ -1524,7 +1541,7 @@ static const char *path_q(const struct request *rq, char *buf, size_t len) {
  * buffer (uri points into it, and libmicrohttpd writes there itself): it
  * then has nothing to parse. */
 static void edge_request_line(struct request *rq, const char *uri) {
-    const struct cfg *cfg = rq->srv->cfg;
+    const struct cfg *cfg = rq->snap->cfg;
     const union MHD_ConnectionInfo *ci =
         MHD_get_connection_info(rq->conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
     char *q = uri ? strchr(uri, '?') : NULL;
@@ -1579,8 +1596,9 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn) {
         if (hash)
             *hash = '\0';
     }
+    rq->snap = snap_get(srv);
     atomic_fetch_add_explicit(&srv->in_flight, 1, memory_order_relaxed);
-    metrics_in_flight(srv->metrics, 1);
+    metrics_in_flight(rq->snap->metrics, 1);
     edge_request_line(rq, uri);
     return rq;
 }
@@ -1653,8 +1671,9 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
     *req_cls = NULL;
     secs = elapsed_s(&rq->start);
     if (rq->answered) {
-        metrics_request(srv->metrics, rq->route ? rq->route->id : router_count(srv->router),
-                        rq->answered, secs);
+        metrics_request(rq->snap->metrics,
+                        rq->route ? rq->route->id : router_count(rq->snap->router), rq->answered,
+                        secs);
         /* The duration in whole microseconds printed as ms.uuu: the same
          * text as %.3f at about half the cost of formatting a double. */
         LOG(LOG_INFO, "request method=%s path=%s status=%d duration_ms=%ld.%03ld id=%s",
@@ -1680,8 +1699,9 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
     free(rq->err);
     free(rq->principal);
     free(rq->uri);
+    metrics_in_flight(rq->snap->metrics, -1);
+    snap_put(rq->snap);
     free(rq);
-    metrics_in_flight(srv->metrics, -1);
     atomic_fetch_sub_explicit(&srv->in_flight, 1, memory_order_relaxed);
 }
 
@@ -1701,75 +1721,160 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap) {
 
 /* ---- life cycle ---------------------------------------------------------- */
 
-struct http_server *http_new(const struct cfg *cfg, struct mbus *bus) {
-    struct http_server *srv = calloc(1, sizeof(*srv));
+static void snap_free(struct snap *sn) {
+    if (!sn)
+        return;
+    auth_free(sn->auth);
+    ratelimit_free(sn->rl);
+    metrics_free(sn->metrics);
+    free(sn->openapi);
+    free(sn->asyncapi);
+    free(sn->cors_headers);
+    free(sn->route_methods);
+    free(sn->route_paths);
+    router_free(sn->router);
+    if (sn->owns_cfg)
+        cfg_free(sn->cfg);
+    free(sn);
+}
+
+/* Drops a reference; the last one frees the snapshot. NULL is fine. */
+static void snap_put(struct snap *sn) {
+    if (sn && atomic_fetch_sub_explicit(&sn->refs, 1, memory_order_acq_rel) == 1)
+        snap_free(sn);
+}
+
+/* A new reference to the current snapshot. */
+static struct snap *snap_get(struct http_server *srv) {
+    struct snap *sn;
+
+    pthread_mutex_lock(&srv->snap_lock);
+    sn = srv->snap;
+    atomic_fetch_add_explicit(&sn->refs, 1, memory_order_relaxed);
+    pthread_mutex_unlock(&srv->snap_lock);
+    return sn;
+}
+
+/* Builds the snapshot of cfg (borrowed; kept by the snapshot until it is
+ * freed, and freed with it when owns_cfg), with one reference. NULL on
+ * failure (logged). */
+static struct snap *snap_new(struct cfg *cfg, bool owns_cfg) {
+    struct snap *sn = calloc(1, sizeof(*sn));
     json_t *doc = NULL;
     bool auth_failed = false;
     size_t n;
 
-    if (!srv)
+    if (!sn)
         return NULL;
-    srv->listen_fd = -1;
-    srv->cfg = cfg;
-    srv->bus = bus;
-    srv->auth = auth_new(cfg, &auth_failed);
+    atomic_init(&sn->refs, 1);
+    sn->cfg = cfg;
+    sn->auth = auth_new(cfg, &auth_failed);
     if (auth_failed) {
         LOG(LOG_ERROR, "cannot load the keys of the auth section");
         goto out_free;
     }
-    srv->rl = ratelimit_new(cfg);
-    if (!srv->rl)
+    sn->rl = ratelimit_new(cfg);
+    if (!sn->rl)
         goto out_free;
-    srv->router = router_new(cfg);
-    if (!srv->router) {
+    sn->router = router_new(cfg);
+    if (!sn->router) {
         LOG(LOG_ERROR, "cannot build the route table");
         goto out_free;
     }
-    n = router_count(srv->router);
-    srv->route_methods = calloc(n + 1, sizeof(*srv->route_methods));
-    srv->route_paths = calloc(n + 1, sizeof(*srv->route_paths));
-    if (!srv->route_methods || !srv->route_paths)
+    n = router_count(sn->router);
+    sn->route_methods = calloc(n + 1, sizeof(*sn->route_methods));
+    sn->route_paths = calloc(n + 1, sizeof(*sn->route_paths));
+    if (!sn->route_methods || !sn->route_paths)
         goto out_free;
     for (size_t i = 0; i < n; i++) {
-        srv->route_methods[i] = router_get(srv->router, i)->method;
-        srv->route_paths[i] = router_get(srv->router, i)->path;
+        sn->route_methods[i] = router_get(sn->router, i)->method;
+        sn->route_paths[i] = router_get(sn->router, i)->path;
     }
-    srv->metrics = metrics_new(n, srv->route_methods, srv->route_paths);
+    sn->metrics = metrics_new(n, sn->route_methods, sn->route_paths);
     doc = openapi_build(cfg);
-    srv->openapi = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
+    sn->openapi = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
     json_decref(doc);
     doc = asyncapi_build(cfg);
-    srv->asyncapi = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
+    sn->asyncapi = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
     json_decref(doc);
-    if (!srv->metrics || !srv->openapi || !srv->asyncapi) {
+    if (!sn->metrics || !sn->openapi || !sn->asyncapi) {
         LOG(LOG_ERROR, "out of memory building the metrics and the API documents");
         goto out_free;
     }
-    srv->openapi_len = strlen(srv->openapi);
-    srv->asyncapi_len = strlen(srv->asyncapi);
+    sn->openapi_len = strlen(sn->openapi);
+    sn->asyncapi_len = strlen(sn->asyncapi);
     {
         static const char base[] = "Content-Type, Idempotency-Key, Authorization, X-API-Key";
         size_t len = sizeof(base), o = sizeof(base) - 1;
 
         for (size_t i = 0; i < cfg->http.n_cors_headers; i++)
             len += strlen(cfg->http.cors_headers[i]) + 2;
-        srv->cors_headers = malloc(len);
-        if (!srv->cors_headers)
+        sn->cors_headers = malloc(len);
+        if (!sn->cors_headers)
             goto out_free;
-        memcpy(srv->cors_headers, base, sizeof(base));
+        memcpy(sn->cors_headers, base, sizeof(base));
         for (size_t i = 0; i < cfg->http.n_cors_headers; i++) {
             size_t hl = strlen(cfg->http.cors_headers[i]);
 
-            memcpy(srv->cors_headers + o, ", ", 2);
-            memcpy(srv->cors_headers + o + 2, cfg->http.cors_headers[i], hl + 1);
+            memcpy(sn->cors_headers + o, ", ", 2);
+            memcpy(sn->cors_headers + o + 2, cfg->http.cors_headers[i], hl + 1);
             o += hl + 2;
         }
     }
-    return srv;
+    sn->owns_cfg = owns_cfg;
+    return sn;
 
 out_free:
-    http_free(srv);
+    snap_free(sn);
     return NULL;
+}
+
+struct http_server *http_new(const struct cfg *cfg, struct mbus *bus) {
+    struct http_server *srv = calloc(1, sizeof(*srv));
+
+    if (!srv)
+        return NULL;
+    srv->listen_fd = -1;
+    srv->cfg = cfg;
+    srv->bus = bus;
+    pthread_mutex_init(&srv->snap_lock, NULL);
+    /* The start's configuration stays main()'s. */
+    srv->snap = snap_new((struct cfg *)cfg, false);
+    if (!srv->snap) {
+        http_free(srv);
+        return NULL;
+    }
+    return srv;
+}
+
+int http_reload(struct http_server *srv, struct cfg *cfg,
+                int (*before)(void *arg, const struct cfg *cfg), void *arg) {
+    struct snap *sn = snap_new(cfg, false), *old;
+
+    if (!sn)
+        return -1;
+    /* The bus declares the new topology before any request can use it. */
+    if (before && before(arg, cfg) < 0) {
+        snap_free(sn);
+        return -1;
+    }
+    sn->owns_cfg = true;
+    pthread_mutex_lock(&srv->snap_lock);
+    old = srv->snap;
+    srv->snap = sn;
+    pthread_mutex_unlock(&srv->snap_lock);
+    /* Requests that started with the old one keep it until they complete. */
+    snap_put(old);
+    return 0;
+}
+
+const struct cfg *http_config(struct http_server *srv) {
+    const struct cfg *cfg;
+
+    pthread_mutex_lock(&srv->snap_lock);
+    cfg = srv->snap->cfg;
+    pthread_mutex_unlock(&srv->snap_lock);
+    return cfg;
 }
 
 static int resolve(const struct cfg *cfg, struct sockaddr_storage *out, bool *ipv6) {
@@ -1954,14 +2059,7 @@ void http_free(struct http_server *srv) {
     if (srv->listen_fd >= 0)
         close(srv->listen_fd);
     edge_free(srv->edge);
-    auth_free(srv->auth);
-    ratelimit_free(srv->rl);
-    metrics_free(srv->metrics);
-    free(srv->openapi);
-    free(srv->asyncapi);
-    free(srv->cors_headers);
-    free(srv->route_methods);
-    free(srv->route_paths);
-    router_free(srv->router);
+    snap_put(srv->snap);
+    pthread_mutex_destroy(&srv->snap_lock);
     free(srv);
 }

@@ -23,6 +23,20 @@ struct http_server *http_new(const struct cfg *cfg, struct mbus *bus);
  * Returns 0, or -1 with a log line. Calling it again does nothing. */
 int http_bind(struct http_server *srv);
 
+/* SIGHUP: builds the routes, documents, keys and limits of cfg, calls
+ * before(arg, cfg) (the bus declares the new topology there; -1 refuses the
+ * reload), then serves every request whose request line arrives from now on
+ * with cfg; requests in flight finish with the configuration they started
+ * with. cfg is taken on success (freed once the last request using it
+ * completes, or by http_free). The listening address and connection limits
+ * stay the start's. Returns -1 (cfg not taken) on a failure. */
+int http_reload(struct http_server *srv, struct cfg *cfg,
+                int (*before)(void *arg, const struct cfg *cfg), void *arg);
+
+/* The configuration new requests are served with (borrowed: valid until the
+ * next http_reload from the same thread). */
+const struct cfg *http_config(struct http_server *srv);
+
 /* Starts listening and serving (binding first if http_bind was not called).
  * Returns 0, or -1 with a log line (for example when the port is taken). */
 int http_start(struct http_server *srv);

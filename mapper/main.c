@@ -42,7 +42,8 @@ static void usage(FILE *out) {
             "  --help              print this help and exit\n"
             "Environment: FPESA_CONFIG, FPESA_AMQP_URL, FPESA_HTTP_LISTEN, FPESA_LOG_LEVEL\n"
             "(debug|info|warn|error), FPESA_DRAIN_MS (0 to 3600000, default 10000).\n"
-            "Signals: TERM and INT drain the requests in flight, then exit 0.\n");
+            "Signals: TERM and INT drain the requests in flight, then exit 0; HUP reloads the\n"
+            "file (a bad one is logged and the running configuration stays).\n");
 }
 
 /* --body-limits: what a proxy in front needs to let each route's body through. */
@@ -90,6 +91,10 @@ static int wait_ready(struct mbus *bus, const sigset_t *sigs, int *sig) {
 
     while (!mbus_is_connected(bus)) {
         int s = sigtimedwait(sigs, NULL, &step);
+        if (s == SIGHUP) {
+            LOG(LOG_WARN, "reload ignored: not serving yet (the file is read again at the start)");
+            continue;
+        }
         if (s > 0) {
             *sig = s;
             return -1;
@@ -99,6 +104,52 @@ static int wait_ready(struct mbus *bus, const sigset_t *sigs, int *sig) {
             LOG(LOG_WARN, "not serving yet: waiting for the broker waited_ms=%ld", waited);
     }
     return 0;
+}
+
+static int declare_on_bus(void *arg, const struct cfg *cfg) {
+    return mbus_reload(arg, cfg);
+}
+
+/* SIGHUP: reads path again. A file with problems is refused, each problem
+ * logged as file:line:col, and the running configuration stays; a good one
+ * is declared on the bus, then serves every new request (http_reload). */
+static void reload(const char *path, struct http_server *srv, struct mbus *bus) {
+    char *errs = NULL;
+    size_t errs_len = 0;
+    FILE *ef = open_memstream(&errs, &errs_len);
+    struct cfg *cfg;
+    const struct cfg *was;
+
+    LOG(LOG_INFO, "reloading signal=HUP file=%s", path);
+    cfg = cfg_load(path, ef ? ef : stderr);
+    if (ef)
+        fclose(ef);
+    if (!cfg) {
+        for (char *line = errs, *nl; line && *line; line = nl ? nl + 1 : NULL) {
+            nl = strchr(line, '\n');
+            if (nl)
+                *nl = '\0';
+            if (*line)
+                LOG(LOG_ERROR, "reload refused: %s", line);
+        }
+        LOG(LOG_ERROR, "reload refused; the running configuration stays");
+        free(errs);
+        return;
+    }
+    free(errs);
+    was = http_config(srv);
+    if (strcmp(was->http.host ? was->http.host : "", cfg->http.host ? cfg->http.host : "") != 0 ||
+        was->http.port != cfg->http.port || was->http.threads != cfg->http.threads ||
+        was->http.max_connections != cfg->http.max_connections)
+        LOG(LOG_WARN, "http.listen, http.threads and http.max_connections take effect at the "
+                      "next start only");
+    if (http_reload(srv, cfg, declare_on_bus, bus) < 0) {
+        LOG(LOG_ERROR, "reload refused: the new configuration could not be put in place; the "
+                       "running one stays");
+        cfg_free(cfg);
+        return;
+    }
+    LOG(LOG_INFO, "reloaded file=%s endpoints=%zu", path, cfg->n_endpoints);
 }
 
 /* Waits until no request waits for the bus or ms passed; returns how many
@@ -164,10 +215,11 @@ int main(int argc, char **argv) {
         return 1;
 
     /* Every thread started from here on inherits the blocked signals, so
-     * SIGTERM and SIGINT reach only the sigwait below. */
+     * SIGTERM, SIGINT and SIGHUP reach only the sigwait below. */
     sigemptyset(&sigs);
     sigaddset(&sigs, SIGTERM);
     sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
     signal(SIGPIPE, SIG_IGN);
 
@@ -198,8 +250,11 @@ int main(int argc, char **argv) {
         goto out_stop_bus;
     LOG(LOG_INFO, "started config=%s endpoints=%zu", config, cfg->n_endpoints);
 
-    while (sigwait(&sigs, &sig) != 0)
-        ;
+    while (sigwait(&sigs, &sig) != 0 || sig == SIGHUP)
+        if (sig == SIGHUP) {
+            reload(config, srv, bus);
+            sig = 0;
+        }
     LOG(LOG_INFO, "stopping signal=%s in_flight=%ld", sig == SIGTERM ? "TERM" : "INT",
         http_in_flight(srv));
     http_quiesce(srv);

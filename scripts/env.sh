@@ -4,6 +4,9 @@
 # starts (FPESA_STACK=up, data under var/) and the throwaway one `make test`
 # starts (FPESA_STACK=test, data under var/test/). Every port can be moved
 # from the environment; FPESA_PORT_BASE moves a whole test stack at once.
+# The handler host's /health and /metrics port (FPESA_HANDLER_PORT) is given
+# to the host this stack starts only (FPESA_HANDLER_LISTEN on its command), so
+# that other handler hosts started from the same environment do not ask for it.
 
 FPESA_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 FPESA_STACK=${FPESA_STACK:-up}
@@ -19,6 +22,7 @@ if [ "$FPESA_STACK" = up ]; then
     FPESA_MAPPER_PORT=${FPESA_MAPPER_PORT:-8081}
     FPESA_MAPPER2_PORT=${FPESA_MAPPER2_PORT:-8083}
     FPESA_LIVE_PORT=${FPESA_LIVE_PORT:-8082}
+    FPESA_HANDLER_PORT=${FPESA_HANDLER_PORT:-8084}
     FPESA_NGINX_PORT=${FPESA_NGINX_PORT:-8888}
     FPESA_NODE=${FPESA_NODE:-fpesa-up@localhost}
 else
@@ -31,6 +35,7 @@ else
     FPESA_MAPPER_PORT=${FPESA_MAPPER_PORT:-$((base + 4))}
     FPESA_MAPPER2_PORT=${FPESA_MAPPER2_PORT:-$((base + 5))}
     FPESA_LIVE_PORT=${FPESA_LIVE_PORT:-$((base + 6))}
+    FPESA_HANDLER_PORT=${FPESA_HANDLER_PORT:-$((base + 7))}
     FPESA_NGINX_PORT=${FPESA_NGINX_PORT:-$((base + 8))}
     # Ports base+10 .. base+29 are free for tests to start their own servers on.
     FPESA_AUX_PORT=${FPESA_AUX_PORT:-$((base + 10))}
@@ -52,7 +57,7 @@ FPESA_LIVE_LISTEN=${FPESA_LIVE_LISTEN:-127.0.0.1:$FPESA_LIVE_PORT}
 FPESA_PLUGIN_DIR=${FPESA_PLUGIN_DIR:-$BUILD/plugins}
 
 export FPESA_ROOT FPESA_STACK BUILD FPESA_VAR FPESA_AMQP_PORT FPESA_DIST_PORT FPESA_EPMD_PORT \
-    FPESA_PG_PORT FPESA_MAPPER_PORT FPESA_MAPPER2_PORT FPESA_LIVE_PORT FPESA_NGINX_PORT \
+    FPESA_PG_PORT FPESA_MAPPER_PORT FPESA_MAPPER2_PORT FPESA_LIVE_PORT FPESA_HANDLER_PORT FPESA_NGINX_PORT \
     FPESA_AUX_PORT FPESA_NODE FPESA_CONFIG FPESA_PG_DIR FPESA_AMQP_URL FPESA_DATABASE_URL \
     FPESA_HTTP_LISTEN FPESA_LIVE_LISTEN FPESA_PLUGIN_DIR
 

@@ -5,6 +5,9 @@
 #   scripts/stack.sh stop [apps|all]             stop what this stack started (apps: our
 #                                                programs and nginx, not the servers)
 #   scripts/stack.sh restart                     restart every program of ours in turn
+#   scripts/stack.sh reload                      SIGHUP to every program of ours: each reads
+#                                                the file again (a bad file is refused, in the
+#                                                program's log, and the old one keeps serving)
 #   scripts/stack.sh status                      list what runs
 #   scripts/stack.sh rabbitmqctl ARGS...         rabbitmqctl on this stack's node
 #
@@ -211,6 +214,25 @@ start_proc() { # NAME COMMAND...: start a program of ours in the background.
 
 http_ok() { curl -fsS -o /dev/null --max-time 2 "$1"; }
 
+# The handler host, with /health and /metrics on this stack's handler port.
+start_handler() {
+    FPESA_HANDLER_LISTEN=127.0.0.1:$FPESA_HANDLER_PORT \
+        start_proc handler "$BUILD/bin/handler" --config "$FPESA_CONFIG"
+}
+
+# SIGHUP to every program of ours that runs (nginx is not ours: its own
+# reload closes idle client connections). Each one reads the file again and
+# logs what it did; a bad file is refused there and the old one keeps serving.
+reload_apps() {
+    local n pid sent=0
+    for n in handler restmapper restmapper2 liveupdate; do
+        is_running "$n" || continue
+        pid=$(pid_of "$n")
+        kill -HUP "$pid" 2>/dev/null && sent=$((sent + 1)) && say "$n reloading (pid $pid)"
+    done
+    [ "$sent" -gt 0 ] || die "nothing of this stack is running"
+}
+
 start_apps() {
     local cfg=$FPESA_CONFIG name
     for bin in restmapper handler liveupdate; do
@@ -221,9 +243,9 @@ start_apps() {
     "$BUILD/bin/handler" --check "$cfg" >/dev/null || fail handler "" "$cfg is not valid"
 
     if ! is_running handler; then
-        start_proc handler "$BUILD/bin/handler" --config "$cfg"
-        sleep 0.5
-        is_running handler || fail handler "$FPESA_LOG/handler.log" "the handler host exited while starting"
+        need_port_free handler "$FPESA_HANDLER_PORT"
+        start_handler
+        wait_for handler "$FPESA_LOG/handler.log" 30 http_ok "http://127.0.0.1:$FPESA_HANDLER_PORT/health"
     fi
     if ! is_running restmapper; then
         need_port_free restmapper "$FPESA_MAPPER_PORT"
@@ -259,9 +281,8 @@ restart_apps() {
     "$BUILD/bin/handler" --check "$cfg" >/dev/null || fail handler "" "$cfg is not valid; nothing restarted"
     if is_running handler; then
         stop_one handler
-        start_proc handler "$BUILD/bin/handler" --config "$cfg"
-        sleep 0.5
-        is_running handler || fail handler "$FPESA_LOG/handler.log" "the handler host exited while starting"
+        start_handler
+        wait_for handler "$FPESA_LOG/handler.log" 30 http_ok "http://127.0.0.1:$FPESA_HANDLER_PORT/health"
         say "handler restarted (pid $(pid_of handler))"
     fi
     if is_running restmapper; then
@@ -342,6 +363,7 @@ stop)
     esac
     ;;
 restart) restart_apps ;;
+reload) reload_apps ;;
 stop-one) stop_one "$what" ;;
 stop-rabbit) stop_rabbit ;;
 start-rabbit) start_rabbit ;;
@@ -353,5 +375,5 @@ rabbitmqctl)
     ;;
 start-pg) start_pg ;;
 status) status ;;
-*) die "usage: stack.sh start [servers|apps|all] | stop [apps|all] | restart | status" ;;
+*) die "usage: stack.sh start [servers|apps|all] | stop [apps|all] | restart | reload | status" ;;
 esac

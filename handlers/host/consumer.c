@@ -421,7 +421,7 @@ static void call_plugin(struct fpesa_ctx *c, const struct fpesa_message **ptr, s
  * crash_limit times is dead-lettered without calling the plugin. Returns 0,
  * or -1 when the connection broke (the broker then redelivers what is
  * unsettled). */
-static int settle(struct fpesa_ctx *c, struct batch *b, long *retry_ms) {
+static int settle_batch(struct fpesa_ctx *c, struct batch *b, long *retry_ms) {
     size_t n_ok = 0, n_rej = 0, n_retry = 0, n_special = 0;
     enum sup_verdict *verdict = b->verdict;
     unsigned *crashes = b->crashes;
@@ -458,7 +458,10 @@ static int settle(struct fpesa_ctx *c, struct batch *b, long *retry_ms) {
         *retry_ms = 0;
         for (size_t i = 0; n_special && i < b->n; i++)
             sup_forget(c->crashes, b->msg[i].message_id);
-        return amqp_basic_ack(c->conn, CHANNEL, b->env[b->n - 1].delivery_tag, 1) == 0 ? 0 : -1;
+        if (amqp_basic_ack(c->conn, CHANNEL, b->env[b->n - 1].delivery_tag, 1) != 0)
+            return -1;
+        hstats_add(c->stats, HSTAT_ACKED, n_ok);
+        return 0;
     }
     for (size_t i = 0; i < b->n; i++) {
         uint64_t tag = b->env[i].delivery_tag;
@@ -466,6 +469,7 @@ static int settle(struct fpesa_ctx *c, struct batch *b, long *retry_ms) {
         if (b->res[i] == FPESA_OK) {
             if (amqp_basic_ack(c->conn, CHANNEL, tag, 0) != 0)
                 return -1;
+            hstats_add(c->stats, HSTAT_ACKED, 1);
         } else if (b->res[i] == FPESA_REJECT) {
             if (verdict[i] == SUP_POISON) {
                 sup_verdict(c->crashes, b->msg[i].message_id, &crashes[i], reason, sizeof(reason));
@@ -478,6 +482,7 @@ static int settle(struct fpesa_ctx *c, struct batch *b, long *retry_ms) {
             if (dead_letter(c, &b->env[i], reason, verdict[i] == SUP_POISON ? crashes[i] : 0) < 0 ||
                 amqp_basic_ack(c->conn, CHANNEL, tag, 0) != 0)
                 return -1;
+            hstats_add(c->stats, HSTAT_DEAD_LETTERED, 1);
         }
         if (verdict[i] != SUP_CLEAN && b->res[i] != FPESA_RETRY)
             sup_forget(c->crashes, b->msg[i].message_id);
@@ -497,7 +502,24 @@ static int settle(struct fpesa_ctx *c, struct batch *b, long *retry_ms) {
         if (b->res[i] == FPESA_RETRY &&
             amqp_basic_nack(c->conn, CHANNEL, b->env[i].delivery_tag, 0, 1) != 0)
             return -1;
+    hstats_add(c->stats, HSTAT_RETRIED, n_retry);
     return 0;
+}
+
+/* settle_batch, counted: the batch's latency runs from the plugin call to
+ * the last settlement (a retry's backoff included: it is time the messages
+ * spend in this instance). */
+static int settle(struct fpesa_ctx *c, struct batch *b, long *retry_ms) {
+    struct timespec t0, t1;
+    int r;
+
+    hstats_add(c->stats, HSTAT_CONSUMED, b->n);
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    r = settle_batch(c, b, retry_ms);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    if (r == 0)
+        hstats_batch(c->stats, (double)(t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) / 1e9);
+    return r;
 }
 
 static int grow(struct batch *b, size_t cap) {

@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "consumer.h"
+#include "stats.h"
 #include "supervise.h"
 
 struct fpesa_ctx {
@@ -33,6 +34,7 @@ struct fpesa_ctx {
     uint64_t n_ok, n_retry, n_reject;
     struct sup_table *crashes; /* the handler's crash records (supervise.h), or NULL */
     struct sup_slot *slot;     /* this instance's batch in hand, or NULL */
+    struct hstats *stats;      /* the handler's shared counters (stats.h), or NULL */
 };
 
 #endif

@@ -29,6 +29,7 @@
 #include <signal.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdio.h>
 
 struct cfg;
 struct plugin;
@@ -76,12 +77,33 @@ void sup_forget(struct sup_table *t, const char *id);
  * those ids, comma separated, into ids for the log; returns how many. */
 size_t sup_blame(struct sup_table *t, struct sup_slot *s, int sig, char *ids, size_t len);
 
+/* Loads the configuration again for a reload: on success fills *cfg (new,
+ * cfg_free) and *plugins (new, one per handler, those not run here zeroed;
+ * plugin_close each, then free) and returns 0; otherwise writes every
+ * problem as "file:line:col: message" lines to errs and returns -1. */
+typedef int (*sup_load_fn)(void *arg, struct cfg **cfg, struct plugin **plugins, FILE *errs);
+
 /* Runs every instance of every handler whose plugins[j].table is loaded,
- * each in a child process (see above), until a signal of set (SIGTERM or
- * SIGINT; SIGCHLD must be in it and blocked) arrives; then stops the children
- * and waits for them. cfg and plugins are borrowed. Returns 0 after a clean
- * stop, -1 when an instance failed to start the first time (its plugin's
- * init refused: the reason is on stderr) or nothing could be started. */
-int sup_run(const struct cfg *cfg, struct plugin *plugins, const sigset_t *set);
+ * each in a child process (see above), until SIGTERM or SIGINT of set
+ * arrives (SIGCHLD and SIGHUP must be in it, all blocked); then stops the
+ * children and waits for them. cfg and plugins (calloc'ed) are taken.
+ *
+ * SIGHUP reloads: load() reads the file again; a file it refuses is logged
+ * problem by problem, and the running handlers go on as they are. From a
+ * good file, new handlers start, changed ones (any setting, the plugin's
+ * config, bus or database) start anew beside their old instances, which are
+ * then asked to stop (each settles its batch in hand, the broker gives the
+ * rest to the new ones), removed ones stop the same way, and unchanged ones
+ * are not touched. A plugin of the new file whose init refuses refuses the
+ * reload.
+ *
+ * When cfg->handler_host.port is set, /health and /metrics are served there
+ * (listener.h, stats.h); a port in use stops the start.
+ *
+ * Returns 0 after a clean stop, -1 when an instance failed to start the first
+ * time (its plugin's init refused: the reason is on stderr), the port could
+ * not be bound, or nothing could be started. */
+int sup_run(struct cfg *cfg, struct plugin *plugins, const sigset_t *set, sup_load_fn load,
+            void *load_arg);
 
 #endif

@@ -40,6 +40,7 @@ class Stack:
     mapper_port = _port("FPESA_MAPPER_PORT", 21604)
     mapper2_port = _port("FPESA_MAPPER2_PORT", 21605)
     live_port = _port("FPESA_LIVE_PORT", 21606)
+    handler_port = _port("FPESA_HANDLER_PORT", 21607)
     nginx_port = _port("FPESA_NGINX_PORT", 21608)
     aux_port = _port("FPESA_AUX_PORT", 21610)
     amqp_url = os.environ.get("FPESA_AMQP_URL", "amqp://guest:guest@127.0.0.1:%d/" % amqp_port)
@@ -57,6 +58,11 @@ class Stack:
     @property
     def live(self):
         return "http://127.0.0.1:%d" % self.live_port
+
+    @property
+    def handler(self):
+        """The stack's handler host: /health and /metrics."""
+        return "http://127.0.0.1:%d" % self.handler_port
 
     def env(self, **extra):
         """The environment our programs get, plus overrides."""

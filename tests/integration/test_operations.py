@@ -18,11 +18,13 @@ def promtool_check(text):
 
 
 @pytest.mark.skipif(PROMTOOL is None, reason="promtool (Debian's prometheus package) is missing")
-@pytest.mark.parametrize("which", ["mapper", "mapper2", "live"])
+@pytest.mark.parametrize("which", ["mapper", "mapper2", "live", "handler"])
 def test_metrics_pass_promtool(stack, which):
     base = {"mapper": stack.mapper, "mapper2": "http://127.0.0.1:%d" % stack.mapper2_port,
-            "live": stack.live}[which]
-    if which != "live":
+            "live": stack.live, "handler": stack.handler}[which]
+    if which == "handler":
+        assert requests.post(stack.mapper + "/messages/", json={"promtool": 1}, timeout=10).status_code == 202
+    elif which != "live":
         # Traffic first, so that every family has samples: a publish, an rpc,
         # an unmatched route.
         assert requests.post(base + "/messages/", json={"promtool": 1}, timeout=10).status_code == 202
@@ -39,6 +41,65 @@ def test_metrics_pass_promtool(stack, which):
     assert helps == types and len(helps) >= 8
 
 
+def handler_sample(text, family, handler):
+    """The value of family{handler="..."} in an exposition, or None."""
+    want = '%s{handler="%s"} ' % (family, handler)
+    for line in text.splitlines():
+        if line.startswith(want):
+            return float(line[len(want):])
+    return None
+
+
+@pytest.mark.timeout(120)
+def test_handler_host_health_and_metrics(stack):
+    """The stack's handler host answers /health for every handler and counts,
+    across its instances (child processes), what each handler consumed and
+    acknowledged, and how long its batches took."""
+    from conftest import wait_until
+    h = requests.get(stack.handler + "/health", timeout=10)
+    assert h.status_code == 200 and h.json()["status"] == "ok", h.text
+    handlers = h.json()["handlers"]
+    assert handlers["messages_post"]["running"] == handlers["messages_post"]["instances"] >= 1
+    # messages_get runs two instances: both count into one family.
+    assert handlers["messages_get"]["instances"] == 2
+
+    def metrics():
+        return requests.get(stack.handler + "/metrics", timeout=10).text
+
+    before = metrics()
+    acked0 = handler_sample(before, "fpesa_handler_messages_acked_total", "messages_post")
+    count0 = handler_sample(before, "fpesa_handler_batch_duration_seconds_count", "messages_post")
+    gets0 = handler_sample(before, "fpesa_handler_messages_acked_total", "messages_get")
+    assert acked0 is not None and count0 is not None and gets0 is not None
+    n = 20
+    for i in range(n):
+        assert requests.post(stack.mapper + "/messages/", json={"counted": i}, timeout=10).status_code == 202
+    for _ in range(6):
+        assert requests.get(stack.mapper + "/messages/?limit=1", timeout=10).status_code == 200
+    wait_until(lambda: (handler_sample(metrics(), "fpesa_handler_messages_acked_total",
+                                      "messages_post") or 0) >= acked0 + n, timeout=60)
+    wait_until(lambda: (handler_sample(metrics(), "fpesa_handler_messages_acked_total",
+                                      "messages_get") or 0) >= gets0 + 6, timeout=60)
+    after = metrics()
+    assert handler_sample(after, "fpesa_handler_messages_consumed_total", "messages_post") >= acked0 + n
+    assert handler_sample(after, "fpesa_handler_batch_duration_seconds_count", "messages_post") > count0
+    assert handler_sample(after, "fpesa_handler_instances_running", "messages_get") == 2
+    print("messages_post acked %d -> %d" % (acked0, handler_sample(after, "fpesa_handler_messages_acked_total",
+                                                                   "messages_post")))
+    # Anything but the two paths is a JSON 404.
+    r = requests.get(stack.handler + "/nope", timeout=10)
+    assert r.status_code == 404 and r.json()["error"]["code"] == 404
+
+
+def test_handler_host_port_taken_is_an_error(stack):
+    """A second handler host asked for the stack's handler port stops at once."""
+    r = subprocess.run([os.path.join(stack.bin, "handler"), "--config", stack.config, "echo"],
+                       env=stack.env(FPESA_HANDLER_LISTEN="127.0.0.1:%d" % stack.handler_port),
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1
+    assert "cannot listen on 127.0.0.1:%d: the port is taken by another process" % stack.handler_port in r.stderr, r.stderr
+
+
 DASHBOARD = os.path.join(os.path.dirname(__file__), "..", "..", "doc", "grafana-dashboard.json")
 
 
@@ -52,6 +113,7 @@ def test_grafana_dashboard_queries(stack, tmp_path):
         dash = json.load(f)
     exprs = [t["expr"] for p in dash["panels"] for t in p.get("targets", [])]
     assert len(exprs) >= 15
+    assert any("fpesa_handler_" in e for e in exprs)
     rules = ["groups:", "  - name: dashboard", "    rules:"]
     for i, e in enumerate(exprs):
         e = e.replace("$__rate_interval", "1m").replace("$instance", ".*")
@@ -63,7 +125,7 @@ def test_grafana_dashboard_queries(stack, tmp_path):
                        timeout=30)
     assert r.returncode == 0, r.stdout + r.stderr
     exported = set()
-    for base in (stack.mapper, stack.live):
+    for base in (stack.mapper, stack.live, stack.handler):
         for line in requests.get(base + "/metrics", timeout=10).text.splitlines():
             if line.startswith("# TYPE "):
                 exported.add(line.split()[2])

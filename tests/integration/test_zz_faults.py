@@ -299,10 +299,12 @@ handlers:
 """ % (stack.amqp_url, stack.database_url, os.path.join(stack.test_plugins, "crashy.so"),
        CRASHY_Q))
     total = 10000 if FULL else TOTAL
+    metrics_url = "http://127.0.0.1:%d/metrics" % (stack.aux_port + 15)
     stack.script("stop-one", "handler")
     try:
         host = proc.start([os.path.join(stack.bin, "handler"), "--config", str(config)],
-                          env=stack.env(FPESA_PLUGIN_DIR=stack.plugins))
+                          env=stack.env(FPESA_PLUGIN_DIR=stack.plugins,
+                                        FPESA_HANDLER_LISTEN="127.0.0.1:%d" % (stack.aux_port + 15)))
         wait_until(lambda: log_has(host.logfile, "consuming handler=crashy") and
                    log_has(host.logfile, "consuming handler=messages_post"), timeout=30)
 
@@ -330,6 +332,23 @@ handlers:
         assert poison in log.split("instance crashed handler=crashy", 1)[1]
         assert "instance crashed handler=messages_post" not in log
         assert host.poll() is None, "the host itself died"
+        # The host's metrics count across its instances (child processes),
+        # the crashed ones included.
+        import requests
+
+        def sample(family, handler):
+            text = requests.get(metrics_url, timeout=10).text
+            want = '%s{handler="%s"} ' % (family, handler)
+            return next(float(l[len(want):]) for l in text.splitlines() if l.startswith(want))
+        wait_until(lambda: sample("fpesa_handler_messages_acked_total", "messages_post") >=
+                   len(load.accepted), timeout=60)
+        print("crashy: restarts=%d dead-lettered=%d acked=%d" % (
+            sample("fpesa_handler_crash_restarts_total", "crashy"),
+            sample("fpesa_handler_messages_dead_lettered_total", "crashy"),
+            sample("fpesa_handler_messages_acked_total", "crashy")))
+        assert sample("fpesa_handler_crash_restarts_total", "crashy") >= 3
+        assert sample("fpesa_handler_crash_restarts_total", "messages_post") == 0
+        assert sample("fpesa_handler_messages_dead_lettered_total", "crashy") == 1
     finally:
         proc.stop_all()
         try:

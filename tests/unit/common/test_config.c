@@ -15,8 +15,9 @@
 
 #define CONFIGS FPESA_SOURCE_DIR "/tests/unit/common/configs"
 
-static const char *const env_vars[] = {"FPESA_AMQP_URL", "FPESA_DATABASE_URL", "FPESA_HTTP_LISTEN",
-                                       "FPESA_LIVE_LISTEN", "FPESA_PLUGIN_DIR"};
+static const char *const env_vars[] = {"FPESA_AMQP_URL",    "FPESA_DATABASE_URL",
+                                       "FPESA_HTTP_LISTEN", "FPESA_LIVE_LISTEN",
+                                       "FPESA_PLUGIN_DIR",  "FPESA_HANDLER_LISTEN"};
 
 /* The test runner exports the stack's URLs; the loader must see a clean slate. */
 static void clean_env(void) {
@@ -406,6 +407,41 @@ Test(config, environment_overrides) {
     free(errs);
 }
 
+Test(config, handler_host_listen) {
+    char *errs = NULL;
+    struct cfg *cfg;
+
+    /* Off unless given: several hosts may share a machine. */
+    cfg = load_text("e.yaml", "bus: {url: amqp://guest:guest@127.0.0.1:5672/}\n", &errs);
+    cr_assert_not_null(cfg, "%s", errs);
+    cr_assert_eq(cfg->handler_host.port, 0);
+    cfg_free(cfg);
+    free(errs);
+    errs = NULL;
+    cfg = load_text("e.yaml", "handler_host: {listen: 127.0.0.2:8084}\n", &errs);
+    cr_assert_not_null(cfg, "%s", errs);
+    cr_assert_str_eq(cfg->handler_host.host, "127.0.0.2");
+    cr_assert_eq(cfg->handler_host.port, 8084);
+    cfg_free(cfg);
+    free(errs);
+    errs = NULL;
+    setenv("FPESA_HANDLER_LISTEN", "18084", 1);
+    cfg = load_text("e.yaml", "handler_host: {listen: 127.0.0.2:8084}\n", &errs);
+    cr_assert_not_null(cfg, "%s", errs);
+    cr_assert_str_eq(cfg->handler_host.host, "127.0.0.2");
+    cr_assert_eq(cfg->handler_host.port, 18084);
+    cfg_free(cfg);
+    free(errs);
+    errs = NULL;
+    setenv("FPESA_HANDLER_LISTEN", "x:y", 1);
+    cfg = load_text("e.yaml", "handler_host: {lisen: 1}\n", &errs);
+    cr_assert_null(cfg);
+    cr_assert_str_eq(errs, "e.yaml:1:16: unknown key \"lisen\" (did you mean \"listen\"?)\n"
+                           "FPESA_HANDLER_LISTEN: bad value \"x:y\": expected host:port with a "
+                           "port number\n");
+    free(errs);
+}
+
 Test(config, environment_override_with_a_port_only) {
     char *errs = NULL;
     struct cfg *cfg;
@@ -542,6 +578,7 @@ Test(config, known_keys) {
         "handlers[].instances",
         "handlers[].crash_limit",
         "handlers[].config",
+        "handler_host.listen",
         "idempotency.exchange",
         "idempotency.timeout",
     };
