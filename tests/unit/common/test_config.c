@@ -15,8 +15,9 @@
 
 #define CONFIGS FPESA_SOURCE_DIR "/tests/unit/common/configs"
 
-static const char *const env_vars[] = {"FPESA_AMQP_URL", "FPESA_DATABASE_URL", "FPESA_HTTP_LISTEN",
-                                       "FPESA_LIVE_LISTEN", "FPESA_PLUGIN_DIR"};
+static const char *const env_vars[] = {"FPESA_AMQP_URL",    "FPESA_DATABASE_URL",
+                                       "FPESA_HTTP_LISTEN", "FPESA_LIVE_LISTEN",
+                                       "FPESA_PLUGIN_DIR",  "FPESA_QUEUE_TYPE"};
 
 /* The test runner exports the stack's URLs; the loader must see a clean slate. */
 static void clean_env(void) {
@@ -276,6 +277,50 @@ Test(config, plugin_dir_relative_to_file) {
     cfg_free(cfg);
 }
 
+Test(config, queue_type_values) {
+    const char *base = "endpoints:\n  - {path: /m/, method: POST, mode: publish}\n";
+    char text[512], *errs = NULL;
+    struct cfg *cfg;
+
+    cfg = load_text("q.yaml", base, &errs);
+    cr_assert_not_null(cfg, "%s", errs);
+    cr_assert_eq(cfg->bus.queue_type, CFG_QUEUE_CLASSIC);
+    cr_assert_null(cfg_queue_type_arg(cfg));
+    cfg_free(cfg);
+    free(errs);
+
+    snprintf(text, sizeof(text), "bus: {queue_type: quorum}\n%s", base);
+    cfg = load_text("q.yaml", text, &errs);
+    cr_assert_not_null(cfg, "%s", errs);
+    cr_assert_eq(cfg->bus.queue_type, CFG_QUEUE_QUORUM);
+    cr_assert_str_eq(cfg_queue_type_arg(cfg), "quorum");
+    cfg_free(cfg);
+    free(errs);
+
+    /* The environment wins over the file, both ways. */
+    setenv("FPESA_QUEUE_TYPE", "classic", 1);
+    cfg = load_text("q.yaml", text, &errs);
+    cr_assert_not_null(cfg, "%s", errs);
+    cr_assert_eq(cfg->bus.queue_type, CFG_QUEUE_CLASSIC);
+    cfg_free(cfg);
+    free(errs);
+    setenv("FPESA_QUEUE_TYPE", "quorom", 1);
+    cfg = load_text("q.yaml", base, &errs);
+    cr_assert_null(cfg);
+    cr_assert(strstr(errs, "FPESA_QUEUE_TYPE: expected classic or quorum"), "%s", errs);
+    free(errs);
+    unsetenv("FPESA_QUEUE_TYPE");
+
+    snprintf(text, sizeof(text), "bus: {queue_type: quorom}\n%s", base);
+    cfg = load_text("q.yaml", text, &errs);
+    cr_assert_null(cfg);
+    cr_assert(strstr(errs, "q.yaml:1:19: unknown queue_type \"quorom\" (did you mean "
+                           "\"quorum\"?)"),
+              "%s", errs);
+    free(errs);
+    cr_assert_null(cfg_queue_type_arg(NULL));
+}
+
 Test(config, compat_values) {
     const char *base = "endpoints:\n  - {path: /m/, method: POST, mode: publish}\n";
     char text[512], *errs = NULL;
@@ -465,6 +510,7 @@ Test(config, known_keys) {
         "bus.url",
         "bus.heartbeat",
         "bus.confirm_timeout",
+        "bus.queue_type",
         "http.listen",
         "http.max_body",
         "http.threads",
