@@ -1721,6 +1721,7 @@ static const struct key live_keys[] = {
 
 static const struct key database_keys[] = {
     {"url", set_str, CF(database.url), 0, 0, 0, NULL, 0},
+    {"read_url", set_str, CF(database.read_url), 0, 0, 0, NULL, 0},
     {NULL, NULL, 0, 0, 0, 0, NULL, 0},
 };
 
@@ -1888,6 +1889,9 @@ static void env_overrides(struct loader *ld) {
     s = getenv("FPESA_DATABASE_URL");
     if (s && *s)
         store_str(ld, &cfg->database.url, s);
+    s = getenv("FPESA_DATABASE_READ_URL");
+    if (s && *s)
+        store_str(ld, &cfg->database.read_url, s);
     s = getenv("FPESA_HTTP_LISTEN");
     if (s && *s) {
         if (parse_listen(s, &host, &port, why, sizeof(why)) < 0) {
@@ -2175,6 +2179,7 @@ void cfg_free(struct cfg *cfg) {
     free_strv(cfg->http.cors_headers, cfg->http.n_cors_headers);
     free(cfg->live.host);
     free(cfg->database.url);
+    free(cfg->database.read_url);
     free(cfg->idempotency.exchange);
     free(cfg->plugin_dir);
     free(cfg->auth.realm);

@@ -202,7 +202,8 @@ struct cfg {
     } live;
 
     struct {
-        char *url; /* default postgresql://fpesa@127.0.0.1:5432/fpesa */
+        char *url;      /* default postgresql://fpesa@127.0.0.1:5432/fpesa */
+        char *read_url; /* a streaming replica readers may use, or NULL; FPESA_DATABASE_READ_URL */
     } database;
 
     /* How an Idempotency-Key is honoured ("idempotency:"): before a keyed

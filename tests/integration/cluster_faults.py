@@ -54,7 +54,7 @@ def cl(stack, *args, timeout=900, check=True):
 def cluster(stack):
     try:
         cl(stack, "start", timeout=1200)
-        env = dict(line.split("=", 1) for line in cl(stack, "env").stdout.split())
+        env = dict(line.split("=", 1) for line in cl(stack, "env").stdout.splitlines())
         print(cl(stack, "status").stdout)
         yield env
     finally:

@@ -429,6 +429,7 @@ Test(config, environment_overrides) {
 
     setenv("FPESA_AMQP_URL", "amqp://a:b@10.0.0.1:5673/x", 1);
     setenv("FPESA_DATABASE_URL", "postgresql://db.example/fpesa", 1);
+    setenv("FPESA_DATABASE_READ_URL", "postgresql://replica.example/fpesa", 1);
     setenv("FPESA_HTTP_LISTEN", "0.0.0.0:18081", 1);
     setenv("FPESA_LIVE_LISTEN", "[::1]:18082", 1);
     setenv("FPESA_PLUGIN_DIR", "/srv/plugins", 1);
@@ -441,6 +442,7 @@ Test(config, environment_overrides) {
     cr_assert_not_null(cfg, "%s", errs);
     cr_assert_str_eq(cfg->bus.url, "amqp://a:b@10.0.0.1:5673/x");
     cr_assert_str_eq(cfg->database.url, "postgresql://db.example/fpesa");
+    cr_assert_str_eq(cfg->database.read_url, "postgresql://replica.example/fpesa");
     cr_assert_str_eq(cfg->http.host, "0.0.0.0");
     cr_assert_eq(cfg->http.port, 18081);
     cr_assert_str_eq(cfg->live.host, "::1");
@@ -531,6 +533,7 @@ Test(config, known_keys) {
         "liveupdate.ping_interval",
         "liveupdate.resume_limit",
         "database.url",
+        "database.read_url",
         "plugin_dir",
         "auth.realm",
         "auth.api_keys[].name",
