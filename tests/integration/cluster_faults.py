@@ -76,6 +76,7 @@ class LiveClient:
 
     def _run(self):
         last = None
+        self.reconnect_at = []  # len(got) at each reconnect, to place duplicates
         while not self.stop.is_set():
             try:
                 ws = websocket.create_connection(self.url + ("?since=" + last if last else ""),
@@ -85,6 +86,8 @@ class LiveClient:
                 continue
             if self.connected.is_set():
                 self.reconnects += 1
+                with self.lock:
+                    self.reconnect_at.append(len(self.got))
             self.connected.set()
             try:
                 while not self.stop.is_set():
@@ -247,6 +250,16 @@ def test_cluster_faults(stack, cluster):
                     "cluster: live client %d: %d of %d accepted messages received, %d duplicates, "
                     "%d reconnects" % (k + 1, len(set(mine)), len(want), len(mine) - len(set(mine)),
                                        c.reconnects))
+            if len(mine) != len(set(mine)):
+                first = {}
+                where = []
+                for pos, i in enumerate(c.got):
+                    if i in first:
+                        where.append((i, first[i], pos))
+                    first.setdefault(i, pos)
+                FAULT_NOTES.append("cluster: live client %d duplicates (id, first, again): %s; "
+                                   "reconnected at %s" % (k + 1, where[:10], c.reconnect_at))
+                print(FAULT_NOTES[-1])
             assert len(mine) == len(set(mine)), "live client %d got duplicates" % (k + 1)
     finally:
         for c in clients:
