@@ -54,7 +54,9 @@ C_LOG=$CVAR/log
 C_RUN=$CVAR/run
 C_PGDIR=/tmp/fpesa-pgc-$(printf '%s' "$CVAR" | md5sum | cut -c1-12)
 SLOT=fpesa_replica
-mkdir -p "$C_LOG" "$C_RUN"
+# Only what starts something makes the folders: status and stop leave a
+# checkout that never ran a cluster as it is.
+case "${1:-status}" in start*) mkdir -p "$C_LOG" "$C_RUN" ;; esac
 
 node_name() { echo "fpesa-$C_TAG-r$1@localhost"; }
 amqp_url() { echo "amqp://guest:guest@127.0.0.1:${C_AMQP[$1]}/"; }
