@@ -43,7 +43,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <unistd.h>
 
 #include "../lib/store.h"
 #include "query.h"
@@ -178,42 +177,20 @@ static int open_replica(struct get *g) {
     return 0;
 }
 
-/* One text value of a one-row query on conn, into out; -1 when it failed. */
-static int query_value(PGconn *conn, const char *sql, const char *arg, char *out, size_t len) {
-    const char *vals[1] = {arg};
-    PGresult *r = PQexecParams(conn, sql, arg ? 1 : 0, NULL, arg ? vals : NULL, NULL, NULL, 0);
-    int rc = -1;
-
-    if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1 && !PQgetisnull(r, 0, 0)) {
-        snprintf(out, len, "%s", PQgetvalue(r, 0, 0));
-        rc = 0;
-    }
-    PQclear(r);
-    return rc;
-}
-
 /* True when the replica has replayed everything the primary had written
  * when this was called (waiting up to REPLAY_WAIT_MS), or when the primary
  * cannot be asked. */
 static bool replica_caught_up(struct get *g) {
-    char lsn[64], ok[8];
+    int r;
 
-    if (open_db(g) < 0 ||
-        query_value(g->pg, "SELECT pg_current_wal_insert_lsn()::text", NULL, lsn, sizeof(lsn)) < 0)
-        return g->pg == NULL || PQstatus(g->pg) != CONNECTION_OK;
-    for (int waited = 0;; waited += 5) {
-        if (query_value(g->rpg, "SELECT pg_last_wal_replay_lsn() >= $1::pg_lsn", lsn, ok,
-                        sizeof(ok)) < 0) {
-            PQfinish(g->rpg);
-            g->rpg = NULL;
-            return false;
-        }
-        if (ok[0] == 't')
-            return true;
-        if (waited >= REPLAY_WAIT_MS)
-            return false;
-        usleep(5000);
+    if (open_db(g) < 0)
+        return true;
+    r = store_replica_caught_up(g->pg, g->rpg, REPLAY_WAIT_MS);
+    if (r == -1) {
+        PQfinish(g->rpg);
+        g->rpg = NULL;
     }
+    return r == 1 || r == -2;
 }
 
 /* Where the request at hand reads: the replica when there is one and it is

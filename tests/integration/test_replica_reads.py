@@ -27,6 +27,11 @@ def cursor(seq):
     return base64.urlsafe_b64encode(b"b%d" % seq).rstrip(b"=").decode()
 
 
+def token(usec, mid):
+    """The records_get page token of a row, as records_get writes it."""
+    return base64.urlsafe_b64encode(b"%d:%s" % (usec, mid.encode())).rstrip(b"=").decode()
+
+
 def as_pg(*args, timeout=120):
     return subprocess.run(["runuser", "-u", "postgres", "--", *args], capture_output=True, text=True,
                           timeout=timeout)
@@ -81,11 +86,17 @@ database: {url: "%(db)s", read_url: "%(replica)s"}
 endpoints:
   - {path: "%(path)s", method: POST, mode: publish}
   - {path: "%(path)s", method: GET, mode: rpc}
+  - {path: "%(path)srecords", method: GET, mode: rpc}
 handlers:
   - {name: post, plugin: messages_post.so, queue: "%(path)s:POST", config: {table: %(t)s}}
   - {name: get, plugin: messages_get.so, queue: "%(path)s:GET", config: {table: %(t)s}}
+  - name: records
+    plugin: records_get.so
+    queue: "%(path)srecords:GET"
+    config: {table: %(t)s, page_size: 100}
 """ % {"amqp": stack.amqp_url, "db": stack.database_url, "replica": replica, "path": path, "t": name})
-    host = start_host(proc, stack, str(cfg), expect=2)
+    host = start_host(proc, stack, str(cfg), expect=3)
+    records_q = path + "records:GET"
     bus = Bus(stack)
     rdb = psycopg2.connect(replica)
     rdb.autocommit = True
@@ -93,7 +104,7 @@ handlers:
         first = [bus.post(path + ":POST", {"i": i}) for i in range(30)]
         wait_until(lambda: count(stack.database_url, name) == 30, timeout=60)
         wait_until(lambda: count(replica, name) == 30, timeout=60)
-        wait_until(lambda: "replica connected" in open(host.logfile).read(), timeout=30)
+        wait_until(lambda: open(host.logfile).read().count("replica connected") >= 2, timeout=30)
 
         # A walk over every page while nothing lags: all 30, once each.
         seen, before = [], None
@@ -132,6 +143,22 @@ handlers:
         a = bus.rpc(path + ":GET", args={"limit": "50", "before": cursor(top + 1)}, timeout=20)
         ids = [m["id"] for m in a["messages"]]
         assert set(late) <= set(ids) and len(ids) == 35 == len(set(ids))
+
+        # records_get likewise: its first page is the replica's, and a page
+        # going on from the oldest row has every newer row the primary has.
+        a = bus.rpc(records_q, args=None)
+        assert a["count"] == 30 and not set(late) & {r["message_id"] for r in a["results"]}
+        c = psycopg2.connect(stack.database_url)
+        try:
+            with c.cursor() as cur:
+                cur.execute("SELECT (extract(epoch FROM received_at) * 1000000)::bigint, id::text"
+                            " FROM %s ORDER BY received_at, id LIMIT 1" % name)
+                usec, oldest = cur.fetchone()
+        finally:
+            c.close()
+        a = bus.rpc(records_q, args={"next": token(usec, oldest)}, timeout=20)
+        got = [r["message_id"] for r in a["results"]]
+        assert set(late) <= set(got) and len(got) == 34 == len(set(got)), a
 
         with rdb.cursor() as cur:
             cur.execute("SELECT pg_wal_replay_resume()")
