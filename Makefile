@@ -113,8 +113,8 @@ pkg_libs = $(call need,$(1))$(if $(strip $(1)),$(or $($(call pkg_key,$(1))_l),$(
 
 obj_dir = $(patsubst $(BUILD)/obj/%/,%,$(dir $(1)))
 
-.PHONY: all deps up down test asan check docs bench bench-bins faults fuzz fuzz-bins fuzz-replay \
-        fuzz-replay-bins clean format unit-bins man install uninstall deb restart reload
+.PHONY: all deps up up-cluster status down test asan check docs bench bench-bins faults fuzz fuzz-bins \
+        fuzz-replay fuzz-replay-bins clean format unit-bins man install uninstall deb restart reload
 
 all: $(PROGRAMS) $(PLUGINS) $(TEST_PLUGINS)
 
@@ -211,8 +211,19 @@ up: deps
 	@$(MAKE) --no-print-directory all
 	@$(if $(CONFIG),FPESA_CONFIG=$(CONFIG) )scripts/up.sh
 
+# make up-cluster: the scaled-out system on one machine (doc/cluster.rst):
+# three RabbitMQ nodes, a PostgreSQL primary and replica, two of each program.
+up-cluster: deps
+	@$(MAKE) --no-print-directory all
+	@$(if $(CONFIG),FPESA_CONFIG=$(CONFIG) )scripts/up-cluster.sh
+
 down:
 	@scripts/down.sh
+
+# What make up or make up-cluster runs, and where.
+status:
+	@FPESA_STACK=up scripts/stack.sh status
+	@FPESA_STACK=up scripts/cluster.sh status
 
 # Restarts every program of the running stack in turn (make up's, or the one
 # FPESA_STACK names), with no failed request under load.
@@ -245,9 +256,10 @@ bench: deps
 	@$(MAKE) --no-print-directory all bench-bins
 	@scripts/bench.sh
 
+# make faults CLUSTER=1 runs the cluster's fault test (tests/cluster/) instead.
 faults: deps
 	@$(MAKE) --no-print-directory all
-	@FPESA_FAULTS_FULL=1 scripts/faults.sh
+	@FPESA_FAULTS_FULL=1 $(if $(CLUSTER),FPESA_FAULTS_CLUSTER=1 )scripts/faults.sh
 
 fuzz: deps
 	@$(MAKE) --no-print-directory fuzz-bins

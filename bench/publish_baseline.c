@@ -8,7 +8,13 @@
  * Prints one line: "baseline msgs=N outstanding=K seconds=S rate=R msg/s".
  * The queue is purged after the run so that the broker does not keep the
  * messages. Exit status 0 when every message was acked, 1 otherwise.
+ *
+ * With BASELINE_EXISTING=1 in the environment it publishes into the
+ * topology as it is (the mapper's exchange and queue, a quorum queue in a
+ * cluster, the store's consumers on it): nothing is declared or purged, and
+ * every message gets an id of its own, so that the consumers store each one.
  */
+#include <stdbool.h>
 #include <amqp.h>
 #include <amqp_tcp_socket.h>
 #include <errno.h>
@@ -107,6 +113,10 @@ int main(int argc, char **argv) {
     if (ok_reply(c, "channel.open"))
         return 1;
     amqp_bytes_t ex = amqp_cstring_bytes(exchange);
+    const char *existing_env = getenv("BASELINE_EXISTING");
+    bool existing = existing_env && strcmp(existing_env, "1") == 0;
+    if (existing)
+        goto declared;
     amqp_exchange_declare(c, 1, ex, amqp_cstring_bytes("fanout"), 0, 1, 0, 0, amqp_empty_table);
     if (ok_reply(c, "exchange.declare"))
         return 1;
@@ -116,6 +126,7 @@ int main(int argc, char **argv) {
     amqp_queue_bind(c, 1, ex, ex, amqp_empty_bytes, amqp_empty_table);
     if (ok_reply(c, "queue.bind"))
         return 1;
+declared:
     amqp_confirm_select(c, 1);
     if (ok_reply(c, "confirm.select"))
         return 1;
@@ -132,9 +143,11 @@ int main(int argc, char **argv) {
      * enough; a single (non-multiple) ack also counts as one. */
     long sent = 0, acked = 0, nacks = 0;
     double t0 = now_s();
+    time_t t0_wall = time(NULL);
     while (acked < n) {
         while (sent < n && sent - acked < k) {
-            snprintf(mid, sizeof(mid), "0190b3a0-0000-7000-8000-%012ld", sent);
+            snprintf(mid, sizeof(mid), "%08lx-0000-7000-8000-%012ld",
+                     existing ? (unsigned long)t0_wall & 0xffffffffUL : 0x0190b3a0UL, sent);
             p.message_id = amqp_cstring_bytes(mid);
             p.timestamp = (uint64_t)time(NULL);
             st = amqp_basic_publish(c, 1, ex, amqp_empty_bytes, 0, 0, &p, amqp_cstring_bytes(body));
@@ -157,7 +170,8 @@ int main(int argc, char **argv) {
     printf("baseline msgs=%ld outstanding=%ld seconds=%.3f rate=%.0f msg/s nacks=%ld\n", n, k, secs,
            (double)n / secs, nacks);
 
-    amqp_queue_purge(c, 1, ex);
+    if (!existing)
+        amqp_queue_purge(c, 1, ex);
     amqp_channel_close(c, 1, AMQP_REPLY_SUCCESS);
     amqp_connection_close(c, AMQP_REPLY_SUCCESS);
     amqp_destroy_connection(c);

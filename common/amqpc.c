@@ -206,12 +206,21 @@ int amqpc_declare_exchange(amqp_connection_state_t conn, int channel, const char
     return amqpc_declare_exchange_as(conn, channel, name, type, true);
 }
 
-int amqpc_declare_queue_as(amqp_connection_state_t conn, int channel, const char *name,
-                           bool durable) {
+int amqpc_declare_queue_typed(amqp_connection_state_t conn, int channel, const char *name,
+                              bool durable, const char *queue_type) {
+    amqp_table_entry_t arg;
+    amqp_table_t args = amqp_empty_table;
     int r;
 
+    if (queue_type && durable) {
+        arg.key = amqp_cstring_bytes("x-queue-type");
+        arg.value.kind = AMQP_FIELD_KIND_UTF8;
+        arg.value.value.bytes = amqp_cstring_bytes(queue_type);
+        args.num_entries = 1;
+        args.entries = &arg;
+    }
     amqp_queue_declare(conn, (amqp_channel_t)channel, amqp_cstring_bytes(name), 0, durable, 0, 0,
-                       amqp_empty_table);
+                       args);
     r = refused(conn, channel, "queue.declare", name);
     if (r <= 0)
         return r;
@@ -219,6 +228,11 @@ int amqpc_declare_queue_as(amqp_connection_state_t conn, int channel, const char
     amqp_queue_declare(conn, (amqp_channel_t)channel, amqp_cstring_bytes(name), 1, 0, 0, 0,
                        amqp_empty_table);
     return amqpc_check(conn, "queue.declare passive", name);
+}
+
+int amqpc_declare_queue_as(amqp_connection_state_t conn, int channel, const char *name,
+                           bool durable) {
+    return amqpc_declare_queue_typed(conn, channel, name, durable, NULL);
 }
 
 int amqpc_declare_queue(amqp_connection_state_t conn, int channel, const char *name) {

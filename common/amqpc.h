@@ -72,6 +72,15 @@ int amqpc_declare_exchange_as(amqp_connection_state_t conn, int channel, const c
 int amqpc_declare_queue_as(amqp_connection_state_t conn, int channel, const char *name,
                            bool durable);
 
+/* The same with a queue type: queue_type "quorum" declares a durable queue
+ * with x-queue-type=quorum (replicated over the cluster's nodes); NULL, or a
+ * queue that is not durable (quorum queues are durable by nature), declares
+ * a classic one without the argument. A queue that exists as another type,
+ * or with other arguments, is used as it is: a cluster whose operator
+ * created the queues one way keeps serving every endpoint. 0 or -1 (logged). */
+int amqpc_declare_queue_typed(amqp_connection_state_t conn, int channel, const char *name,
+                              bool durable, const char *queue_type);
+
 /* Binds queue to exchange with key. 0 or -1 (logged). */
 int amqpc_bind(amqp_connection_state_t conn, int channel, const char *queue, const char *exchange,
                const char *key);

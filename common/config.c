@@ -755,6 +755,38 @@ static void set_compat(struct loader *ld, const struct key *k, const struct ynod
              q(v->value, t, sizeof(t)));
 }
 
+static const char *const queue_types[] = {"classic", "quorum"};
+
+/* Returns the index of name in queue_types, or -1. */
+static int queue_type_of(const char *name) {
+    for (size_t i = 0; i < sizeof(queue_types) / sizeof(queue_types[0]); i++)
+        if (strcmp(name, queue_types[i]) == 0)
+            return (int)i;
+    return -1;
+}
+
+static void set_queue_type(struct loader *ld, const struct key *k, const struct ynode *v,
+                           void *base) {
+    char t[96];
+    const char *s;
+    int i;
+
+    if (!scalar_ok(ld, k, v, "classic or quorum"))
+        return;
+    i = queue_type_of(v->value);
+    if (i >= 0) {
+        *FIELD(base, k->off, enum cfg_queue_type) = (enum cfg_queue_type)i;
+        return;
+    }
+    s = suggest(v->value, queue_types, 2);
+    if (s)
+        errf(ld, v, "unknown queue_type \"%s\" (did you mean \"%s\"?)", q(v->value, t, sizeof(t)),
+             s);
+    else
+        errf(ld, v, "unknown queue_type \"%s\" (expected classic or quorum)",
+             q(v->value, t, sizeof(t)));
+}
+
 static bool is_param_name(const char *s, size_t n) {
     size_t i;
 
@@ -1656,6 +1688,7 @@ static const struct key bus_keys[] = {
     {"url", set_amqp_url, CF(bus.url), 0, 0, 0, NULL, 0},
     {"heartbeat", set_seconds, CF(bus.heartbeat), 0, 0, 3600, NULL, 0},
     {"confirm_timeout", set_duration, CF(bus.confirm_timeout_ms), 0, 1, 600000, NULL, 0},
+    {"queue_type", set_queue_type, CF(bus.queue_type), 0, 0, 0, NULL, 0},
     {NULL, NULL, 0, 0, 0, 0, NULL, 0},
 };
 
@@ -1693,6 +1726,7 @@ static const struct key handler_host_keys[] = {
 
 static const struct key database_keys[] = {
     {"url", set_str, CF(database.url), 0, 0, 0, NULL, 0},
+    {"read_url", set_str, CF(database.read_url), 0, 0, 0, NULL, 0},
     {NULL, NULL, 0, 0, 0, 0, NULL, 0},
 };
 
@@ -1851,9 +1885,19 @@ static void env_overrides(struct loader *ld) {
         else
             env_errf(ld, "FPESA_AMQP_URL", "expected an amqp:// or amqps:// URL");
     }
+    s = getenv("FPESA_QUEUE_TYPE");
+    if (s && *s) {
+        if (queue_type_of(s) >= 0)
+            cfg->bus.queue_type = (enum cfg_queue_type)queue_type_of(s);
+        else
+            env_errf(ld, "FPESA_QUEUE_TYPE", "expected classic or quorum, not \"%.40s\"", s);
+    }
     s = getenv("FPESA_DATABASE_URL");
     if (s && *s)
         store_str(ld, &cfg->database.url, s);
+    s = getenv("FPESA_DATABASE_READ_URL");
+    if (s && *s)
+        store_str(ld, &cfg->database.read_url, s);
     s = getenv("FPESA_HTTP_LISTEN");
     if (s && *s) {
         if (parse_listen(s, &host, &port, why, sizeof(why)) < 0) {
@@ -2155,6 +2199,7 @@ void cfg_free(struct cfg *cfg) {
     free(cfg->live.host);
     free(cfg->handler_host.host);
     free(cfg->database.url);
+    free(cfg->database.read_url);
     free(cfg->idempotency.exchange);
     free(cfg->plugin_dir);
     free(cfg->auth.realm);
@@ -2229,6 +2274,10 @@ static void build_known(void) {
 
 bool cfg_declare_durable(const struct cfg *cfg) {
     return !cfg || cfg->compat != CFG_COMPAT_FPESA_PYTHON;
+}
+
+const char *cfg_queue_type_arg(const struct cfg *cfg) {
+    return cfg && cfg->bus.queue_type == CFG_QUEUE_QUORUM ? "quorum" : NULL;
 }
 
 const char *cfg_compat_name(const struct cfg *cfg) {

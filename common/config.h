@@ -44,6 +44,13 @@ enum cfg_compat {
                                     queues not durable, publish queues durable */
 };
 
+/* bus.queue_type: what the durable endpoint queues and dead-letter queues are
+ * declared as. A queue that exists as another type is used as it is. */
+enum cfg_queue_type {
+    CFG_QUEUE_CLASSIC = 0, /* RabbitMQ's classic queue (declared without x-queue-type) */
+    CFG_QUEUE_QUORUM = 1,  /* a replicated quorum queue: survives the loss of a cluster node */
+};
+
 /* How a request body of one content type is read (endpoints[].content_types[].kind). */
 enum cfg_body_kind {
     CFG_BODY_JSON = 0,  /* parsed as JSON, validated by the body schema */
@@ -163,6 +170,7 @@ struct cfg {
         int heartbeat;           /* seconds; default 5 (a frozen broker is noticed after two) */
         long confirm_timeout_ms; /* a publish not confirmed in time is answered 503
                                     "outcome unknown"; default 5000 */
+        enum cfg_queue_type queue_type; /* default CFG_QUEUE_CLASSIC; FPESA_QUEUE_TYPE */
     } bus;
 
     struct {
@@ -203,7 +211,8 @@ struct cfg {
     } handler_host;
 
     struct {
-        char *url; /* default postgresql://fpesa@127.0.0.1:5432/fpesa */
+        char *url;      /* default postgresql://fpesa@127.0.0.1:5432/fpesa */
+        char *read_url; /* a streaming replica readers may use, or NULL; FPESA_DATABASE_READ_URL */
     } database;
 
     /* How an Idempotency-Key is honoured ("idempotency:"): before a keyed
@@ -260,6 +269,12 @@ const struct cfg_endpoint *cfg_endpoint_find(const struct cfg *cfg, const char *
  * Whatever this says, a program finding a declaration with other flags uses
  * it as it is. cfg is borrowed; NULL means the defaults. */
 bool cfg_declare_durable(const struct cfg *cfg);
+
+/* The x-queue-type a durable endpoint or dead-letter queue is declared
+ * with: "quorum", or NULL for a classic queue (no argument, so that queues
+ * declared before the setting existed stay equivalent). Static storage;
+ * cfg is borrowed, NULL means the defaults. */
+const char *cfg_queue_type_arg(const struct cfg *cfg);
 
 /* The compat setting as written in the file ("none", "fpesa-python");
  * static storage. */

@@ -400,6 +400,9 @@ static int declare_endpoints(struct mbus *bus, const struct cfg *cfg) {
     /* compat fpesa-python: the original's flags, so that it may declare
      * after us (it refuses to start on a mismatch). */
     bool durable = cfg_declare_durable(cfg);
+    /* bus.queue_type: the durable endpoint queues are quorum queues in a
+     * cluster, so that they survive the node that leads them. */
+    const char *qtype = cfg_queue_type_arg(cfg);
 
     for (size_t i = 0; i < cfg->n_endpoints; i++) {
         const struct cfg_endpoint *ep = &cfg->endpoints[i];
@@ -409,7 +412,7 @@ static int declare_endpoints(struct mbus *bus, const struct cfg *cfg) {
          * binding, not a second one. */
         if (amqpc_declare_exchange_as(c, CH_RPC, ep->exchange, pub ? "fanout" : "direct", durable) <
                 0 ||
-            amqpc_declare_queue_as(c, CH_RPC, ep->exchange, pub || durable) < 0 ||
+            amqpc_declare_queue_typed(c, CH_RPC, ep->exchange, pub || durable, qtype) < 0 ||
             amqpc_bind(c, CH_RPC, ep->exchange, ep->exchange, pub && durable ? "" : ep->exchange) <
                 0)
             return -1;
@@ -417,9 +420,9 @@ static int declare_endpoints(struct mbus *bus, const struct cfg *cfg) {
 
     /* The Idempotency-Key claim worker's rpc route, like an rpc endpoint's. */
     const char *idem = cfg->idempotency.exchange;
-    if (idem &&
-        (amqpc_declare_exchange(c, CH_RPC, idem, "direct") < 0 ||
-         amqpc_declare_queue(c, CH_RPC, idem) < 0 || amqpc_bind(c, CH_RPC, idem, idem, idem) < 0))
+    if (idem && (amqpc_declare_exchange(c, CH_RPC, idem, "direct") < 0 ||
+                 amqpc_declare_queue_typed(c, CH_RPC, idem, true, qtype) < 0 ||
+                 amqpc_bind(c, CH_RPC, idem, idem, idem) < 0))
         return -1;
 
     if (amqpc_declare_exchange_as(c, CH_RPC, "RPC", "direct", durable) < 0)

@@ -159,8 +159,10 @@ static int declare_exchange(struct fpesa_ctx *c, const char *name, const char *t
     return declare_exchange_as(c, name, type, true);
 }
 
+/* Durable queues get bus.queue_type (quorum in a cluster); the mapper
+ * declares the endpoint queues the same way, so either may come first. */
 static int declare_queue_as(struct fpesa_ctx *c, const char *name, bool durable) {
-    return amqpc_declare_queue_as(c->conn, CHANNEL, name, durable);
+    return amqpc_declare_queue_typed(c->conn, CHANNEL, name, durable, cfg_queue_type_arg(c->cfg));
 }
 
 static int declare_queue(struct fpesa_ctx *c, const char *name) {

@@ -173,6 +173,10 @@ static const char *svc_config(struct fpesa_ctx *ctx, const char *key) {
      * own: a plugin may follow it (messages_get's offset shape). */
     if (!v && strcmp(key, "compat") == 0 && ctx->cfg->compat != CFG_COMPAT_NONE)
         return cfg_compat_name(ctx->cfg);
+    /* Likewise database.read_url (a streaming replica) for a plugin that can
+     * read from one: a handler's own read_url wins. */
+    if (!v && strcmp(key, "read_url") == 0)
+        return ctx->cfg->database.read_url;
     if (!v)
         return NULL;
     switch (json_typeof(v)) {

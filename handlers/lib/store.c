@@ -5,6 +5,7 @@
 #include <string.h>
 #include <sys/random.h>
 #include <time.h>
+#include <unistd.h>
 
 /* One lock for every migration of every table: creating
  * schema_migrations itself must not race either. */
@@ -263,4 +264,38 @@ bool store_is_data_error(PGconn *pg, const PGresult *res) {
 
 bool store_is_transient(PGconn *pg, const PGresult *res) {
     return !store_is_data_error(pg, res);
+}
+
+/* One text value of a one-row query, into out; -1 when it failed. */
+static int query_value(PGconn *conn, const char *sql, const char *arg, char *out, size_t len) {
+    const char *vals[1] = {arg};
+    PGresult *r = PQexecParams(conn, sql, arg ? 1 : 0, NULL, arg ? vals : NULL, NULL, NULL, 0);
+    int rc = -1;
+
+    if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1 && !PQgetisnull(r, 0, 0)) {
+        snprintf(out, len, "%s", PQgetvalue(r, 0, 0));
+        rc = 0;
+    }
+    PQclear(r);
+    return rc;
+}
+
+int store_replica_caught_up(PGconn *primary, PGconn *replica, long wait_ms) {
+    char lsn[64], ok[8];
+
+    /* The insert position, not the flush position: a commit the primary
+     * already shows (even with synchronous_commit off) lies below it. */
+    if (!primary || query_value(primary, "SELECT pg_current_wal_insert_lsn()::text", NULL, lsn,
+                                sizeof(lsn)) < 0)
+        return -2;
+    for (long waited = 0;; waited += 5) {
+        if (query_value(replica, "SELECT pg_last_wal_replay_lsn() >= $1::pg_lsn", lsn, ok,
+                        sizeof(ok)) < 0)
+            return -1;
+        if (ok[0] == 't')
+            return 1;
+        if (waited >= wait_ms)
+            return 0;
+        usleep(5000);
+    }
 }

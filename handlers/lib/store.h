@@ -94,4 +94,14 @@ bool store_is_data_error(PGconn *pg, const PGresult *res);
  * restarting), so the work is retried later and never dead-lettered. */
 bool store_is_transient(PGconn *pg, const PGresult *res);
 
+/* Whether replica (a streaming replica of primary) has replayed everything
+ * primary had written when this was called: asks primary for its WAL insert
+ * position and waits up to wait_ms for the replica's replay position to
+ * reach it. A reader uses it before a page that continues from an earlier
+ * answer, so that replication lag cannot make the page skip rows.
+ * Both connections are borrowed. Returns 1 (caught up), 0 (still behind
+ * after wait_ms), -1 (the replica's query failed: drop that connection) or
+ * -2 (the primary could not be asked). */
+int store_replica_caught_up(PGconn *primary, PGconn *replica, long wait_ms);
+
 #endif

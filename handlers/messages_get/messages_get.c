@@ -18,7 +18,19 @@
  * data (jsonb_path_ops, this plugin's own versioned migration, name
  * "<table>.contains") serves it.
  *
- * config: { table: messages, compat: none | fpesa-python }
+ * Reads from a streaming replica (config read_url, or the file's
+ * database.read_url): a first page is read there as it is, a little behind
+ * the primary at worst. A request that continues from something the client
+ * already read (a cursor, an after id, a paginationId, one message by id)
+ * must see at least what the primary had committed when that was read, or a
+ * page would skip the rows the replica has not replayed yet. So the primary
+ * is asked for its WAL insert position (cheap, no table touched) and the
+ * replica is used once its replay position has reached it, which is waited
+ * for up to REPLAY_WAIT_MS; a replica further behind, or away, leaves the
+ * request to the primary. With the primary away, the replica answers as it
+ * is: the best there is.
+ *
+ * config: { table: messages, compat: none | fpesa-python, read_url: URL }
  *   compat: fpesa-python answers offset pages in the original fpesa's shape:
  *   {"paginationId": <integer>, "offset", "limit", "total", "messages": [the
  *   stored objects]}. The handler host passes the file's top-level compat
@@ -95,16 +107,25 @@ struct get {
     bool original; /* compat fpesa-python: offset pages in the original's shape */
     PGconn *pg;
     time_t failed_at; /* last failed connect: no new attempt within a second */
+    char *read_url;   /* the replica, or NULL */
+    PGconn *rpg;      /* the replica's connection, or NULL */
+    time_t rfailed_at;
+    PGconn **use; /* the connection the request at hand reads from (&pg or &rpg) */
+    unsigned long n_replica, n_primary; /* reads served by each, for the log */
 };
 
-static int prepare(struct get *g, const char *name, const char *tmpl, int nparams) {
+/* How long a continued page waits for the replica to replay what the
+ * primary had, before the primary answers it. */
+#define REPLAY_WAIT_MS 1000
+
+static int prepare(struct get *g, PGconn *conn, const char *name, const char *tmpl, int nparams) {
     char *sql = store_sql(tmpl, g->table);
     PGresult *r;
     int rc = 0;
 
     if (!sql)
         return -1;
-    r = PQprepare(g->pg, name, sql, nparams, NULL);
+    r = PQprepare(conn, name, sql, nparams, NULL);
     if (PQresultStatus(r) != PGRES_COMMAND_OK) {
         FPESA_LOG(g, FPESA_LOG_ERROR, "messages_get: cannot prepare %s: %s", name,
                   PQresultErrorMessage(r));
@@ -113,6 +134,82 @@ static int prepare(struct get *g, const char *name, const char *tmpl, int nparam
     PQclear(r);
     free(sql);
     return rc;
+}
+
+static int open_db(struct get *g);
+
+static int prepare_all(struct get *g, PGconn *conn) {
+    if (prepare(g, conn, "keyset", sql_keyset, 2) < 0 ||
+        prepare(g, conn, "keyset_contains", sql_keyset_contains, 3) < 0 ||
+        prepare(g, conn, "one", sql_one, 1) < 0 || prepare(g, conn, "after", sql_after, 2) < 0 ||
+        prepare(g, conn, "offset", g->original ? sql_offset_original : sql_offset, 3) < 0)
+        return -1;
+    return 0;
+}
+
+/* The replica's connection, like open_db's but without migrations (the
+ * primary runs them; the replica replays them). */
+static int open_replica(struct get *g) {
+    char err[512];
+    time_t now = time(NULL);
+
+    if (g->rpg && PQstatus(g->rpg) == CONNECTION_OK)
+        return 0;
+    if (g->rpg) {
+        PQfinish(g->rpg);
+        g->rpg = NULL;
+    }
+    if (g->rfailed_at && now - g->rfailed_at < 1)
+        return -1;
+    g->rpg = store_connect(g->read_url, err, sizeof(err));
+    if (!g->rpg || prepare_all(g, g->rpg) < 0) {
+        if (g->rpg)
+            FPESA_LOG(g, FPESA_LOG_WARN, "messages_get: replica not usable yet table=%s", g->table);
+        else
+            FPESA_LOG(g, FPESA_LOG_WARN, "messages_get: replica unavailable: %s", err);
+        PQfinish(g->rpg);
+        g->rpg = NULL;
+        g->rfailed_at = now;
+        return -1;
+    }
+    g->rfailed_at = 0;
+    FPESA_LOG(g, FPESA_LOG_INFO, "messages_get: replica connected table=%s", g->table);
+    return 0;
+}
+
+/* True when the replica has replayed everything the primary had written
+ * when this was called (waiting up to REPLAY_WAIT_MS), or when the primary
+ * cannot be asked. */
+static bool replica_caught_up(struct get *g) {
+    int r;
+
+    if (open_db(g) < 0)
+        return true;
+    r = store_replica_caught_up(g->pg, g->rpg, REPLAY_WAIT_MS);
+    if (r == -1) {
+        PQfinish(g->rpg);
+        g->rpg = NULL;
+    }
+    return r == 1 || r == -2;
+}
+
+/* Where the request at hand reads: the replica when there is one and it is
+ * recent enough (continued is true for a request that continues from an
+ * earlier answer), else the primary, else the replica as it is. */
+static PGconn **pick(struct get *g, bool continued) {
+    if (g->read_url && open_replica(g) == 0 && (!continued || replica_caught_up(g)) && g->rpg) {
+        g->n_replica++;
+        return &g->rpg;
+    }
+    if (open_db(g) == 0) {
+        g->n_primary++;
+        return &g->pg;
+    }
+    if (g->read_url && open_replica(g) == 0) {
+        g->n_replica++;
+        return &g->rpg;
+    }
+    return NULL;
 }
 
 static int open_db(struct get *g) {
@@ -148,10 +245,7 @@ static int open_db(struct get *g) {
             goto out_fail;
         }
     }
-    if (prepare(g, "keyset", sql_keyset, 2) < 0 ||
-        prepare(g, "keyset_contains", sql_keyset_contains, 3) < 0 ||
-        prepare(g, "one", sql_one, 1) < 0 || prepare(g, "after", sql_after, 2) < 0 ||
-        prepare(g, "offset", g->original ? sql_offset_original : sql_offset, 3) < 0)
+    if (prepare_all(g, g->pg) < 0)
         goto out_fail;
     g->failed_at = 0;
     FPESA_LOG(g, FPESA_LOG_INFO, "messages_get: database connected table=%s", g->table);
@@ -193,7 +287,20 @@ static int get_init(const struct fpesa_host *host, struct fpesa_ctx *ctx, const 
         return -1;
     }
     snprintf(g->table, sizeof(g->table), "%s", table);
+    {
+        const char *ru = host->config(ctx, "read_url");
+        if (ru && *ru) {
+            g->read_url = strdup(ru);
+            if (!g->read_url) {
+                free(g);
+                return -1;
+            }
+            FPESA_LOG(g, FPESA_LOG_INFO, "messages_get: reading from a replica where it is recent");
+        }
+    }
     open_db(g);
+    if (g->read_url)
+        open_replica(g);
     *state = g;
     return 0;
 }
@@ -210,16 +317,17 @@ static void reply_error(struct get *g, const struct fpesa_message *m, int code, 
 
 /* Runs a prepared statement; NULL (after logging) when it failed. */
 static PGresult *run(struct get *g, const char *name, int n, const char *const *vals) {
-    PGresult *r = PQexecPrepared(g->pg, name, n, vals, NULL, NULL, 0);
+    PGconn **conn = g->use ? g->use : &g->pg;
+    PGresult *r = PQexecPrepared(*conn, name, n, vals, NULL, NULL, 0);
 
     if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1)
         return r;
     FPESA_LOG(g, FPESA_LOG_WARN, "messages_get: %s failed: %s", name,
-              r ? PQresultErrorMessage(r) : PQerrorMessage(g->pg));
+              r ? PQresultErrorMessage(r) : PQerrorMessage(*conn));
     PQclear(r);
-    if (PQstatus(g->pg) != CONNECTION_OK) {
-        PQfinish(g->pg);
-        g->pg = NULL;
+    if (PQstatus(*conn) != CONNECTION_OK) {
+        PQfinish(*conn);
+        *conn = NULL;
     }
     return NULL;
 }
@@ -377,13 +485,19 @@ static void handle(struct get *g, const struct fpesa_message *m) {
      * so that a restart costs the client nothing. */
     rc = -1;
     for (int attempt = 0; attempt < 2 && rc < 0; attempt++) {
-        if (open_db(g) < 0)
+        /* A request continues from an earlier answer when it names where
+         * to go on from. */
+        bool continued = one || q.mode == MSGQ_AFTER ||
+                         (q.mode == MSGQ_KEYSET && q.before != INT64_MAX) ||
+                         (q.mode != MSGQ_KEYSET && q.frozen >= 0);
+        g->use = pick(g, continued);
+        if (!g->use)
             break;
         rc = one                     ? answer_one(g, m, one)
              : q.mode == MSGQ_KEYSET ? answer_keyset(g, m, &q)
              : q.mode == MSGQ_AFTER  ? answer_after(g, m, &q)
                                      : answer_offset(g, m, &q);
-        if (g->pg)
+        if (*g->use)
             break; /* the connection is fine: the failure was the query's own */
     }
     if (rc < 0)
@@ -414,7 +528,12 @@ static void get_fini(void *state) {
 
     if (!g)
         return;
+    if (g->read_url)
+        FPESA_LOG(g, FPESA_LOG_INFO, "messages_get: reads replica=%lu primary=%lu", g->n_replica,
+                  g->n_primary);
     PQfinish(g->pg);
+    PQfinish(g->rpg);
+    free(g->read_url);
     free(g);
 }
 

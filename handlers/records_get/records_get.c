@@ -15,7 +15,14 @@
  * here. Errors are answered {"error":{"code","description"}}: 400 bad
  * arguments, 503 database unavailable. Every request is answered and acked.
  *
+ * Reads from a streaming replica (config read_url, or the file's
+ * database.read_url) like messages_get: a first page as the replica has it,
+ * a page that goes on from a token only once the replica has replayed what
+ * the primary had when the request came (else from the primary), so that
+ * replication lag never makes a page skip a row.
+ *
  * config:
+ *   read_url: URL       a streaming replica to read from
  *   table: messages     the message store's table (messages_post's)
  *   page_size: 50       records per page (1 to 1000)
  *   format: json        json: "data" is the stored JSON value and "timestamp"
@@ -79,7 +86,14 @@ struct rec {
     bool seed; /* format: seed */
     PGconn *pg;
     time_t failed_at; /* last failed connect: no new attempt within a second */
+    char *read_url;   /* the replica, or NULL */
+    PGconn *rpg;      /* the replica's connection, or NULL */
+    time_t rfailed_at;
+    PGconn **use; /* the connection the request at hand reads from (&pg or &rpg) */
 };
+
+/* How long a continued page waits for the replica (see messages_get). */
+#define REPLAY_WAIT_MS 1000
 
 /* Applies the index migrations the table lacks (schema_migrations name
  * "<table>.records"). */
@@ -92,14 +106,14 @@ static int migrate_index(struct rec *g, char *err, size_t errlen) {
                              errlen);
 }
 
-static int prepare(struct rec *g, const char *name, const char *tmpl) {
+static int prepare(struct rec *g, PGconn *conn, const char *name, const char *tmpl) {
     char *sql = store_sql(tmpl, g->table);
     PGresult *r;
     int rc = 0;
 
     if (!sql)
         return -1;
-    r = PQprepare(g->pg, name, sql, 3, NULL);
+    r = PQprepare(conn, name, sql, 3, NULL);
     if (PQresultStatus(r) != PGRES_COMMAND_OK) {
         FPESA_LOG(g, FPESA_LOG_ERROR, "records_get: cannot prepare %s: %s", name,
                   PQresultErrorMessage(r));
@@ -133,8 +147,8 @@ static int open_db(struct rec *g) {
                   err);
         goto out_fail;
     }
-    if (prepare(g, "first", g->seed ? sql_first_seed : sql_first) < 0 ||
-        prepare(g, "next", g->seed ? sql_next_seed : sql_next) < 0)
+    if (prepare(g, g->pg, "first", g->seed ? sql_first_seed : sql_first) < 0 ||
+        prepare(g, g->pg, "next", g->seed ? sql_next_seed : sql_next) < 0)
         goto out_fail;
     g->failed_at = 0;
     FPESA_LOG(g, FPESA_LOG_INFO, "records_get: database connected table=%s page_size=%ld", g->table,
@@ -146,6 +160,52 @@ out_fail:
     g->pg = NULL;
     g->failed_at = now;
     return -1;
+}
+
+/* The replica's connection: no migrations (the primary runs them). */
+static int open_replica(struct rec *g) {
+    char err[512];
+    time_t now = time(NULL);
+
+    if (g->rpg && PQstatus(g->rpg) == CONNECTION_OK)
+        return 0;
+    PQfinish(g->rpg);
+    g->rpg = NULL;
+    if (g->rfailed_at && now - g->rfailed_at < 1)
+        return -1;
+    g->rpg = store_connect(g->read_url, err, sizeof(err));
+    if (!g->rpg || prepare(g, g->rpg, "first", g->seed ? sql_first_seed : sql_first) < 0 ||
+        prepare(g, g->rpg, "next", g->seed ? sql_next_seed : sql_next) < 0) {
+        FPESA_LOG(g, FPESA_LOG_WARN, "records_get: replica not usable: %s",
+                  g->rpg ? "the table is not there yet" : err);
+        PQfinish(g->rpg);
+        g->rpg = NULL;
+        g->rfailed_at = now;
+        return -1;
+    }
+    g->rfailed_at = 0;
+    FPESA_LOG(g, FPESA_LOG_INFO, "records_get: replica connected table=%s", g->table);
+    return 0;
+}
+
+/* Where the request at hand reads (continued: it goes on from a token). */
+static PGconn **pick(struct rec *g, bool continued) {
+    if (g->read_url && open_replica(g) == 0) {
+        int r = continued
+                    ? (open_db(g) < 0 ? -2 : store_replica_caught_up(g->pg, g->rpg, REPLAY_WAIT_MS))
+                    : 1;
+        if (r == -1) {
+            PQfinish(g->rpg);
+            g->rpg = NULL;
+        } else if (r != 0) {
+            return &g->rpg;
+        }
+    }
+    if (open_db(g) == 0)
+        return &g->pg;
+    if (g->read_url && open_replica(g) == 0)
+        return &g->rpg;
+    return NULL;
 }
 
 static int rec_init(const struct fpesa_host *host, struct fpesa_ctx *ctx, const char *config_json,
@@ -190,7 +250,14 @@ static int rec_init(const struct fpesa_host *host, struct fpesa_ctx *ctx, const 
                   format);
         goto out_free;
     }
+    {
+        const char *ru = host->config(ctx, "read_url");
+        if (ru && *ru && !(g->read_url = strdup(ru)))
+            goto out_free;
+    }
     open_db(g);
+    if (g->read_url)
+        open_replica(g);
     *state = g;
     return 0;
 
@@ -248,14 +315,14 @@ static int answer(struct rec *g, const struct fpesa_message *m, const struct tok
 
     snprintf(usec, sizeof(usec), "%lld", has ? (long long)t->usec : 0LL);
     snprintf(limit, sizeof(limit), "%ld", g->page_size);
-    r = PQexecPrepared(g->pg, name, 3, vals, NULL, NULL, 0);
+    r = PQexecPrepared(*g->use, name, 3, vals, NULL, NULL, 0);
     if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1) {
         FPESA_LOG(g, FPESA_LOG_WARN, "records_get: %s failed: %s", name,
-                  r ? PQresultErrorMessage(r) : PQerrorMessage(g->pg));
+                  r ? PQresultErrorMessage(r) : PQerrorMessage(*g->use));
         PQclear(r);
-        if (PQstatus(g->pg) != CONNECTION_OK) {
-            PQfinish(g->pg);
-            g->pg = NULL;
+        if (PQstatus(*g->use) != CONNECTION_OK) {
+            PQfinish(*g->use);
+            *g->use = NULL;
         }
         return -1;
     }
@@ -303,10 +370,11 @@ static void handle(struct rec *g, const struct fpesa_message *m) {
     /* A connection broken since the last request is noticed when a query
      * fails: reconnect and try once more. */
     for (int attempt = 0; attempt < 2 && rc < 0; attempt++) {
-        if (open_db(g) < 0)
+        g->use = pick(g, has);
+        if (!g->use)
             break;
         rc = answer(g, m, &t, has);
-        if (g->pg)
+        if (*g->use)
             break;
     }
     if (rc < 0)
@@ -338,6 +406,8 @@ static void rec_fini(void *state) {
     if (!g)
         return;
     PQfinish(g->pg);
+    PQfinish(g->rpg);
+    free(g->read_url);
     free(g);
 }
 

@@ -40,6 +40,7 @@ class Load:
         self.not_accepted = []  # ids answered 503 that were surely not accepted
         self.unknown = []       # ids answered 503 "outcome unknown" (retry with the same key)
         self.max_latency = 0.0  # seconds, over every answered request
+        self.accept_times = []  # time.monotonic() of every 202, for the longest gap
         self._workers = []
 
     def _take(self):
@@ -96,6 +97,7 @@ class Load:
                 with self.lock:
                     if rid == mid:
                         self.accepted.append(mid)
+                        self.accept_times.append(time.monotonic())
                     else:
                         self.bad.append((r.status_code, r.text[:200]))
                 continue
@@ -150,6 +152,13 @@ class Load:
         with self.lock:
             self.total = min(self.total, self.next)
         return self.join(self.timeout_s + 30)
+
+    def longest_gap(self):
+        """The longest time in seconds between two 202s (how long a failover
+        kept every request from being accepted)."""
+        with self.lock:
+            t = sorted(self.accept_times)
+        return max((b - a for a, b in zip(t, t[1:])), default=0.0)
 
     def summary(self):
         return ("sent=%d accepted=%d rejected=%s bad=%d hangs=%d conn_errors=%d"

@@ -327,3 +327,28 @@ def test_wordcount_plugin_builds_loads_and_answers(stack, proc, tmp_path):
     proc.stop(h)
     assert h.returncode == 0, read(h.logfile)
     assert "ok=3" in read(h.logfile), read(h.logfile)
+
+
+# ---- the cluster page ---------------------------------------------------------
+
+
+def test_cluster_page_commands_exist():
+    """Every scripts/cluster.sh subcommand and make target doc/cluster.rst
+    names is one the script and the Makefile have; every environment
+    variable it gives the programs is one the loader reads."""
+    page = read(os.path.join(DOC, "cluster.rst"))
+    script = read(os.path.join(ROOT, "scripts", "cluster.sh"))
+    cases = set(re.findall(r"^([a-z-]+)\)", script, re.M))
+    named = set(re.findall(r"scripts/cluster\.sh ([a-z-]+)", page))
+    assert named and named <= cases, "cluster.sh lacks: %s" % sorted(named - cases)
+    makefile = read(os.path.join(ROOT, "Makefile"))
+    targets = set(re.findall(r"^([a-z][a-z-]*):", makefile, re.M))
+    made = set(re.findall(r"make ([a-z][a-z-]*)", page))
+    assert made and made <= targets, "the Makefile lacks: %s" % sorted(made - targets)
+    config = read(os.path.join(ROOT, "common", "config.c"))
+    for var in set(re.findall(r"(FPESA_[A-Z_]+)=", page)):
+        assert ('"%s"' % var) in config, var
+    # What the page says make up-cluster gives the programs, the script gives.
+    for var in ("FPESA_QUEUE_TYPE=quorum", "FPESA_DATABASE_READ_URL", "join_cluster",
+                "pg_basebackup", "-R -S"):
+        assert var in script, var

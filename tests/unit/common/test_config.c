@@ -277,6 +277,50 @@ Test(config, plugin_dir_relative_to_file) {
     cfg_free(cfg);
 }
 
+Test(config, queue_type_values) {
+    const char *base = "endpoints:\n  - {path: /m/, method: POST, mode: publish}\n";
+    char text[512], *errs = NULL;
+    struct cfg *cfg;
+
+    cfg = load_text("q.yaml", base, &errs);
+    cr_assert_not_null(cfg, "%s", errs);
+    cr_assert_eq(cfg->bus.queue_type, CFG_QUEUE_CLASSIC);
+    cr_assert_null(cfg_queue_type_arg(cfg));
+    cfg_free(cfg);
+    free(errs);
+
+    snprintf(text, sizeof(text), "bus: {queue_type: quorum}\n%s", base);
+    cfg = load_text("q.yaml", text, &errs);
+    cr_assert_not_null(cfg, "%s", errs);
+    cr_assert_eq(cfg->bus.queue_type, CFG_QUEUE_QUORUM);
+    cr_assert_str_eq(cfg_queue_type_arg(cfg), "quorum");
+    cfg_free(cfg);
+    free(errs);
+
+    /* The environment wins over the file, both ways. */
+    setenv("FPESA_QUEUE_TYPE", "classic", 1);
+    cfg = load_text("q.yaml", text, &errs);
+    cr_assert_not_null(cfg, "%s", errs);
+    cr_assert_eq(cfg->bus.queue_type, CFG_QUEUE_CLASSIC);
+    cfg_free(cfg);
+    free(errs);
+    setenv("FPESA_QUEUE_TYPE", "quorom", 1);
+    cfg = load_text("q.yaml", base, &errs);
+    cr_assert_null(cfg);
+    cr_assert(strstr(errs, "FPESA_QUEUE_TYPE: expected classic or quorum"), "%s", errs);
+    free(errs);
+    unsetenv("FPESA_QUEUE_TYPE");
+
+    snprintf(text, sizeof(text), "bus: {queue_type: quorom}\n%s", base);
+    cfg = load_text("q.yaml", text, &errs);
+    cr_assert_null(cfg);
+    cr_assert(strstr(errs, "q.yaml:1:19: unknown queue_type \"quorom\" (did you mean "
+                           "\"quorum\"?)"),
+              "%s", errs);
+    free(errs);
+    cr_assert_null(cfg_queue_type_arg(NULL));
+}
+
 Test(config, compat_values) {
     const char *base = "endpoints:\n  - {path: /m/, method: POST, mode: publish}\n";
     char text[512], *errs = NULL;
@@ -385,6 +429,7 @@ Test(config, environment_overrides) {
 
     setenv("FPESA_AMQP_URL", "amqp://a:b@10.0.0.1:5673/x", 1);
     setenv("FPESA_DATABASE_URL", "postgresql://db.example/fpesa", 1);
+    setenv("FPESA_DATABASE_READ_URL", "postgresql://replica.example/fpesa", 1);
     setenv("FPESA_HTTP_LISTEN", "0.0.0.0:18081", 1);
     setenv("FPESA_LIVE_LISTEN", "[::1]:18082", 1);
     setenv("FPESA_PLUGIN_DIR", "/srv/plugins", 1);
@@ -397,6 +442,7 @@ Test(config, environment_overrides) {
     cr_assert_not_null(cfg, "%s", errs);
     cr_assert_str_eq(cfg->bus.url, "amqp://a:b@10.0.0.1:5673/x");
     cr_assert_str_eq(cfg->database.url, "postgresql://db.example/fpesa");
+    cr_assert_str_eq(cfg->database.read_url, "postgresql://replica.example/fpesa");
     cr_assert_str_eq(cfg->http.host, "0.0.0.0");
     cr_assert_eq(cfg->http.port, 18081);
     cr_assert_str_eq(cfg->live.host, "::1");
@@ -501,6 +547,7 @@ Test(config, known_keys) {
         "bus.url",
         "bus.heartbeat",
         "bus.confirm_timeout",
+        "bus.queue_type",
         "http.listen",
         "http.max_body",
         "http.threads",
@@ -521,6 +568,7 @@ Test(config, known_keys) {
         "liveupdate.ping_interval",
         "liveupdate.resume_limit",
         "database.url",
+        "database.read_url",
         "plugin_dir",
         "auth.realm",
         "auth.api_keys[].name",
