@@ -90,14 +90,17 @@ def main():
     channel.basic_qos(prefetch_count=32)
     channel.basic_consume(QUEUE, on_request)
     channel.basic_consume(AVATAR, on_avatar)
-    # SIGTERM stops it like Ctrl-C; an unacknowledged request goes back to
-    # the queue for the next worker.
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    # SIGTERM and Ctrl-C stop it between two frames, never in the middle of
+    # one: the handler only asks pika's loop to stop consuming. An
+    # unacknowledged request goes back to the queue for the next worker.
+    def stop(signum, frame):
+        conn.add_callback_threadsafe(channel.stop_consuming)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
     print("worker: consuming %s" % QUEUE, file=sys.stderr, flush=True)
     try:
         channel.start_consuming()
-    except KeyboardInterrupt:
-        pass
     finally:
         if conn.is_open:
             conn.close()

@@ -153,6 +153,7 @@ export async function startSystem(name, config, slot = 0) {
     FPESA_MAPPERS: '1',
     FPESA_LIVE_PORT: String(first + 2),
     FPESA_LIVE_LISTEN: '127.0.0.1:' + (first + 2),
+    FPESA_HANDLER_PORT: String(first + 3),
   };
   const run = (...args) =>
     new Promise((resolve, reject) => {

@@ -99,7 +99,9 @@ class NginxSystem:
             FPESA_CONFIG=config or os.path.join(ROOT, "examples", name, "endpoints.yaml"),
             FPESA_NGINX_PORT=first, FPESA_MAPPER_PORT=first + 1,
             FPESA_HTTP_LISTEN="127.0.0.1:%d" % (first + 1), FPESA_MAPPERS=1,
-            FPESA_LIVE_PORT=first + 2, FPESA_LIVE_LISTEN="127.0.0.1:%d" % (first + 2))
+            FPESA_LIVE_PORT=first + 2, FPESA_LIVE_LISTEN="127.0.0.1:%d" % (first + 2),
+            # The handler host's /health and /metrics, apart from the stack's.
+            FPESA_HANDLER_PORT=stack.aux_port + 40 + slot)
         self.session = requests.Session()
         self._script("stop", "apps")
         r = self._script("start", "apps")
