@@ -155,7 +155,7 @@ for body in small numbers; do
         ref_sum=$(awk -v s="$ref_sum" -v x="$a" 'BEGIN { print s + x }')
         new_sum=$(awk -v s="$new_sum" -v x="$b" 'BEGIN { print s + x }')
         ratios+=("$(awk -v a="$b" -v b="$a" 'BEGIN { printf "%.4f", a / b }')")
-        cpu_ratios+=("$(awk -v a="$bc" -v b="$ac" 'BEGIN { printf "%.4f", b > 0 ? a / b : 0 }')")
+        cpu_ratios+=("$(awk -v a="$bc" -v b="$ac" 'BEGIN { printf "%.4f", (b > 0 ? a / b : 0) }')")
     done
     # Medians of the rounds' ratios: a burst of load elsewhere on the
     # machine during one run moves one ratio, not the figure.
