@@ -420,3 +420,13 @@ char *log_redact_url(const char *url, char *buf, size_t len) {
     snprintf(buf, len, "%.*s***%s", (int)head, url, at);
     return buf;
 }
+
+void log_reload_refused(const char *problems) {
+    for (const char *line = problems, *nl; line && *line; line = nl ? nl + 1 : NULL) {
+        nl = strchr(line, '\n');
+        if (nl != line)
+            LOG(LOG_ERROR, "reload refused: %.*s", (int)(nl ? nl - line : (long)strlen(line)),
+                line);
+    }
+    LOG(LOG_ERROR, "reload refused; the running configuration stays");
+}

@@ -51,6 +51,11 @@ void log_vwrite(enum log_level level, const char *fmt, va_list ap)
     } while (0)
 
 /* Writes every queued line to stderr before returning. Also runs at exit(). */
+/* A reload that was refused: each line of problems (file:line:col
+ * messages, NUL-terminated, may be NULL) as "reload refused: <line>" at
+ * level error, then that the running configuration stays. */
+void log_reload_refused(const char *problems);
+
 void log_flush(void);
 
 /* Flushes, then stops the background writer; later lines are written by

@@ -1702,14 +1702,7 @@ static void reload(struct live_server *srv) {
     if (ef)
         fclose(ef);
     if (!cfg) {
-        for (char *line = errs, *nl; line && *line; line = nl ? nl + 1 : NULL) {
-            nl = strchr(line, '\n');
-            if (nl)
-                *nl = '\0';
-            if (*line)
-                LOG(LOG_ERROR, "reload refused: %s", line);
-        }
-        LOG(LOG_ERROR, "reload refused; the running configuration stays");
+        log_reload_refused(errs);
         free(errs);
         return;
     }

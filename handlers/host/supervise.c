@@ -657,14 +657,7 @@ static void reload(struct sup *s) {
     if (s->load(s->load_arg, &g->cfg, &g->plugins, ef) < 0) {
         fclose(ef);
         ef = NULL;
-        for (char *line = errs, *nl; line && *line; line = nl ? nl + 1 : NULL) {
-            nl = strchr(line, '\n');
-            if (nl)
-                *nl = '\0';
-            if (*line)
-                LOG(LOG_ERROR, "reload refused: %s", line);
-        }
-        LOG(LOG_ERROR, "reload refused; the running configuration stays");
+        log_reload_refused(errs);
         free(g);
         goto out;
     }

@@ -86,10 +86,13 @@ int mbus_rpc(struct mbus *bus, const struct mbus_msg *msg, long timeout_ms, mbus
         r.body = claim_ok;
         r.body_len = sizeof(claim_ok) - 1;
     } else if (strcmp(msg->content_type, "application/json") == 0) {
-        answer = malloc(msg->body_len + 16);
+        size_t cap = msg->body_len + 16;
+
+        answer = malloc(cap);
         if (!answer)
             return -1;
-        r.body_len = (size_t)sprintf(answer, "{\"echo\":%.*s}", (int)msg->body_len, msg->body);
+        r.body_len =
+            (size_t)snprintf(answer, cap, "{\"echo\":%.*s}", (int)msg->body_len, msg->body);
         r.body = answer;
     } else {
         r.body = "{\"file\":true}";
@@ -257,7 +260,7 @@ static size_t check_answer(const char *text, size_t len) {
         return 0;
     if (memcmp(text, "HTTP/1.1 ", 9) != 0)
         abort();
-    status = atoi(text + 9);
+    status = (int)strtol(text + 9, NULL, 10);
     if (status < 100 || status > 599)
         abort();
     if (!end)
