@@ -45,6 +45,8 @@ liveupdate_PKGS := $(common_PKGS) libwebsockets librabbitmq
 handler_PKGS := $(common_PKGS) librabbitmq libmicrohttpd
 # The parts of handlers/lib/ and the packages each one needs.
 lib_store_PKGS := libpq
+lib_dbconn_PKGS := libpq jansson
+lib_rpc_PKGS := jansson
 # A plugin without a build.mk uses jansson and no handlers/lib/ part; a
 # build.mk sets <name>_PKGS and <name>_LIB (parts of handlers/lib/).
 plugin_default_PKGS := jansson

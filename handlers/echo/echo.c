@@ -13,9 +13,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../lib/rpc.h"
+
 struct echo {
-    const struct fpesa_host *host;
-    struct fpesa_ctx *ctx;
+    struct rpc rpc;
 };
 
 static int echo_init(const struct fpesa_host *host, struct fpesa_ctx *ctx, const char *config_json,
@@ -28,19 +29,9 @@ static int echo_init(const struct fpesa_host *host, struct fpesa_ctx *ctx, const
         host->log(ctx, FPESA_LOG_ERROR, "echo: out of memory");
         return -1;
     }
-    e->host = host;
-    e->ctx = ctx;
+    e->rpc = (struct rpc){host, ctx, "echo"};
     *state = e;
     return 0;
-}
-
-static void answer(struct echo *e, const struct fpesa_message *m, json_t *doc) {
-    char *text = json_dumps(doc, JSON_COMPACT);
-
-    if (text) {
-        e->host->reply(e->ctx, m, text, strlen(text), "application/json");
-        free(text);
-    }
 }
 
 /* The message's headers as {name: value} (new reference), or NULL when it
@@ -82,28 +73,17 @@ static json_t *echo_doc(const struct fpesa_message *m) {
     return doc;
 }
 
+static void handle(void *state, const struct fpesa_message *m) {
+    struct echo *e = state;
+
+    rpc_reply_json(&e->rpc, m, echo_doc(m));
+}
+
 static int echo_batch(void *state, const struct fpesa_message *const *msgs, size_t n,
                       enum fpesa_result *results) {
     struct echo *e = state;
 
-    for (size_t i = 0; i < n; i++) {
-        const struct fpesa_message *m = msgs[i];
-        json_t *doc;
-
-        if (!m->reply_to) {
-            /* Nobody waits for an answer: nothing this handler can do with it. */
-            FPESA_LOG(e, FPESA_LOG_WARN, "echo: request without reply_to id=%s",
-                      m->message_id ? m->message_id : "-");
-            results[i] = FPESA_REJECT;
-            continue;
-        }
-        doc = echo_doc(m);
-        if (doc)
-            answer(e, m, doc);
-        json_decref(doc);
-        results[i] = FPESA_OK;
-    }
-    return 0;
+    return rpc_batch(&e->rpc, e, handle, msgs, n, results);
 }
 
 static void echo_fini(void *state) {

@@ -1,2 +1,2 @@
 # idempotency: the Idempotency-Key claims, in PostgreSQL through the shared helpers.
-idempotency_LIB := store
+idempotency_LIB := store dbconn rpc

@@ -20,7 +20,6 @@
  *   table: idempotency_keys   the table (a plain identifier)
  *   ttl_s: 86400              how long a key is remembered, in seconds
  */
-#include <errno.h>
 #include <fpesa/handler.h>
 #include <jansson.h>
 #include <stdio.h>
@@ -28,6 +27,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "../lib/dbconn.h"
+#include "../lib/rpc.h"
 #include "../lib/store.h"
 
 #define TTL_DEFAULT_S 86400L
@@ -60,112 +61,51 @@ static const char cleanup_sql[] =
     "DELETE FROM {t} WHERE created_at < now() - $1::bigint * interval '1 second'";
 
 struct idem {
-    const struct fpesa_host *host;
-    struct fpesa_ctx *ctx;
-    char table[STORE_TABLE_MAX + 1];
+    struct rpc rpc;
+    struct dbconn db;
     long ttl_s;
-    char *claim, *cleanup; /* SQL with the table */
-    PGconn *pg;
-    time_t failed_at, cleaned_at;
+    char *cleanup; /* SQL with the table */
+    time_t cleaned_at;
 };
 
-#define LOG(g, lvl, ...) (g)->host->log((g)->ctx, (lvl), __VA_ARGS__)
-
-static int open_db(struct idem *g) {
+/* A new connection: the table's migrations, the claim prepared. */
+static int setup(void *owner, PGconn *conn, bool primary) {
+    struct idem *g = owner;
     char err[512];
-    time_t now = time(NULL);
 
-    if (g->pg && PQstatus(g->pg) == CONNECTION_OK)
-        return 0;
-    if (g->pg) {
-        PQfinish(g->pg);
-        g->pg = NULL;
-    }
-    if (g->failed_at && now - g->failed_at < 1)
+    (void)primary; /* no replica: always the primary */
+    if (store_migrate_set(conn, g->db.table, migrations, sizeof(migrations) / sizeof(migrations[0]),
+                          g->db.table, err, sizeof(err)) < 0) {
+        FPESA_LOG(&g->rpc, FPESA_LOG_ERROR, "idempotency: migration of table %s failed: %s",
+                  g->db.table, err);
         return -1;
-    g->pg = store_connect(g->host->database_url(g->ctx), err, sizeof(err));
-    if (!g->pg) {
-        LOG(g, FPESA_LOG_WARN, "idempotency: database unavailable: %s", err);
-        goto out_fail;
     }
-    if (store_migrate_set(g->pg, g->table, migrations, sizeof(migrations) / sizeof(migrations[0]),
-                          g->table, err, sizeof(err)) < 0) {
-        LOG(g, FPESA_LOG_ERROR, "idempotency: migration of table %s failed: %s", g->table, err);
-        goto out_fail;
-    }
-    g->failed_at = 0;
-    LOG(g, FPESA_LOG_INFO, "idempotency: database connected table=%s ttl_s=%ld", g->table,
-        g->ttl_s);
-    return 0;
-
-out_fail:
-    PQfinish(g->pg);
-    g->pg = NULL;
-    g->failed_at = now;
-    return -1;
+    return dbconn_prepare(&g->db, conn, "claim", claim_sql, 4);
 }
 
 static int idem_init(const struct fpesa_host *host, struct fpesa_ctx *ctx, const char *config_json,
                      void **state) {
     struct idem *g = calloc(1, sizeof(*g));
-    const char *table = host->config(ctx, "table");
-    const char *ttl = host->config(ctx, "ttl_s");
 
     (void)config_json;
     if (!g)
         return -1;
-    g->host = host;
-    g->ctx = ctx;
-    if (!table)
-        table = "idempotency_keys";
-    if (!store_ident_is_valid(table)) {
-        LOG(g, FPESA_LOG_ERROR,
-            "idempotency: config table \"%s\" is not a plain identifier ([a-z_][a-z0-9_]*)", table);
+    g->rpc = (struct rpc){host, ctx, "idempotency"};
+    if (rpc_config_long(&g->rpc, "ttl_s", TTL_DEFAULT_S, 1, TTL_MAX_S, &g->ttl_s) < 0)
         goto out_free;
-    }
-    snprintf(g->table, sizeof(g->table), "%s", table);
-    g->ttl_s = TTL_DEFAULT_S;
-    if (ttl) {
-        char *end;
-        long v;
-
-        errno = 0;
-        v = strtol(ttl, &end, 10);
-        if (errno || end == ttl || *end || v < 1 || v > TTL_MAX_S) {
-            LOG(g, FPESA_LOG_ERROR, "idempotency: config ttl_s \"%s\" is not 1 to %ld", ttl,
-                TTL_MAX_S);
-            goto out_free;
-        }
-        g->ttl_s = v;
-    }
-    g->claim = store_sql(claim_sql, g->table);
-    g->cleanup = store_sql(cleanup_sql, g->table);
-    if (!g->claim || !g->cleanup)
+    /* The table is checked before its name goes into SQL. */
+    if (dbconn_init(&g->db, &g->rpc, "idempotency_keys", false, setup, g) < 0)
         goto out_free;
-    open_db(g);
+    g->cleanup = store_sql(cleanup_sql, g->db.table);
+    if (!g->cleanup)
+        goto out_free;
     *state = g;
     return 0;
 
 out_free:
-    free(g->claim);
-    free(g->cleanup);
+    dbconn_fini(&g->db);
     free(g);
     return -1;
-}
-
-static void answer(struct idem *g, const struct fpesa_message *m, json_t *doc) {
-    char *text = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
-
-    if (!text || g->host->reply(g->ctx, m, text, strlen(text), "application/json") < 0)
-        LOG(g, FPESA_LOG_WARN, "idempotency: cannot answer id=%s",
-            m->message_id ? m->message_id : "-");
-    free(text);
-    json_decref(doc);
-}
-
-static void answer_error(struct idem *g, const struct fpesa_message *m, int code,
-                         const char *desc) {
-    answer(g, m, json_pack("{s:{s:i,s:s}}", "error", "code", code, "description", desc));
 }
 
 /* Claims (scope, key) for fingerprint: 1 new, 0 the same, 2 another
@@ -177,17 +117,9 @@ static int claim(struct idem *g, const char *scope, const char *key, const char 
     int rc;
 
     snprintf(ttl, sizeof(ttl), "%ld", g->ttl_s);
-    r = PQexecParams(g->pg, g->claim, 4, NULL, vals, NULL, NULL, 0);
-    if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1) {
-        LOG(g, FPESA_LOG_WARN, "idempotency: claim failed: %s",
-            r ? PQresultErrorMessage(r) : PQerrorMessage(g->pg));
-        PQclear(r);
-        if (PQstatus(g->pg) != CONNECTION_OK) {
-            PQfinish(g->pg);
-            g->pg = NULL;
-        }
+    r = dbconn_run(&g->db, "claim", 4, vals);
+    if (!r)
         return -1;
-    }
     if (strcmp(PQgetvalue(r, 0, 0), fp) != 0)
         rc = 2;
     else
@@ -205,42 +137,49 @@ static void cleanup(struct idem *g) {
         return;
     g->cleaned_at = now;
     snprintf(ttl, sizeof(ttl), "%ld", g->ttl_s);
-    if (store_exec_params(g->pg, g->cleanup, 1, vals, err, sizeof(err)) < 0)
-        LOG(g, FPESA_LOG_WARN, "idempotency: cleanup failed: %s", err);
+    if (store_exec_params(g->db.pg, g->cleanup, 1, vals, err, sizeof(err)) < 0)
+        FPESA_LOG(&g->rpc, FPESA_LOG_WARN, "idempotency: cleanup failed: %s", err);
 }
 
-static void handle(struct idem *g, const struct fpesa_message *m) {
-    json_t *req = json_loadb(m->body, m->len, 0, NULL);
-    const char *scope = json_string_value(json_object_get(req, "scope"));
-    const char *key = json_string_value(json_object_get(req, "key"));
-    const char *fp = json_string_value(json_object_get(req, "fingerprint"));
-    int rc = -1;
+/* One claim, for dbconn_serve: *rc as claim() answers. */
+struct req {
+    struct idem *g;
+    const char *scope, *key, *fp;
+    int rc;
+};
 
-    if (!scope || !key || !fp) {
-        answer_error(g, m, 400, "a claim is {\"scope\", \"key\", \"fingerprint\"}");
+static int claim_req(void *arg) {
+    struct req *r = arg;
+
+    r->rc = claim(r->g, r->scope, r->key, r->fp);
+    return r->rc < 0 ? -1 : 0;
+}
+
+static void handle(void *state, const struct fpesa_message *m) {
+    struct idem *g = state;
+    json_t *req = rpc_envelope(&g->rpc, m);
+    struct req r = {g, json_string_value(json_object_get(req, "scope")),
+                    json_string_value(json_object_get(req, "key")),
+                    json_string_value(json_object_get(req, "fingerprint")), -1};
+
+    if (!req)
+        return;
+    if (!r.scope || !r.key || !r.fp) {
+        rpc_reply_error(&g->rpc, m, 400, "a claim is {\"scope\", \"key\", \"fingerprint\"}");
         goto out;
     }
-    /* A connection broken since the last claim is noticed when the query
-     * fails: reconnect and try once more. */
-    for (int attempt = 0; attempt < 2 && rc < 0; attempt++) {
-        if (open_db(g) < 0)
-            break;
-        rc = claim(g, scope, key, fp);
-        if (g->pg)
-            break;
-    }
-    if (rc < 0) {
-        answer_error(g, m, 503, "the idempotency key store is unavailable");
-    } else if (rc == 2) {
+    if (dbconn_serve(&g->db, false, claim_req, &r) < 0) {
+        rpc_reply_error(&g->rpc, m, 503, "the idempotency key store is unavailable");
+    } else if (r.rc == 2) {
         char desc[400];
 
         snprintf(desc, sizeof(desc),
                  "Idempotency-Key \"%.200s\" was already used with a different request (a key is "
                  "remembered for %ld s); nothing was sent",
-                 key, g->ttl_s);
-        answer_error(g, m, 409, desc);
+                 r.key, g->ttl_s);
+        rpc_reply_error(&g->rpc, m, 409, desc);
     } else {
-        answer(g, m, json_pack("{s:s}", "claim", rc == 1 ? "new" : "same"));
+        rpc_reply_json(&g->rpc, m, json_pack("{s:s}", "claim", r.rc == 1 ? "new" : "same"));
     }
 out:
     json_decref(req);
@@ -250,17 +189,8 @@ static int idem_batch(void *state, const struct fpesa_message *const *msgs, size
                       enum fpesa_result *results) {
     struct idem *g = state;
 
-    for (size_t i = 0; i < n; i++) {
-        if (!msgs[i]->reply_to) {
-            LOG(g, FPESA_LOG_WARN, "idempotency: claim without reply_to id=%s",
-                msgs[i]->message_id ? msgs[i]->message_id : "-");
-            results[i] = FPESA_REJECT;
-            continue;
-        }
-        handle(g, msgs[i]);
-        results[i] = FPESA_OK;
-    }
-    if (g->pg)
+    rpc_batch(&g->rpc, g, handle, msgs, n, results);
+    if (g->db.pg)
         cleanup(g);
     return 0;
 }
@@ -270,8 +200,7 @@ static void idem_fini(void *state) {
 
     if (!g)
         return;
-    PQfinish(g->pg);
-    free(g->claim);
+    dbconn_fini(&g->db);
     free(g->cleanup);
     free(g);
 }

@@ -42,6 +42,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "../lib/rpc.h"
 #include "../lib/store.h"
 #include "transform.h"
 
@@ -50,6 +51,7 @@ enum role { ROLE_INGEST, ROLE_TRANSFORM, ROLE_GET, ROLE_ACTIVITY };
 struct svc {
     const struct fpesa_host *host;
     struct fpesa_ctx *ctx;
+    struct rpc rpc; /* answers (the same host and context) */
     enum role role;
     char transform_queue[128];
     char activity[128];
@@ -139,6 +141,7 @@ static int svc_init(const struct fpesa_host *host, struct fpesa_ctx *ctx, const 
         return -1;
     s->host = host;
     s->ctx = ctx;
+    s->rpc = (struct rpc){host, ctx, "image_service"};
     if (!FPESA_HAS_FIELD(host, struct fpesa_host, declare)) {
         FPESA_LOG(s, FPESA_LOG_ERROR, "image_service: the host is too old (no reply_http/declare)");
         goto out_free;
@@ -224,16 +227,6 @@ static void activity(struct svc *s, const char *id, const char *step, const char
     json_decref(ev);
 }
 
-static void reply_error(struct svc *s, const struct fpesa_message *m, int code, const char *desc) {
-    json_t *doc = json_pack("{s:{s:i,s:s}}", "error", "code", code, "description", desc);
-    char *text = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
-
-    if (text)
-        s->host->reply(s->ctx, m, text, strlen(text), "application/json");
-    free(text);
-    json_decref(doc);
-}
-
 static bool is_image_type(const char *ct, char *bare, size_t cap) {
     size_t n;
 
@@ -256,15 +249,15 @@ static enum fpesa_result ingest(struct svc *s, const struct fpesa_message *m) {
     PGresult *r;
 
     if (!m->message_id || !*m->message_id) {
-        reply_error(s, m, 400, "the request has no message id");
+        rpc_reply_error(&s->rpc, m, 400, "the request has no message id");
         return FPESA_OK;
     }
     if (!is_image_type(m->content_type, type, sizeof(type)) || m->len == 0) {
-        reply_error(s, m, 415, "the body is not a PNG or JPEG image");
+        rpc_reply_error(&s->rpc, m, 415, "the body is not a PNG or JPEG image");
         return FPESA_OK;
     }
     if (open_db(s) < 0) {
-        reply_error(s, m, 503, "the image store is unavailable");
+        rpc_reply_error(&s->rpc, m, 503, "the image store is unavailable");
         return FPESA_OK;
     }
     vals[0] = m->message_id;
@@ -280,7 +273,7 @@ static enum fpesa_result ingest(struct svc *s, const struct fpesa_message *m) {
                   PQresultErrorMessage(r));
         PQclear(r);
         check_conn(s);
-        reply_error(s, m, 503, "the image store is unavailable");
+        rpc_reply_error(&s->rpc, m, 503, "the image store is unavailable");
         return FPESA_OK;
     }
     PQclear(r);
@@ -307,7 +300,7 @@ static enum fpesa_result ingest(struct svc *s, const struct fpesa_message *m) {
             store_exec_params(s->pg, "UPDATE images SET state = 'failed', error = $2 WHERE id = $1",
                               2, vals, ignore, sizeof(ignore));
             activity(s, m->message_id, "failed", why);
-            reply_error(s, m, 503, "the transform queue is unavailable");
+            rpc_reply_error(&s->rpc, m, 503, "the transform queue is unavailable");
             return FPESA_OK;
         }
     }
@@ -431,7 +424,7 @@ static enum fpesa_result get(struct svc *s, const struct fpesa_message *m) {
     char desc[700];
 
     if (!id || !id_is_plausible(id)) {
-        reply_error(s, m, 400, "not an image id");
+        rpc_reply_error(&s->rpc, m, 400, "not an image id");
         goto out;
     }
     for (int attempt = 0; attempt < 2; attempt++) {
@@ -451,11 +444,11 @@ static enum fpesa_result get(struct svc *s, const struct fpesa_message *m) {
             break;
     }
     if (!r) {
-        reply_error(s, m, 503, "the image store is unavailable");
+        rpc_reply_error(&s->rpc, m, 503, "the image store is unavailable");
         goto out;
     }
     if (PQntuples(r) == 0) {
-        reply_error(s, m, 404, "no image has this id");
+        rpc_reply_error(&s->rpc, m, 404, "no image has this id");
     } else {
         char state[16], type[64];
         int sl = PQgetlength(r, 0, 0), tl = PQgetlength(r, 0, 1);
@@ -468,7 +461,7 @@ static enum fpesa_result get(struct svc *s, const struct fpesa_message *m) {
         } else if (strcmp(state, "failed") == 0) {
             snprintf(desc, sizeof(desc), "the transform failed: %.*s", PQgetlength(r, 0, 2),
                      PQgetvalue(r, 0, 2));
-            reply_error(s, m, 500, desc);
+            rpc_reply_error(&s->rpc, m, 500, desc);
         } else {
             const char *headers[] = {"Retry-After", s->retry_after, NULL};
             char body[300];

@@ -1,2 +1,2 @@
 # records_get: reads the records index through the shared PostgreSQL helpers.
-records_get_LIB := store
+records_get_LIB := store dbconn rpc

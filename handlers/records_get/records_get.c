@@ -31,7 +31,6 @@
  *                       string and "timestamp" with six fraction digits
  *                       (2026-11-23T09:32:30.438000+00:00)
  */
-#include <errno.h>
 #include <fpesa/handler.h>
 #include <jansson.h>
 #include <stdio.h>
@@ -39,6 +38,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "../lib/dbconn.h"
+#include "../lib/rpc.h"
 #include "../lib/store.h"
 #include "token.h"
 
@@ -79,201 +80,62 @@ static const char *const index_migrations[] = {
 };
 
 struct rec {
-    const struct fpesa_host *host;
-    struct fpesa_ctx *ctx;
-    char table[STORE_TABLE_MAX + 1];
+    struct rpc rpc;
+    struct dbconn db;
     long page_size;
     bool seed; /* format: seed */
-    PGconn *pg;
-    time_t failed_at; /* last failed connect: no new attempt within a second */
-    char *read_url;   /* the replica, or NULL */
-    PGconn *rpg;      /* the replica's connection, or NULL */
-    time_t rfailed_at;
-    PGconn **use; /* the connection the request at hand reads from (&pg or &rpg) */
 };
 
-/* How long a continued page waits for the replica (see messages_get). */
-#define REPLAY_WAIT_MS 1000
+/* A new connection: the table's migrations and the keyset's index
+ * (schema_migrations name "<table>.records") on the primary, the prepared
+ * statements on both. */
+static int setup(void *owner, PGconn *conn, bool primary) {
+    struct rec *g = owner;
+    char err[512], name[STORE_TABLE_MAX + 16];
 
-/* Applies the index migrations the table lacks (schema_migrations name
- * "<table>.records"). */
-static int migrate_index(struct rec *g, char *err, size_t errlen) {
-    char name[STORE_TABLE_MAX + 16];
-
-    snprintf(name, sizeof(name), "%s.records", g->table);
-    return store_migrate_set(g->pg, name, index_migrations,
-                             sizeof(index_migrations) / sizeof(index_migrations[0]), g->table, err,
-                             errlen);
-}
-
-static int prepare(struct rec *g, PGconn *conn, const char *name, const char *tmpl) {
-    char *sql = store_sql(tmpl, g->table);
-    PGresult *r;
-    int rc = 0;
-
-    if (!sql)
+    snprintf(name, sizeof(name), "%s.records", g->db.table);
+    if (primary && (store_migrate(conn, g->db.table, err, sizeof(err)) < 0 ||
+                    store_migrate_set(conn, name, index_migrations,
+                                      sizeof(index_migrations) / sizeof(index_migrations[0]),
+                                      g->db.table, err, sizeof(err)) < 0)) {
+        FPESA_LOG(&g->rpc, FPESA_LOG_ERROR, "records_get: migration of table %s failed: %s",
+                  g->db.table, err);
         return -1;
-    r = PQprepare(conn, name, sql, 3, NULL);
-    if (PQresultStatus(r) != PGRES_COMMAND_OK) {
-        FPESA_LOG(g, FPESA_LOG_ERROR, "records_get: cannot prepare %s: %s", name,
-                  PQresultErrorMessage(r));
-        rc = -1;
     }
-    PQclear(r);
-    free(sql);
-    return rc;
-}
-
-static int open_db(struct rec *g) {
-    char err[512];
-    time_t now = time(NULL);
-
-    if (g->pg && PQstatus(g->pg) == CONNECTION_OK)
-        return 0;
-    if (g->pg) {
-        PQfinish(g->pg);
-        g->pg = NULL;
-    }
-    if (g->failed_at && now - g->failed_at < 1)
+    if (dbconn_prepare(&g->db, conn, "first", g->seed ? sql_first_seed : sql_first, 3) < 0 ||
+        dbconn_prepare(&g->db, conn, "next", g->seed ? sql_next_seed : sql_next, 3) < 0)
         return -1;
-    g->pg = store_connect(g->host->database_url(g->ctx), err, sizeof(err));
-    if (!g->pg) {
-        FPESA_LOG(g, FPESA_LOG_WARN, "records_get: database unavailable: %s", err);
-        goto out_fail;
-    }
-    if (store_migrate(g->pg, g->table, err, sizeof(err)) < 0 ||
-        migrate_index(g, err, sizeof(err)) < 0) {
-        FPESA_LOG(g, FPESA_LOG_ERROR, "records_get: migration of table %s failed: %s", g->table,
-                  err);
-        goto out_fail;
-    }
-    if (prepare(g, g->pg, "first", g->seed ? sql_first_seed : sql_first) < 0 ||
-        prepare(g, g->pg, "next", g->seed ? sql_next_seed : sql_next) < 0)
-        goto out_fail;
-    g->failed_at = 0;
-    FPESA_LOG(g, FPESA_LOG_INFO, "records_get: database connected table=%s page_size=%ld", g->table,
-              g->page_size);
     return 0;
-
-out_fail:
-    PQfinish(g->pg);
-    g->pg = NULL;
-    g->failed_at = now;
-    return -1;
-}
-
-/* The replica's connection: no migrations (the primary runs them). */
-static int open_replica(struct rec *g) {
-    char err[512];
-    time_t now = time(NULL);
-
-    if (g->rpg && PQstatus(g->rpg) == CONNECTION_OK)
-        return 0;
-    PQfinish(g->rpg);
-    g->rpg = NULL;
-    if (g->rfailed_at && now - g->rfailed_at < 1)
-        return -1;
-    g->rpg = store_connect(g->read_url, err, sizeof(err));
-    if (!g->rpg || prepare(g, g->rpg, "first", g->seed ? sql_first_seed : sql_first) < 0 ||
-        prepare(g, g->rpg, "next", g->seed ? sql_next_seed : sql_next) < 0) {
-        FPESA_LOG(g, FPESA_LOG_WARN, "records_get: replica not usable: %s",
-                  g->rpg ? "the table is not there yet" : err);
-        PQfinish(g->rpg);
-        g->rpg = NULL;
-        g->rfailed_at = now;
-        return -1;
-    }
-    g->rfailed_at = 0;
-    FPESA_LOG(g, FPESA_LOG_INFO, "records_get: replica connected table=%s", g->table);
-    return 0;
-}
-
-/* Where the request at hand reads (continued: it goes on from a token). */
-static PGconn **pick(struct rec *g, bool continued) {
-    if (g->read_url && open_replica(g) == 0) {
-        int r = continued
-                    ? (open_db(g) < 0 ? -2 : store_replica_caught_up(g->pg, g->rpg, REPLAY_WAIT_MS))
-                    : 1;
-        if (r == -1) {
-            PQfinish(g->rpg);
-            g->rpg = NULL;
-        } else if (r != 0) {
-            return &g->rpg;
-        }
-    }
-    if (open_db(g) == 0)
-        return &g->pg;
-    if (g->read_url && open_replica(g) == 0)
-        return &g->rpg;
-    return NULL;
 }
 
 static int rec_init(const struct fpesa_host *host, struct fpesa_ctx *ctx, const char *config_json,
                     void **state) {
     struct rec *g = calloc(1, sizeof(*g));
-    const char *table = host->config(ctx, "table");
-    const char *size = host->config(ctx, "page_size");
     const char *format = host->config(ctx, "format");
 
     (void)config_json;
     if (!g)
         return -1;
-    g->host = host;
-    g->ctx = ctx;
-    if (!table)
-        table = "messages";
-    if (!store_ident_is_valid(table)) {
-        FPESA_LOG(g, FPESA_LOG_ERROR,
-                  "records_get: config table \"%s\" is not a plain identifier ([a-z_][a-z0-9_]*)",
-                  table);
+    g->rpc = (struct rpc){host, ctx, "records_get"};
+    if (rpc_config_long(&g->rpc, "page_size", PAGE_SIZE_DEFAULT, 1, PAGE_SIZE_MAX, &g->page_size) <
+        0)
         goto out_free;
-    }
-    snprintf(g->table, sizeof(g->table), "%s", table);
-    g->page_size = PAGE_SIZE_DEFAULT;
-    if (size) {
-        char *end;
-        long v;
-
-        errno = 0;
-        v = strtol(size, &end, 10);
-        if (errno || end == size || *end || v < 1 || v > PAGE_SIZE_MAX) {
-            FPESA_LOG(g, FPESA_LOG_ERROR, "records_get: config page_size \"%s\" is not 1 to %d",
-                      size, PAGE_SIZE_MAX);
-            goto out_free;
-        }
-        g->page_size = v;
-    }
     if (format && strcmp(format, "seed") == 0) {
         g->seed = true;
     } else if (format && strcmp(format, "json") != 0) {
-        FPESA_LOG(g, FPESA_LOG_ERROR, "records_get: config format \"%s\" is not json or seed",
+        FPESA_LOG(&g->rpc, FPESA_LOG_ERROR, "records_get: config format \"%s\" is not json or seed",
                   format);
         goto out_free;
     }
-    {
-        const char *ru = host->config(ctx, "read_url");
-        if (ru && *ru && !(g->read_url = strdup(ru)))
-            goto out_free;
-    }
-    open_db(g);
-    if (g->read_url)
-        open_replica(g);
+    if (dbconn_init(&g->db, &g->rpc, "messages", true, setup, g) < 0)
+        goto out_free;
     *state = g;
     return 0;
 
 out_free:
+    dbconn_fini(&g->db);
     free(g);
     return -1;
-}
-
-static void reply_error(struct rec *g, const struct fpesa_message *m, int code, const char *desc) {
-    json_t *doc = json_pack("{s:{s:i,s:s}}", "error", "code", code, "description", desc);
-    char *text = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
-
-    if (text)
-        g->host->reply(g->ctx, m, text, strlen(text), "application/json");
-    free(text);
-    json_decref(doc);
 }
 
 /* Reads the arguments: none, or "next" only. 0, or -1 with err set. */
@@ -311,21 +173,12 @@ static int answer(struct rec *g, const struct fpesa_message *m, const struct tok
     const char *vals[3] = {has ? usec : NULL, has ? t->id : NULL, limit};
     const char *name = has ? "next" : "first";
     PGresult *r;
-    char *text = NULL;
 
     snprintf(usec, sizeof(usec), "%lld", has ? (long long)t->usec : 0LL);
     snprintf(limit, sizeof(limit), "%ld", g->page_size);
-    r = PQexecPrepared(*g->use, name, 3, vals, NULL, NULL, 0);
-    if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1) {
-        FPESA_LOG(g, FPESA_LOG_WARN, "records_get: %s failed: %s", name,
-                  r ? PQresultErrorMessage(r) : PQerrorMessage(*g->use));
-        PQclear(r);
-        if (PQstatus(*g->use) != CONNECTION_OK) {
-            PQfinish(*g->use);
-            *g->use = NULL;
-        }
+    r = dbconn_run(&g->db, name, 3, vals);
+    if (!r)
         return -1;
-    }
     if (!PQgetisnull(r, 0, 2)) {
         const char *pos = PQgetvalue(r, 0, 2);
         const char *colon = strchr(pos, ':');
@@ -336,49 +189,48 @@ static int answer(struct rec *g, const struct fpesa_message *m, const struct tok
     }
     /* The array is the database's JSON text, pasted as it is. */
     {
-        const char *results = PQgetvalue(r, 0, 0);
-        const char *count = PQgetvalue(r, 0, 1);
-        size_t cap = strlen(results) + strlen(count) + strlen(next) + 40;
-
-        text = malloc(cap);
-        if (text) {
-            int k = snprintf(text, cap, "{\"results\":%s,\"count\":%s,\"next\":%s}", results, count,
-                             next);
-            g->host->reply(g->ctx, m, text, (size_t)k, "application/json");
-        }
+        const char *parts[] = {"{\"results\":",
+                               PQgetvalue(r, 0, 0),
+                               ",\"count\":",
+                               PQgetvalue(r, 0, 1),
+                               ",\"next\":",
+                               next,
+                               "}"};
+        rpc_reply_parts(&g->rpc, m, parts, 7);
     }
-    free(text);
     PQclear(r);
     return 0;
 }
 
-static void handle(struct rec *g, const struct fpesa_message *m) {
-    json_error_t jerr;
-    json_t *env = json_loadb(m->body, m->len, 0, &jerr);
+/* One request, for dbconn_serve. */
+struct req {
+    struct rec *g;
+    const struct fpesa_message *m;
+    const struct token *t;
+    int has;
+};
+
+static int answer_req(void *arg) {
+    const struct req *r = arg;
+
+    return answer(r->g, r->m, r->t, r->has);
+}
+
+static void handle(void *state, const struct fpesa_message *m) {
+    struct rec *g = state;
+    json_t *env = rpc_envelope(&g->rpc, m);
     struct token t;
     char err[160];
-    int has, rc = -1;
+    int has;
 
-    if (!env || !json_is_object(env)) {
-        reply_error(g, m, 400, "the request is not a JSON envelope");
-        goto out;
-    }
+    if (!env)
+        return;
     if (parse_args(json_object_get(env, "args"), &t, &has, err, sizeof(err)) < 0) {
-        reply_error(g, m, 400, err);
+        rpc_reply_error(&g->rpc, m, 400, err);
         goto out;
     }
-    /* A connection broken since the last request is noticed when a query
-     * fails: reconnect and try once more. */
-    for (int attempt = 0; attempt < 2 && rc < 0; attempt++) {
-        g->use = pick(g, has);
-        if (!g->use)
-            break;
-        rc = answer(g, m, &t, has);
-        if (*g->use)
-            break;
-    }
-    if (rc < 0)
-        reply_error(g, m, 503, "the record store is unavailable");
+    if (dbconn_serve(&g->db, has, answer_req, &(struct req){g, m, &t, has}) < 0)
+        rpc_reply_error(&g->rpc, m, 503, "the record store is unavailable");
 out:
     json_decref(env);
 }
@@ -387,17 +239,7 @@ static int rec_batch(void *state, const struct fpesa_message *const *msgs, size_
                      enum fpesa_result *results) {
     struct rec *g = state;
 
-    for (size_t i = 0; i < n; i++) {
-        if (!msgs[i]->reply_to) {
-            FPESA_LOG(g, FPESA_LOG_WARN, "records_get: request without reply_to id=%s",
-                      msgs[i]->message_id ? msgs[i]->message_id : "-");
-            results[i] = FPESA_REJECT;
-            continue;
-        }
-        handle(g, msgs[i]);
-        results[i] = FPESA_OK;
-    }
-    return 0;
+    return rpc_batch(&g->rpc, g, handle, msgs, n, results);
 }
 
 static void rec_fini(void *state) {
@@ -405,9 +247,7 @@ static void rec_fini(void *state) {
 
     if (!g)
         return;
-    PQfinish(g->pg);
-    PQfinish(g->rpg);
-    free(g->read_url);
+    dbconn_fini(&g->db);
     free(g);
 }
 

@@ -1,3 +1,3 @@
 # timer_service: libcurl for the webhooks, PostgreSQL for the timers table.
 timer_service_PKGS := jansson libcurl
-timer_service_LIB := store
+timer_service_LIB := store rpc

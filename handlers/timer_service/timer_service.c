@@ -25,6 +25,7 @@
 #include <time.h>
 
 #include "tstore.h"
+#include "../lib/rpc.h"
 #include "../lib/store.h"
 #include "webhook.h"
 
@@ -36,6 +37,7 @@ enum role { ROLE_CREATE, ROLE_GET, ROLE_SCHEDULER };
 struct timers {
     const struct fpesa_host *host;
     struct fpesa_ctx *ctx;
+    struct rpc rpc; /* answers (the same host and context) */
     enum role role;
     struct hook_allow allow;
     long long max_delay_s;
@@ -148,6 +150,7 @@ static int timers_init(const struct fpesa_host *host, struct fpesa_ctx *ctx,
     }
     t->host = host;
     t->ctx = ctx;
+    t->rpc = (struct rpc){host, ctx, "timer_service"};
     cfg = json_loads(config_json ? config_json : "{}", 0, &jerr);
     if (!cfg || configure(t, cfg) < 0) {
         if (!cfg)
@@ -198,22 +201,7 @@ static int db_ready(struct timers *t) {
     return 0;
 }
 
-/* ---- rpc answers ----------------------------------------------------------- */
-
-static void answer(struct timers *t, const struct fpesa_message *m, json_t *doc) {
-    char *text = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
-
-    if (!text || t->host->reply(t->ctx, m, text, strlen(text), "application/json") < 0)
-        FPESA_LOG(t, FPESA_LOG_WARN, "timer_service: cannot answer id=%s",
-                  m->message_id ? m->message_id : "-");
-    free(text);
-    json_decref(doc);
-}
-
-static void answer_error(struct timers *t, const struct fpesa_message *m, int code,
-                         const char *description) {
-    answer(t, m, json_pack("{s:{s:i,s:s}}", "error", "code", code, "description", description));
-}
+/* ---- rpc answers (handlers/lib/rpc.h) --------------------------------------- */
 
 /* The envelope's member (borrowed from env), or NULL. */
 static json_t *member(json_t *env, const char *key) {
@@ -304,14 +292,14 @@ static int create_batch(struct timers *t, const struct fpesa_message *const *msg
         data = member(envs[i], "data");
         secs = body_delay(t, data, why, sizeof(why));
         if (secs < 0) {
-            answer_error(t, m, 422, why);
+            rpc_reply_error(&t->rpc, m, 422, why);
             results[i] = FPESA_OK;
             json_decref(envs[i]);
             envs[i] = NULL;
             continue;
         }
         if (!m->message_id || !*m->message_id) {
-            answer_error(t, m, 400, "the request carries no message id");
+            rpc_reply_error(&t->rpc, m, 400, "the request carries no message id");
             results[i] = FPESA_OK;
             json_decref(envs[i]);
             envs[i] = NULL;
@@ -344,9 +332,9 @@ static int create_batch(struct timers *t, const struct fpesa_message *const *msg
             continue;
         a = done ? json_object_get(done, msgs[i]->message_id) : NULL;
         if (a)
-            answer(t, msgs[i], json_incref(a));
+            rpc_reply_json(&t->rpc, msgs[i], json_incref(a));
         else
-            answer_error(t, msgs[i], 503, "the timer store is unavailable; try again");
+            rpc_reply_error(&t->rpc, msgs[i], 503, "the timer store is unavailable; try again");
         results[i] = FPESA_OK;
     }
 
@@ -379,7 +367,7 @@ static int get_batch(struct timers *t, const struct fpesa_message *const *msgs, 
         env = json_loadb(m->body, m->len, 0, NULL);
         id = json_string_value(member(member(env, "params"), "id"));
         if (!tstore_id_is_valid(id)) {
-            answer_error(t, m, 400, "the timer id must be a UUID");
+            rpc_reply_error(&t->rpc, m, 400, "the timer id must be a UUID");
             json_decref(env);
             continue;
         }
@@ -395,11 +383,12 @@ static int get_batch(struct timers *t, const struct fpesa_message *const *msgs, 
             }
         }
         if (found < 0)
-            answer_error(t, m, 503, "the timer store is unavailable; try again");
+            rpc_reply_error(&t->rpc, m, 503, "the timer store is unavailable; try again");
         else if (found == 0)
-            answer_error(t, m, 404, "no timer has this id");
+            rpc_reply_error(&t->rpc, m, 404, "no timer has this id");
         else
-            answer(t, m, json_pack("{s:s,s:I}", "id", id, "time_left", (json_int_t)left));
+            rpc_reply_json(&t->rpc, m,
+                           json_pack("{s:s,s:I}", "id", id, "time_left", (json_int_t)left));
         json_decref(env);
     }
     return 0;

@@ -1,0 +1,2 @@
+# echo: jansson and the rpc skeleton of handlers/lib/ (no database).
+echo_LIB := rpc
