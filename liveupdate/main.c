@@ -8,44 +8,43 @@
  * SIGTERM and SIGINT close every client with 1001 and exit 0; SIGHUP reads
  * the file again (live_server_reload).
  */
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
 
+#include "cli.h"
 #include "config.h"
 #include "log.h"
-#include "version.h"
 #include "ws.h"
 
-static struct live_server *the_server;
+enum { OPT_CONFIG, OPT_CHECK };
 
-static void on_signal(int sig) {
-    (void)sig;
-    if (the_server)
-        live_server_shutdown(the_server);
+static const struct cli_opt options[] = {
+    {"--config", "FILE", "endpoints file (default: $FPESA_CONFIG, else endpoints.yaml)",
+     OPT_CONFIG},
+    {"--check", "FILE", "validate FILE as a start would, print every problem, exit 0 or 1",
+     OPT_CHECK},
+    {NULL, NULL, NULL, 0},
+};
+
+static const struct cli command_line = {
+    .prog = "liveupdate",
+    .summary = "Forwards the messages of the live endpoints from RabbitMQ to websocket clients.",
+    .opts = options,
+    .epilog = "Environment: FPESA_CONFIG, FPESA_AMQP_URL, FPESA_LIVE_LISTEN, FPESA_LOG_LEVEL\n"
+              "(debug|info|warn|error).\n"
+              "Signals: TERM and INT close every client with 1001 and exit 0; HUP reloads the\n"
+              "file (new live channels are added, every client stays connected; a bad file is\n"
+              "logged and the running configuration stays).\n",
+};
+
+static void on_stop(void *srv) {
+    live_server_shutdown(srv);
 }
 
-static void on_hup(int sig) {
-    (void)sig;
-    if (the_server)
-        live_server_reload(the_server);
-}
-
-static void usage(FILE *f) {
-    fprintf(f, "usage: liveupdate [--config FILE] [--check FILE] [--version]\n"
-               "Forwards the messages of the live endpoints from RabbitMQ to websocket clients.\n"
-               "  --config FILE  endpoints file (default: $FPESA_CONFIG, else endpoints.yaml)\n"
-               "  --check FILE   validate FILE as a start would, print every problem, exit 0 or "
-               "1\n"
-               "  --version      print the version and exit\n"
-               "  --help         print this help and exit\n"
-               "Environment: FPESA_CONFIG, FPESA_AMQP_URL, FPESA_LIVE_LISTEN, FPESA_LOG_LEVEL\n"
-               "(debug|info|warn|error).\n"
-               "Signals: TERM and INT close every client with 1001 and exit 0; HUP reloads the\n"
-               "file (new live channels are added, every client stays connected; a bad file is\n"
-               "logged and the running configuration stays).\n");
+static void on_hup(void *srv) {
+    live_server_reload(srv);
 }
 
 /* --check: the file loads and has something to serve (a start refuses a
@@ -78,27 +77,23 @@ static void raise_nofile(void) {
 }
 
 int main(int argc, char **argv) {
-    const char *config = getenv("FPESA_CONFIG");
-    struct sigaction sa;
+    const char *config = cli_default_config(), *val;
+    struct live_server *srv;
+    struct cli_sigthread sigthread = {0};
+    sigset_t sigs;
     struct cfg *cfg;
     int rc = 1;
 
-    if (!config || !*config)
-        config = "endpoints.yaml";
-    for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--config") == 0 && i + 1 < argc) {
-            config = argv[++i];
-        } else if (strcmp(argv[i], "--check") == 0 && i + 1 < argc) {
-            return check_main(argv[i + 1]);
-        } else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-            usage(stdout);
+    for (int i = 1, opt; (opt = cli_next(&command_line, argc, argv, &i, &val)) != CLI_END;) {
+        switch (opt) {
+        case OPT_CONFIG:
+            config = val;
+            break;
+        case OPT_CHECK:
+            return check_main(val);
+        case CLI_EXIT0:
             return 0;
-        } else if (strcmp(argv[i], "--version") == 0) {
-            printf("liveupdate (fpesa) %s\n", FPESA_VERSION);
-            return 0;
-        } else {
-            fprintf(stderr, "liveupdate: unknown or incomplete option \"%s\"\n", argv[i]);
-            usage(stderr);
+        default:
             return 2;
         }
     }
@@ -108,24 +103,23 @@ int main(int argc, char **argv) {
     if (!cfg)
         return 1;
     raise_nofile();
-    signal(SIGPIPE, SIG_IGN);
-    the_server = live_server_new(cfg);
-    if (!the_server)
+    /* Blocked before the server starts its threads, which inherit the mask:
+     * the signals reach only the signal thread (cli.h). */
+    cli_block_signals(&sigs, 0);
+    srv = live_server_new(cfg);
+    if (!srv)
         goto out_cfg;
-    memset(&sa, 0, sizeof(sa));
-    sa.sa_handler = on_signal;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGINT, &sa, NULL);
-    live_server_set_config_path(the_server, config);
-    /* Set even when started under nohup, which ignores SIGHUP. */
-    sa.sa_handler = on_hup;
-    sigaction(SIGHUP, &sa, NULL);
-    live_server_run(the_server);
+    live_server_set_config_path(srv, config);
+    if (cli_signal_thread(&sigthread, &sigs, on_hup, on_stop, srv) < 0) {
+        LOG(LOG_ERROR, "cannot start the signal thread");
+        goto out_srv;
+    }
+    live_server_run(srv);
     LOG(LOG_INFO, "stopped");
     rc = 0;
-    live_server_free(the_server);
-    the_server = NULL;
+out_srv:
+    cli_signal_thread_join(&sigthread);
+    live_server_free(srv);
 out_cfg:
     cfg_free(cfg);
     log_fini();

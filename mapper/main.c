@@ -9,6 +9,7 @@
  */
 #include "asyncapi.h"
 #include "bus.h"
+#include "cli.h"
 #include "config.h"
 #include "envvar.h"
 #include "http.h"
@@ -16,9 +17,7 @@
 #include "log.h"
 #include "version.h"
 
-#include <errno.h>
 #include <jansson.h>
-#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,24 +26,28 @@
 
 #define DEFAULT_DRAIN_MS 10000
 
-static void usage(FILE *out) {
-    fprintf(out,
-            "usage: restmapper [--config FILE] [--check FILE] [--list-config-keys] [--version]\n"
-            "                  [--body-limits FILE] [--asyncapi FILE]\n"
-            "Serves the REST routes of endpoints.yaml and maps them onto RabbitMQ.\n"
-            "  --config FILE       endpoints file (default: $FPESA_CONFIG, else "
-            "endpoints.yaml)\n"
-            "  --check FILE        validate FILE, print every problem, exit 0 or 1\n"
-            "  --list-config-keys  print every configuration key the loader knows\n"
-            "  --body-limits FILE  print the body size limit of every path of FILE (bytes)\n"
-            "  --asyncapi FILE     print the AsyncAPI document of FILE's bus topology\n"
-            "  --version           print the version and exit\n"
-            "  --help              print this help and exit\n"
-            "Environment: FPESA_CONFIG, FPESA_AMQP_URL, FPESA_HTTP_LISTEN, FPESA_LOG_LEVEL\n"
-            "(debug|info|warn|error), FPESA_DRAIN_MS (0 to 3600000, default 10000).\n"
-            "Signals: TERM and INT drain the requests in flight, then exit 0; HUP reloads the\n"
-            "file (a bad one is logged and the running configuration stays).\n");
-}
+enum { OPT_CONFIG, OPT_CHECK, OPT_KEYS, OPT_LIMITS, OPT_ASYNCAPI };
+
+static const struct cli_opt options[] = {
+    {"--config", "FILE", "endpoints file (default: $FPESA_CONFIG, else endpoints.yaml)",
+     OPT_CONFIG},
+    {"--check", "FILE", "validate FILE, print every problem, exit 0 or 1", OPT_CHECK},
+    {"--list-config-keys", NULL, "print every configuration key the loader knows", OPT_KEYS},
+    {"--body-limits", "FILE", "print the body size limit of every path of FILE (bytes)",
+     OPT_LIMITS},
+    {"--asyncapi", "FILE", "print the AsyncAPI document of FILE's bus topology", OPT_ASYNCAPI},
+    {NULL, NULL, NULL, 0},
+};
+
+static const struct cli command_line = {
+    .prog = "restmapper",
+    .summary = "Serves the REST routes of endpoints.yaml and maps them onto RabbitMQ.",
+    .opts = options,
+    .epilog = "Environment: FPESA_CONFIG, FPESA_AMQP_URL, FPESA_HTTP_LISTEN, FPESA_LOG_LEVEL\n"
+              "(debug|info|warn|error), FPESA_DRAIN_MS (0 to 3600000, default 10000).\n"
+              "Signals: TERM and INT drain the requests in flight, then exit 0; HUP reloads the\n"
+              "file (a bad one is logged and the running configuration stays).\n",
+};
 
 /* --body-limits: what a proxy in front needs to let each route's body through. */
 static int body_limits_main(const char *file) {
@@ -145,6 +148,18 @@ static void reload(const char *path, struct http_server *srv, struct mbus *bus) 
     LOG(LOG_INFO, "reloaded file=%s endpoints=%zu", path, cfg->n_endpoints);
 }
 
+struct reload_args {
+    const char *path;
+    struct http_server *srv;
+    struct mbus *bus;
+};
+
+static void reload_hup(void *arg) {
+    const struct reload_args *a = arg;
+
+    reload(a->path, a->srv, a->bus);
+}
+
 /* Waits until no request waits for the bus or ms passed; returns how many
  * still wait. A request still arriving from a slow client is not waited for:
  * it is closed with the daemon. */
@@ -163,7 +178,7 @@ static long wait_idle(struct http_server *srv, long ms) {
 }
 
 int main(int argc, char **argv) {
-    const char *config = getenv("FPESA_CONFIG");
+    const char *config = cli_default_config(), *val;
     struct cfg *cfg = NULL;
     struct mbus *bus = NULL;
     struct http_server *srv = NULL;
@@ -171,33 +186,27 @@ int main(int argc, char **argv) {
     int sig = 0, rc = 1;
     long drain_ms, left;
 
-    for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--config") == 0 && i + 1 < argc) {
-            config = argv[++i];
-        } else if (strcmp(argv[i], "--check") == 0 && i + 1 < argc) {
-            return cfg_check_main(argv[i + 1]);
-        } else if (strcmp(argv[i], "--body-limits") == 0 && i + 1 < argc) {
-            return body_limits_main(argv[i + 1]);
-        } else if (strcmp(argv[i], "--asyncapi") == 0 && i + 1 < argc) {
-            return asyncapi_main(argv[i + 1]);
-        } else if (strcmp(argv[i], "--list-config-keys") == 0) {
+    for (int i = 1, opt; (opt = cli_next(&command_line, argc, argv, &i, &val)) != CLI_END;) {
+        switch (opt) {
+        case OPT_CONFIG:
+            config = val;
+            break;
+        case OPT_CHECK:
+            return cfg_check_main(val);
+        case OPT_LIMITS:
+            return body_limits_main(val);
+        case OPT_ASYNCAPI:
+            return asyncapi_main(val);
+        case OPT_KEYS:
             for (const char *const *k = cfg_known_keys(); k && *k; k++)
                 printf("%s\n", *k);
             return 0;
-        } else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-            usage(stdout);
+        case CLI_EXIT0:
             return 0;
-        } else if (strcmp(argv[i], "--version") == 0) {
-            printf("restmapper (fpesa) %s\n", FPESA_VERSION);
-            return 0;
-        } else {
-            fprintf(stderr, "restmapper: unknown or incomplete option \"%s\"\n", argv[i]);
-            usage(stderr);
+        default:
             return 2;
         }
     }
-    if (!config || !*config)
-        config = "endpoints.yaml";
     /* Every tuning variable is checked before anything starts. */
     if (log_init("restmapper") < 0 ||
         envvar_long("FPESA_DRAIN_MS", DEFAULT_DRAIN_MS, 0, 3600000, "milliseconds", &drain_ms) < 0)
@@ -208,13 +217,8 @@ int main(int argc, char **argv) {
         return 1;
 
     /* Every thread started from here on inherits the blocked signals, so
-     * SIGTERM, SIGINT and SIGHUP reach only the sigwait below. */
-    sigemptyset(&sigs);
-    sigaddset(&sigs, SIGTERM);
-    sigaddset(&sigs, SIGINT);
-    sigaddset(&sigs, SIGHUP);
-    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
-    signal(SIGPIPE, SIG_IGN);
+     * SIGTERM, SIGINT and SIGHUP reach only the waits below. */
+    cli_block_signals(&sigs, 0);
 
     bus = mbus_new(cfg);
     if (!bus) {
@@ -235,7 +239,7 @@ int main(int argc, char **argv) {
         goto out_http;
     }
     if (wait_ready(bus, &sigs, &sig) != 0) {
-        LOG(LOG_INFO, "stopping before serving signal=%s", sig == SIGTERM ? "TERM" : "INT");
+        LOG(LOG_INFO, "stopping before serving signal=%s", cli_signal_name(sig));
         rc = 0;
         goto out_stop_bus;
     }
@@ -243,13 +247,8 @@ int main(int argc, char **argv) {
         goto out_stop_bus;
     LOG(LOG_INFO, "started config=%s endpoints=%zu", config, cfg->n_endpoints);
 
-    while (sigwait(&sigs, &sig) != 0 || sig == SIGHUP)
-        if (sig == SIGHUP) {
-            reload(config, srv, bus);
-            sig = 0;
-        }
-    LOG(LOG_INFO, "stopping signal=%s in_flight=%ld", sig == SIGTERM ? "TERM" : "INT",
-        http_in_flight(srv));
+    sig = cli_wait_signal(&sigs, reload_hup, &(struct reload_args){config, srv, bus});
+    LOG(LOG_INFO, "stopping signal=%s in_flight=%ld", cli_signal_name(sig), http_in_flight(srv));
     http_quiesce(srv);
     /* A request whose headers are in is answered within microseconds unless
      * it waits for the bus; the short pause lets those reach the bus first. */

@@ -10,35 +10,43 @@
  * SIGHUP the file is read again and the handlers follow it (supervise.h).
  * A plugin that cannot be loaded or initialised stops the start with one
  * line naming it and exit status 1. */
-#include <errno.h>
-#include <pthread.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "check.h"
+#include "cli.h"
 #include "config.h"
 #include "consumer.h"
 #include "log.h"
 #include "plugin.h"
 #include "supervise.h"
-#include "version.h"
 
-static void usage(FILE *f) {
-    fprintf(f,
-            "usage: handler [--config FILE] [--check FILE] [--only NAME]...\n"
-            "  --config FILE  endpoints.yaml to run (default: $FPESA_CONFIG, else endpoints.yaml)\n"
-            "  --check FILE   validate FILE and load every plugin as a start would (ABI,\n"
-            "                 config schema), print every problem, exit 0 or 1\n"
-            "  --only NAME    run only this handler (repeatable)\n"
-            "  --version      print the version and the plugin ABI version, and exit\n"
-            "  --help         print this help and exit\n"
-            "Environment: FPESA_CONFIG, FPESA_AMQP_URL, FPESA_DATABASE_URL, FPESA_PLUGIN_DIR,\n"
-            "FPESA_LOG_LEVEL (debug|info|warn|error).\n"
-            "Signals: TERM and INT settle the batches in hand, then exit 0; HUP reloads\n"
-            "the file (a bad one is logged and the running handlers go on).\n");
-}
+enum { OPT_CONFIG, OPT_CHECK, OPT_ONLY };
+
+static const struct cli_opt options[] = {
+    {"--config", "FILE", "endpoints.yaml to run (default: $FPESA_CONFIG, else endpoints.yaml)",
+     OPT_CONFIG},
+    {"--check", "FILE", "validate FILE, load every plugin as a start would, exit 0 or 1",
+     OPT_CHECK},
+    {"--only", "NAME", "run only this handler (repeatable; a bare NAME says the same)", OPT_ONLY},
+    {NULL, NULL, NULL, 0},
+};
+
+/* ", plugin ABI N" on the --version line (set in main). */
+static char abi_text[32];
+
+static struct cli command_line = {
+    .prog = "handler",
+    .summary = "Runs the handler plugins of endpoints.yaml, each instance a supervised child.",
+    .opts = options,
+    .words = "[NAME]...",
+    .version_extra = abi_text,
+    .epilog = "Environment: FPESA_CONFIG, FPESA_AMQP_URL, FPESA_DATABASE_URL, FPESA_PLUGIN_DIR,\n"
+              "FPESA_LOG_LEVEL (debug|info|warn|error).\n"
+              "Signals: TERM and INT settle the batches in hand, then exit 0; HUP reloads\n"
+              "the file (a bad one is logged and the running handlers go on).\n",
+};
 
 static bool wanted(const char *name, char **only, int n_only) {
     if (n_only == 0)
@@ -126,7 +134,7 @@ out:
 }
 
 int main(int argc, char **argv) {
-    const char *config = getenv("FPESA_CONFIG");
+    const char *config = cli_default_config(), *val;
     char **only = calloc((size_t)argc + 1, sizeof(*only));
     int n_only = 0, rc = 1;
     struct cfg *cfg = NULL;
@@ -134,48 +142,34 @@ int main(int argc, char **argv) {
     struct load_args args;
     sigset_t set;
 
-    if (log_init("handler") < 0 || !only) {
+    if (!only)
+        return 1;
+    snprintf(abi_text, sizeof(abi_text), ", plugin ABI %u", FPESA_HANDLER_ABI_VERSION);
+    for (int i = 1, opt; (opt = cli_next(&command_line, argc, argv, &i, &val)) != CLI_END;) {
+        switch (opt) {
+        case OPT_CONFIG:
+            config = val;
+            break;
+        case OPT_CHECK:
+            free(only);
+            return host_check_main(val);
+        case OPT_ONLY:
+        case CLI_WORD:
+            only[n_only++] = (char *)val;
+            break;
+        default:
+            free(only);
+            return opt == CLI_EXIT0 ? 0 : 2;
+        }
+    }
+    if (log_init("handler") < 0) {
         free(only);
         return 1;
     }
-    if (!config || !*config)
-        config = "endpoints.yaml";
-    for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--config") == 0 && i + 1 < argc) {
-            config = argv[++i];
-        } else if (strcmp(argv[i], "--check") == 0 && i + 1 < argc) {
-            free(only);
-            return host_check_main(argv[i + 1]);
-        } else if (strcmp(argv[i], "--only") == 0 && i + 1 < argc) {
-            only[n_only++] = argv[++i];
-        } else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-            usage(stdout);
-            free(only);
-            return 0;
-        } else if (strcmp(argv[i], "--version") == 0) {
-            printf("handler (fpesa) %s, plugin ABI %u\n", FPESA_VERSION, FPESA_HANDLER_ABI_VERSION);
-            free(only);
-            return 0;
-        } else if (argv[i][0] != '-') {
-            only[n_only++] = argv[i];
-        } else {
-            fprintf(stderr, "handler: unknown argument \"%s\"\n", argv[i]);
-            usage(stderr);
-            free(only);
-            return 2;
-        }
-    }
-
-    /* Signals are taken with sigwait/sigtimedwait only, and blocked before
-     * any plugin code runs (dlopen runs its constructors), so that every
-     * thread a plugin starts, in every child, inherits the mask. */
-    sigemptyset(&set);
-    sigaddset(&set, SIGTERM);
-    sigaddset(&set, SIGINT);
-    sigaddset(&set, SIGCHLD);
-    sigaddset(&set, SIGHUP);
-    pthread_sigmask(SIG_BLOCK, &set, NULL);
-    signal(SIGPIPE, SIG_IGN);
+    /* Signals are taken with sigwait/sigtimedwait only (supervise.c), and
+     * blocked before any plugin code runs (dlopen runs its constructors), so
+     * that every thread a plugin starts, in every child, inherits the mask. */
+    cli_block_signals(&set, SIGCHLD);
 
     args.config = config;
     args.only = only;
