@@ -20,9 +20,10 @@
 /* Largest configuration file read; anything larger is surely not one. */
 #define MAX_FILE_SIZE (16u * 1024 * 1024)
 
-static int set_defaults(struct cfg *cfg) {
+int cfg_init(struct cfg *cfg) {
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
 
+    memset(cfg, 0, sizeof(*cfg));
     cfg->bus.url = strdup("amqp://guest:guest@127.0.0.1:5672");
     cfg->bus.heartbeat = 5;
     cfg->bus.confirm_timeout_ms = 5000;
@@ -113,7 +114,7 @@ struct cfg *cfg_load(const char *path, FILE *errs) {
     memset(&ld, 0, sizeof(ld));
     ld.file = path;
     cfg = calloc(1, sizeof(*cfg));
-    if (!cfg || !(cfg->file = strdup(path)) || set_defaults(cfg) < 0) {
+    if (!cfg || cfg_init(cfg) < 0 || !(cfg->file = strdup(path))) {
         ld.oom = true;
         goto out;
     }
@@ -157,7 +158,7 @@ out:
     return cfg;
 }
 
-void cfg_free(struct cfg *cfg) {
+void cfg_fini(struct cfg *cfg) {
     size_t i;
 
     if (!cfg)
@@ -192,6 +193,10 @@ void cfg_free(struct cfg *cfg) {
     for (i = 0; i < cfg->n_handlers; i++)
         cfg_handler_free(&cfg->handlers[i]);
     free(cfg->handlers);
+}
+
+void cfg_free(struct cfg *cfg) {
+    cfg_fini(cfg);
     free(cfg);
 }
 

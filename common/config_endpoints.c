@@ -499,7 +499,8 @@ const struct cfg_key cfg_handler_keys[] = {
     {NULL, NULL, 0, 0, 0, 0, NULL, 0},
 };
 
-static void endpoint_defaults(struct cfg_endpoint *ep) {
+void cfg_endpoint_init(struct cfg_endpoint *ep) {
+    memset(ep, 0, sizeof(*ep));
     ep->mode = CFG_MODE_PUBLISH;
     ep->timeout_ms = 5000;
     ep->status = 202;
@@ -592,7 +593,7 @@ static void endpoint_check(struct cfg_loader *ld, const struct ynode *map,
 static void endpoint_init(void *item, const struct ynode *map) {
     struct cfg_endpoint *ep = item;
 
-    endpoint_defaults(ep);
+    cfg_endpoint_init(ep);
     ep->pos.line = map->line;
     ep->pos.col = map->col;
 }

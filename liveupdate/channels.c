@@ -77,7 +77,7 @@ int live_channels_build(struct live_server *srv) {
             if (ep->mode == CFG_MODE_RPC && strcmp(ep->method, "GET") == 0 &&
                 strcmp(ep->path, srv->channels[ch].path) == 0) {
                 srv->channels[ch].rpc_exchange = ep->exchange;
-                srv->channels[ch].rpc_timeout_ms = ep->timeout_ms > 0 ? ep->timeout_ms : 5000;
+                srv->channels[ch].rpc_timeout_ms = ep->timeout_ms;
                 srv->rpc_exchanges[srv->n_rpc_exchanges++] = ep->exchange;
                 break;
             }
@@ -152,7 +152,7 @@ void live_reload(struct live_server *srv) {
             if (g->mode == CFG_MODE_RPC && strcmp(g->method, "GET") == 0 &&
                 strcmp(g->path, ep->path) == 0) {
                 rpc = g->exchange;
-                rpc_timeout = g->timeout_ms > 0 ? g->timeout_ms : 5000;
+                rpc_timeout = g->timeout_ms;
             }
         }
         ch = channel_exact(srv, ep->path);

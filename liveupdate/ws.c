@@ -404,7 +404,7 @@ struct live_server *live_server_new(const struct cfg *cfg) {
     }
     lws_set_log_level(LLL_ERR | LLL_WARN, lws_logger);
 
-    /* Keepalive is ours (beat_run): libwebsockets' own is turned off. */
+    /* Keepalive is ours (live_beat_run): libwebsockets' own is turned off. */
     srv->retry.secs_since_valid_ping = 0;
     srv->retry.secs_since_valid_hangup = 0;
 

@@ -72,8 +72,7 @@ static enum MHD_Result send_to_bus(struct http_request *rq, const struct mbus_ms
     if (claim)
         rc = mbus_rpc(rq->srv->bus, msg, cfg->idempotency.timeout_ms, on_bus_done, rq);
     else if (ep->mode == CFG_MODE_RPC)
-        rc = mbus_rpc(rq->srv->bus, msg, ep->timeout_ms > 0 ? ep->timeout_ms : 5000, on_bus_done,
-                      rq);
+        rc = mbus_rpc(rq->srv->bus, msg, ep->timeout_ms, on_bus_done, rq);
     else
         rc = mbus_publish(rq->srv->bus, msg, on_bus_done, rq);
     if (rc != 0) {
@@ -295,7 +294,7 @@ enum MHD_Result http_reply_result(struct http_request *rq) {
 
     if (ep->mode == CFG_MODE_PUBLISH) {
         if (st >= 200 && st < 300)
-            return http_reply_json(rq, ep->status ? ep->status : 202,
+            return http_reply_json(rq, ep->status,
                                    ep->response ? render_response(ep->response, rq->id)
                                                 : json_pack("{s:s}", "id", rq->id));
         fail_unavailable(rq);

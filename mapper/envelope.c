@@ -116,7 +116,7 @@ int http_build_envelope(struct http_request *rq, struct http_outgoing *o, struct
 
         json_decref(empty);
         if (bad) {
-            http_fail_schema(rq, ep->validation_status ? ep->validation_status : 400, "query", &e);
+            http_fail_schema(rq, ep->validation_status, "query", &e);
             goto out;
         }
     }
@@ -138,7 +138,7 @@ int http_build_envelope(struct http_request *rq, struct http_outgoing *o, struct
             goto out;
         }
         if (st != JTEXT_OK) {
-            http_fail(rq, ep->validation_status ? ep->validation_status : 400,
+            http_fail(rq, ep->validation_status,
                       "the body is not valid JSON: %s (line %d, column %d)", jerr.text, jerr.line,
                       jerr.column);
             goto out;
@@ -168,7 +168,7 @@ int http_build_envelope(struct http_request *rq, struct http_outgoing *o, struct
     /* A binary body has no schema to meet; everything else meets the body's. */
     if (ep->body_schema && !(rq->body_len && rq->kind == CFG_BODY_BINARY) &&
         jschema_validate_exact(ep->body_schema, data, nums, &e) != 0) {
-        http_fail_schema(rq, ep->validation_status ? ep->validation_status : 400, "body", &e);
+        http_fail_schema(rq, ep->validation_status, "body", &e);
         goto out;
     }
     key = MHD_lookup_connection_value(rq->conn, MHD_HEADER_KIND, "Idempotency-Key");

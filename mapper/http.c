@@ -481,10 +481,10 @@ int http_start(struct http_server *srv) {
     const struct cfg *cfg = srv->cfg;
     unsigned int flags =
         MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ITC | MHD_USE_ERROR_LOG;
-    long threads = cfg->http.threads > 0 ? cfg->http.threads : sysconf(_SC_NPROCESSORS_ONLN);
+    long threads = cfg->http.threads;
     int saved;
     struct edge_limits lim = {
-        .max_connections = cfg->http.max_connections > 0 ? cfg->http.max_connections : 10000,
+        .max_connections = cfg->http.max_connections,
         .max_per_client = cfg->http.max_connections_per_client,
         .idle_timeout_s = cfg->http.idle_timeout,
         .header_timeout_s = cfg->http.header_timeout,

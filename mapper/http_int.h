@@ -30,7 +30,6 @@
 #include <sys/socket.h>
 #include <time.h>
 
-#define DEFAULT_MAX_BODY (64 * 1024)
 #define IDEMPOTENCY_KEY_MAX 200
 /* Memory libmicrohttpd gives each connection for the request line, headers
  * and read buffer. It zeroes the whole of it between two requests of a

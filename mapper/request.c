@@ -281,9 +281,7 @@ void http_begin(struct http_request *rq, const char *method) {
     ep = rq->route->ep;
     if (authorize(rq, ep) != 0 || rate_limit(rq, ep) != 0)
         return;
-    rq->max_body = ep->max_body                   ? ep->max_body
-                   : rq->snap->cfg->http.max_body ? rq->snap->cfg->http.max_body
-                                                  : DEFAULT_MAX_BODY;
+    rq->max_body = ep->max_body;
     ctype = MHD_lookup_connection_value(rq->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
     idx = content_type_index(ep, ctype);
     if (idx >= 0) {

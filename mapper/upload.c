@@ -170,8 +170,8 @@ int http_read_multipart(struct http_request *rq, struct http_form *fm, json_t **
     }
     for (size_t i = 0; i < ep->n_files; i++) {
         if (ep->files[i].required && !(fm->have_file && fm->file_cfg == &ep->files[i])) {
-            http_fail(rq, ep->validation_status ? ep->validation_status : 400,
-                      "the file field \"%.100s\" is required", ep->files[i].field);
+            http_fail(rq, ep->validation_status, "the file field \"%.100s\" is required",
+                      ep->files[i].field);
             json_decref(fm->fields);
             return -1;
         }
