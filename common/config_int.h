@@ -1,6 +1,6 @@
 /* What the pieces of the endpoints.yaml loader share; private to common/config*.c.
  *
- * config.c (the API: cfg_load, cfg_free) drives the others: the file becomes a
+ * config.c (the API: cfg_init, cfg_load, cfg_free) drives the others: the file becomes a
  * yamltree, the key tables (config_sections.c, config_endpoints.c,
  * config_auth.c) are applied by the engine of config_keys.c, whole-file
  * checks (config_checks.c, cfg_check_auth) and environment overrides
