@@ -206,8 +206,7 @@ json_t *openapi_build(const struct cfg *cfg) {
     /* The first server is where clients reach the API (nginx strips the
      * prefix); the second is one restmapper reached directly. */
     set(doc, "servers",
-        json_pack("[{s:s, s:s}, {s:s, s:s}]", "url",
-                  cfg ? cfg->http.public_prefix : "/api/v1",
+        json_pack("[{s:s, s:s}, {s:s, s:s}]", "url", cfg ? cfg->http.public_prefix : "/api/v1",
                   "description", "The public API (http.public_prefix)", "url", "/", "description",
                   "One restmapper instance, reached directly"),
         &failed);
