@@ -259,6 +259,23 @@ struct cfg *cfg_load(const char *path, FILE *errs);
 /* Frees everything cfg_load returned, including compiled schemas. NULL is fine. */
 void cfg_free(struct cfg *cfg);
 
+/* Fills *cfg (whatever it held) with the values cfg_load starts from: every
+ * default a file may leave out, set once here so that users read the fields
+ * as they are. For a configuration built without a file (a test); a loaded
+ * one has them already. Strings are new: release them with cfg_fini. Returns
+ * 0, or -1 when out of memory (cfg_fini still releases what was set). */
+int cfg_init(struct cfg *cfg);
+
+/* Releases what *cfg holds, not cfg itself (cfg_free is cfg_fini plus
+ * free): strings, lists, endpoints and handlers. NULL is fine. */
+void cfg_fini(struct cfg *cfg);
+
+/* Fills *ep (whatever it held) with what the loader gives an endpoint before
+ * its keys are read (publish mode, a 5000 ms rpc timeout, statuses 202 and 400), for an
+ * endpoint built without a file. max_body and the content types are
+ * derived from the whole file by cfg_load; such an endpoint sets them. */
+void cfg_endpoint_init(struct cfg_endpoint *ep);
+
 /* The endpoint with this exact method and path pattern, or NULL (borrowed). */
 const struct cfg_endpoint *cfg_endpoint_find(const struct cfg *cfg, const char *method,
                                              const char *path);

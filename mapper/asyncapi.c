@@ -594,7 +594,7 @@ json_t *asyncapi_build(const struct cfg *cfg) {
     json_t *messages = json_object(), *reply_msgs = json_object(), *live_msgs = json_object();
     json_t *live_recv = json_array();
     const char *bus_url = cfg->bus.url ? cfg->bus.url : "";
-    const char *lh = cfg->live.host ? cfg->live.host : "127.0.0.1";
+    const char *lh = cfg->live.host;
     struct ep_ids *ids = calloc(cfg->n_endpoints + 1, sizeof(*ids));
 
     if (!ids)

@@ -3,15 +3,11 @@
 
 #include <string.h>
 
-/* The same default as the HTTP server's. */
-#define LIMITS_DEFAULT (64 * 1024)
-
-static size_t default_limit(const struct cfg *cfg) {
-    return cfg->http.max_body ? cfg->http.max_body : LIMITS_DEFAULT;
-}
-
 size_t limits_endpoint(const struct cfg *cfg, const struct cfg_endpoint *ep) {
-    size_t n = ep->max_body ? ep->max_body : default_limit(cfg);
+    /* cfg_load gave ep http.max_body when the file gives it none. */
+    size_t n = ep->max_body;
+
+    (void)cfg;
 
     for (size_t i = 0; ep->content_max_body && i < ep->n_content_types; i++)
         if (ep->content_max_body[i] > n)
@@ -20,7 +16,7 @@ size_t limits_endpoint(const struct cfg *cfg, const struct cfg_endpoint *ep) {
 }
 
 int limits_print(const struct cfg *cfg, FILE *out) {
-    if (fprintf(out, "default %zu\n", default_limit(cfg)) < 0)
+    if (fprintf(out, "default %zu\n", cfg->http.max_body) < 0)
         return -1;
     for (size_t i = 0; i < cfg->n_endpoints; i++) {
         const struct cfg_endpoint *ep = &cfg->endpoints[i];

@@ -12,8 +12,8 @@
 #include <stdio.h>
 
 /* The largest body ep (borrowed) accepts in any of its content types, in bytes:
- * its max_body, else http.max_body, else 64 KiB, raised by any larger
- * per-type limit. */
+ * its max_body (which cfg_load sets to http.max_body when the file gives the
+ * endpoint none), raised by any larger per-type limit. cfg is not read. */
 size_t limits_endpoint(const struct cfg *cfg, const struct cfg_endpoint *ep);
 
 /* Writes "default <bytes>" and then "<path> <bytes>" for each path (over all

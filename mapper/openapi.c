@@ -157,7 +157,7 @@ static json_t *operation(const struct cfg_endpoint *ep, int *failed) {
         set(op, "requestBody", json_pack("{s:b, s:o}", "required", 1, "content", content), failed);
     }
     if (ep->mode == CFG_MODE_PUBLISH) {
-        snprintf(code, sizeof(code), "%d", ep->status ? ep->status : 202);
+        snprintf(code, sizeof(code), "%d", ep->status);
         set(responses, code,
             json_pack("{s:s, s:{s:{s:{s:s, s:[s], s:{s:{s:s}}}}}}", "description",
                       "Accepted: the broker confirmed the message", "content", "application/json",
@@ -171,7 +171,7 @@ static json_t *operation(const struct cfg_endpoint *ep, int *failed) {
             failed);
         set(responses, "504", error_ref(), failed);
     }
-    snprintf(code, sizeof(code), "%d", ep->validation_status ? ep->validation_status : 400);
+    snprintf(code, sizeof(code), "%d", ep->validation_status);
     set(responses, code, error_ref(), failed);
     set(responses, "400", error_ref(), failed);
     if (ep->body) {
@@ -206,8 +206,7 @@ json_t *openapi_build(const struct cfg *cfg) {
     /* The first server is where clients reach the API (nginx strips the
      * prefix); the second is one restmapper reached directly. */
     set(doc, "servers",
-        json_pack("[{s:s, s:s}, {s:s, s:s}]", "url",
-                  cfg && cfg->http.public_prefix ? cfg->http.public_prefix : "/api/v1",
+        json_pack("[{s:s, s:s}, {s:s, s:s}]", "url", cfg ? cfg->http.public_prefix : "/api/v1",
                   "description", "The public API (http.public_prefix)", "url", "/", "description",
                   "One restmapper instance, reached directly"),
         &failed);

@@ -345,7 +345,7 @@ def test_cluster_page_commands_exist():
     targets = set(re.findall(r"^([a-z][a-z-]*):", makefile, re.M))
     made = set(re.findall(r"make ([a-z][a-z-]*)", page))
     assert made and made <= targets, "the Makefile lacks: %s" % sorted(made - targets)
-    config = read(os.path.join(ROOT, "common", "config.c"))
+    config = "".join(read(src) for src in glob.glob(os.path.join(ROOT, "common", "config*.c")))
     for var in set(re.findall(r"(FPESA_[A-Z_]+)=", page)):
         assert ('"%s"' % var) in config, var
     # What the page says make up-cluster gives the programs, the script gives.

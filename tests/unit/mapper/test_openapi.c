@@ -23,35 +23,36 @@ static json_t *param(json_t *operation, const char *name, const char *in) {
 /* The shape of the repository's endpoints.yaml, built by hand so that this
  * test depends on the generator only. */
 Test(openapi, generated_from_endpoints) {
-    struct cfg_endpoint eps[3] = {0};
-    struct cfg cfg = {0};
+    struct cfg_endpoint eps[3];
+    struct cfg cfg;
     char *ct[] = {"application/json"};
     json_t *doc, *o, *p;
 
-    eps[0] = (struct cfg_endpoint){.path = "/messages/",
-                                   .method = "POST",
-                                   .exchange = "/messages/:POST",
-                                   .mode = CFG_MODE_PUBLISH,
-                                   .summary = "Accept a message",
-                                   .live = true,
-                                   .status = 202,
-                                   .content_types = ct,
-                                   .n_content_types = 1};
+    /* The defaults a loaded file gives, then what the file says. */
+    cr_assert_eq(cfg_init(&cfg), 0);
+    for (int i = 0; i < 3; i++)
+        cfg_endpoint_init(&eps[i]);
+    eps[0].path = "/messages/";
+    eps[0].method = "POST";
+    eps[0].exchange = "/messages/:POST";
+    eps[0].summary = "Accept a message";
+    eps[0].live = true;
+    eps[0].content_types = ct;
+    eps[0].n_content_types = 1;
     eps[0].body = json_pack("{s:s}", "type", "object");
-    eps[1] = (struct cfg_endpoint){.path = "/messages/",
-                                   .method = "GET",
-                                   .exchange = "/messages/:GET",
-                                   .mode = CFG_MODE_RPC,
-                                   .summary = "Stored messages",
-                                   .timeout_ms = 5000};
+    eps[1].path = "/messages/";
+    eps[1].method = "GET";
+    eps[1].exchange = "/messages/:GET";
+    eps[1].mode = CFG_MODE_RPC;
+    eps[1].summary = "Stored messages";
     eps[1].args = json_loads("{\"type\":\"object\",\"additionalProperties\":false,\"required\":"
                              "[\"limit\"],\"properties\":{\"limit\":{\"type\":\"string\","
                              "\"pattern\":\"^[0-9]+$\"},\"before\":{\"type\":\"string\"}}}",
                              0, NULL);
-    eps[2] = (struct cfg_endpoint){.path = "/echo/{word}",
-                                   .method = "POST",
-                                   .exchange = "/echo/{word}:POST",
-                                   .mode = CFG_MODE_RPC};
+    eps[2].path = "/echo/{word}";
+    eps[2].method = "POST";
+    eps[2].exchange = "/echo/{word}:POST";
+    eps[2].mode = CFG_MODE_RPC;
     eps[2].body = json_pack("{s:s}", "type", "object");
     cfg.endpoints = eps;
     cfg.n_endpoints = 3;
@@ -106,6 +107,10 @@ Test(openapi, generated_from_endpoints) {
         json_decref(eps[i].body);
         json_decref(eps[i].args);
     }
+    /* The endpoints are this function's, not cfg's. */
+    cfg.endpoints = NULL;
+    cfg.n_endpoints = 0;
+    cfg_fini(&cfg);
 }
 
 /* The repository's own endpoints.yaml, through the real loader. */
