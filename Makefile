@@ -74,7 +74,7 @@ TEST_PLUGINS := $(patsubst tests/plugins/%,$(BUILD)/tests/plugins/%.so,$(TEST_PL
 # A plugin's packages: its own (or the default) plus those of its lib parts.
 plugin_lib = $($(1)_LIB)
 # <name>_COMMON names files of common/ a plugin compiles in as well (the
-# exact JSON reader: jsontext decimal).
+# exact JSON reader: jsontext jsontext_utf8 decimal).
 plugin_lib_objs = $(patsubst %,$(BUILD)/obj/handlers/lib/%.o,$(call plugin_lib,$(1))) \
                   $(patsubst %,$(BUILD)/obj/common/%.o,$($(1)_COMMON))
 plugin_pkgs = $(sort $(or $($(1)_PKGS),$(plugin_default_PKGS)) $(foreach l,$(call plugin_lib,$(1)),$(lib_$(l)_PKGS)))
