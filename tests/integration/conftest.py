@@ -70,11 +70,11 @@ class Stack:
         e.update({k: str(v) for k, v in extra.items()})
         return e
 
-    def script(self, *args, check=True):
+    def script(self, *args, check=True, timeout=600):
         """Runs scripts/stack.sh with this stack's environment (e.g. stop-rabbit)."""
         return subprocess.run([os.path.join(ROOT, "scripts", "stack.sh"), *args],
                               env=self.env(), check=check, capture_output=True, text=True,
-                              timeout=600)
+                              timeout=timeout)
 
     def start_rabbit(self, attempts=4):
         """Starts the stack's broker again after a test stopped it. The AMQP
@@ -184,15 +184,16 @@ def proc(stack):
     ps.stop_all()
 
 
-def wait_until(pred, timeout=10.0, interval=0.05):
-    """Polls pred until it returns something truthy; returns it, or fails the test."""
+def wait_until(pred, timeout=10.0, interval=0.05, what=None):
+    """Polls pred until it returns something truthy; returns it, or fails the
+    test (with what(), when given, saying what was seen instead)."""
     deadline = time.time() + timeout
     while True:
         v = pred()
         if v:
             return v
         if time.time() > deadline:
-            pytest.fail("condition not met within %.1fs" % timeout)
+            pytest.fail("condition not met within %.1fs%s" % (timeout, "; " + what() if what else ""))
         time.sleep(interval)
 
 

@@ -412,7 +412,10 @@ def test_broker_memory_alarm(stack, db):
         with HealthWatch(stack.mapper + "/health") as h:
             rabbitmqctl(stack, "set_vm_memory_high_watermark", "0.00001")
             try:
-                wait_until(lambda: (503, "blocked") in h.seen, timeout=30)
+                # Generous: on a busy machine the broker's memory monitor and
+                # the CLI that set the watermark can take tens of seconds.
+                wait_until(lambda: (503, "blocked") in h.seen, timeout=120,
+                           what=lambda: "health answers seen: %r" % sorted(h.seen, key=repr))
                 load.sleep(BROKER_S)
             finally:
                 rabbitmqctl(stack, "set_vm_memory_high_watermark", "0.4")
