@@ -10,6 +10,7 @@
  * file does which part.
  */
 #include "config_int.h"
+#include "log.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -212,6 +213,22 @@ const struct cfg_endpoint *cfg_endpoint_find(const struct cfg *cfg, const char *
             return ep;
     }
     return NULL;
+}
+
+struct cfg *cfg_load_reload(const char *path) {
+    char *errs = NULL;
+    size_t errs_len = 0;
+    FILE *ef = open_memstream(&errs, &errs_len);
+    struct cfg *cfg;
+
+    LOG(LOG_INFO, "reloading signal=HUP file=%s", path);
+    cfg = cfg_load(path, ef ? ef : stderr);
+    if (ef)
+        fclose(ef);
+    if (!cfg)
+        log_reload_refused(errs);
+    free(errs);
+    return cfg;
 }
 
 int cfg_check_main(const char *path) {

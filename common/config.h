@@ -256,6 +256,11 @@ struct cfg {
  * errs (borrowed; may be NULL to stay silent) and returns NULL. */
 struct cfg *cfg_load(const char *path, FILE *errs);
 
+/* cfg_load for a reload (SIGHUP): logs "reloading signal=HUP file=path"; a
+ * file with problems is logged as refused, each problem as file:line:col,
+ * and NULL returned (the running configuration stays). */
+struct cfg *cfg_load_reload(const char *path);
+
 /* Frees everything cfg_load returned, including compiled schemas. NULL is fine. */
 void cfg_free(struct cfg *cfg);
 

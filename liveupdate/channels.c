@@ -102,24 +102,14 @@ static int channel_exact(const struct live_server *srv, const char *path) {
  * those of the new file. Every connected client of a channel that still
  * exists stays connected. */
 void live_reload(struct live_server *srv) {
-    char *errs = NULL;
-    size_t errs_len = 0, added = 0, removed = 0, live = 0;
-    FILE *ef = open_memstream(&errs, &errs_len);
-    struct cfg *cfg, **olds;
+    size_t added = 0, removed = 0, live = 0;
+    struct cfg *cfg = cfg_load_reload(srv->config_path), **olds;
     struct live_channel *chs;
     struct auth *auth;
     bool failed = false;
 
-    LOG(LOG_INFO, "reloading signal=HUP file=%s", srv->config_path);
-    cfg = cfg_load(srv->config_path, ef ? ef : stderr);
-    if (ef)
-        fclose(ef);
-    if (!cfg) {
-        log_reload_refused(errs);
-        free(errs);
+    if (!cfg)
         return;
-    }
-    free(errs);
     for (size_t i = 0; i < cfg->n_endpoints; i++)
         live += cfg->endpoints[i].live;
     auth = auth_new(cfg, &failed);

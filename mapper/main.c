@@ -117,22 +117,11 @@ static int declare_on_bus(void *arg, const struct cfg *cfg) {
  * logged as file:line:col, and the running configuration stays; a good one
  * is declared on the bus, then serves every new request (http_reload). */
 static void reload(const char *path, struct http_server *srv, struct mbus *bus) {
-    char *errs = NULL;
-    size_t errs_len = 0;
-    FILE *ef = open_memstream(&errs, &errs_len);
-    struct cfg *cfg;
+    struct cfg *cfg = cfg_load_reload(path);
     const struct cfg *was;
 
-    LOG(LOG_INFO, "reloading signal=HUP file=%s", path);
-    cfg = cfg_load(path, ef ? ef : stderr);
-    if (ef)
-        fclose(ef);
-    if (!cfg) {
-        log_reload_refused(errs);
-        free(errs);
+    if (!cfg)
         return;
-    }
-    free(errs);
     was = http_config(srv);
     if (strcmp(was->http.host ? was->http.host : "", cfg->http.host ? cfg->http.host : "") != 0 ||
         was->http.port != cfg->http.port || was->http.threads != cfg->http.threads ||
