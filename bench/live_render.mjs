@@ -67,6 +67,23 @@ async function phase(page, run) {
       for (const e of list.getEntries()) window.__bench.long.push(e.duration);
     });
     window.__obs.observe({ type: 'longtask' });
+    // Long animation frames: where a long frame's time went (script, style
+    // and layout, the scripts by their entry point), for the breakdown.
+    window.__bench.frames = [];
+    window.__loaf && window.__loaf.disconnect();
+    try {
+      window.__loaf = new PerformanceObserver((list) => {
+        for (const e of list.getEntries()) {
+          if (e.duration <= 50) continue;
+          const layout = e.styleAndLayoutStart ? e.startTime + e.duration - e.styleAndLayoutStart : 0;
+          const scripts = (e.scripts || []).map((x) => ({ d: x.duration, who: `${x.invokerType} ${x.invoker}`.slice(0, 80), forced: x.forcedStyleAndLayoutDuration }));
+          window.__bench.frames.push({ d: e.duration, blocking: e.blockingDuration, layout, scripts });
+        }
+      });
+      window.__loaf.observe({ type: 'long-animation-frame' });
+    } catch {
+      window.__loaf = null; /* an older browser: no breakdown */
+    }
   });
   let clicking = true;
   const clicker = (async () => {
@@ -82,7 +99,7 @@ async function phase(page, run) {
   const m = await page.evaluate(() => {
     const b = window.__bench;
     const wall = performance.now() - b.t0;
-    return { long: b.long, delays: b.delays, wall, received: Number(document.querySelector('[data-testid="total"]').textContent) - b.received };
+    return { long: b.long, delays: b.delays, frames: b.frames, wall, received: Number(document.querySelector('[data-testid="total"]').textContent) - b.received };
   });
   return { ...m, ...out };
 }
@@ -124,6 +141,23 @@ try {
         `long tasks > 50 ms: ${over.length}, longest ${Math.round(Math.max(0, ...r.long))} ms, ${share.toFixed(1)}% of the time in long tasks; ` +
         `input delay median ${pct(r.delays, 50).toFixed(1)} ms, p95 ${pct(r.delays, 95).toFixed(1)} ms (${r.delays.length} clicks)`,
     );
+    // Where the long frames' time went: script by entry point, and style
+    // and layout after the scripts.
+    if (r.frames && r.frames.length) {
+      const by = new Map();
+      let layout = 0;
+      let total = 0;
+      for (const f of r.frames) {
+        total += f.d;
+        layout += f.layout;
+        for (const x of f.scripts) by.set(x.who, (by.get(x.who) || 0) + x.d);
+      }
+      const top = [...by.entries()].sort((p, q) => q[1] - p[1]).slice(0, 4);
+      console.log(
+        `  ${r.frames.length} frames over 50 ms, ${Math.round(total)} ms in all: style and layout ${Math.round(layout)} ms; ` +
+          top.map(([w, d]) => `${w}: ${Math.round(d)} ms`).join('; '),
+      );
+    }
     return { over: over.length, longest: Math.max(0, ...r.long), median: pct(r.delays, 50) };
   };
   const a = show('idle (reference)', idle);

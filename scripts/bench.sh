@@ -19,6 +19,9 @@ trap 'exit 130' INT TERM
 "$FPESA_ROOT/scripts/stack.sh" stop >/dev/null 2>&1
 rm -rf "$FPESA_VAR" "$FPESA_PG_DIR"
 "$FPESA_ROOT/scripts/stack.sh" start servers || exit 1
+# Built before nginx starts: nginx serves a placeholder page when there is no
+# build, and the live page's benchmark needs the real one.
+"$FPESA_ROOT/scripts/frontend-build.sh" || exit 1
 "$FPESA_ROOT/scripts/stack.sh" start apps || exit 1
 
 mkdir -p bench/results
