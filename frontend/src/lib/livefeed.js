@@ -57,6 +57,11 @@ export class LiveFeed {
     maxPending = 1000, // frames kept while the page does not render (hidden tab)
     dedupeWindow = 5000,
     stableMs = 5000, // a connection open this long (or that delivered a frame) resets the backoff
+    // At most one batch to the view per minInterval ms: a burst of 1,000
+    // messages a second costs about ten renders a second, not sixty, and a
+    // message still shows within a tenth of a second.
+    minInterval = 100,
+    now = () => (typeof performance !== 'undefined' ? performance.now() : Date.now()),
   }) {
     this.url = url;
     this.transport = transport;
@@ -75,6 +80,10 @@ export class LiveFeed {
     this.offlineAfter = offlineAfter;
     this.maxPending = maxPending;
     this.dedupeWindow = dedupeWindow;
+    this.minInterval = minInterval;
+    this.now = now;
+    this.lastFlush = -Infinity;
+    this.flushTimer = null;
 
     this.ws = null;
     this.status = 'idle';
@@ -109,6 +118,9 @@ export class LiveFeed {
     this.running = false;
     if (this.timer !== null) this.clearTimer(this.timer);
     this.timer = null;
+    if (this.flushTimer !== null) this.clearTimer(this.flushTimer);
+    this.flushTimer = null;
+    this.flushScheduled = false;
     this.unstable();
     if (this.ws) {
       const ws = this.ws;
@@ -289,12 +301,23 @@ export class LiveFeed {
     }
     if (!this.flushScheduled) {
       this.flushScheduled = true;
-      this.schedule(() => this.flush());
+      const wait = this.lastFlush + this.minInterval - this.now();
+      if (wait > 0) {
+        this.flushTimer = this.setTimer(() => {
+          this.flushTimer = null;
+          this.schedule(() => this.flush());
+        }, wait);
+      } else {
+        this.schedule(() => this.flush());
+      }
     }
   }
 
   flush() {
     this.flushScheduled = false;
+    if (this.flushTimer !== null) this.clearTimer(this.flushTimer);
+    this.flushTimer = null;
+    this.lastFlush = this.now();
     if (!this.pending.length && !this.skipped) return;
     const batch = this.pending;
     const skipped = this.skipped;

@@ -46,6 +46,7 @@ function harness(opts = {}) {
       if (i >= 0) timers.splice(i, 1);
     },
     random: () => 1,
+    minInterval: 0,
     ...opts,
   });
   const runFrame = () => frames.splice(0).forEach((f) => f());
@@ -260,5 +261,41 @@ describe('LiveFeed', () => {
     expect(h.feed.status).toBe('offline');
     s.drop(1000);
     expect(h.timers.length).toBe(0);
+  });
+});
+
+describe('LiveFeed render pacing', () => {
+  it('hands at most one batch to the view per minInterval, none lost', () => {
+    let t = 0;
+    const h = harness({ minInterval: 100, now: () => t });
+    h.feed.start();
+    h.sock().open();
+    h.sock().frame({ id: 'a' });
+    expect(h.frames.length).toBe(1); // the first batch goes at the next frame
+    h.runFrame();
+    expect(h.batches.map((b) => b.ids)).toEqual([['a']]);
+    t = 10;
+    h.sock().frame({ id: 'b' });
+    h.sock().frame({ id: 'c' });
+    expect(h.frames.length).toBe(0); // too soon: a timer waits for the rest of the interval
+    const wait = h.timers.find((x) => x.ms === 90);
+    expect(wait).toBeTruthy();
+    t = 100;
+    h.timers.splice(h.timers.indexOf(wait), 1)[0].fn();
+    h.runFrame();
+    expect(h.batches.map((b) => b.ids)).toEqual([['a'], ['b', 'c']]);
+  });
+
+  it('stop drops a waiting batch timer', () => {
+    let t = 0;
+    const h = harness({ minInterval: 100, now: () => t });
+    h.feed.start();
+    h.sock().open();
+    h.sock().frame({ id: 'a' });
+    h.runFrame();
+    h.sock().frame({ id: 'b' });
+    expect(h.timers.some((x) => x.ms === 100)).toBe(true);
+    h.feed.stop();
+    expect(h.timers.some((x) => x.ms === 100)).toBe(false);
   });
 });
