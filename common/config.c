@@ -507,7 +507,7 @@ static void set_str(struct loader *ld, const struct key *k, const struct ynode *
 }
 
 /* One URL, or a comma-separated list of them tried in turn (a cluster). */
-static bool amqp_url_ok(const char *s) {
+static bool bus_url_ok(const char *s) {
     for (;;) {
         const char *comma = strchr(s, ',');
         if (strncmp(s, "amqp://", 7) != 0 && strncmp(s, "amqps://", 8) != 0)
@@ -520,13 +520,12 @@ static bool amqp_url_ok(const char *s) {
     }
 }
 
-static void set_amqp_url(struct loader *ld, const struct key *k, const struct ynode *v,
-                         void *base) {
+static void set_bus_url(struct loader *ld, const struct key *k, const struct ynode *v, void *base) {
     char t[96];
 
     if (!scalar_ok(ld, k, v, "a URL"))
         return;
-    if (!amqp_url_ok(v->value)) {
+    if (!bus_url_ok(v->value)) {
         errf(ld, v, "expected an amqp:// or amqps:// URL for \"%s\", got \"%s\"", k->name,
              q(v->value, t, sizeof(t)));
         return;
@@ -1685,7 +1684,7 @@ static const struct key cors_keys[] = {
 };
 
 static const struct key bus_keys[] = {
-    {"url", set_amqp_url, CF(bus.url), 0, 0, 0, NULL, 0},
+    {"url", set_bus_url, CF(bus.url), 0, 0, 0, NULL, 0},
     {"heartbeat", set_seconds, CF(bus.heartbeat), 0, 0, 3600, NULL, 0},
     {"confirm_timeout", set_duration, CF(bus.confirm_timeout_ms), 0, 1, 600000, NULL, 0},
     {"queue_type", set_queue_type, CF(bus.queue_type), 0, 0, 0, NULL, 0},
@@ -1880,7 +1879,7 @@ static void env_overrides(struct loader *ld) {
 
     s = getenv("FPESA_AMQP_URL");
     if (s && *s) {
-        if (amqp_url_ok(s))
+        if (bus_url_ok(s))
             store_str(ld, &cfg->bus.url, s);
         else
             env_errf(ld, "FPESA_AMQP_URL", "expected an amqp:// or amqps:// URL");
