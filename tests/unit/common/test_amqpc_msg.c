@@ -4,21 +4,8 @@
 #include <criterion/criterion.h>
 #include <string.h>
 
+#include "../amqp_fixtures.h"
 #include "amqpc_int.h"
-
-static amqp_table_entry_t entry(const char *key, amqp_field_value_t v) {
-    amqp_table_entry_t e;
-    e.key = amqp_cstring_bytes(key);
-    e.value = v;
-    return e;
-}
-
-static amqp_field_value_t text(const char *s) {
-    amqp_field_value_t v;
-    v.kind = AMQP_FIELD_KIND_UTF8;
-    v.value.bytes = amqp_cstring_bytes(s);
-    return v;
-}
 
 static bool str_is(struct amqpc_str s, const char *want) {
     return s.p && s.len == strlen(want) && memcmp(s.p, want, s.len) == 0;

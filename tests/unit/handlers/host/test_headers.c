@@ -1,24 +1,10 @@
 /* A message's AMQP headers become the ABI's name/value text pairs. */
-#include <amqp.h>
 #include <criterion/criterion.h>
 #include <string.h>
 
 #include "../../../../handlers/host/headers.h"
+#include "../../amqp_fixtures.h"
 #include <fpesa/handler.h>
-
-static amqp_table_entry_t entry(const char *key, amqp_field_value_t v) {
-    amqp_table_entry_t e;
-    e.key = amqp_cstring_bytes(key);
-    e.value = v;
-    return e;
-}
-
-static amqp_field_value_t text(const char *s) {
-    amqp_field_value_t v;
-    v.kind = AMQP_FIELD_KIND_UTF8;
-    v.value.bytes = amqp_cstring_bytes(s);
-    return v;
-}
 
 Test(headers, every_kind_as_text) {
     amqp_field_value_t i32 = {.kind = AMQP_FIELD_KIND_I32, .value.i32 = -42};
