@@ -216,12 +216,12 @@ struct amqpc_out {
     int delivery_mode; /* 0: not sent (or the base's) */
     bool has_timestamp;
     uint64_t timestamp;
-    const struct amqpc_header *headers; /* n_headers of them, at most AMQPC_HEADERS_MAX */
+    const struct amqpc_header *headers; /* n_headers of them */
     size_t n_headers;
 };
 
-/* The most headers one publish sends (the base's included). */
-#define AMQPC_HEADERS_MAX 128
+/* Headers a publish sends without allocating (the base's included). */
+#define AMQPC_HEADERS_MAX 64
 
 /* Sends m on channel. Returns 0, or a negative library status: the
  * connection is then unusable (amqpc_status_text names it). */

@@ -259,14 +259,32 @@ int amqpc_props_build(const struct amqpc_out *m, amqp_basic_properties_t *p, amq
 
 int amqpc_publish(struct amqpc_conn *conn, int channel, const struct amqpc_out *m) {
     amqp_basic_properties_t p;
-    amqp_table_entry_t e[AMQPC_HEADERS_MAX];
+    amqp_table_entry_t stack[AMQPC_HEADERS_MAX], *e = stack;
     amqp_bytes_t body = {m->body_len, (void *)(uintptr_t)m->body};
+    size_t need = m->n_headers;
+    int st;
 
-    if (amqpc_props_build(m, &p, e, AMQPC_HEADERS_MAX) < 0)
-        return AMQP_STATUS_TABLE_TOO_BIG;
-    return amqp_basic_publish(conn->st, (amqp_channel_t)channel, bytes_of(m->exchange),
-                              bytes_of(m->routing_key ? m->routing_key : ""), m->mandatory, 0, &p,
-                              body);
+    /* A delivery being passed on may carry any number of headers: room for
+     * them is allocated only then, never on the hot path. */
+    if (m->base && m->base->impl) {
+        const amqp_basic_properties_t *bp =
+            &((const amqp_envelope_t *)m->base->impl)->message.properties;
+        if ((bp->_flags & AMQP_BASIC_HEADERS_FLAG) && bp->headers.num_entries > 0)
+            need += (size_t)bp->headers.num_entries;
+    }
+    if (need > AMQPC_HEADERS_MAX) {
+        e = malloc(need * sizeof(*e));
+        if (!e)
+            return AMQP_STATUS_NO_MEMORY;
+    }
+    st = amqpc_props_build(m, &p, e, need > AMQPC_HEADERS_MAX ? need : AMQPC_HEADERS_MAX) < 0
+             ? AMQP_STATUS_TABLE_TOO_BIG
+             : amqp_basic_publish(conn->st, (amqp_channel_t)channel, bytes_of(m->exchange),
+                                  bytes_of(m->routing_key ? m->routing_key : ""), m->mandatory, 0,
+                                  &p, body);
+    if (e != stack)
+        free(e);
+    return st;
 }
 
 int amqpc_ack(struct amqpc_conn *conn, int channel, uint64_t tag, bool multiple) {
