@@ -1,5 +1,5 @@
 /* The shared bus client (see amqpc.h). */
-#include "amqpc.h"
+#include "amqpc_int.h"
 
 #include <amqp_tcp_socket.h>
 #include <stdint.h>
@@ -41,9 +41,9 @@ const char *amqpc_reply_text(amqp_rpc_reply_t r, char *buf, size_t len) {
     return buf;
 }
 
-int amqpc_check(amqp_connection_state_t conn, const char *what, const char *name) {
+int amqpc_check(struct amqpc_conn *conn, const char *what, const char *name) {
     char buf[256];
-    amqp_rpc_reply_t r = amqp_get_rpc_reply(conn);
+    amqp_rpc_reply_t r = amqp_get_rpc_reply(conn->st);
 
     if (r.reply_type == AMQP_RESPONSE_NORMAL)
         return 0;
@@ -79,11 +79,12 @@ static amqp_rpc_reply_t login(amqp_connection_state_t conn, const struct amqp_co
 }
 
 /* Tries one URL (url is a writable copy amqp_parse_url may cut up). */
-static amqp_connection_state_t try_one(char *url, const struct amqpc_params *p) {
+static struct amqpc_conn *try_one(char *url, const struct amqpc_params *p) {
     struct timeval tv = {AMQPC_CONNECT_TIMEOUT_MS / 1000, (AMQPC_CONNECT_TIMEOUT_MS % 1000) * 1000};
     struct timeval rtv = {AMQPC_RPC_TIMEOUT_MS / 1000, (AMQPC_RPC_TIMEOUT_MS % 1000) * 1000};
     struct amqp_connection_info ci;
     amqp_connection_state_t conn;
+    struct amqpc_conn *c;
     amqp_socket_t *sock;
     amqp_rpc_reply_t r;
     char red[URL_MAX], buf[256];
@@ -124,14 +125,18 @@ static amqp_connection_state_t try_one(char *url, const struct amqpc_params *p) 
     }
     LOG(LOG_INFO, "bus connected who=%s url=%s heartbeat=%d", p->who, red,
         p->heartbeat > 0 ? p->heartbeat : 0);
-    return conn;
+    c = malloc(sizeof(*c));
+    if (!c)
+        goto out_fail;
+    c->st = conn;
+    return c;
 
 out_fail:
     amqp_destroy_connection(conn);
     return NULL;
 }
 
-amqp_connection_state_t amqpc_connect(const struct amqpc_params *p) {
+struct amqpc_conn *amqpc_connect(const struct amqpc_params *p) {
     const char *list = p->urls && *p->urls ? p->urls : "amqp://guest:guest@127.0.0.1:5672/";
     unsigned n = 1, first = p->next_index ? *p->next_index : 0;
 
@@ -141,7 +146,7 @@ amqp_connection_state_t amqpc_connect(const struct amqpc_params *p) {
         unsigned idx = (first + k) % n;
         const char *s = list, *e;
         char url[URL_MAX];
-        amqp_connection_state_t conn;
+        struct amqpc_conn *conn;
 
         for (unsigned i = 0; i < idx; i++)
             s = strchr(s, ',') + 1;
@@ -166,48 +171,92 @@ amqp_connection_state_t amqpc_connect(const struct amqpc_params *p) {
     return NULL;
 }
 
-void amqpc_close(amqp_connection_state_t conn, bool graceful) {
+void amqpc_close(struct amqpc_conn *conn, bool graceful) {
     if (!conn)
         return;
     if (graceful)
-        amqp_connection_close(conn, AMQP_REPLY_SUCCESS);
-    amqp_destroy_connection(conn);
+        amqp_connection_close(conn->st, AMQP_REPLY_SUCCESS);
+    amqp_destroy_connection(conn->st);
+    free(conn);
+}
+
+int amqpc_channel_open(struct amqpc_conn *conn, int channel, const char *name) {
+    amqp_channel_open(conn->st, (amqp_channel_t)channel);
+    return amqpc_check(conn, "channel.open", name);
+}
+
+void amqpc_channel_close(struct amqpc_conn *conn, int channel) {
+    amqp_channel_close(conn->st, (amqp_channel_t)channel, AMQP_REPLY_SUCCESS);
+}
+
+int amqpc_confirm_select(struct amqpc_conn *conn, int channel, const char *name) {
+    amqp_confirm_select(conn->st, (amqp_channel_t)channel);
+    return amqpc_check(conn, "confirm.select", name);
+}
+
+int amqpc_qos(struct amqpc_conn *conn, int channel, unsigned prefetch, const char *name) {
+    amqp_basic_qos(conn->st, (amqp_channel_t)channel, 0,
+                   (uint16_t)(prefetch > 65535 ? 65535 : prefetch), 0);
+    return amqpc_check(conn, "basic.qos", name);
+}
+
+int amqpc_consume(struct amqpc_conn *conn, int channel, const char *queue, const char *consumer_tag,
+                  bool no_ack, bool exclusive) {
+    amqp_basic_consume(conn->st, (amqp_channel_t)channel, amqp_cstring_bytes(queue),
+                       consumer_tag ? amqp_cstring_bytes(consumer_tag) : amqp_empty_bytes, 0,
+                       no_ack, exclusive, amqp_empty_table);
+    return amqpc_check(conn, "basic.consume", queue);
+}
+
+int amqpc_declare_private_queue(struct amqpc_conn *conn, int channel, char *out, size_t len) {
+    amqp_queue_declare_ok_t *q = amqp_queue_declare(conn->st, (amqp_channel_t)channel,
+                                                    amqp_empty_bytes, 0, 0, 1, 1, amqp_empty_table);
+
+    if (!q || amqpc_check(conn, "queue.declare", "private queue") < 0)
+        return -1;
+    if (q->queue.len >= len) {
+        LOG(LOG_WARN, "bus queue.declare failed: the queue's name is too long");
+        return -1;
+    }
+    memcpy(out, q->queue.bytes, q->queue.len);
+    out[q->queue.len] = '\0';
+    return 0;
 }
 
 /* After a declaration: 0 when it succeeded, 1 when the broker refused it
  * because the object exists with other arguments (the channel is reopened),
  * -1 otherwise (logged). */
-static int refused(amqp_connection_state_t conn, int channel, const char *what, const char *name) {
-    amqp_rpc_reply_t r = amqp_get_rpc_reply(conn);
+static int refused(struct amqpc_conn *conn, int channel, const char *what, const char *name) {
+    amqp_rpc_reply_t r = amqp_get_rpc_reply(conn->st);
 
     if (r.reply_type == AMQP_RESPONSE_NORMAL)
         return 0;
     if (r.reply_type == AMQP_RESPONSE_SERVER_EXCEPTION && r.reply.id == AMQP_CHANNEL_CLOSE_METHOD &&
         ((const amqp_channel_close_t *)r.reply.decoded)->reply_code == AMQP_PRECONDITION_FAILED) {
         amqp_channel_close_ok_t ok = {0};
-        amqp_send_method(conn, (amqp_channel_t)channel, AMQP_CHANNEL_CLOSE_OK_METHOD, &ok);
+        amqp_send_method(conn->st, (amqp_channel_t)channel, AMQP_CHANNEL_CLOSE_OK_METHOD, &ok);
         LOG(LOG_INFO, "bus %s exists with other arguments; using it name=%s", what, name);
-        amqp_channel_open(conn, (amqp_channel_t)channel);
+        amqp_channel_open(conn->st, (amqp_channel_t)channel);
         return amqpc_check(conn, "channel.open", name) < 0 ? -1 : 1;
     }
     return amqpc_check(conn, what, name) < 0 ? -1 : 0;
 }
 
-int amqpc_declare_exchange_as(amqp_connection_state_t conn, int channel, const char *name,
+int amqpc_declare_exchange_as(struct amqpc_conn *conn, int channel, const char *name,
                               const char *type, bool durable) {
-    amqp_exchange_declare(conn, (amqp_channel_t)channel, amqp_cstring_bytes(name),
+    amqp_exchange_declare(conn->st, (amqp_channel_t)channel, amqp_cstring_bytes(name),
                           amqp_cstring_bytes(type ? type : "fanout"), 0, durable, 0, 0,
                           amqp_empty_table);
     return refused(conn, channel, "exchange.declare", name) < 0 ? -1 : 0;
 }
 
-int amqpc_declare_exchange(amqp_connection_state_t conn, int channel, const char *name,
+int amqpc_declare_exchange(struct amqpc_conn *conn, int channel, const char *name,
                            const char *type) {
     return amqpc_declare_exchange_as(conn, channel, name, type, true);
 }
 
-int amqpc_declare_queue_typed(amqp_connection_state_t conn, int channel, const char *name,
-                              bool durable, const char *queue_type) {
+int amqpc_declare_queue_typed(struct amqpc_conn *conn, int channel, const char *name, bool durable,
+                              const char *queue_type) {
     amqp_table_entry_t arg;
     amqp_table_t args = amqp_empty_table;
     int r;
@@ -219,29 +268,28 @@ int amqpc_declare_queue_typed(amqp_connection_state_t conn, int channel, const c
         args.num_entries = 1;
         args.entries = &arg;
     }
-    amqp_queue_declare(conn, (amqp_channel_t)channel, amqp_cstring_bytes(name), 0, durable, 0, 0,
-                       args);
+    amqp_queue_declare(conn->st, (amqp_channel_t)channel, amqp_cstring_bytes(name), 0, durable, 0,
+                       0, args);
     r = refused(conn, channel, "queue.declare", name);
     if (r <= 0)
         return r;
     /* It exists with other arguments: make sure it is there, as it is. */
-    amqp_queue_declare(conn, (amqp_channel_t)channel, amqp_cstring_bytes(name), 1, 0, 0, 0,
+    amqp_queue_declare(conn->st, (amqp_channel_t)channel, amqp_cstring_bytes(name), 1, 0, 0, 0,
                        amqp_empty_table);
     return amqpc_check(conn, "queue.declare passive", name);
 }
 
-int amqpc_declare_queue_as(amqp_connection_state_t conn, int channel, const char *name,
-                           bool durable) {
+int amqpc_declare_queue_as(struct amqpc_conn *conn, int channel, const char *name, bool durable) {
     return amqpc_declare_queue_typed(conn, channel, name, durable, NULL);
 }
 
-int amqpc_declare_queue(amqp_connection_state_t conn, int channel, const char *name) {
+int amqpc_declare_queue(struct amqpc_conn *conn, int channel, const char *name) {
     return amqpc_declare_queue_as(conn, channel, name, true);
 }
 
-int amqpc_bind(amqp_connection_state_t conn, int channel, const char *queue, const char *exchange,
+int amqpc_bind(struct amqpc_conn *conn, int channel, const char *queue, const char *exchange,
                const char *key) {
-    amqp_queue_bind(conn, (amqp_channel_t)channel, amqp_cstring_bytes(queue),
+    amqp_queue_bind(conn->st, (amqp_channel_t)channel, amqp_cstring_bytes(queue),
                     amqp_cstring_bytes(exchange), amqp_cstring_bytes(key ? key : ""),
                     amqp_empty_table);
     return amqpc_check(conn, "queue.bind", queue);

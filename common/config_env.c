@@ -16,7 +16,7 @@ void cfg_env_overrides(struct cfg_loader *ld) {
 
     s = getenv("FPESA_AMQP_URL");
     if (s && *s) {
-        if (cfg_amqp_url_ok(s))
+        if (cfg_bus_url_ok(s))
             cfg_store_str(ld, &cfg->bus.url, s);
         else
             cfg_env_errf(ld, "FPESA_AMQP_URL", "expected an amqp:// or amqps:// URL");

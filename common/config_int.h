@@ -85,7 +85,7 @@ int cfg_parse_listen(const char *s, char **host, int *port, char *why, size_t wh
 
 /* ---- config_keys.c: the key-table engine and the setters of plain values. ---- */
 
-bool cfg_amqp_url_ok(const char *s);
+bool cfg_bus_url_ok(const char *s);
 bool cfg_scalar_ok(struct cfg_loader *ld, const struct cfg_key *k, const struct ynode *v,
                    const char *what);
 bool cfg_store_str(struct cfg_loader *ld, char **field, const char *s);
@@ -96,8 +96,8 @@ void *cfg_apply_list(struct cfg_loader *ld, const struct cfg_key *k, const struc
 void cfg_apply_map(struct cfg_loader *ld, const struct cfg_key *keys, const struct ynode *map,
                    void *base);
 void cfg_free_strv(char **v, size_t n);
-void cfg_set_amqp_url(struct cfg_loader *ld, const struct cfg_key *k, const struct ynode *v,
-                      void *base);
+void cfg_set_bus_url(struct cfg_loader *ld, const struct cfg_key *k, const struct ynode *v,
+                     void *base);
 void cfg_set_bool(struct cfg_loader *ld, const struct cfg_key *k, const struct ynode *v,
                   void *base);
 void cfg_set_count(struct cfg_loader *ld, const struct cfg_key *k, const struct ynode *v,

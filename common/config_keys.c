@@ -118,7 +118,7 @@ void cfg_set_str(struct cfg_loader *ld, const struct cfg_key *k, const struct yn
 }
 
 /* One URL, or a comma-separated list of them tried in turn (a cluster). */
-bool cfg_amqp_url_ok(const char *s) {
+bool cfg_bus_url_ok(const char *s) {
     for (;;) {
         const char *comma = strchr(s, ',');
         if (strncmp(s, "amqp://", 7) != 0 && strncmp(s, "amqps://", 8) != 0)
@@ -131,13 +131,13 @@ bool cfg_amqp_url_ok(const char *s) {
     }
 }
 
-void cfg_set_amqp_url(struct cfg_loader *ld, const struct cfg_key *k, const struct ynode *v,
-                      void *base) {
+void cfg_set_bus_url(struct cfg_loader *ld, const struct cfg_key *k, const struct ynode *v,
+                     void *base) {
     char t[96];
 
     if (!cfg_scalar_ok(ld, k, v, "a URL"))
         return;
-    if (!cfg_amqp_url_ok(v->value)) {
+    if (!cfg_bus_url_ok(v->value)) {
         cfg_errf(ld, v, "expected an amqp:// or amqps:// URL for \"%s\", got \"%s\"", k->name,
                  cfg_quote(v->value, t, sizeof(t)));
         return;

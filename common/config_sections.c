@@ -74,7 +74,7 @@ static const struct cfg_key cors_keys[] = {
 };
 
 static const struct cfg_key bus_keys[] = {
-    {"url", cfg_set_amqp_url, CF(bus.url), 0, 0, 0, NULL, 0},
+    {"url", cfg_set_bus_url, CF(bus.url), 0, 0, 0, NULL, 0},
     {"heartbeat", cfg_set_seconds, CF(bus.heartbeat), 0, 0, 3600, NULL, 0},
     {"confirm_timeout", cfg_set_duration, CF(bus.confirm_timeout_ms), 0, 1, 600000, NULL, 0},
     {"queue_type", set_queue_type, CF(bus.queue_type), 0, 0, 0, NULL, 0},

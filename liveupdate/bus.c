@@ -10,8 +10,6 @@
 #include <string.h>
 #include <time.h>
 
-#include <amqp.h>
-
 #include "amqpc.h"
 #include "log.h"
 
@@ -54,7 +52,7 @@ struct live_bus {
     size_t n_rpc;
 
     /* Owned by the bus thread. */
-    amqp_connection_state_t conn;
+    struct amqpc_conn *conn;
     unsigned url_index; /* which URL of the list to try first */
     char live_queue[256];
     char reply_queue[256];
@@ -89,10 +87,6 @@ static void emit_kind(struct live_bus *bus, enum live_event_kind kind) {
     emit(bus, ev);
 }
 
-static int check(struct live_bus *bus, const char *what) {
-    return amqpc_check(bus->conn, what, "live");
-}
-
 /* Declares an exchange; one of that name that already exists with other
  * flags is used as it is, since its name is what the wire protocol fixes. */
 static int declare_exchange(struct live_bus *bus, const char *name, const char *type) {
@@ -100,13 +94,7 @@ static int declare_exchange(struct live_bus *bus, const char *name, const char *
 }
 
 static int declare_queue(struct live_bus *bus, char *out, size_t len) {
-    amqp_queue_declare_ok_t *q =
-        amqp_queue_declare(bus->conn, 1, amqp_empty_bytes, 0, 0, 1, 1, amqp_empty_table);
-
-    if (!q || check(bus, "queue.declare") < 0)
-        return -1;
-    snprintf(out, len, "%.*s", (int)q->queue.len, (char *)q->queue.bytes);
-    return 0;
+    return amqpc_declare_private_queue(bus->conn, 1, out, len);
 }
 
 static int push_str(char ***v, size_t *n, const char *s) {
@@ -150,10 +138,7 @@ static int take_adds(struct live_bus *bus, bool connected) {
                 (a->rpc_exchange && declare_exchange(bus, a->rpc_exchange, "direct") < 0)) {
                 rc = -1;
             } else {
-                amqp_queue_bind(bus->conn, 1, amqp_cstring_bytes(bus->live_queue),
-                                amqp_cstring_bytes(a->exchange), amqp_empty_bytes,
-                                amqp_empty_table);
-                rc = check(bus, "queue.bind");
+                rc = amqpc_bind(bus->conn, 1, bus->live_queue, a->exchange, "");
             }
             if (rc == 0)
                 LOG(LOG_INFO, "bus bound exchange=%s channel=%d", a->exchange, a->channel);
@@ -182,8 +167,7 @@ static int connect_bus(struct live_bus *bus) {
     bus->conn = amqpc_connect(&cp);
     if (!bus->conn)
         return -1;
-    amqp_channel_open(bus->conn, 1);
-    if (check(bus, "channel.open") < 0)
+    if (amqpc_channel_open(bus->conn, 1, "live") < 0)
         goto out_conn;
     take_adds(bus, false);
     for (size_t i = 0; i < bus->n_ex; i++)
@@ -197,23 +181,12 @@ static int connect_bus(struct live_bus *bus) {
     if (declare_queue(bus, bus->live_queue, sizeof(bus->live_queue)) < 0 ||
         declare_queue(bus, bus->reply_queue, sizeof(bus->reply_queue)) < 0)
         goto out_conn;
-    for (size_t i = 0; i < bus->n_ex; i++) {
-        amqp_queue_bind(bus->conn, 1, amqp_cstring_bytes(bus->live_queue),
-                        amqp_cstring_bytes(bus->ex[i]), amqp_empty_bytes, amqp_empty_table);
-        if (check(bus, "queue.bind") < 0)
+    for (size_t i = 0; i < bus->n_ex; i++)
+        if (amqpc_bind(bus->conn, 1, bus->live_queue, bus->ex[i], "") < 0)
             goto out_conn;
-    }
-    amqp_queue_bind(bus->conn, 1, amqp_cstring_bytes(bus->reply_queue), amqp_cstring_bytes("RPC"),
-                    amqp_cstring_bytes(bus->reply_queue), amqp_empty_table);
-    if (check(bus, "queue.bind") < 0)
-        goto out_conn;
-    amqp_basic_consume(bus->conn, 1, amqp_cstring_bytes(bus->live_queue),
-                       amqp_cstring_bytes("live"), 0, 1, 1, amqp_empty_table);
-    if (check(bus, "basic.consume") < 0)
-        goto out_conn;
-    amqp_basic_consume(bus->conn, 1, amqp_cstring_bytes(bus->reply_queue),
-                       amqp_cstring_bytes("reply"), 0, 1, 1, amqp_empty_table);
-    if (check(bus, "basic.consume") < 0)
+    if (amqpc_bind(bus->conn, 1, bus->reply_queue, "RPC", bus->reply_queue) < 0 ||
+        amqpc_consume(bus->conn, 1, bus->live_queue, "live", true, true) < 0 ||
+        amqpc_consume(bus->conn, 1, bus->reply_queue, "reply", true, true) < 0)
         goto out_conn;
     LOG(LOG_INFO, "bus ready queue=%s exchanges=%zu", bus->live_queue, bus->n_ex);
     return 0;
@@ -224,33 +197,33 @@ out_conn:
     return -1;
 }
 
-static int channel_of_exchange(struct live_bus *bus, amqp_bytes_t ex) {
+static int channel_of_exchange(struct live_bus *bus, struct amqpc_str ex) {
     for (size_t i = 0; i < bus->n_ex; i++) {
         const char *name = bus->ex[i];
-        if (strlen(name) == ex.len && memcmp(name, ex.bytes, ex.len) == 0)
+        if (strlen(name) == ex.len && memcmp(name, ex.p, ex.len) == 0)
             return bus->ex_channel[i];
     }
     return -1;
 }
 
-static void on_live(struct live_bus *bus, amqp_envelope_t *env) {
-    amqp_basic_properties_t *pr = &env->message.properties;
+static void on_live(struct live_bus *bus, const struct amqpc_envelope *env) {
+    const struct amqpc_props *pr = &env->props;
     int ch = channel_of_exchange(bus, env->exchange);
     char id[LIVE_ID_MAX + 1] = "";
     char when[48];
-    const char *text = env->message.body.bytes, *data = NULL, *pv;
-    size_t len = env->message.body.len, dlen = 0, pvlen;
+    const char *text = env->body, *data = NULL, *pv;
+    size_t len = env->body_len, dlen = 0, pvlen;
     json_t *params = NULL;
     struct live_event *ev;
 
     atomic_fetch_add(&bus->stats.messages_in, 1);
     if (ch < 0)
         return;
-    if (pr->_flags & AMQP_BASIC_MESSAGE_ID_FLAG)
-        snprintf(id, sizeof(id), "%.*s", (int)pr->message_id.len, (char *)pr->message_id.bytes);
+    if (pr->message_id.p)
+        snprintf(id, sizeof(id), "%.*s", (int)pr->message_id.len, pr->message_id.p);
     {
         int64_t ms = live_uuid7_ms(id);
-        if (ms == 0 && (pr->_flags & AMQP_BASIC_TIMESTAMP_FLAG))
+        if (ms == 0 && pr->has_timestamp)
             ms = (int64_t)pr->timestamp * 1000;
         live_time_iso(ms, when, sizeof(when));
     }
@@ -318,22 +291,21 @@ static int on_replay_message(void *ctx, const char *text, size_t len) {
 }
 
 /* Turns an answer of the stored-messages rpc into a LIVE_EV_REPLAY event. */
-static void on_reply(struct live_bus *bus, amqp_envelope_t *env) {
-    amqp_basic_properties_t *pr = &env->message.properties;
+static void on_reply(struct live_bus *bus, const struct amqpc_envelope *env) {
+    const struct amqpc_props *pr = &env->props;
     char corr[128];
     uint64_t client;
     int page, ch;
-    const char *body = env->message.body.bytes, *msgs = NULL;
-    size_t len = env->message.body.len, mlen = 0, n = 0;
+    const char *body = env->body, *msgs = NULL;
+    size_t len = env->body_len, mlen = 0, n = 0;
     struct replay_ctx rctx;
     struct live_event *ev;
     int code = 0, has_error;
 
     atomic_fetch_add(&bus->stats.rpc_answers, 1);
-    if (!(pr->_flags & AMQP_BASIC_CORRELATION_ID_FLAG))
+    if (!pr->correlation_id.p)
         return;
-    snprintf(corr, sizeof(corr), "%.*s", (int)pr->correlation_id.len,
-             (char *)pr->correlation_id.bytes);
+    snprintf(corr, sizeof(corr), "%.*s", (int)pr->correlation_id.len, pr->correlation_id.p);
     if (sscanf(corr, "live.%" SCNu64 ".%d.%d", &client, &page, &ch) != 3 || ch < 0)
         return;
     ev = calloc(1, sizeof(*ev));
@@ -366,7 +338,7 @@ out_emit:
 }
 
 static int publish_req(struct live_bus *bus, struct rpc_req *r) {
-    amqp_basic_properties_t pr;
+    struct amqpc_out m = {0};
     char corr[128], lim[32];
     json_t *body;
     char *text;
@@ -379,20 +351,20 @@ static int publish_req(struct live_bus *bus, struct rpc_req *r) {
     json_decref(body);
     if (!text)
         return -1;
-    memset(&pr, 0, sizeof(pr));
-    pr._flags = AMQP_BASIC_CONTENT_TYPE_FLAG | AMQP_BASIC_REPLY_TO_FLAG |
-                AMQP_BASIC_CORRELATION_ID_FLAG | AMQP_BASIC_TIMESTAMP_FLAG |
-                AMQP_BASIC_DELIVERY_MODE_FLAG;
-    pr.content_type = amqp_cstring_bytes("application/json");
-    pr.reply_to = amqp_cstring_bytes(bus->reply_queue);
-    pr.correlation_id = amqp_cstring_bytes(corr);
-    pr.timestamp = (uint64_t)time(NULL);
-    pr.delivery_mode = 1;
-    rc = amqp_basic_publish(bus->conn, 1, amqp_cstring_bytes(r->exchange),
-                            amqp_cstring_bytes(r->exchange), 0, 0, &pr, amqp_cstring_bytes(text));
+    m.exchange = r->exchange;
+    m.routing_key = r->exchange;
+    m.body = text;
+    m.body_len = strlen(text);
+    m.content_type = "application/json";
+    m.reply_to = bus->reply_queue;
+    m.correlation_id = corr;
+    m.has_timestamp = true;
+    m.timestamp = (uint64_t)time(NULL);
+    m.delivery_mode = 1;
+    rc = amqpc_publish(bus->conn, 1, &m);
     free(text);
-    if (rc != AMQP_STATUS_OK) {
-        LOG(LOG_WARN, "bus resume request publish failed: %s", amqp_error_string2(rc));
+    if (rc != 0) {
+        LOG(LOG_WARN, "bus resume request publish failed: %s", amqpc_status_text(rc));
         return -1;
     }
     atomic_fetch_add(&bus->stats.rpc_sent, 1);
@@ -438,43 +410,28 @@ static void drop_reqs(struct live_bus *bus) {
 /* Consumes until the connection fails or stop is asked. */
 static void consume_loop(struct live_bus *bus) {
     while (!atomic_load(&bus->stop)) {
-        amqp_envelope_t env;
-        struct timeval tv = {0, 20000};
-        amqp_rpc_reply_t r;
+        struct amqpc_envelope env;
+        struct amqpc_event ev;
 
         if (flush_reqs(bus) < 0 || take_adds(bus, true) < 0)
             return;
-        amqp_maybe_release_buffers(bus->conn);
-        r = amqp_consume_message(bus->conn, &env, &tv, 0);
-        if (r.reply_type == AMQP_RESPONSE_NORMAL) {
-            if (env.consumer_tag.len == 5 && memcmp(env.consumer_tag.bytes, "reply", 5) == 0)
+        switch (amqpc_next_envelope(bus->conn, 20, &env, &ev)) {
+        case AMQPC_EV_ENVELOPE:
+            if (env.consumer_tag.len == 5 && memcmp(env.consumer_tag.p, "reply", 5) == 0)
                 on_reply(bus, &env);
             else
                 on_live(bus, &env);
-            amqp_destroy_envelope(&env);
+            amqpc_envelope_free(&env);
             continue;
+        case AMQPC_EV_CLOSED:
+            LOG(LOG_WARN, "bus closed by the broker: %s", ev.text);
+            return;
+        case AMQPC_EV_ERROR:
+            LOG(LOG_WARN, "bus connection lost: %s", ev.text);
+            return;
+        default:
+            continue; /* a timeout, or e.g. a basic.ack we did not ask for: ignore */
         }
-        if (r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION &&
-            r.library_error == AMQP_STATUS_TIMEOUT)
-            continue;
-        if (r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION &&
-            r.library_error == AMQP_STATUS_UNEXPECTED_STATE) {
-            amqp_frame_t frame;
-            if (amqp_simple_wait_frame(bus->conn, &frame) != AMQP_STATUS_OK)
-                return;
-            if (frame.frame_type == AMQP_FRAME_METHOD &&
-                (frame.payload.method.id == AMQP_CHANNEL_CLOSE_METHOD ||
-                 frame.payload.method.id == AMQP_CONNECTION_CLOSE_METHOD)) {
-                LOG(LOG_WARN, "bus closed by the broker method=0x%08x", frame.payload.method.id);
-                return;
-            }
-            continue; /* e.g. a basic.ack we did not ask for: ignore */
-        }
-        {
-            char buf[256];
-            LOG(LOG_WARN, "bus connection lost: %s", amqpc_reply_text(r, buf, sizeof(buf)));
-        }
-        return;
     }
 }
 

@@ -15,7 +15,6 @@
  */
 #include "bus.h"
 
-#include <amqp.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <jansson.h>
@@ -75,7 +74,7 @@ struct job {
     char *content_type;
     char *body;
     size_t body_len;
-    amqp_table_entry_t *headers; /* n_headers AMQP headers (new, with their strings), or NULL */
+    struct amqpc_header *headers; /* n_headers AMQP headers (new, with their strings), or NULL */
     size_t n_headers;
     char data[]; /* the strings above, copied */
 };
@@ -128,7 +127,7 @@ struct mbus {
         st_rpc_timeouts, st_late;
 
     /* Bus thread only. */
-    amqp_connection_state_t conn;
+    struct amqpc_conn *conn;
     unsigned url_index; /* which URL of bus.url to try first */
     uint64_t next_tag;
     struct jlist inflight; /* publishes sent, ordered by tag */
@@ -154,13 +153,6 @@ static double now_s(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static amqp_bytes_t bytes_of(const char *s) {
-    amqp_bytes_t b;
-    b.len = s ? strlen(s) : 0;
-    b.bytes = (void *)(uintptr_t)s;
-    return b;
 }
 
 static void list_push(struct jlist *l, struct job *j) {
@@ -363,11 +355,10 @@ static void disconnect(struct mbus *bus, bool graceful) {
         return;
     atomic_store(&bus->connected, false);
     if (graceful) {
-        amqp_channel_close(bus->conn, CH_RPC, AMQP_REPLY_SUCCESS);
-        amqp_channel_close(bus->conn, CH_PUB, AMQP_REPLY_SUCCESS);
-        amqp_connection_close(bus->conn, AMQP_REPLY_SUCCESS);
+        amqpc_channel_close(bus->conn, CH_RPC);
+        amqpc_channel_close(bus->conn, CH_PUB);
     }
-    amqp_destroy_connection(bus->conn);
+    amqpc_close(bus->conn, graceful);
     bus->conn = NULL;
     free(bus->dlv.buf);
     bus->dlv = (struct delivery){0};
@@ -382,21 +373,11 @@ static void lose_connection(struct mbus *bus, const char *why) {
     fail_rpcs(bus, 503);
 }
 
-static int check_reply(struct mbus *bus, const char *what, const char *name) {
-    amqp_rpc_reply_t r = amqp_get_rpc_reply(bus->conn);
-    if (r.reply_type == AMQP_RESPONSE_NORMAL)
-        return 0;
-    char buf[256];
-    LOG(LOG_ERROR, "bus setup failed step=%s name=\"%s\" reason=\"%s\"", what, name ? name : "",
-        amqpc_reply_text(r, buf, sizeof(buf)));
-    return -1;
-}
-
 /* Declares the exchange and queue of every endpoint of cfg, the claim
  * worker's route and the exchange RPC (all idempotent: a declaration that
  * exists already is a no-op). */
 static int declare_endpoints(struct mbus *bus, const struct cfg *cfg) {
-    amqp_connection_state_t c = bus->conn;
+    struct amqpc_conn *c = bus->conn;
     /* compat fpesa-python: the original's flags, so that it may declare
      * after us (it refuses to start on a mismatch). */
     bool durable = cfg_declare_durable(cfg);
@@ -431,27 +412,14 @@ static int declare_endpoints(struct mbus *bus, const struct cfg *cfg) {
 }
 
 static int declare_topology(struct mbus *bus) {
-    amqp_connection_state_t c = bus->conn;
+    struct amqpc_conn *c = bus->conn;
 
-    if (declare_endpoints(bus, bus->cfg) < 0)
+    if (declare_endpoints(bus, bus->cfg) < 0 ||
+        amqpc_declare_private_queue(c, CH_RPC, bus->reply_queue, sizeof(bus->reply_queue)) < 0)
         return -1;
-    amqp_queue_declare_ok_t *q =
-        amqp_queue_declare(c, CH_RPC, amqp_empty_bytes, 0, 0, 1, 1, amqp_empty_table);
-    if (!q || check_reply(bus, "queue.declare", "reply queue") < 0)
-        return -1;
-    if (q->queue.len >= sizeof(bus->reply_queue)) {
-        LOG(LOG_ERROR, "bus setup failed: reply queue name too long");
-        return -1;
-    }
-    memcpy(bus->reply_queue, q->queue.bytes, q->queue.len);
-    bus->reply_queue[q->queue.len] = '\0';
-    bus->reply_queue_len = q->queue.len;
-    amqp_bytes_t rq = {bus->reply_queue_len, bus->reply_queue};
-    amqp_queue_bind(c, CH_RPC, rq, bytes_of("RPC"), rq, amqp_empty_table);
-    if (check_reply(bus, "queue.bind", bus->reply_queue) < 0)
-        return -1;
-    amqp_basic_consume(c, CH_RPC, rq, amqp_empty_bytes, 0, 1, 1, amqp_empty_table);
-    if (check_reply(bus, "basic.consume", bus->reply_queue) < 0)
+    bus->reply_queue_len = strlen(bus->reply_queue);
+    if (amqpc_bind(c, CH_RPC, bus->reply_queue, "RPC", bus->reply_queue) < 0 ||
+        amqpc_consume(c, CH_RPC, bus->reply_queue, NULL, true, true) < 0)
         return -1;
     return 0;
 }
@@ -468,16 +436,9 @@ static int connect_bus(struct mbus *bus) {
     bus->conn = amqpc_connect(&p);
     if (!bus->conn)
         return -1;
-    amqp_channel_open(bus->conn, CH_PUB);
-    if (check_reply(bus, "channel.open", "publish") < 0)
-        goto out_fail;
-    amqp_confirm_select(bus->conn, CH_PUB);
-    if (check_reply(bus, "confirm.select", "publish") < 0)
-        goto out_fail;
-    amqp_channel_open(bus->conn, CH_RPC);
-    if (check_reply(bus, "channel.open", "rpc") < 0)
-        goto out_fail;
-    if (declare_topology(bus) < 0)
+    if (amqpc_channel_open(bus->conn, CH_PUB, "publish") < 0 ||
+        amqpc_confirm_select(bus->conn, CH_PUB, "publish") < 0 ||
+        amqpc_channel_open(bus->conn, CH_RPC, "rpc") < 0 || declare_topology(bus) < 0)
         goto out_fail;
 
     bus->next_tag = 1;
@@ -492,7 +453,7 @@ static int connect_bus(struct mbus *bus) {
     return 0;
 
 out_fail:
-    amqp_destroy_connection(bus->conn);
+    amqpc_close(bus->conn, false);
     bus->conn = NULL;
     return -1;
 }
@@ -500,25 +461,23 @@ out_fail:
 /* ---- sending ------------------------------------------------------------- */
 
 static int send_job(struct mbus *bus, struct job *j) {
-    amqp_basic_properties_t p;
-    memset(&p, 0, sizeof(p));
-    p._flags = AMQP_BASIC_CONTENT_TYPE_FLAG | AMQP_BASIC_DELIVERY_MODE_FLAG |
-               AMQP_BASIC_MESSAGE_ID_FLAG | AMQP_BASIC_TIMESTAMP_FLAG;
-    p.content_type = bytes_of(j->content_type);
-    p.message_id = bytes_of(j->message_id);
-    p.timestamp = (uint64_t)j->timestamp;
-    if (j->n_headers) {
-        p._flags |= AMQP_BASIC_HEADERS_FLAG;
-        p.headers.num_entries = (int)j->n_headers;
-        p.headers.entries = j->headers;
-    }
+    struct amqpc_out m = {
+        .exchange = j->exchange,
+        .body = j->body,
+        .body_len = j->body_len,
+        .content_type = j->content_type,
+        .message_id = j->message_id,
+        .has_timestamp = true,
+        .timestamp = (uint64_t)j->timestamp,
+        .headers = j->headers,
+        .n_headers = j->n_headers,
+    };
 
     if (j->kind == JOB_PUBLISH) {
-        p.delivery_mode = 2;
+        m.delivery_mode = 2;
         j->sent = true;
-        int st = amqp_basic_publish(bus->conn, CH_PUB, bytes_of(j->exchange), amqp_empty_bytes, 0,
-                                    0, &p, (amqp_bytes_t){j->body_len, j->body});
-        if (st != AMQP_STATUS_OK)
+        int st = amqpc_publish(bus->conn, CH_PUB, &m);
+        if (st != 0)
             return st;
         j->tag = bus->next_tag++;
         list_push(&bus->inflight, j);
@@ -527,26 +486,23 @@ static int send_job(struct mbus *bus, struct job *j) {
 
     char corr[64];
     j->corr = ++bus->next_corr;
-    int n = snprintf(corr, sizeof(corr), "%s-%016" PRIx64, bus->corr_prefix, j->corr);
-    p._flags |= AMQP_BASIC_REPLY_TO_FLAG | AMQP_BASIC_CORRELATION_ID_FLAG;
-    p.delivery_mode = 1;
-    p.reply_to = (amqp_bytes_t){bus->reply_queue_len, bus->reply_queue};
-    p.correlation_id = (amqp_bytes_t){(size_t)n, corr};
+    snprintf(corr, sizeof(corr), "%s-%016" PRIx64, bus->corr_prefix, j->corr);
+    m.delivery_mode = 1;
+    m.reply_to = bus->reply_queue;
+    m.correlation_id = corr;
+    m.routing_key = j->exchange;
     /* The request expires with its timeout: a worker that comes back later
      * never runs a request whose client was already answered 504. */
     char ttl[24];
     double left_ms = (j->deadline - now_s()) * 1000.0;
-    int tn = snprintf(ttl, sizeof(ttl), "%ld", left_ms < 1.0 ? 1L : (long)left_ms);
-    p._flags |= AMQP_BASIC_EXPIRATION_FLAG;
-    p.expiration = (amqp_bytes_t){(size_t)tn, ttl};
+    snprintf(ttl, sizeof(ttl), "%ld", left_ms < 1.0 ? 1L : (long)left_ms);
+    m.expiration = ttl;
     if (rpc_add(bus, j) < 0) {
         finish(bus, j, 503, NULL, 0, NULL);
         return 0;
     }
     j->sent = true;
-    int st = amqp_basic_publish(bus->conn, CH_RPC, bytes_of(j->exchange), bytes_of(j->exchange), 0,
-                                0, &p, (amqp_bytes_t){j->body_len, j->body});
-    return st == AMQP_STATUS_OK ? 0 : st;
+    return amqpc_publish(bus->conn, CH_RPC, &m);
 }
 
 /* Sends every job in l; on a send error the connection is dropped and the
@@ -565,7 +521,7 @@ static int send_all(struct mbus *bus, struct jlist *l) {
              * either way it cannot be confirmed now. */
             if (j->kind == JOB_PUBLISH)
                 finish(bus, j, 503, NULL, 0, NULL);
-            lose_connection(bus, amqp_error_string2(st));
+            lose_connection(bus, amqpc_status_text(st));
         }
     }
     return bus->conn ? 0 : -1;
@@ -668,49 +624,31 @@ static void delivery_complete(struct mbus *bus) {
     finish_answer(bus, j, status, body, len, ct, d->http_headers_len ? d->http_headers : NULL);
 }
 
-static void copy_short(char *dst, size_t cap, amqp_bytes_t b, size_t *out_len) {
+static void copy_short(char *dst, size_t cap, struct amqpc_str b, size_t *out_len) {
     size_t n = b.len < cap - 1 ? b.len : cap - 1;
-    memcpy(dst, b.bytes, n);
+    memcpy(dst, b.p, n);
     dst[n] = '\0';
     if (out_len)
         *out_len = n;
 }
 
 /* An integer header value of any AMQP integer kind, or a string of digits. */
-static bool field_int(const amqp_field_value_t *v, long long *out) {
+static bool field_int(const struct amqpc_value *v, long long *out) {
     switch (v->kind) {
-    case AMQP_FIELD_KIND_I8:
-        *out = v->value.i8;
+    case AMQPC_V_INT:
+        *out = v->v.i;
         return true;
-    case AMQP_FIELD_KIND_U8:
-        *out = v->value.u8;
+    case AMQPC_V_UINT:
+        *out = v->v.u > 1000000 ? 1000000 : (long long)v->v.u;
         return true;
-    case AMQP_FIELD_KIND_I16:
-        *out = v->value.i16;
-        return true;
-    case AMQP_FIELD_KIND_U16:
-        *out = v->value.u16;
-        return true;
-    case AMQP_FIELD_KIND_I32:
-        *out = v->value.i32;
-        return true;
-    case AMQP_FIELD_KIND_U32:
-        *out = v->value.u32;
-        return true;
-    case AMQP_FIELD_KIND_I64:
-        *out = v->value.i64;
-        return true;
-    case AMQP_FIELD_KIND_U64:
-        *out = v->value.u64 > 1000000 ? 1000000 : (long long)v->value.u64;
-        return true;
-    case AMQP_FIELD_KIND_UTF8:
-    case AMQP_FIELD_KIND_BYTES: {
+    case AMQPC_V_STRING:
+    case AMQPC_V_BYTES: {
         char buf[16];
-        size_t n = v->value.bytes.len;
+        size_t n = v->v.s.len;
 
         if (n == 0 || n >= sizeof(buf))
             return false;
-        memcpy(buf, v->value.bytes.bytes, n);
+        memcpy(buf, v->v.s.p, n);
         buf[n] = '\0';
         *out = 0;
         for (size_t i = 0; i < n; i++) {
@@ -733,26 +671,28 @@ static bool header_text_ok(const char *s, size_t n) {
 }
 
 /* Takes x-fpesa-status and x-fpesa-header-* from an answer's headers. */
-static void read_answer_headers(struct delivery *d, const amqp_table_t *t) {
+static void read_answer_headers(struct delivery *d, const struct amqpc_table *t) {
     size_t plen = strlen(HTTP_HEADER_PREFIX);
 
-    for (int i = 0; i < t->num_entries; i++) {
-        const amqp_table_entry_t *e = &t->entries[i];
-        const char *k = e->key.bytes;
-        size_t kl = e->key.len;
+    for (size_t i = 0; i < t->n; i++) {
+        struct amqpc_str key;
+        struct amqpc_value val;
         long long st;
 
+        amqpc_table_get(t, i, &key, &val);
+        const char *k = key.p;
+        size_t kl = key.len;
         if (kl == strlen("x-fpesa-status") && strncasecmp(k, "x-fpesa-status", kl) == 0) {
-            if (field_int(&e->value, &st) && st >= 100 && st <= 599)
+            if (field_int(&val, &st) && st >= 100 && st <= 599)
                 d->status = (int)st;
             continue;
         }
         if (kl <= plen || strncasecmp(k, HTTP_HEADER_PREFIX, plen) != 0)
             continue;
-        if (e->value.kind != AMQP_FIELD_KIND_UTF8 && e->value.kind != AMQP_FIELD_KIND_BYTES)
+        if (val.kind != AMQPC_V_STRING && val.kind != AMQPC_V_BYTES)
             continue;
-        const char *v = e->value.value.bytes.bytes;
-        size_t vl = e->value.value.bytes.len;
+        const char *v = val.v.s.p;
+        size_t vl = val.v.s.len;
         if (!header_text_ok(k, kl) || !header_text_ok(v, vl) || memchr(k, ':', kl) ||
             d->http_headers_len + (kl - plen) + 2 + vl + 2 > sizeof(d->http_headers))
             continue;
@@ -769,27 +709,28 @@ static void read_answer_headers(struct delivery *d, const amqp_table_t *t) {
     }
 }
 
-/* Handles one frame. Returns 0, or -1 when the connection must be dropped
+/* Handles one event. Returns 0, or -1 when the connection must be dropped
  * (why says what happened). */
-static int handle_frame(struct mbus *bus, const amqp_frame_t *f, char *why, size_t why_len) {
+static int handle_event(struct mbus *bus, const struct amqpc_event *ev, char *why, size_t why_len) {
     struct delivery *d = &bus->dlv;
 
-    if (f->frame_type == AMQP_FRAME_HEADER) {
+    switch (ev->kind) {
+    case AMQPC_EV_HEADER: {
         if (!d->active)
             return 0;
         d->have_header = true;
-        d->body_size = f->payload.properties.body_size;
-        const amqp_basic_properties_t *p = f->payload.properties.decoded;
-        if (!d->skip && p) {
-            if (p->_flags & AMQP_BASIC_CORRELATION_ID_FLAG) {
+        d->body_size = ev->body_size;
+        const struct amqpc_props *p = &ev->props;
+        if (!d->skip) {
+            if (p->correlation_id.p) {
                 copy_short(d->corr, sizeof(d->corr), p->correlation_id, &d->corr_len);
                 d->corr_set = true;
             }
-            if ((p->_flags & AMQP_BASIC_CONTENT_TYPE_FLAG) && p->content_type.len > 0) {
+            if (p->content_type.p && p->content_type.len > 0) {
                 copy_short(d->content_type, sizeof(d->content_type), p->content_type, NULL);
                 d->ct_set = true;
             }
-            if (p->_flags & AMQP_BASIC_HEADERS_FLAG)
+            if (p->headers.n)
                 read_answer_headers(d, &p->headers);
         }
         if (!d->skip && d->body_size > MAX_ANSWER) {
@@ -809,16 +750,16 @@ static int handle_frame(struct mbus *bus, const amqp_frame_t *f, char *why, size
             delivery_complete(bus);
         return 0;
     }
-    if (f->frame_type == AMQP_FRAME_BODY) {
+    case AMQPC_EV_BODY: {
         if (!d->active || !d->have_header)
             return 0;
-        amqp_bytes_t b = f->payload.body_fragment;
+        struct amqpc_str b = ev->body;
         if (d->got + b.len > d->body_size) {
             snprintf(why, why_len, "body frame larger than announced");
             return -1;
         }
         if (!d->skip)
-            memcpy(d->buf + d->got, b.bytes, b.len);
+            memcpy(d->buf + d->got, b.p, b.len);
         d->got += b.len;
         if (d->got == d->body_size) {
             if (!d->skip)
@@ -827,61 +768,34 @@ static int handle_frame(struct mbus *bus, const amqp_frame_t *f, char *why, size
         }
         return 0;
     }
-    if (f->frame_type != AMQP_FRAME_METHOD)
+    case AMQPC_EV_ACK:
+    case AMQPC_EV_NACK:
+        if (ev->channel == CH_PUB)
+            confirm(bus, ev->tag, ev->multiple, ev->kind == AMQPC_EV_ACK);
         return 0;
-
-    const amqp_method_t *m = &f->payload.method;
-    switch (m->id) {
-    case AMQP_BASIC_ACK_METHOD: {
-        const amqp_basic_ack_t *a = m->decoded;
-        if (f->channel == CH_PUB)
-            confirm(bus, a->delivery_tag, a->multiple, true);
-        return 0;
-    }
-    case AMQP_BASIC_NACK_METHOD: {
-        const amqp_basic_nack_t *a = m->decoded;
-        if (f->channel == CH_PUB)
-            confirm(bus, a->delivery_tag, a->multiple, false);
-        return 0;
-    }
-    case AMQP_BASIC_DELIVER_METHOD:
-    case AMQP_BASIC_RETURN_METHOD: {
+    case AMQPC_EV_DELIVER:
+    case AMQPC_EV_RETURN: {
         char *buf = d->buf;
         size_t cap = d->cap;
         *d = (struct delivery){0};
         d->buf = buf;
         d->cap = cap;
         d->active = true;
-        d->skip = m->id == AMQP_BASIC_RETURN_METHOD || f->channel != CH_RPC;
+        d->skip = ev->kind == AMQPC_EV_RETURN || ev->channel != CH_RPC;
         return 0;
     }
-    case AMQP_BASIC_CANCEL_METHOD:
+    case AMQPC_EV_CANCEL:
         snprintf(why, why_len, "the broker cancelled the reply consumer");
         return -1;
-    case AMQP_CHANNEL_CLOSE_METHOD: {
-        const amqp_channel_close_t *c = m->decoded;
-        snprintf(why, why_len, "channel %u closed by broker: %u %.*s", f->channel, c->reply_code,
-                 (int)c->reply_text.len, (const char *)c->reply_text.bytes);
-        amqp_channel_close_ok_t ok = {0};
-        amqp_send_method(bus->conn, f->channel, AMQP_CHANNEL_CLOSE_OK_METHOD, &ok);
+    case AMQPC_EV_CLOSED:
+    case AMQPC_EV_ERROR:
+        snprintf(why, why_len, "%s", ev->text);
         return -1;
-    }
-    case AMQP_CONNECTION_CLOSE_METHOD: {
-        const amqp_connection_close_t *c = m->decoded;
-        snprintf(why, why_len, "connection closed by broker: %u %.*s", c->reply_code,
-                 (int)c->reply_text.len, (const char *)c->reply_text.bytes);
-        amqp_connection_close_ok_t ok = {0};
-        amqp_send_method(bus->conn, 0, AMQP_CONNECTION_CLOSE_OK_METHOD, &ok);
-        return -1;
-    }
-    case AMQP_CONNECTION_BLOCKED_METHOD: {
-        const amqp_connection_blocked_t *b = m->decoded;
+    case AMQPC_EV_BLOCKED:
         atomic_store(&bus->blocked, true);
-        LOG(LOG_WARN, "bus connection blocked by the broker reason=\"%.*s\"",
-            b ? (int)b->reason.len : 0, b ? (const char *)b->reason.bytes : "");
+        LOG(LOG_WARN, "bus connection blocked by the broker reason=\"%s\"", ev->text);
         return 0;
-    }
-    case AMQP_CONNECTION_UNBLOCKED_METHOD:
+    case AMQPC_EV_UNBLOCKED:
         atomic_store(&bus->blocked, false);
         LOG(LOG_INFO, "bus connection unblocked");
         return 0;
@@ -894,24 +808,20 @@ static int handle_frame(struct mbus *bus, const amqp_frame_t *f, char *why, size
  * lost. */
 static int read_frames(struct mbus *bus) {
     char why[256];
+    struct amqpc_event ev;
+
     for (int i = 0; i < READ_BATCH; i++) {
-        amqp_frame_t f;
         /* One microsecond, not zero: a zero timeout would hide a missed
          * heartbeat from the library's own check. */
-        struct timeval tv = {0, 1};
-        int st = amqp_simple_wait_frame_noblock(bus->conn, &f, &tv);
-        if (st == AMQP_STATUS_TIMEOUT)
+        amqpc_next_event(bus->conn, 1, &ev);
+        if (ev.kind == AMQPC_EV_TIMEOUT)
             break;
-        if (st != AMQP_STATUS_OK) {
-            lose_connection(bus, amqp_error_string2(st));
-            return -1;
-        }
-        if (handle_frame(bus, &f, why, sizeof(why)) < 0) {
+        if (handle_event(bus, &ev, why, sizeof(why)) < 0) {
             lose_connection(bus, why);
             return -1;
         }
     }
-    amqp_maybe_release_buffers(bus->conn);
+    amqpc_release_buffers(bus->conn);
     return 0;
 }
 
@@ -1088,14 +998,14 @@ static void *bus_main(void *arg) {
             if (t < timeout)
                 timeout = t;
         }
-        if (amqp_frames_enqueued(bus->conn) || amqp_data_in_buffer(bus->conn))
+        if (amqpc_buffered(bus->conn))
             timeout = 0;
         pthread_mutex_lock(&bus->lock);
         if (bus->submitted.head)
             timeout = 0;
         pthread_mutex_unlock(&bus->lock);
         if (timeout > 0) {
-            struct pollfd pfd[2] = {{bus->efd, POLLIN, 0}, {amqp_get_sockfd(bus->conn), POLLIN, 0}};
+            struct pollfd pfd[2] = {{bus->efd, POLLIN, 0}, {amqpc_fd(bus->conn), POLLIN, 0}};
             poll(pfd, 2, timeout);
         }
     }
@@ -1172,31 +1082,30 @@ int mbus_start(struct mbus *bus) {
     return 0;
 }
 
-/* Copies msg's headers into one allocation: the table entries, then their
- * strings. */
+/* Copies msg's headers into one allocation: the headers, then their
+ * NUL-terminated strings. */
 static int copy_headers(struct job *j, const struct mbus_msg *msg) {
-    size_t size = msg->n_headers * sizeof(amqp_table_entry_t);
+    size_t size = msg->n_headers * sizeof(struct amqpc_header);
     char *p;
 
     if (msg->n_headers > 64)
         return -1;
     for (size_t i = 0; i < msg->n_headers; i++)
-        size += strlen(msg->headers[i].name) + strlen(msg->headers[i].value);
+        size += strlen(msg->headers[i].name) + strlen(msg->headers[i].value) + 2;
     j->headers = malloc(size ? size : 1);
     if (!j->headers)
         return -1;
     p = (char *)(j->headers + msg->n_headers);
     for (size_t i = 0; i < msg->n_headers; i++) {
-        amqp_table_entry_t *e = &j->headers[i];
-        size_t nl = strlen(msg->headers[i].name), vl = strlen(msg->headers[i].value);
+        struct amqpc_header *e = &j->headers[i];
+        size_t nl = strlen(msg->headers[i].name) + 1, vl = strlen(msg->headers[i].value);
 
-        memcpy(p, msg->headers[i].name, nl);
-        e->key = (amqp_bytes_t){nl, p};
+        e->name = memcpy(p, msg->headers[i].name, nl);
         p += nl;
-        memcpy(p, msg->headers[i].value, vl);
-        e->value.kind = AMQP_FIELD_KIND_UTF8;
-        e->value.value.bytes = (amqp_bytes_t){vl, p};
-        p += vl;
+        memcpy(p, msg->headers[i].value, vl + 1);
+        e->value.kind = AMQPC_V_STRING;
+        e->value.v.s = (struct amqpc_str){p, vl};
+        p += vl + 1;
     }
     j->n_headers = msg->n_headers;
     return 0;
@@ -1320,8 +1229,7 @@ void mbus_free(struct mbus *bus) {
         return;
     if (bus->started)
         mbus_stop(bus, 0);
-    if (bus->conn)
-        amqp_destroy_connection(bus->conn);
+    amqpc_close(bus->conn, false);
     free(bus->dlv.buf);
     free(bus->buckets);
     free(bus->heap);

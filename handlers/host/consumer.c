@@ -1,7 +1,6 @@
 /* The consumer thread: connect, declare, consume, batch, settle, reconnect. */
 #include "consumer.h"
 
-#include <amqp.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <jansson.h>
@@ -67,12 +66,12 @@ static void nap(long ms) {
     }
 }
 
-static char *dup_bytes(amqp_bytes_t b) {
+static char *dup_bytes(struct amqpc_str b) {
     char *s = malloc(b.len + 1);
     if (!s)
         return NULL;
     if (b.len)
-        memcpy(s, b.bytes, b.len);
+        memcpy(s, b.p, b.len);
     s[b.len] = '\0';
     return s;
 }
@@ -83,12 +82,11 @@ static char *dup_bytes(amqp_bytes_t b) {
 static void nap_alive(struct fpesa_ctx *c, long ms) {
     while (ms > 0 && !stopping()) {
         long step = ms < 1000 ? ms : 1000;
-        amqp_frame_t hb = {.frame_type = AMQP_FRAME_HEARTBEAT, .channel = 0};
 
         nap(step);
         ms -= step;
         if (c->conn)
-            amqp_send_frame(c->conn, &hb);
+            amqpc_heartbeat(c->conn);
     }
 }
 
@@ -145,10 +143,6 @@ void consumer_free(struct fpesa_ctx *c) {
 }
 
 /* ---- broker ---------------------------------------------------------------- */
-
-static int check(struct fpesa_ctx *c, const char *what) {
-    return amqpc_check(c->conn, what, c->h->name);
-}
 
 static int declare_exchange_as(struct fpesa_ctx *c, const char *name, const char *type,
                                bool durable) {
@@ -219,7 +213,7 @@ static int declare_all(struct fpesa_ctx *c) {
 static void disconnect(struct fpesa_ctx *c) {
     if (!c->conn)
         return;
-    amqp_channel_close(c->conn, CHANNEL, AMQP_REPLY_SUCCESS);
+    amqpc_channel_close(c->conn, CHANNEL);
     amqpc_close(c->conn, true);
     c->conn = NULL;
 }
@@ -236,15 +230,9 @@ static int connect_bus(struct fpesa_ctx *c) {
     c->conn = amqpc_connect(&p);
     if (!c->conn)
         return -1;
-    amqp_channel_open(c->conn, CHANNEL);
-    if (check(c, "channel.open") < 0 || declare_all(c) < 0)
-        goto out_conn;
-    amqp_basic_qos(c->conn, CHANNEL, 0, (uint16_t)(prefetch > 65535 ? 65535 : prefetch), 0);
-    if (check(c, "basic.qos") < 0)
-        goto out_conn;
-    amqp_basic_consume(c->conn, CHANNEL, amqp_cstring_bytes(c->h->queue), amqp_empty_bytes, 0, 0, 0,
-                       amqp_empty_table);
-    if (check(c, "basic.consume") < 0)
+    if (amqpc_channel_open(c->conn, CHANNEL, c->h->name) < 0 || declare_all(c) < 0 ||
+        amqpc_qos(c->conn, CHANNEL, (unsigned)prefetch, c->h->name) < 0 ||
+        amqpc_consume(c->conn, CHANNEL, c->h->queue, NULL, false, false) < 0)
         goto out_conn;
     LOG(LOG_INFO, "consuming handler=%s instance=%d queue=%s prefetch=%d batch=%d", c->h->name,
         c->instance, c->h->queue, prefetch, c->h->batch);
@@ -261,45 +249,29 @@ out_conn:
 enum { GOT = 0, TIMEOUT = 1, BROKEN = -1 };
 
 /* Waits up to ms for one delivery. */
-static int consume_one(struct fpesa_ctx *c, amqp_envelope_t *env, long ms) {
-    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
-    amqp_rpc_reply_t r;
-    amqp_frame_t frame;
-    char buf[256];
+static int consume_one(struct fpesa_ctx *c, struct amqpc_envelope *env, long ms) {
+    struct amqpc_event ev;
 
-    amqp_maybe_release_buffers(c->conn);
-    r = amqp_consume_message(c->conn, env, &tv, 0);
-    if (r.reply_type == AMQP_RESPONSE_NORMAL)
+    switch (amqpc_next_envelope(c->conn, ms, env, &ev)) {
+    case AMQPC_EV_ENVELOPE:
         return GOT;
-    if (r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION && r.library_error == AMQP_STATUS_TIMEOUT)
-        return TIMEOUT;
-    if (r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION &&
-        r.library_error == AMQP_STATUS_UNEXPECTED_STATE) {
-        /* A frame other than a delivery: a close or a cancel ends this
-         * connection; anything else is ignored. */
-        if (amqp_simple_wait_frame_noblock(c->conn, &frame, &tv) != AMQP_STATUS_OK)
-            return TIMEOUT;
-        if (frame.frame_type == AMQP_FRAME_METHOD) {
-            switch (frame.payload.method.id) {
-            case AMQP_CHANNEL_CLOSE_METHOD:
-            case AMQP_CONNECTION_CLOSE_METHOD:
-            case AMQP_BASIC_CANCEL_METHOD:
-                LOG(LOG_WARN, "bus closed the consumer handler=%s method=0x%08x", c->h->name,
-                    frame.payload.method.id);
-                return BROKEN;
-            default:
-                break;
-            }
-        }
+    case AMQPC_EV_CLOSED:
+    case AMQPC_EV_CANCEL:
+        /* A close or a cancel ends this connection; anything else but an
+         * error is ignored. */
+        LOG(LOG_WARN, "bus closed the consumer handler=%s reason=\"%s\"", c->h->name,
+            ev.kind == AMQPC_EV_CANCEL ? "basic.cancel" : ev.text);
+        return BROKEN;
+    case AMQPC_EV_ERROR:
+        LOG(LOG_WARN, "bus consume failed handler=%s: %s", c->h->name, ev.text);
+        return BROKEN;
+    default:
         return TIMEOUT;
     }
-    LOG(LOG_WARN, "bus consume failed handler=%s: %s", c->h->name,
-        amqpc_reply_text(r, buf, sizeof(buf)));
-    return BROKEN;
 }
 
 struct batch {
-    amqp_envelope_t *env;
+    struct amqpc_envelope *env;
     struct fpesa_message *msg;
     const struct fpesa_message **ptr;
     enum fpesa_result *res;
@@ -321,30 +293,29 @@ static void message_clear(struct fpesa_message *m) {
 }
 
 /* Fills msg from env; -1 when out of memory. */
-static int message_fill(struct fpesa_message *m, const amqp_envelope_t *env) {
-    const amqp_basic_properties_t *p = &env->message.properties;
+static int message_fill(struct fpesa_message *m, const struct amqpc_envelope *env) {
+    const struct amqpc_props *p = &env->props;
     char **hdrs;
 
     memset(m, 0, sizeof(*m));
     m->abi_version = FPESA_HANDLER_ABI_VERSION;
     m->struct_size = sizeof(*m);
-    m->body = dup_bytes(env->message.body);
-    m->len = env->message.body.len;
+    m->body = dup_bytes((struct amqpc_str){env->body, env->body_len});
+    m->len = env->body_len;
     m->exchange = dup_bytes(env->exchange);
     m->routing_key = dup_bytes(env->routing_key);
     m->redelivered = env->redelivered ? 1 : 0;
-    if (p->_flags & AMQP_BASIC_MESSAGE_ID_FLAG)
+    if (p->message_id.p)
         m->message_id = dup_bytes(p->message_id);
-    if (p->_flags & AMQP_BASIC_CONTENT_TYPE_FLAG)
+    if (p->content_type.p)
         m->content_type = dup_bytes(p->content_type);
-    if (p->_flags & AMQP_BASIC_REPLY_TO_FLAG)
+    if (p->reply_to.p)
         m->reply_to = dup_bytes(p->reply_to);
-    if (p->_flags & AMQP_BASIC_CORRELATION_ID_FLAG)
+    if (p->correlation_id.p)
         m->correlation_id = dup_bytes(p->correlation_id);
-    if (p->_flags & AMQP_BASIC_TIMESTAMP_FLAG)
+    if (p->has_timestamp)
         m->timestamp = (int64_t)p->timestamp;
-    if (headers_from_amqp(p->_flags & AMQP_BASIC_HEADERS_FLAG ? &p->headers : NULL, &hdrs,
-                          &m->n_headers) < 0)
+    if (headers_from_amqp(&p->headers, &hdrs, &m->n_headers) < 0)
         return -1;
     m->headers = (const char *const *)hdrs;
     if (!m->body || !m->exchange || !m->routing_key)
@@ -355,7 +326,7 @@ static int message_fill(struct fpesa_message *m, const amqp_envelope_t *env) {
 static void batch_clear(struct batch *b) {
     for (size_t i = 0; i < b->n; i++) {
         message_clear(&b->msg[i]);
-        amqp_destroy_envelope(&b->env[i]);
+        amqpc_envelope_free(&b->env[i]);
     }
     b->n = 0;
 }
@@ -363,41 +334,31 @@ static void batch_clear(struct batch *b) {
 /* Moves a message to "<queue>.dlq" with its properties, persistent, and the
  * reason (borrowed) in the header x-fpesa-death-reason (crashes > 0 adds
  * x-fpesa-crashes). */
-static int dead_letter(struct fpesa_ctx *c, amqp_envelope_t *env, const char *reason,
+static int dead_letter(struct fpesa_ctx *c, const struct amqpc_envelope *env, const char *reason,
                        unsigned crashes) {
-    amqp_basic_properties_t props = env->message.properties;
-    const amqp_table_t *old = props._flags & AMQP_BASIC_HEADERS_FLAG ? &props.headers : NULL;
-    int n_old = old ? old->num_entries : 0, n = 0, rc;
-    amqp_table_entry_t *e = calloc((size_t)n_old + 2, sizeof(*e));
+    static const char *const ours[] = {"x-fpesa-death-reason", "x-fpesa-crashes"};
+    struct amqpc_header h[2];
+    struct amqpc_out m = {0};
 
-    if (!e)
-        return -1;
-    for (int i = 0; i < n_old; i++) {
-        amqp_bytes_t k = old->entries[i].key;
-        if ((k.len == 20 && memcmp(k.bytes, "x-fpesa-death-reason", 20) == 0) ||
-            (k.len == 15 && memcmp(k.bytes, "x-fpesa-crashes", 15) == 0))
-            continue;
-        e[n++] = old->entries[i];
-    }
-    e[n].key = amqp_cstring_bytes("x-fpesa-death-reason");
-    e[n].value.kind = AMQP_FIELD_KIND_UTF8;
-    e[n++].value.value.bytes = amqp_cstring_bytes(reason);
+    h[0].name = ours[0];
+    h[0].value = amqpc_string(reason);
     if (crashes > 0) {
-        e[n].key = amqp_cstring_bytes("x-fpesa-crashes");
-        e[n].value.kind = AMQP_FIELD_KIND_I32;
-        e[n++].value.value.i32 = (int32_t)crashes;
+        h[1].name = ours[1];
+        h[1].value = (struct amqpc_value){.kind = AMQPC_V_INT, .v.i = crashes};
     }
-    props._flags |= AMQP_BASIC_DELIVERY_MODE_FLAG | AMQP_BASIC_HEADERS_FLAG;
-    props.delivery_mode = 2;
-    props.headers.num_entries = n;
-    props.headers.entries = e;
-    rc = amqp_basic_publish(c->conn, CHANNEL, amqp_cstring_bytes(c->dlq),
-                            amqp_cstring_bytes(c->h->queue), 0, 0, &props,
-                            env->message.body) == AMQP_STATUS_OK
-             ? 0
-             : -1;
-    free(e);
-    return rc;
+    /* Every property of the message, its headers but ours of an earlier
+     * death, persistent. */
+    m.exchange = c->dlq;
+    m.routing_key = c->h->queue;
+    m.body = env->body;
+    m.body_len = env->body_len;
+    m.base = env;
+    m.drop = ours;
+    m.n_drop = 2;
+    m.delivery_mode = 2;
+    m.headers = h;
+    m.n_headers = crashes > 0 ? 2 : 1;
+    return amqpc_publish(c->conn, CHANNEL, &m) == 0 ? 0 : -1;
 }
 
 /* Hands msgs[0..n-1] to the plugin, with their ids in the instance's slot
@@ -460,7 +421,7 @@ static int settle_batch(struct fpesa_ctx *c, struct batch *b, long *retry_ms) {
         *retry_ms = 0;
         for (size_t i = 0; n_special && i < b->n; i++)
             sup_forget(c->crashes, b->msg[i].message_id);
-        if (amqp_basic_ack(c->conn, CHANNEL, b->env[b->n - 1].delivery_tag, 1) != 0)
+        if (amqpc_ack(c->conn, CHANNEL, b->env[b->n - 1].delivery_tag, true) != 0)
             return -1;
         hstats_add(c->stats, HSTAT_ACKED, n_ok);
         return 0;
@@ -469,7 +430,7 @@ static int settle_batch(struct fpesa_ctx *c, struct batch *b, long *retry_ms) {
         uint64_t tag = b->env[i].delivery_tag;
         const char *id = b->msg[i].message_id ? b->msg[i].message_id : "-";
         if (b->res[i] == FPESA_OK) {
-            if (amqp_basic_ack(c->conn, CHANNEL, tag, 0) != 0)
+            if (amqpc_ack(c->conn, CHANNEL, tag, false) != 0)
                 return -1;
             hstats_add(c->stats, HSTAT_ACKED, 1);
         } else if (b->res[i] == FPESA_REJECT) {
@@ -482,7 +443,7 @@ static int settle_batch(struct fpesa_ctx *c, struct batch *b, long *retry_ms) {
                 LOG(LOG_WARN, "dead-lettered handler=%s id=%s dlq=%s", c->h->name, id, c->dlq);
             }
             if (dead_letter(c, &b->env[i], reason, verdict[i] == SUP_POISON ? crashes[i] : 0) < 0 ||
-                amqp_basic_ack(c->conn, CHANNEL, tag, 0) != 0)
+                amqpc_ack(c->conn, CHANNEL, tag, false) != 0)
                 return -1;
             hstats_add(c->stats, HSTAT_DEAD_LETTERED, 1);
         }
@@ -502,7 +463,7 @@ static int settle_batch(struct fpesa_ctx *c, struct batch *b, long *retry_ms) {
     nap_alive(c, *retry_ms);
     for (size_t i = 0; i < b->n; i++)
         if (b->res[i] == FPESA_RETRY &&
-            amqp_basic_nack(c->conn, CHANNEL, b->env[i].delivery_tag, 0, 1) != 0)
+            amqpc_nack(c->conn, CHANNEL, b->env[i].delivery_tag, false, true) != 0)
             return -1;
     hstats_add(c->stats, HSTAT_RETRIED, n_retry);
     return 0;
@@ -618,7 +579,7 @@ static void *thread_main(void *arg) {
             break;
         }
         /* The connection is gone: drop it without the closing handshake. */
-        amqp_destroy_connection(c->conn);
+        amqpc_close(c->conn, false);
         c->conn = NULL;
         nap(BACKOFF_MIN_MS);
     }

@@ -2,11 +2,11 @@
 #ifndef HOST_CTX_H
 #define HOST_CTX_H
 
-#include <amqp.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "amqpc.h"
 #include "consumer.h"
 #include "stats.h"
 #include "supervise.h"
@@ -18,12 +18,12 @@ struct fpesa_ctx {
     int instance;
     void *state; /* the plugin's, from init */
     bool has_state;
-    char *config_json;            /* h->config as JSON text, "{}" when absent */
-    char *dlq;                    /* "<queue>.dlq" */
-    amqp_connection_state_t conn; /* while connected; only the consumer thread uses it */
-    unsigned url_index;           /* which URL of bus.url to try first */
-    bool in_batch;                /* reply/publish allowed */
-    bool is_rpc;                  /* the queue is an rpc endpoint's: callers wait, batches do not */
+    char *config_json;       /* h->config as JSON text, "{}" when absent */
+    char *dlq;               /* "<queue>.dlq" */
+    struct amqpc_conn *conn; /* while connected; only the consumer thread uses it */
+    unsigned url_index;      /* which URL of bus.url to try first */
+    bool in_batch;           /* reply/publish allowed */
+    bool is_rpc;             /* the queue is an rpc endpoint's: callers wait, batches do not */
     pthread_t thread;
     bool started;
     pthread_t run_thread; /* the plugin's run(), when it has one */

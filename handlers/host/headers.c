@@ -20,16 +20,21 @@ static char *dup_len(const void *p, size_t len) {
     return s;
 }
 
-static json_t *field_json(const amqp_field_value_t *v);
+static json_t *field_json(const struct amqpc_value *v);
 
 /* A table as a JSON object; NULL when out of memory. */
-static json_t *table_json(const amqp_table_t *t) {
+static json_t *table_json(const struct amqpc_table *t) {
     json_t *o = json_object();
 
-    for (int i = 0; o && i < t->num_entries; i++) {
-        char *key = dup_len(t->entries[i].key.bytes, t->entries[i].key.len);
-        json_t *v = field_json(&t->entries[i].value);
+    for (size_t i = 0; o && i < t->n; i++) {
+        struct amqpc_str name;
+        struct amqpc_value val;
+        char *key;
+        json_t *v;
 
+        amqpc_table_get(t, i, &name, &val);
+        key = dup_len(name.p, name.len);
+        v = field_json(&val);
         if (!key || !v) {
             json_decref(v);
             json_decref(o);
@@ -46,45 +51,32 @@ static json_t *table_json(const amqp_table_t *t) {
 
 /* One value as JSON: text that is not UTF-8 becomes null. NULL when out of
  * memory. */
-static json_t *field_json(const amqp_field_value_t *v) {
+static json_t *field_json(const struct amqpc_value *v) {
     switch (v->kind) {
-    case AMQP_FIELD_KIND_BOOLEAN:
-        return json_boolean(v->value.boolean);
-    case AMQP_FIELD_KIND_I8:
-        return json_integer(v->value.i8);
-    case AMQP_FIELD_KIND_U8:
-        return json_integer(v->value.u8);
-    case AMQP_FIELD_KIND_I16:
-        return json_integer(v->value.i16);
-    case AMQP_FIELD_KIND_U16:
-        return json_integer(v->value.u16);
-    case AMQP_FIELD_KIND_I32:
-        return json_integer(v->value.i32);
-    case AMQP_FIELD_KIND_U32:
-        return json_integer(v->value.u32);
-    case AMQP_FIELD_KIND_I64:
-    case AMQP_FIELD_KIND_TIMESTAMP:
-        return json_integer((json_int_t)v->value.i64);
-    case AMQP_FIELD_KIND_U64:
-        return v->value.u64 > INT64_MAX ? json_real((double)v->value.u64)
-                                        : json_integer((json_int_t)v->value.u64);
-    case AMQP_FIELD_KIND_F32:
-        return json_real(v->value.f32);
-    case AMQP_FIELD_KIND_F64:
-        return json_real(v->value.f64);
-    case AMQP_FIELD_KIND_UTF8:
-    case AMQP_FIELD_KIND_BYTES: {
-        json_t *s =
-            json_stringn(v->value.bytes.bytes ? v->value.bytes.bytes : "", v->value.bytes.len);
+    case AMQPC_V_BOOL:
+        return json_boolean(v->v.b);
+    case AMQPC_V_INT:
+    case AMQPC_V_TIMESTAMP:
+        return json_integer((json_int_t)v->v.i);
+    case AMQPC_V_UINT:
+        return v->v.u > INT64_MAX ? json_real((double)v->v.u) : json_integer((json_int_t)v->v.u);
+    case AMQPC_V_FLOAT:
+        return json_real(v->v.f);
+    case AMQPC_V_STRING:
+    case AMQPC_V_BYTES: {
+        json_t *s = json_stringn(v->v.s.p ? v->v.s.p : "", v->v.s.len);
         return s ? s : json_null();
     }
-    case AMQP_FIELD_KIND_TABLE:
-        return table_json(&v->value.table);
-    case AMQP_FIELD_KIND_ARRAY: {
+    case AMQPC_V_TABLE:
+        return table_json(&v->v.t);
+    case AMQPC_V_ARRAY: {
         json_t *a = json_array();
 
-        for (int i = 0; a && i < v->value.array.num_entries; i++) {
-            if (json_array_append_new(a, field_json(&v->value.array.entries[i])) < 0) {
+        for (size_t i = 0; a && i < v->v.t.n; i++) {
+            struct amqpc_value e;
+
+            amqpc_array_get(&v->v.t, i, &e);
+            if (json_array_append_new(a, field_json(&e)) < 0) {
                 json_decref(a);
                 a = NULL;
             }
@@ -97,24 +89,22 @@ static json_t *field_json(const amqp_field_value_t *v) {
 }
 
 /* One header value as text (new; free()); NULL when out of memory. */
-static char *value_text(const amqp_field_value_t *v) {
+static char *value_text(const struct amqpc_value *v) {
     char buf[32];
     json_t *j;
     char *s;
 
     switch (v->kind) {
-    case AMQP_FIELD_KIND_UTF8:
-    case AMQP_FIELD_KIND_BYTES:
-        return dup_len(v->value.bytes.bytes, v->value.bytes.len);
-    case AMQP_FIELD_KIND_VOID:
+    case AMQPC_V_STRING:
+    case AMQPC_V_BYTES:
+        return dup_len(v->v.s.p, v->v.s.len);
+    case AMQPC_V_VOID:
         return dup_len("", 0);
-    case AMQP_FIELD_KIND_BOOLEAN:
-        return dup_len(v->value.boolean ? "true" : "false", v->value.boolean ? 4 : 5);
-    case AMQP_FIELD_KIND_U64:
-        snprintf(buf, sizeof(buf), "%" PRIu64, v->value.u64);
+    case AMQPC_V_BOOL:
+        return dup_len(v->v.b ? "true" : "false", v->v.b ? 4 : 5);
+    case AMQPC_V_UINT:
+        snprintf(buf, sizeof(buf), "%" PRIu64, v->v.u);
         return dup_len(buf, strlen(buf));
-    case AMQP_FIELD_KIND_TABLE:
-    case AMQP_FIELD_KIND_ARRAY:
     default:
         break;
     }
@@ -136,8 +126,8 @@ void headers_free(char **h, size_t n) {
     free(h);
 }
 
-int headers_from_amqp(const amqp_table_t *t, char ***out, size_t *n) {
-    size_t count = t && t->num_entries > 0 ? (size_t)t->num_entries : 0;
+int headers_from_amqp(const struct amqpc_table *t, char ***out, size_t *n) {
+    size_t count = t ? t->n : 0;
     char **h = calloc(2 * count + 1, sizeof(*h));
 
     *out = NULL;
@@ -145,8 +135,12 @@ int headers_from_amqp(const amqp_table_t *t, char ***out, size_t *n) {
     if (!h)
         return -1;
     for (size_t i = 0; i < count; i++) {
-        h[2 * i] = dup_len(t->entries[i].key.bytes, t->entries[i].key.len);
-        h[2 * i + 1] = value_text(&t->entries[i].value);
+        struct amqpc_str name;
+        struct amqpc_value val;
+
+        amqpc_table_get(t, i, &name, &val);
+        h[2 * i] = dup_len(name.p, name.len);
+        h[2 * i + 1] = value_text(&val);
         if (!h[2 * i] || !h[2 * i + 1]) {
             headers_free(h, i + 1);
             return -1;

@@ -1,5 +1,4 @@
 /* The host services table handed to plugins (struct fpesa_host). */
-#include <amqp.h>
 #include <jansson.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -45,28 +44,21 @@ static void svc_log(struct fpesa_ctx *ctx, int level, const char *fmt, ...) {
 
 static int publish(struct fpesa_ctx *ctx, const char *exchange, const char *key, const char *body,
                    size_t len, const char *ctype, const char *corr, uint8_t mode,
-                   const amqp_table_t *headers) {
-    amqp_basic_properties_t props;
-    amqp_bytes_t b;
+                   const struct amqpc_header *headers, size_t n_headers) {
+    struct amqpc_out m = {0};
 
     if (!ctx || !ctx->in_batch || !ctx->conn || !exchange || !key || (!body && len))
         return -1;
-    memset(&props, 0, sizeof(props));
-    props._flags = AMQP_BASIC_CONTENT_TYPE_FLAG | AMQP_BASIC_DELIVERY_MODE_FLAG;
-    props.content_type = amqp_cstring_bytes(ctype ? ctype : "application/json");
-    props.delivery_mode = mode;
-    if (corr) {
-        props._flags |= AMQP_BASIC_CORRELATION_ID_FLAG;
-        props.correlation_id = amqp_cstring_bytes(corr);
-    }
-    if (headers && headers->num_entries > 0) {
-        props._flags |= AMQP_BASIC_HEADERS_FLAG;
-        props.headers = *headers;
-    }
-    b.bytes = (void *)body;
-    b.len = len;
-    if (amqp_basic_publish(ctx->conn, 1, amqp_cstring_bytes(exchange), amqp_cstring_bytes(key), 0,
-                           0, &props, b) != AMQP_STATUS_OK) {
+    m.exchange = exchange;
+    m.routing_key = key;
+    m.body = body;
+    m.body_len = len;
+    m.content_type = ctype ? ctype : "application/json";
+    m.delivery_mode = mode;
+    m.correlation_id = corr;
+    m.headers = headers;
+    m.n_headers = n_headers;
+    if (amqpc_publish(ctx->conn, 1, &m) != 0) {
         LOG(LOG_WARN, "publish failed handler=%s exchange=%s", ctx->h->name, exchange);
         return -1;
     }
@@ -78,12 +70,12 @@ static int svc_reply(struct fpesa_ctx *ctx, const struct fpesa_message *msg, con
     if (!msg || !msg->reply_to || !*msg->reply_to)
         return -1;
     /* Answers are transient: the caller waits for them on an exclusive queue. */
-    return publish(ctx, "RPC", msg->reply_to, body, len, ctype, msg->correlation_id, 1, NULL);
+    return publish(ctx, "RPC", msg->reply_to, body, len, ctype, msg->correlation_id, 1, NULL, 0);
 }
 
 static int svc_publish(struct fpesa_ctx *ctx, const char *exchange, const char *key,
                        const char *body, size_t len, const char *ctype) {
-    return publish(ctx, exchange, key, body, len, ctype, NULL, 2, NULL);
+    return publish(ctx, exchange, key, body, len, ctype, NULL, 2, NULL, 0);
 }
 
 #define REPLY_HEADERS_MAX 16
@@ -93,9 +85,9 @@ static int svc_publish(struct fpesa_ctx *ctx, const char *exchange, const char *
 static int svc_reply_http(struct fpesa_ctx *ctx, const struct fpesa_message *msg, int status,
                           const char *const *headers, const char *body, size_t len,
                           const char *ctype) {
-    amqp_table_entry_t e[REPLY_HEADERS_MAX + 1];
+    struct amqpc_header e[REPLY_HEADERS_MAX + 1];
     char names[REPLY_HEADERS_MAX][128], st[16];
-    amqp_table_t t = {0, e};
+    size_t n = 0;
 
     if (!msg || !msg->reply_to || !*msg->reply_to)
         return -1;
@@ -103,10 +95,8 @@ static int svc_reply_http(struct fpesa_ctx *ctx, const struct fpesa_message *msg
         if (status < 100 || status > 599)
             return -1;
         snprintf(st, sizeof(st), "%d", status);
-        e[t.num_entries].key = amqp_cstring_bytes("x-fpesa-status");
-        e[t.num_entries].value.kind = AMQP_FIELD_KIND_UTF8;
-        e[t.num_entries].value.value.bytes = amqp_cstring_bytes(st);
-        t.num_entries++;
+        e[n].name = "x-fpesa-status";
+        e[n++].value = amqpc_string(st);
     }
     for (size_t i = 0, j = 0; headers && headers[i] && headers[i + 1]; i += 2, j++) {
         int k;
@@ -117,12 +107,10 @@ static int svc_reply_http(struct fpesa_ctx *ctx, const struct fpesa_message *msg
         if (k < 0 || (size_t)k >= sizeof(names[j]) || strpbrk(headers[i], "\r\n: ") ||
             strpbrk(headers[i + 1], "\r\n"))
             return -1;
-        e[t.num_entries].key = amqp_cstring_bytes(names[j]);
-        e[t.num_entries].value.kind = AMQP_FIELD_KIND_UTF8;
-        e[t.num_entries].value.value.bytes = amqp_cstring_bytes(headers[i + 1]);
-        t.num_entries++;
+        e[n].name = names[j];
+        e[n++].value = amqpc_string(headers[i + 1]);
     }
-    return publish(ctx, "RPC", msg->reply_to, body, len, ctype, msg->correlation_id, 1, &t);
+    return publish(ctx, "RPC", msg->reply_to, body, len, ctype, msg->correlation_id, 1, e, n);
 }
 
 static int svc_declare(struct fpesa_ctx *ctx, const char *exchange, const char *type,

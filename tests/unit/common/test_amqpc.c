@@ -4,7 +4,7 @@
 #include <criterion/criterion.h>
 #include <string.h>
 
-#include "amqpc.h"
+#include "amqpc_int.h"
 
 Test(amqpc, backoff_doubles_with_jitter_up_to_the_cap) {
     struct amqpc_backoff b;
