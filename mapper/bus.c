@@ -1180,8 +1180,6 @@ int mbus_rpc(struct mbus *bus, const struct mbus_msg *msg, long timeout_ms, mbus
     struct job *j = job_new(msg, JOB_RPC, done, ctx);
     if (!j)
         return -1;
-    if (timeout_ms <= 0)
-        timeout_ms = 5000;
     j->deadline = j->started + (double)timeout_ms / 1000.0;
     return submit(bus, j);
 }

@@ -219,7 +219,7 @@ static void disconnect(struct fpesa_ctx *c) {
 }
 
 static int connect_bus(struct fpesa_ctx *c) {
-    int prefetch = c->h->prefetch > 0 ? c->h->prefetch : 256;
+    int prefetch = c->h->prefetch; /* the loader sets 256 */
     struct amqpc_params p = {
         .urls = c->cfg->bus.url,
         .heartbeat = c->cfg->bus.heartbeat,
@@ -558,7 +558,7 @@ static void *thread_main(void *arg) {
     struct fpesa_ctx *c = arg;
     struct batch b = {0};
     struct amqpc_backoff backoff;
-    int cap = c->h->batch > 0 ? c->h->batch : 100;
+    int cap = c->h->batch; /* the loader sets 100 */
 
     if (grow(&b, (size_t)cap) < 0) {
         LOG(LOG_ERROR, "out of memory handler=%s", c->h->name);

@@ -425,7 +425,7 @@ static void buried(struct child *k, int status) {
 static struct unit *unit_new(struct gen *g, size_t j, struct hstats *stats) {
     const struct cfg_handler *h = &g->cfg->handlers[j];
     struct unit *u = calloc(1, sizeof(*u));
-    size_t inst = (size_t)(h->instances > 0 ? h->instances : 1);
+    size_t inst = (size_t)h->instances; /* the loader sets 1 */
 
     if (!u)
         return NULL;
@@ -441,7 +441,7 @@ static struct unit *unit_new(struct gen *g, size_t j, struct hstats *stats) {
     for (size_t i = 0; i < inst; i++) {
         u->kids[i].u = u;
         u->kids[i].instance = (int)i;
-        u->kids[i].slot = sup_slot_new((size_t)(h->batch > 0 ? h->batch : 100));
+        u->kids[i].slot = sup_slot_new((size_t)h->batch);
         if (!u->kids[i].slot)
             goto out_free;
         u->n_kids++;
