@@ -403,6 +403,7 @@ class HealthWatch:
         self.t.join(5)
 
 
+@pytest.mark.timeout(600)
 def test_broker_memory_alarm(stack, db):
     """The broker blocks publishers (connection.blocked): restmapper answers
     503 "not accepted" with Retry-After at once and /health says blocked."""
@@ -412,17 +413,24 @@ def test_broker_memory_alarm(stack, db):
         with HealthWatch(stack.mapper + "/health") as h:
             rabbitmqctl(stack, "set_vm_memory_high_watermark", "0.00001")
             try:
-                # Generous: on a busy machine the broker's memory monitor and
-                # the CLI that set the watermark can take tens of seconds.
+                # Generous: on a busy machine the CLI that sets the watermark
+                # can take tens of seconds. The broker blocks a connection
+                # when it publishes, so the load runs until the end of the
+                # fault (it is stopped below), however long the CLI took.
                 wait_until(lambda: (503, "blocked") in h.seen, timeout=120,
-                           what=lambda: "health answers seen: %r" % sorted(h.seen, key=repr))
+                           what=lambda: "health answers seen: %r; load: %s"
+                           % (sorted(h.seen, key=repr), load.summary()))
                 load.sleep(BROKER_S)
             finally:
                 rabbitmqctl(stack, "set_vm_memory_high_watermark", "0.4")
             wait_until(lambda: stack_healthy(stack, timeout=1), timeout=60)
         refusals.append(h.seen)
+        load.sleep(2)  # some load after the alarm cleared
+        load.stop()
     try:
-        load = run_with_fault(stack, db, fault, name="broker memory alarm %ds" % BROKER_S)
+        # Bounded by the count and by the stop above, whichever comes first.
+        load = run_with_fault(stack, db, fault, name="broker memory alarm %ds" % BROKER_S,
+                              total=RATE * 400)
         assert load.not_accepted, "no publish was refused while blocked: " + load.summary()
     finally:
         stack.script("rabbitmqctl", "set_vm_memory_high_watermark", "0.4", check=False)
