@@ -12,8 +12,12 @@
  * consumes this instance's exclusive reply queue with no-ack; pending rpc
  * calls are found by correlation id in a hash table and expire from a
  * min-heap of deadlines.
+ *
+ * This file runs the thread: connecting and declaring, sending, the loop
+ * and the public API; bus_rpc.c keeps the pending rpc calls, bus_recv.c
+ * handles what the broker sends.
  */
-#include "bus.h"
+#include "bus_int.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -35,117 +39,11 @@
 #include "jsontext.h"
 #include "log.h"
 
-#define CH_PUB 1
-#define CH_RPC 2
-
 /* A connection attempt blocks the thread (calls queue meanwhile), so each of
  * its steps is bounded (amqpc.h): a frozen broker costs at most a few
  * seconds. */
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 5000
-/* The largest rpc answer passed on; a larger one is read, dropped and
- * answered 502, so that one worker cannot make the mapper allocate without
- * bound. */
-#define MAX_ANSWER (16u << 20)
-/* Frames handled per loop turn before queued publishes get a turn again. */
-#define READ_BATCH 4096
-/* Room for the HTTP headers an rpc answer may set (x-fpesa-header-*). */
-#define HTTP_HEADERS_MAX 2048
-#define HTTP_HEADER_PREFIX "x-fpesa-header-"
-
-enum job_kind { JOB_PUBLISH, JOB_RPC };
-
-struct job {
-    struct job *next; /* in the submit queue, then in the in-flight list */
-    struct job *prev;
-    struct job *hnext; /* rpc: chain in the correlation table */
-    size_t heap_idx;   /* rpc: position in the deadline heap */
-    enum job_kind kind;
-    bool sent; /* handed to the library: a 503 from then on is "outcome unknown" */
-    mbus_done_fn done;
-    void *ctx;
-    uint64_t tag;    /* publish: delivery tag on CH_PUB */
-    uint64_t corr;   /* rpc: correlation number */
-    double started;  /* monotonic seconds when accepted */
-    double deadline; /* rpc: monotonic seconds */
-    int64_t timestamp;
-    char *exchange;
-    char *message_id;
-    char *content_type;
-    char *body;
-    size_t body_len;
-    struct amqpc_header *headers; /* n_headers AMQP headers (new, with their strings), or NULL */
-    size_t n_headers;
-    char data[]; /* the strings above, copied */
-};
-
-struct jlist {
-    struct job *head;
-    struct job *tail;
-    size_t n;
-};
-
-/* A delivery being assembled from its method, header and body frames. */
-struct delivery {
-    bool active;
-    bool skip;    /* a basic.return or an unexpected content: read and drop */
-    bool too_big; /* an answer over MAX_ANSWER: read, drop, answer 502 */
-    uint64_t body_size;
-    uint64_t got;
-    bool have_header;
-    char corr[128];
-    size_t corr_len;
-    bool corr_set;
-    char content_type[128];
-    bool ct_set;
-    int status; /* from an x-fpesa-status header, or 0 */
-    char http_headers[HTTP_HEADERS_MAX];
-    size_t http_headers_len;
-    char *buf;
-    size_t cap;
-};
-
-struct mbus {
-    const struct cfg *cfg;
-
-    /* Shared with the HTTP threads. */
-    pthread_mutex_t lock;
-    struct jlist submitted;       /* under lock */
-    bool stopping;                /* under lock */
-    long drain_ms;                /* under lock */
-    const struct cfg *reload_cfg; /* under lock: mbus_reload's, until the thread took it */
-    bool reload_done;             /* under lock */
-    int reload_rc;                /* under lock */
-    pthread_cond_t reload_cv;
-    int efd;
-    pthread_t thread;
-    bool started;
-    atomic_bool connected;
-    atomic_bool blocked;
-    _Atomic uint64_t st_confirm_timeouts, st_blocked;
-    _Atomic uint64_t st_pub_inflight, st_rpc_inflight, st_reconnects, st_confirms, st_nacks,
-        st_rpc_timeouts, st_late;
-
-    /* Bus thread only. */
-    struct amqpc_conn *conn;
-    unsigned url_index; /* which URL of bus.url to try first */
-    uint64_t next_tag;
-    struct jlist inflight; /* publishes sent, ordered by tag */
-    struct job **buckets;  /* rpc by correlation number */
-    size_t nbuckets;
-    size_t nrpc;
-    struct job **heap; /* rpc by deadline */
-    size_t heap_len;
-    size_t heap_cap;
-    uint64_t next_corr;
-    char corr_prefix[17];
-    char reply_queue[256];
-    size_t reply_queue_len;
-    struct delivery dlv;
-    long backoff_ms;
-    unsigned int seed;
-    bool ever_connected;
-};
 
 /* ---- time and helpers ---------------------------------------------------- */
 
@@ -155,7 +53,7 @@ static double now_s(void) {
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-static void list_push(struct jlist *l, struct job *j) {
+static void list_push(struct mbus_jlist *l, struct mbus_job *j) {
     j->next = NULL;
     j->prev = l->tail;
     if (l->tail)
@@ -166,7 +64,7 @@ static void list_push(struct jlist *l, struct job *j) {
     l->n++;
 }
 
-static void list_unlink(struct jlist *l, struct job *j) {
+void mbus_list_unlink(struct mbus_jlist *l, struct mbus_job *j) {
     if (j->prev)
         j->prev->next = j->next;
     else
@@ -179,15 +77,15 @@ static void list_unlink(struct jlist *l, struct job *j) {
     l->n--;
 }
 
-static void job_free(struct job *j) {
+static void job_free(struct mbus_job *j) {
     if (j)
         free(j->headers);
     free(j);
 }
 
 /* Calls the job's callback with an answer and its HTTP headers, and frees it. */
-static void finish_answer(struct mbus *bus, struct job *j, int status, const char *body,
-                          size_t body_len, const char *content_type, const char *http_headers) {
+void mbus_finish_answer(struct mbus *bus, struct mbus_job *j, int status, const char *body,
+                        size_t body_len, const char *content_type, const char *http_headers) {
     struct mbus_result r = {
         .status = status,
         .outcome = status != 503 ? MBUS_ANSWERED
@@ -209,142 +107,37 @@ static void finish_answer(struct mbus *bus, struct job *j, int status, const cha
 }
 
 /* Calls the job's callback and frees it. */
-static void finish(struct mbus *bus, struct job *j, int status, const char *body, size_t body_len,
-                   const char *content_type) {
-    finish_answer(bus, j, status, body, body_len, content_type, NULL);
-}
-
-/* ---- rpc table: correlation hash + deadline heap ------------------------- */
-
-static int table_grow(struct mbus *bus) {
-    size_t n = bus->nbuckets ? bus->nbuckets * 2 : 256;
-    struct job **nb = calloc(n, sizeof(*nb));
-    if (!nb)
-        return -1;
-    for (size_t i = 0; i < bus->nbuckets; i++) {
-        struct job *j = bus->buckets[i];
-        while (j) {
-            struct job *nx = j->hnext;
-            size_t b = (size_t)(j->corr & (n - 1));
-            j->hnext = nb[b];
-            nb[b] = j;
-            j = nx;
-        }
-    }
-    free(bus->buckets);
-    bus->buckets = nb;
-    bus->nbuckets = n;
-    return 0;
-}
-
-static void heap_swap(struct mbus *bus, size_t a, size_t b) {
-    struct job *t = bus->heap[a];
-    bus->heap[a] = bus->heap[b];
-    bus->heap[b] = t;
-    bus->heap[a]->heap_idx = a;
-    bus->heap[b]->heap_idx = b;
-}
-
-static void heap_up(struct mbus *bus, size_t i) {
-    while (i > 0) {
-        size_t p = (i - 1) / 2;
-        if (bus->heap[p]->deadline <= bus->heap[i]->deadline)
-            break;
-        heap_swap(bus, p, i);
-        i = p;
-    }
-}
-
-static void heap_down(struct mbus *bus, size_t i) {
-    for (;;) {
-        size_t l = 2 * i + 1, r = l + 1, m = i;
-        if (l < bus->heap_len && bus->heap[l]->deadline < bus->heap[m]->deadline)
-            m = l;
-        if (r < bus->heap_len && bus->heap[r]->deadline < bus->heap[m]->deadline)
-            m = r;
-        if (m == i)
-            return;
-        heap_swap(bus, i, m);
-        i = m;
-    }
-}
-
-/* Adds j to the hash table and the heap. 0, or -1 when out of memory. */
-static int rpc_add(struct mbus *bus, struct job *j) {
-    if (bus->nrpc >= bus->nbuckets && table_grow(bus) < 0)
-        return -1;
-    if (bus->heap_len == bus->heap_cap) {
-        size_t n = bus->heap_cap ? bus->heap_cap * 2 : 256;
-        struct job **nh = realloc(bus->heap, n * sizeof(*nh));
-        if (!nh)
-            return -1;
-        bus->heap = nh;
-        bus->heap_cap = n;
-    }
-    size_t b = (size_t)(j->corr & (bus->nbuckets - 1));
-    j->hnext = bus->buckets[b];
-    bus->buckets[b] = j;
-    bus->nrpc++;
-    j->heap_idx = bus->heap_len;
-    bus->heap[bus->heap_len++] = j;
-    heap_up(bus, j->heap_idx);
-    return 0;
-}
-
-static void rpc_remove(struct mbus *bus, struct job *j) {
-    size_t b = (size_t)(j->corr & (bus->nbuckets - 1));
-    struct job **pp = &bus->buckets[b];
-    while (*pp && *pp != j)
-        pp = &(*pp)->hnext;
-    if (*pp)
-        *pp = j->hnext;
-    bus->nrpc--;
-
-    size_t i = j->heap_idx;
-    bus->heap_len--;
-    if (i != bus->heap_len) {
-        bus->heap[i] = bus->heap[bus->heap_len];
-        bus->heap[i]->heap_idx = i;
-        heap_down(bus, i);
-        heap_up(bus, i);
-    }
-}
-
-static struct job *rpc_find(struct mbus *bus, uint64_t corr) {
-    if (!bus->nbuckets)
-        return NULL;
-    for (struct job *j = bus->buckets[corr & (bus->nbuckets - 1)]; j; j = j->hnext)
-        if (j->corr == corr)
-            return j;
-    return NULL;
+void mbus_finish(struct mbus *bus, struct mbus_job *j, int status, const char *body,
+                 size_t body_len, const char *content_type) {
+    mbus_finish_answer(bus, j, status, body, body_len, content_type, NULL);
 }
 
 /* ---- failing what is pending --------------------------------------------- */
 
-static void fail_list(struct mbus *bus, struct jlist *l, int status) {
-    struct job *j;
+void mbus_fail_list(struct mbus *bus, struct mbus_jlist *l, int status) {
+    struct mbus_job *j;
     while ((j = l->head) != NULL) {
-        list_unlink(l, j);
-        finish(bus, j, status, NULL, 0, NULL);
+        mbus_list_unlink(l, j);
+        mbus_finish(bus, j, status, NULL, 0, NULL);
     }
 }
 
 static void fail_rpcs(struct mbus *bus, int status) {
     while (bus->heap_len > 0) {
-        struct job *j = bus->heap[0];
-        rpc_remove(bus, j);
-        finish(bus, j, status, NULL, 0, NULL);
+        struct mbus_job *j = bus->heap[0];
+        mbus_rpc_remove(bus, j);
+        mbus_finish(bus, j, status, NULL, 0, NULL);
     }
 }
 
 /* Takes everything submitted so far (and clears the eventfd). */
-static void take_submitted(struct mbus *bus, struct jlist *out) {
+static void take_submitted(struct mbus *bus, struct mbus_jlist *out) {
     uint64_t v;
     ssize_t n = read(bus->efd, &v, sizeof(v));
     (void)n; /* EAGAIN just means nobody woke us */
     pthread_mutex_lock(&bus->lock);
     *out = bus->submitted;
-    bus->submitted = (struct jlist){0};
+    bus->submitted = (struct mbus_jlist){0};
     pthread_mutex_unlock(&bus->lock);
 }
 
@@ -361,15 +154,15 @@ static void disconnect(struct mbus *bus, bool graceful) {
     amqpc_close(bus->conn, graceful);
     bus->conn = NULL;
     free(bus->dlv.buf);
-    bus->dlv = (struct delivery){0};
+    bus->dlv = (struct mbus_delivery){0};
 }
 
 /* The connection is gone: nothing in flight can be confirmed any more. */
-static void lose_connection(struct mbus *bus, const char *why) {
+void mbus_lose_connection(struct mbus *bus, const char *why) {
     LOG(LOG_WARN, "bus connection lost reason=\"%s\" publishes_failed=%zu rpcs_failed=%zu", why,
         bus->inflight.n, bus->nrpc);
     disconnect(bus, false);
-    fail_list(bus, &bus->inflight, 503);
+    mbus_fail_list(bus, &bus->inflight, 503);
     fail_rpcs(bus, 503);
 }
 
@@ -442,7 +235,7 @@ static int connect_bus(struct mbus *bus) {
         goto out_fail;
 
     bus->next_tag = 1;
-    bus->dlv = (struct delivery){0};
+    bus->dlv = (struct mbus_delivery){0};
     atomic_store(&bus->blocked, false);
     atomic_store(&bus->connected, true);
     if (bus->ever_connected)
@@ -460,7 +253,7 @@ out_fail:
 
 /* ---- sending ------------------------------------------------------------- */
 
-static int send_job(struct mbus *bus, struct job *j) {
+static int send_job(struct mbus *bus, struct mbus_job *j) {
     struct amqpc_out m = {
         .exchange = j->exchange,
         .body = j->body,
@@ -497,8 +290,8 @@ static int send_job(struct mbus *bus, struct job *j) {
     double left_ms = (j->deadline - now_s()) * 1000.0;
     snprintf(ttl, sizeof(ttl), "%ld", left_ms < 1.0 ? 1L : (long)left_ms);
     m.expiration = ttl;
-    if (rpc_add(bus, j) < 0) {
-        finish(bus, j, 503, NULL, 0, NULL);
+    if (mbus_rpc_add(bus, j) < 0) {
+        mbus_finish(bus, j, 503, NULL, 0, NULL);
         return 0;
     }
     j->sent = true;
@@ -507,12 +300,12 @@ static int send_job(struct mbus *bus, struct job *j) {
 
 /* Sends every job in l; on a send error the connection is dropped and the
  * unsent rest answered 503. Returns 0, or -1 when the connection was lost. */
-static int send_all(struct mbus *bus, struct jlist *l) {
-    struct job *j;
+static int send_all(struct mbus *bus, struct mbus_jlist *l) {
+    struct mbus_job *j;
     while ((j = l->head) != NULL) {
-        list_unlink(l, j);
+        mbus_list_unlink(l, j);
         if (!bus->conn) {
-            finish(bus, j, 503, NULL, 0, NULL);
+            mbus_finish(bus, j, 503, NULL, 0, NULL);
             continue;
         }
         int st = send_job(bus, j);
@@ -520,343 +313,11 @@ static int send_all(struct mbus *bus, struct jlist *l) {
             /* The publish itself may or may not have reached the broker;
              * either way it cannot be confirmed now. */
             if (j->kind == JOB_PUBLISH)
-                finish(bus, j, 503, NULL, 0, NULL);
-            lose_connection(bus, amqpc_status_text(st));
+                mbus_finish(bus, j, 503, NULL, 0, NULL);
+            mbus_lose_connection(bus, amqpc_status_text(st));
         }
     }
     return bus->conn ? 0 : -1;
-}
-
-/* ---- receiving ----------------------------------------------------------- */
-
-static void confirm(struct mbus *bus, uint64_t tag, bool multiple, bool ok) {
-    int status = ok ? 202 : 503;
-    struct job *j;
-    if (multiple) {
-        while ((j = bus->inflight.head) != NULL && j->tag <= tag) {
-            list_unlink(&bus->inflight, j);
-            atomic_fetch_add_explicit(ok ? &bus->st_confirms : &bus->st_nacks, 1,
-                                      memory_order_relaxed);
-            finish(bus, j, status, NULL, 0, NULL);
-        }
-        return;
-    }
-    for (j = bus->inflight.head; j && j->tag < tag; j = j->next)
-        ;
-    if (j && j->tag == tag) {
-        list_unlink(&bus->inflight, j);
-        atomic_fetch_add_explicit(ok ? &bus->st_confirms : &bus->st_nacks, 1, memory_order_relaxed);
-        finish(bus, j, status, NULL, 0, NULL);
-    }
-}
-
-/* Parses "<prefix>-<16 hex>" of this instance; false for anything else. */
-static bool parse_corr(const struct mbus *bus, const char *s, size_t len, uint64_t *out) {
-    size_t pl = strlen(bus->corr_prefix);
-    if (len != pl + 1 + 16 || memcmp(s, bus->corr_prefix, pl) != 0 || s[pl] != '-')
-        return false;
-    uint64_t v = 0;
-    for (size_t i = pl + 1; i < len; i++) {
-        char ch = s[i];
-        int d;
-        if (ch >= '0' && ch <= '9')
-            d = ch - '0';
-        else if (ch >= 'a' && ch <= 'f')
-            d = ch - 'a' + 10;
-        else
-            return false;
-        v = (v << 4) | (uint64_t)d;
-    }
-    *out = v;
-    return true;
-}
-
-int mbus_answer_status(const char *body, size_t len, const char *content_type) {
-    if (!strstr(content_type, "json"))
-        return 200;
-    /* Checked as text, never parsed into doubles: whatever valid JSON the
-     * worker answers (numbers of any size) is relayed byte for byte. */
-    int code = 0;
-    int rc = jtext_error_code(body, len, &code, NULL);
-    if (rc < 0)
-        return 502;
-    return rc == 1 && code >= 400 && code <= 599 ? code : 200;
-}
-
-static void delivery_complete(struct mbus *bus) {
-    struct delivery *d = &bus->dlv;
-    bool skip = d->skip;
-    d->active = false;
-    if (skip && !d->too_big)
-        return;
-    uint64_t corr;
-    struct job *j = NULL;
-    if (d->corr_set && parse_corr(bus, d->corr, d->corr_len, &corr))
-        j = rpc_find(bus, corr);
-    if (!j) {
-        atomic_fetch_add_explicit(&bus->st_late, 1, memory_order_relaxed);
-        LOG(LOG_DEBUG, "bus dropped a reply nobody waits for correlation_id=%.*s", (int)d->corr_len,
-            d->corr);
-        return;
-    }
-    rpc_remove(bus, j);
-    if (d->too_big) {
-        static const char big[] =
-            "{\"error\":{\"code\":502,\"description\":\"the worker's answer is too large\"}}";
-        LOG(LOG_WARN, "bus rpc answer too large exchange=%s bytes=%" PRIu64, j->exchange,
-            d->body_size);
-        finish(bus, j, 502, big, sizeof(big) - 1, "application/json");
-        return;
-    }
-    const char *ct = d->ct_set ? d->content_type : "application/json";
-    size_t len = (size_t)d->body_size;
-    const char *body = len ? d->buf : "";
-    int status = mbus_answer_status(body, len, ct);
-    if (d->status && status != 502)
-        status = d->status;
-    if (status == 502) {
-        static const char bad[] =
-            "{\"error\":{\"code\":502,\"description\":\"the worker's answer is not valid JSON\"}}";
-        LOG(LOG_WARN, "bus rpc answer is not valid JSON exchange=%s", j->exchange);
-        finish(bus, j, 502, bad, sizeof(bad) - 1, "application/json");
-        return;
-    }
-    finish_answer(bus, j, status, body, len, ct, d->http_headers_len ? d->http_headers : NULL);
-}
-
-static void copy_short(char *dst, size_t cap, struct amqpc_str b, size_t *out_len) {
-    size_t n = b.len < cap - 1 ? b.len : cap - 1;
-    memcpy(dst, b.p, n);
-    dst[n] = '\0';
-    if (out_len)
-        *out_len = n;
-}
-
-/* An integer header value of any AMQP integer kind, or a string of digits. */
-static bool field_int(const struct amqpc_value *v, long long *out) {
-    switch (v->kind) {
-    case AMQPC_V_INT:
-        *out = v->v.i;
-        return true;
-    case AMQPC_V_UINT:
-        *out = v->v.u > 1000000 ? 1000000 : (long long)v->v.u;
-        return true;
-    case AMQPC_V_STRING:
-    case AMQPC_V_BYTES: {
-        char buf[16];
-        size_t n = v->v.s.len;
-
-        if (n == 0 || n >= sizeof(buf))
-            return false;
-        memcpy(buf, v->v.s.p, n);
-        buf[n] = '\0';
-        *out = 0;
-        for (size_t i = 0; i < n; i++) {
-            if (buf[i] < '0' || buf[i] > '9')
-                return false;
-            *out = *out * 10 + (buf[i] - '0');
-        }
-        return true;
-    }
-    default:
-        return false;
-    }
-}
-
-static bool header_text_ok(const char *s, size_t n) {
-    for (size_t i = 0; i < n; i++)
-        if (s[i] == '\r' || s[i] == '\n' || s[i] == '\0')
-            return false;
-    return true;
-}
-
-/* Takes x-fpesa-status and x-fpesa-header-* from an answer's headers. */
-static void read_answer_headers(struct delivery *d, const struct amqpc_table *t) {
-    size_t plen = strlen(HTTP_HEADER_PREFIX);
-
-    for (size_t i = 0; i < t->n; i++) {
-        struct amqpc_str key;
-        struct amqpc_value val;
-        long long st;
-
-        amqpc_table_get(t, i, &key, &val);
-        const char *k = key.p;
-        size_t kl = key.len;
-        if (kl == strlen("x-fpesa-status") && strncasecmp(k, "x-fpesa-status", kl) == 0) {
-            if (field_int(&val, &st) && st >= 100 && st <= 599)
-                d->status = (int)st;
-            continue;
-        }
-        if (kl <= plen || strncasecmp(k, HTTP_HEADER_PREFIX, plen) != 0)
-            continue;
-        if (val.kind != AMQPC_V_STRING && val.kind != AMQPC_V_BYTES)
-            continue;
-        const char *v = val.v.s.p;
-        size_t vl = val.v.s.len;
-        if (!header_text_ok(k, kl) || !header_text_ok(v, vl) || memchr(k, ':', kl) ||
-            d->http_headers_len + (kl - plen) + 2 + vl + 2 > sizeof(d->http_headers))
-            continue;
-        char *o = d->http_headers + d->http_headers_len;
-        memcpy(o, k + plen, kl - plen);
-        o += kl - plen;
-        memcpy(o, ": ", 2);
-        o += 2;
-        memcpy(o, v, vl);
-        o += vl;
-        *o++ = '\n';
-        *o = '\0';
-        d->http_headers_len = (size_t)(o - d->http_headers);
-    }
-}
-
-/* Handles one event. Returns 0, or -1 when the connection must be dropped
- * (why says what happened). */
-static int handle_event(struct mbus *bus, const struct amqpc_event *ev, char *why, size_t why_len) {
-    struct delivery *d = &bus->dlv;
-
-    switch (ev->kind) {
-    case AMQPC_EV_HEADER: {
-        if (!d->active)
-            return 0;
-        d->have_header = true;
-        d->body_size = ev->body_size;
-        const struct amqpc_props *p = &ev->props;
-        if (!d->skip) {
-            if (p->correlation_id.p) {
-                copy_short(d->corr, sizeof(d->corr), p->correlation_id, &d->corr_len);
-                d->corr_set = true;
-            }
-            if (p->content_type.p && p->content_type.len > 0) {
-                copy_short(d->content_type, sizeof(d->content_type), p->content_type, NULL);
-                d->ct_set = true;
-            }
-            if (p->headers.n)
-                read_answer_headers(d, &p->headers);
-        }
-        if (!d->skip && d->body_size > MAX_ANSWER) {
-            d->skip = true;
-            d->too_big = true;
-        }
-        if (!d->skip && d->body_size + 1 > d->cap) {
-            char *nb = realloc(d->buf, (size_t)d->body_size + 1);
-            if (!nb) {
-                d->skip = true;
-            } else {
-                d->buf = nb;
-                d->cap = (size_t)d->body_size + 1;
-            }
-        }
-        if (d->body_size == 0)
-            delivery_complete(bus);
-        return 0;
-    }
-    case AMQPC_EV_BODY: {
-        if (!d->active || !d->have_header)
-            return 0;
-        struct amqpc_str b = ev->body;
-        if (d->got + b.len > d->body_size) {
-            snprintf(why, why_len, "body frame larger than announced");
-            return -1;
-        }
-        if (!d->skip)
-            memcpy(d->buf + d->got, b.p, b.len);
-        d->got += b.len;
-        if (d->got == d->body_size) {
-            if (!d->skip)
-                d->buf[d->got] = '\0';
-            delivery_complete(bus);
-        }
-        return 0;
-    }
-    case AMQPC_EV_ACK:
-    case AMQPC_EV_NACK:
-        if (ev->channel == CH_PUB)
-            confirm(bus, ev->tag, ev->multiple, ev->kind == AMQPC_EV_ACK);
-        return 0;
-    case AMQPC_EV_DELIVER:
-    case AMQPC_EV_RETURN: {
-        char *buf = d->buf;
-        size_t cap = d->cap;
-        *d = (struct delivery){0};
-        d->buf = buf;
-        d->cap = cap;
-        d->active = true;
-        d->skip = ev->kind == AMQPC_EV_RETURN || ev->channel != CH_RPC;
-        return 0;
-    }
-    case AMQPC_EV_CANCEL:
-        snprintf(why, why_len, "the broker cancelled the reply consumer");
-        return -1;
-    case AMQPC_EV_CLOSED:
-    case AMQPC_EV_ERROR:
-        snprintf(why, why_len, "%s", ev->text);
-        return -1;
-    case AMQPC_EV_BLOCKED:
-        atomic_store(&bus->blocked, true);
-        LOG(LOG_WARN, "bus connection blocked by the broker reason=\"%s\"", ev->text);
-        return 0;
-    case AMQPC_EV_UNBLOCKED:
-        atomic_store(&bus->blocked, false);
-        LOG(LOG_INFO, "bus connection unblocked");
-        return 0;
-    default:
-        return 0;
-    }
-}
-
-/* Reads every frame available now. Returns 0, or -1 when the connection was
- * lost. */
-static int read_frames(struct mbus *bus) {
-    char why[256];
-    struct amqpc_event ev;
-
-    for (int i = 0; i < READ_BATCH; i++) {
-        /* One microsecond, not zero: a zero timeout would hide a missed
-         * heartbeat from the library's own check. */
-        amqpc_next_event(bus->conn, 1, &ev);
-        if (ev.kind == AMQPC_EV_TIMEOUT)
-            break;
-        if (handle_event(bus, &ev, why, sizeof(why)) < 0) {
-            lose_connection(bus, why);
-            return -1;
-        }
-    }
-    amqpc_release_buffers(bus->conn);
-    return 0;
-}
-
-static void expire_rpcs(struct mbus *bus, double now) {
-    while (bus->heap_len > 0 && bus->heap[0]->deadline <= now) {
-        struct job *j = bus->heap[0];
-        rpc_remove(bus, j);
-        atomic_fetch_add_explicit(&bus->st_rpc_timeouts, 1, memory_order_relaxed);
-        finish(bus, j, 504, NULL, 0, NULL);
-    }
-}
-
-/* Publishes whose confirm did not come within bus.confirm_timeout are
- * answered 503 "outcome unknown" (the broker may still take them); a late
- * confirm then finds nothing. The in-flight list is in sending order, so the
- * oldest is first. */
-static void expire_confirms(struct mbus *bus, double now) {
-    double limit = (double)bus->cfg->bus.confirm_timeout_ms / 1000.0;
-    struct job *j;
-
-    if (limit <= 0)
-        return;
-    while ((j = bus->inflight.head) != NULL && j->started + limit <= now) {
-        list_unlink(&bus->inflight, j);
-        atomic_fetch_add_explicit(&bus->st_confirm_timeouts, 1, memory_order_relaxed);
-        finish(bus, j, 503, NULL, 0, NULL);
-    }
-}
-
-/* While the broker blocks publishers, nothing is sent: every call is
- * answered 503 "not accepted" at once, instead of waiting on a connection
- * the broker stopped reading. */
-static void refuse_blocked(struct mbus *bus, struct jlist *l) {
-    atomic_fetch_add_explicit(&bus->st_blocked, l->n, memory_order_relaxed);
-    fail_list(bus, l, 503);
 }
 
 /* ---- the thread ---------------------------------------------------------- */
@@ -902,7 +363,7 @@ static void apply_reload(struct mbus *bus) {
         /* A refused declaration closes the channel: start afresh, with the
          * configuration that was declared before. */
         rc = -1;
-        lose_connection(bus, "the new topology could not be declared");
+        mbus_lose_connection(bus, "the new topology could not be declared");
     }
     if (rc == 0) {
         bus->cfg = next;
@@ -935,9 +396,9 @@ static void *bus_main(void *arg) {
 
         if (!bus->conn) {
             /* Nothing can be confirmed without a connection: answer at once. */
-            struct jlist l;
+            struct mbus_jlist l;
             take_submitted(bus, &l);
-            fail_list(bus, &l, 503);
+            mbus_fail_list(bus, &l, 503);
             if (stopping)
                 break;
             if (now >= next_attempt) {
@@ -953,23 +414,23 @@ static void *bus_main(void *arg) {
             continue;
         }
 
-        struct jlist l;
+        struct mbus_jlist l;
         take_submitted(bus, &l);
         if (atomic_load(&bus->blocked))
-            refuse_blocked(bus, &l);
+            mbus_refuse_blocked(bus, &l);
         else if (send_all(bus, &l) < 0)
             continue;
-        if (read_frames(bus) < 0)
+        if (mbus_read_frames(bus) < 0)
             continue;
         now = now_s();
-        expire_rpcs(bus, now);
-        expire_confirms(bus, now);
+        mbus_expire_rpcs(bus, now);
+        mbus_expire_confirms(bus, now);
 
         if (draining) {
             if ((bus->inflight.n == 0 && bus->nrpc == 0) || now >= drain_deadline) {
                 LOG(LOG_INFO, "bus stopping publishes_unconfirmed=%zu rpcs_unanswered=%zu",
                     bus->inflight.n, bus->nrpc);
-                fail_list(bus, &bus->inflight, 503);
+                mbus_fail_list(bus, &bus->inflight, 503);
                 fail_rpcs(bus, 503);
                 disconnect(bus, true);
                 break;
@@ -1011,9 +472,9 @@ static void *bus_main(void *arg) {
     }
 
     /* Whatever was submitted while the last answers went out. */
-    struct jlist l;
+    struct mbus_jlist l;
     take_submitted(bus, &l);
-    fail_list(bus, &l, 503);
+    mbus_fail_list(bus, &l, 503);
     return NULL;
 }
 
@@ -1084,7 +545,7 @@ int mbus_start(struct mbus *bus) {
 
 /* Copies msg's headers into one allocation: the headers, then their
  * NUL-terminated strings. */
-static int copy_headers(struct job *j, const struct mbus_msg *msg) {
+static int copy_headers(struct mbus_job *j, const struct mbus_msg *msg) {
     size_t size = msg->n_headers * sizeof(struct amqpc_header);
     char *p;
 
@@ -1111,12 +572,12 @@ static int copy_headers(struct job *j, const struct mbus_msg *msg) {
     return 0;
 }
 
-static struct job *job_new(const struct mbus_msg *msg, enum job_kind kind, mbus_done_fn done,
-                           void *ctx) {
+static struct mbus_job *job_new(const struct mbus_msg *msg, enum mbus_job_kind kind,
+                                mbus_done_fn done, void *ctx) {
     const char *ct = msg->content_type ? msg->content_type : "application/json";
     const char *mid = msg->message_id ? msg->message_id : "";
     size_t le = strlen(msg->exchange) + 1, lm = strlen(mid) + 1, lc = strlen(ct) + 1;
-    struct job *j = malloc(sizeof(*j) + le + lm + lc + msg->body_len + 1);
+    struct mbus_job *j = malloc(sizeof(*j) + le + lm + lc + msg->body_len + 1);
     if (!j)
         return NULL;
     memset(j, 0, sizeof(*j));
@@ -1144,7 +605,7 @@ static struct job *job_new(const struct mbus_msg *msg, enum job_kind kind, mbus_
     return j;
 }
 
-static int submit(struct mbus *bus, struct job *j) {
+static int submit(struct mbus *bus, struct mbus_job *j) {
     pthread_mutex_lock(&bus->lock);
     if (bus->stopping) {
         pthread_mutex_unlock(&bus->lock);
@@ -1169,7 +630,7 @@ static int submit(struct mbus *bus, struct job *j) {
 }
 
 int mbus_publish(struct mbus *bus, const struct mbus_msg *msg, mbus_done_fn done, void *ctx) {
-    struct job *j = job_new(msg, JOB_PUBLISH, done, ctx);
+    struct mbus_job *j = job_new(msg, JOB_PUBLISH, done, ctx);
     if (!j)
         return -1;
     return submit(bus, j);
@@ -1177,7 +638,7 @@ int mbus_publish(struct mbus *bus, const struct mbus_msg *msg, mbus_done_fn done
 
 int mbus_rpc(struct mbus *bus, const struct mbus_msg *msg, long timeout_ms, mbus_done_fn done,
              void *ctx) {
-    struct job *j = job_new(msg, JOB_RPC, done, ctx);
+    struct mbus_job *j = job_new(msg, JOB_RPC, done, ctx);
     if (!j)
         return -1;
     j->deadline = j->started + (double)timeout_ms / 1000.0;

@@ -1,4 +1,4 @@
-// fuzz-sources: common/*.c mapper/bus.c liveupdate/buf.c
+// fuzz-sources: common/*.c mapper/bus*.c liveupdate/buf.c
 /* The answer path: a worker's answer in, the status and body the mapper
  * sends out, and the frames liveupdate builds from a page of stored
  * messages. Checks, on arbitrary bytes:
