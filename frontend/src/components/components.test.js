@@ -281,13 +281,16 @@ describe('Index.vue', () => {
     const raf = [];
     vi.stubGlobal('requestAnimationFrame', (fn) => raf.push(fn));
     vi.stubGlobal('fetch', async () => jsonResponse(200, liveDoc));
-    return { sockets, raf };
+    // The feed hands the view one batch per 100 ms: a clock the test moves.
+    const clock = { t: 0 };
+    vi.stubGlobal('performance', { now: () => clock.t });
+    return { sockets, raf, clock };
   }
   const frame = (i, channel = '/messages/') =>
     JSON.stringify({ id: 'id' + String(i).padStart(3, '0'), channel, received_at: '2024-01-01T00:00:00Z', data: { i } });
 
   it('opens every live channel of the document, shows frames newest first, keeps at most 200', async () => {
-    const { sockets, raf } = setup();
+    const { sockets, raf, clock } = setup();
     const w = mount(Index, { props: { route: { name: 'live', query: {} } }, attachTo: document.body });
     await flushPromises();
     expect(sockets.map((s) => s.url)).toEqual([
@@ -301,7 +304,14 @@ describe('Index.vue', () => {
     sockets[1].onopen({});
     await flushPromises();
     expect(w.find('[role="status"]').text()).toBe('connected');
-    for (let i = 0; i < 250; i++) sockets[i % 2].onmessage({ data: frame(i, i % 2 ? '/alerts' : '/messages/') });
+    // Arriving a few at a time, every frame is drawn; the list keeps 200.
+    for (let i = 0; i < 250; i++) {
+      sockets[i % 2].onmessage({ data: frame(i, i % 2 ? '/alerts' : '/messages/') });
+      if (i % 10 === 9) {
+        raf.splice(0).forEach((f) => f());
+        clock.t += 100;
+      }
+    }
     raf.splice(0).forEach((f) => f());
     await flushPromises();
     const items = w.findAll('li.item');
@@ -310,6 +320,18 @@ describe('Index.vue', () => {
     expect(items[0].find('.chan').text()).toBe('/alerts');
     expect(items[0].find('pre').text()).toBe('{\n  "i": 249\n}');
     expect(w.find('[data-testid="total"]').text()).toBe('250');
+    expect(w.findAll('li.marker').length).toBe(0);
+    // A burst in one batch draws its newest 40 and one line for the rest.
+    clock.t += 100;
+    for (let i = 250; i < 350; i++) sockets[0].onmessage({ data: frame(i) });
+    raf.splice(0).forEach((f) => f());
+    await flushPromises();
+    const top = w.findAll('ol.feed > li');
+    expect(top[0].attributes('data-id')).toBe('id349');
+    expect(top[39].attributes('data-id')).toBe('id310');
+    expect(top[40].classes()).toContain('burst');
+    expect(top[40].text()).toContain('60 earlier messages of this burst not drawn');
+    expect(w.find('[data-testid="total"]').text()).toBe('350');
     sockets[0].onclose({ code: 1012, reason: 'restart' });
     await flushPromises();
     expect(w.find('[role="status"]').text()).toBe('reconnecting');
@@ -333,7 +355,7 @@ describe('Index.vue', () => {
   });
 
   it('holds the list while the reader is scrolled down and offers "N new"', async () => {
-    const { sockets, raf } = setup();
+    const { sockets, raf, clock } = setup();
     const w = mount(Index, { props: { route: { name: 'live', query: { channels: '/messages/' } } } });
     await flushPromises();
     sockets[0].onopen({});
@@ -343,6 +365,7 @@ describe('Index.vue', () => {
     expect(w.findAll('li.item').length).toBe(1);
     window.scrollY = 500;
     window.dispatchEvent(new Event('scroll'));
+    clock.t += 100;
     for (let i = 2; i < 400; i++) sockets[0].onmessage({ data: frame(i) });
     raf.splice(0).forEach((f) => f());
     await flushPromises();

@@ -27,11 +27,14 @@ export function dataText(data) {
 
 export class FeedRenderer {
   // list: the <ol> to draw into; limit: items kept on screen; href(msg): the
-  // link of a message's detail view, or null.
-  constructor(list, { limit = 200, href = null } = {}) {
+  // link of a message's detail view, or null; drawMax: the most items one
+  // live batch draws (the newest; the older ones of a burst are counted and
+  // stand as one line), so that a burst never makes one long frame.
+  constructor(list, { limit = 200, href = null, drawMax = 40 } = {}) {
     this.list = list;
     this.limit = limit;
     this.href = href;
+    this.drawMax = drawMax;
     this.held = []; // frames waiting while held, oldest first (newest `limit`)
     this.heldCount = 0; // frames that arrived while held (shown as "N new")
     this.holding = false;
@@ -101,15 +104,23 @@ export class FeedRenderer {
       if (this.held.length > this.limit) this.held.splice(0, this.held.length - this.limit);
       return;
     }
-    this.draw(frames);
+    this.draw(frames, this.drawMax);
   }
 
-  draw(frames) {
-    const take = frames.length > this.limit ? frames.slice(frames.length - this.limit) : frames;
+  // Draws frames (oldest first) at the top: the newest `max` of them, and a
+  // line saying how many older ones of the same batch were not drawn.
+  draw(frames, max = this.limit) {
+    const keep = Math.min(max, this.limit);
+    const take = frames.length > keep ? frames.slice(frames.length - keep) : frames;
     const frag = this.list.ownerDocument.createDocumentFragment();
     for (let i = take.length - 1; i >= 0; i--) {
       const f = take[i];
       frag.appendChild(f.marker !== undefined ? this.markerItem(f.marker, f.kind) : this.item(f));
+    }
+    const cut = frames.length - take.length;
+    if (cut > 0) {
+      frag.appendChild(this.markerItem(`${cut} earlier message${cut === 1 ? '' : 's'} of this burst not drawn (counted above; every one is stored)`, 'burst'));
+      this.shown++;
     }
     this.list.insertBefore(frag, this.list.firstChild);
     this.shown += take.length;
