@@ -321,16 +321,16 @@ describe('Index.vue', () => {
     expect(items[0].find('pre').text()).toBe('{\n  "i": 249\n}');
     expect(w.find('[data-testid="total"]').text()).toBe('250');
     expect(w.findAll('li.marker').length).toBe(0);
-    // A burst in one batch draws its newest 40 and one line for the rest.
+    // A burst in one batch draws its newest 25 and one line for the rest.
     clock.t += 100;
     for (let i = 250; i < 350; i++) sockets[0].onmessage({ data: frame(i) });
     raf.splice(0).forEach((f) => f());
     await flushPromises();
     const top = w.findAll('ol.feed > li');
     expect(top[0].attributes('data-id')).toBe('id349');
-    expect(top[39].attributes('data-id')).toBe('id310');
-    expect(top[40].classes()).toContain('burst');
-    expect(top[40].text()).toContain('60 earlier messages of this burst not drawn');
+    expect(top[24].attributes('data-id')).toBe('id325');
+    expect(top[25].classes()).toContain('burst');
+    expect(top[25].text()).toContain('75 earlier messages of this burst not drawn');
     expect(w.find('[data-testid="total"]').text()).toBe('350');
     sockets[0].onclose({ code: 1012, reason: 'restart' });
     await flushPromises();

@@ -30,7 +30,7 @@ export class FeedRenderer {
   // link of a message's detail view, or null; drawMax: the most items one
   // live batch draws (the newest; the older ones of a burst are counted and
   // stand as one line), so that a burst never makes one long frame.
-  constructor(list, { limit = 200, href = null, drawMax = 40 } = {}) {
+  constructor(list, { limit = 200, href = null, drawMax = 25 } = {}) {
     this.list = list;
     this.limit = limit;
     this.href = href;
