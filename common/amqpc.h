@@ -229,10 +229,10 @@ int amqpc_publish(struct amqpc_conn *conn, int channel, const struct amqpc_out *
 
 /* basic.ack of tag (and of every earlier one with multiple), basic.nack
  * (requeue: back to the queue, else dropped or dead-lettered by the
- * broker), basic.reject. 0, or a negative library status. */
+ * broker; a single tag's nack is what basic.reject does). 0, or a negative
+ * library status. */
 int amqpc_ack(struct amqpc_conn *conn, int channel, uint64_t tag, bool multiple);
 int amqpc_nack(struct amqpc_conn *conn, int channel, uint64_t tag, bool multiple, bool requeue);
-int amqpc_reject(struct amqpc_conn *conn, int channel, uint64_t tag, bool requeue);
 
 /* A library status (a negative return of the functions above) as text. */
 const char *amqpc_status_text(int status);

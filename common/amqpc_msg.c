@@ -295,10 +295,6 @@ int amqpc_nack(struct amqpc_conn *conn, int channel, uint64_t tag, bool multiple
     return amqp_basic_nack(conn->st, (amqp_channel_t)channel, tag, multiple, requeue);
 }
 
-int amqpc_reject(struct amqpc_conn *conn, int channel, uint64_t tag, bool requeue) {
-    return amqp_basic_reject(conn->st, (amqp_channel_t)channel, tag, requeue);
-}
-
 const char *amqpc_status_text(int status) {
     return amqp_error_string2(status);
 }
