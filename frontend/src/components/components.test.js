@@ -314,14 +314,17 @@ describe('Index.vue', () => {
     }
     raf.splice(0).forEach((f) => f());
     await flushPromises();
+    // At the top, the newest 40 lines are in the document; the list holds 200.
     const items = w.findAll('li.item');
-    expect(items.length).toBe(200);
+    expect(items.length).toBe(40);
+    expect(w.find('.bar').text()).toContain('showing 200 of at most 200');
     expect(items[0].attributes('data-id')).toBe('id249');
     expect(items[0].find('.chan').text()).toBe('/alerts');
     expect(items[0].find('pre').text()).toBe('{\n  "i": 249\n}');
     expect(w.find('[data-testid="total"]').text()).toBe('250');
     expect(w.findAll('li.marker').length).toBe(0);
-    // A burst in one batch draws its newest 25 and one line for the rest.
+    // A burst in one batch draws its newest items as far as the drawing
+    // budget goes (100 a second, up to 25 at once) and one line for the rest.
     clock.t += 100;
     for (let i = 250; i < 350; i++) sockets[0].onmessage({ data: frame(i) });
     raf.splice(0).forEach((f) => f());
@@ -332,6 +335,18 @@ describe('Index.vue', () => {
     expect(top[25].classes()).toContain('burst');
     expect(top[25].text()).toContain('75 earlier messages of this burst not drawn');
     expect(w.find('[data-testid="total"]').text()).toBe('350');
+    // Scrolled down, the reader gets the whole list below, a step per frame.
+    window.scrollY = 500;
+    window.dispatchEvent(new Event('scroll'));
+    for (let n = 0; n < 20 && raf.length; n++) raf.splice(0).forEach((f) => f());
+    await flushPromises();
+    const all = w.findAll('ol.feed > li');
+    expect(all.length).toBe(200);
+    expect(all[26].attributes('data-id')).toBe('id249');
+    window.scrollY = 0;
+    window.dispatchEvent(new Event('scroll'));
+    await flushPromises();
+    expect(w.findAll('ol.feed > li').length).toBe(40);
     sockets[0].onclose({ code: 1012, reason: 'restart' });
     await flushPromises();
     expect(w.find('[role="status"]').text()).toBe('reconnecting');
@@ -378,8 +393,9 @@ describe('Index.vue', () => {
     await w.find('[data-testid="new-notice"]').trigger('click');
     await flushPromises();
     const ids = w.findAll('li.item').map((li) => li.attributes('data-id'));
-    expect(ids.length).toBe(200);
+    expect(ids.length).toBe(40);
     expect(ids[0]).toBe('id399');
+    expect(w.find('.bar').text()).toContain('showing 200 of at most 200');
     expect(w.find('[data-testid="new-notice"]').exists()).toBe(false);
     w.unmount();
   });

@@ -3,23 +3,27 @@
 // ?since=<last id> (an EventSource sends Last-Event-ID by itself) so that no
 // message is lost across a reconnect. A position the server does not know
 // (close 4404, or an SSE "gap" event) is shown as a gap and the feed carries
-// on live. Frames are handed to the view in batches, once per animation
-// frame, so a burst of 500 messages a second costs one render per frame
-// rather than one per message.
+// on live. Frames are handed to the view in batches, at most one per
+// minInterval, so a burst of 1,000 messages a second costs ten renders a
+// second rather than one per message. The page runs it in a worker
+// (feedworker.js, through feedhost.js), so the messages' events and parsing
+// never take the page's main thread.
+
+// url with ?since=<id> (or &since=) added when there is a position.
+export function withSince(url, since) {
+  if (!since) return url;
+  return url + (url.includes('?') ? '&' : '?') + 'since=' + encodeURIComponent(since);
+}
 
 // ws(s)://host/ws/v1/messages/ derived from the page's location.
 export function liveUrl(loc, path = '/ws/v1/messages/', since = null) {
   const proto = loc.protocol === 'https:' ? 'wss:' : 'ws:';
-  let url = proto + '//' + loc.host + path;
-  if (since) url += (url.includes('?') ? '&' : '?') + 'since=' + encodeURIComponent(since);
-  return url;
+  return withSince(proto + '//' + loc.host + path, since);
 }
 
 // http(s)://host/events/v1/messages/ : the same channel as Server-Sent Events.
 export function sseUrl(loc, path = '/events/v1/messages/', since = null) {
-  let url = loc.protocol + '//' + loc.host + path;
-  if (since) url += (url.includes('?') ? '&' : '?') + 'since=' + encodeURIComponent(since);
-  return url;
+  return withSince(loc.protocol + '//' + loc.host + path, since);
 }
 
 // Delay before reconnect attempt `attempt` (0-based): base * 2^attempt,
