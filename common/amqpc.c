@@ -287,6 +287,52 @@ int amqpc_declare_queue(struct amqpc_conn *conn, int channel, const char *name) 
     return amqpc_declare_queue_as(conn, channel, name, true);
 }
 
+int amqpc_declare_stream(struct amqpc_conn *conn, int channel, const char *name, int64_t max_bytes,
+                         const char *max_age) {
+    amqp_table_entry_t arg[3];
+    amqp_table_t args = {0, arg};
+    int r;
+
+    arg[0].key = amqp_cstring_bytes("x-queue-type");
+    arg[0].value.kind = AMQP_FIELD_KIND_UTF8;
+    arg[0].value.value.bytes = amqp_cstring_bytes("stream");
+    args.num_entries = 1;
+    if (max_bytes > 0) {
+        arg[args.num_entries].key = amqp_cstring_bytes("x-max-length-bytes");
+        arg[args.num_entries].value.kind = AMQP_FIELD_KIND_I64;
+        arg[args.num_entries].value.value.i64 = max_bytes;
+        args.num_entries++;
+    }
+    if (max_age && *max_age) {
+        arg[args.num_entries].key = amqp_cstring_bytes("x-max-age");
+        arg[args.num_entries].value.kind = AMQP_FIELD_KIND_UTF8;
+        arg[args.num_entries].value.value.bytes = amqp_cstring_bytes(max_age);
+        args.num_entries++;
+    }
+    amqp_queue_declare(conn->st, (amqp_channel_t)channel, amqp_cstring_bytes(name), 0, 1, 0, 0,
+                       args);
+    r = refused(conn, channel, "queue.declare", name);
+    if (r <= 0)
+        return r;
+    amqp_queue_declare(conn->st, (amqp_channel_t)channel, amqp_cstring_bytes(name), 1, 0, 0, 0,
+                       amqp_empty_table);
+    return amqpc_check(conn, "queue.declare passive", name);
+}
+
+int amqpc_consume_stream(struct amqpc_conn *conn, int channel, const char *queue,
+                         const char *consumer_tag) {
+    amqp_table_entry_t arg;
+    amqp_table_t args = {1, &arg};
+
+    arg.key = amqp_cstring_bytes("x-stream-offset");
+    arg.value.kind = AMQP_FIELD_KIND_UTF8;
+    arg.value.value.bytes = amqp_cstring_bytes("next");
+    amqp_basic_consume(conn->st, (amqp_channel_t)channel, amqp_cstring_bytes(queue),
+                       consumer_tag ? amqp_cstring_bytes(consumer_tag) : amqp_empty_bytes, 0, 0, 0,
+                       args);
+    return amqpc_check(conn, "basic.consume", queue);
+}
+
 int amqpc_bind(struct amqpc_conn *conn, int channel, const char *queue, const char *exchange,
                const char *key) {
     amqp_queue_bind(conn->st, (amqp_channel_t)channel, amqp_cstring_bytes(queue),

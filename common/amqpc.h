@@ -106,6 +106,21 @@ int amqpc_declare_queue_as(struct amqpc_conn *conn, int channel, const char *nam
 int amqpc_declare_queue_typed(struct amqpc_conn *conn, int channel, const char *name, bool durable,
                               const char *queue_type);
 
+/* Declares a stream (a durable queue with x-queue-type=stream: an
+ * append-only log that every consumer reads from an offset of its own, in
+ * the one order the log has, replicated over the cluster's nodes) with its
+ * retention: max_bytes (x-max-length-bytes; 0: none) and max_age (x-max-age,
+ * e.g. "1h"; NULL: none). One that exists with other arguments is used as
+ * it is. 0 or -1 (logged). */
+int amqpc_declare_stream(struct amqpc_conn *conn, int channel, const char *name, int64_t max_bytes,
+                         const char *max_age);
+
+/* basic.consume of a stream from what is published from now on
+ * (x-stream-offset "next"). Deliveries must be acknowledged (the channel
+ * needs a prefetch, amqpc_qos). 0 or -1 (logged). */
+int amqpc_consume_stream(struct amqpc_conn *conn, int channel, const char *queue,
+                         const char *consumer_tag);
+
 /* Binds queue to exchange with key (NULL: ""). 0 or -1 (logged). */
 int amqpc_bind(struct amqpc_conn *conn, int channel, const char *queue, const char *exchange,
                const char *key);

@@ -49,6 +49,8 @@ int cfg_init(struct cfg *cfg) {
     cfg->live.max_frame = 4 * 1024;
     cfg->live.ping_interval = 20;
     cfg->live.resume_limit = 1000;
+    cfg->live.stream_max_bytes = 256u * 1024 * 1024;
+    cfg->live.stream_max_age = 3600;
     cfg->database.url = strdup("postgresql://fpesa@127.0.0.1:5432/fpesa");
     cfg->idempotency.timeout_ms = 2000;
     if (!cfg->bus.url || !cfg->http.host || !cfg->http.public_prefix || !cfg->live.host ||

@@ -14,6 +14,7 @@
  *   FPESA_DATABASE_URL   database.url
  *   FPESA_HTTP_LISTEN    http.listen        (host:port)
  *   FPESA_LIVE_LISTEN    liveupdate.listen  (host:port)
+ *   FPESA_LIVE_SOURCE    liveupdate.source  (queue or stream)
  *   FPESA_HANDLER_LISTEN handler_host.listen (host:port)
  *   FPESA_PLUGIN_DIR     plugin_dir
  * An override with a bad value is an error like one in the file (reported as
@@ -46,6 +47,13 @@ enum cfg_compat {
 
 /* bus.queue_type: what the durable endpoint queues and dead-letter queues are
  * declared as. A queue that exists as another type is used as it is. */
+/* liveupdate.source: where liveupdate reads a live channel's messages. */
+enum cfg_live_source {
+    CFG_LIVE_QUEUE = 0,  /* a private queue of its own per instance (in the order it gets them) */
+    CFG_LIVE_STREAM = 1, /* a stream per channel that every instance reads, in the stream's one
+                            order: a client resumes exactly on any instance */
+};
+
 enum cfg_queue_type {
     CFG_QUEUE_CLASSIC = 0, /* RabbitMQ's classic queue (declared without x-queue-type) */
     CFG_QUEUE_QUORUM = 1,  /* a replicated quorum queue: survives the loss of a cluster node */
@@ -200,6 +208,9 @@ struct cfg {
         size_t max_frame;    /* largest frame accepted from a client; default 4 KiB */
         int ping_interval;   /* seconds; default 20 */
         long resume_limit;   /* most stored messages replayed on ?since=; default 1000 */
+        enum cfg_live_source source; /* default CFG_LIVE_QUEUE; FPESA_LIVE_SOURCE */
+        size_t stream_max_bytes;     /* a stream's retention in bytes; default 256 MiB */
+        int stream_max_age;          /* and in seconds; default 3600 */
     } live;
 
     /* The handler host's own HTTP listener for /health and /metrics

@@ -28,6 +28,13 @@ void cfg_env_overrides(struct cfg_loader *ld) {
         else
             cfg_env_errf(ld, "FPESA_QUEUE_TYPE", "expected classic or quorum, not \"%.40s\"", s);
     }
+    s = getenv("FPESA_LIVE_SOURCE");
+    if (s && *s) {
+        if (cfg_live_source_of(s) >= 0)
+            cfg->live.source = (enum cfg_live_source)cfg_live_source_of(s);
+        else
+            cfg_env_errf(ld, "FPESA_LIVE_SOURCE", "expected queue or stream, not \"%.40s\"", s);
+    }
     s = getenv("FPESA_DATABASE_URL");
     if (s && *s)
         cfg_store_str(ld, &cfg->database.url, s);

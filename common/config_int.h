@@ -158,6 +158,7 @@ void cfg_set_rate_limit(struct cfg_loader *ld, const struct cfg_key *k, const st
 
 extern const struct cfg_key cfg_top_keys[];
 int cfg_queue_type_of(const char *name);
+int cfg_live_source_of(const char *name);
 
 /* ---- config_checks.c: checks and defaults that need the whole file. ---- */
 

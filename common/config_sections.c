@@ -11,60 +11,66 @@
 
 #define CF(f) offsetof(struct cfg, f)
 
+/* A setting that names one of a few choices: stores the index of v's name
+ * in names, or reports it (with a suggestion when one is close). */
+static void set_choice(struct cfg_loader *ld, const struct cfg_key *k, const struct ynode *v,
+                       void *base, const char *const *names, size_t n, const char *expected) {
+    char t[96];
+    const char *s;
+
+    if (!cfg_scalar_ok(ld, k, v, expected))
+        return;
+    for (size_t i = 0; i < n; i++) {
+        if (strcmp(v->value, names[i]) == 0) {
+            *FIELD(base, k->off, int) = (int)i;
+            return;
+        }
+    }
+    s = cfg_suggest(v->value, names, n);
+    if (s)
+        cfg_errf(ld, v, "unknown %s \"%s\" (did you mean \"%s\"?)", k->name,
+                 cfg_quote(v->value, t, sizeof(t)), s);
+    else
+        cfg_errf(ld, v, "unknown %s \"%s\" (expected %s)", k->name,
+                 cfg_quote(v->value, t, sizeof(t)), expected);
+}
+
+static int index_of(const char *name, const char *const *names, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(name, names[i]) == 0)
+            return (int)i;
+    return -1;
+}
+
 static const char *const compats[] = {"none", "fpesa-python"};
 
 static void set_compat(struct cfg_loader *ld, const struct cfg_key *k, const struct ynode *v,
                        void *base) {
-    char t[96];
-    const char *s;
-
-    if (!cfg_scalar_ok(ld, k, v, "none or fpesa-python"))
-        return;
-    for (size_t i = 0; i < sizeof(compats) / sizeof(compats[0]); i++) {
-        if (strcmp(v->value, compats[i]) == 0) {
-            *FIELD(base, k->off, enum cfg_compat) = (enum cfg_compat)i;
-            return;
-        }
-    }
-    s = cfg_suggest(v->value, compats, 2);
-    if (s)
-        cfg_errf(ld, v, "unknown compat \"%s\" (did you mean \"%s\"?)",
-                 cfg_quote(v->value, t, sizeof(t)), s);
-    else
-        cfg_errf(ld, v, "unknown compat \"%s\" (expected none or fpesa-python)",
-                 cfg_quote(v->value, t, sizeof(t)));
+    set_choice(ld, k, v, base, compats, 2, "none or fpesa-python");
 }
 
 static const char *const queue_types[] = {"classic", "quorum"};
 
 /* Returns the index of name in queue_types, or -1. */
 int cfg_queue_type_of(const char *name) {
-    for (size_t i = 0; i < sizeof(queue_types) / sizeof(queue_types[0]); i++)
-        if (strcmp(name, queue_types[i]) == 0)
-            return (int)i;
-    return -1;
+    return index_of(name, queue_types, 2);
 }
 
 static void set_queue_type(struct cfg_loader *ld, const struct cfg_key *k, const struct ynode *v,
                            void *base) {
-    char t[96];
-    const char *s;
-    int i;
+    set_choice(ld, k, v, base, queue_types, 2, "classic or quorum");
+}
 
-    if (!cfg_scalar_ok(ld, k, v, "classic or quorum"))
-        return;
-    i = cfg_queue_type_of(v->value);
-    if (i >= 0) {
-        *FIELD(base, k->off, enum cfg_queue_type) = (enum cfg_queue_type)i;
-        return;
-    }
-    s = cfg_suggest(v->value, queue_types, 2);
-    if (s)
-        cfg_errf(ld, v, "unknown queue_type \"%s\" (did you mean \"%s\"?)",
-                 cfg_quote(v->value, t, sizeof(t)), s);
-    else
-        cfg_errf(ld, v, "unknown queue_type \"%s\" (expected classic or quorum)",
-                 cfg_quote(v->value, t, sizeof(t)));
+static const char *const live_sources[] = {"queue", "stream"};
+
+/* Returns the index of name in live_sources, or -1. */
+int cfg_live_source_of(const char *name) {
+    return index_of(name, live_sources, 2);
+}
+
+static void set_live_source(struct cfg_loader *ld, const struct cfg_key *k, const struct ynode *v,
+                            void *base) {
+    set_choice(ld, k, v, base, live_sources, 2, "queue or stream");
 }
 
 static const struct cfg_key cors_keys[] = {
@@ -105,6 +111,9 @@ static const struct cfg_key live_keys[] = {
     {"max_frame", cfg_set_size, CF(live.max_frame), 0, 16, 64ll * 1024 * 1024, NULL, 0},
     {"ping_interval", cfg_set_seconds, CF(live.ping_interval), 0, 1, 3600, NULL, 0},
     {"resume_limit", cfg_set_long, CF(live.resume_limit), 0, 0, 10000000, NULL, 0},
+    {"source", set_live_source, CF(live.source), 0, 0, 0, NULL, 0},
+    {"stream_max_bytes", cfg_set_size, CF(live.stream_max_bytes), 0, 0, 1ll << 40, NULL, 0},
+    {"stream_max_age", cfg_set_seconds, CF(live.stream_max_age), 0, 0, 366 * 86400, NULL, 0},
     {NULL, NULL, 0, 0, 0, 0, NULL, 0},
 };
 

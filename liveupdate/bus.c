@@ -97,6 +97,54 @@ static int declare_queue(struct live_bus *bus, char *out, size_t len) {
     return amqpc_declare_private_queue(bus->conn, 1, out, len);
 }
 
+static int push_str(char ***v, size_t *n, const char *s);
+
+#define STREAM_PREFETCH 1000
+
+static void stream_name(const char *exchange, char *out, size_t len) {
+    snprintf(out, len, "%s:live", exchange);
+}
+
+/* Source stream: declares exchange i's stream, binds it and consumes it
+ * from now on. After a lost connection too: the stream may lack what was
+ * published while its node was away, so a reconnect is a hole in the live
+ * stream as with a private queue (clients resume from the store). */
+static int consume_stream(struct live_bus *bus, size_t i) {
+    char name[300], tag[32], age[32];
+
+    stream_name(bus->ex[i], name, sizeof(name));
+    snprintf(tag, sizeof(tag), "s%zu", i);
+    snprintf(age, sizeof(age), "%ds", bus->p.stream_max_age_s);
+    /* The prefetch again: a declaration the broker refused (a stream that
+     * exists with other retention) reopened the channel without it. */
+    if (amqpc_declare_stream(bus->conn, 2, name, bus->p.stream_max_bytes,
+                             bus->p.stream_max_age_s > 0 ? age : NULL) < 0 ||
+        amqpc_qos(bus->conn, 2, STREAM_PREFETCH, "streams") < 0 ||
+        amqpc_bind(bus->conn, 2, name, bus->ex[i], "") < 0 ||
+        amqpc_consume_stream(bus->conn, 2, name, tag) < 0)
+        return -1;
+    LOG(LOG_INFO, "bus reading stream=%s", name);
+    return 0;
+}
+
+/* Binds exchange i to what this instance reads. */
+static int bind_live(struct live_bus *bus, size_t i) {
+    if (bus->p.stream)
+        return consume_stream(bus, i);
+    return amqpc_bind(bus->conn, 1, bus->live_queue, bus->ex[i], "");
+}
+
+/* Appends an exchange and the channel it feeds. */
+static int push_exchange(struct live_bus *bus, const char *exchange, int channel) {
+    int *nc = realloc(bus->ex_channel, (bus->n_ex + 1) * sizeof(*nc));
+
+    if (!nc)
+        return -1;
+    bus->ex_channel = nc;
+    nc[bus->n_ex] = channel;
+    return push_str(&bus->ex, &bus->n_ex, exchange);
+}
+
 static int push_str(char ***v, size_t *n, const char *s) {
     char **nv = realloc(*v, (*n + 1) * sizeof(**v));
     char *d = strdup(s);
@@ -124,21 +172,17 @@ static int take_adds(struct live_bus *bus, bool connected) {
     pthread_mutex_unlock(&bus->lock);
     while (a) {
         struct live_add *next = a->next;
-        int *nc = realloc(bus->ex_channel, (bus->n_ex + 1) * sizeof(*nc));
-        if (nc) {
-            bus->ex_channel = nc;
-            nc[bus->n_ex] = a->channel;
-            if (push_str(&bus->ex, &bus->n_ex, a->exchange) < 0)
-                LOG(LOG_ERROR, "out of memory adding exchange=%s", a->exchange);
-        }
+        bool added = push_exchange(bus, a->exchange, a->channel) == 0;
+        if (!added)
+            LOG(LOG_ERROR, "out of memory adding exchange=%s", a->exchange);
         if (a->rpc_exchange)
             push_str(&bus->rpc, &bus->n_rpc, a->rpc_exchange);
-        if (connected && rc == 0) {
+        if (connected && rc == 0 && added) {
             if (declare_exchange(bus, a->exchange, "fanout") < 0 ||
                 (a->rpc_exchange && declare_exchange(bus, a->rpc_exchange, "direct") < 0)) {
                 rc = -1;
             } else {
-                rc = amqpc_bind(bus->conn, 1, bus->live_queue, a->exchange, "");
+                rc = bind_live(bus, bus->n_ex - 1);
             }
             if (rc == 0)
                 LOG(LOG_INFO, "bus bound exchange=%s channel=%d", a->exchange, a->channel);
@@ -169,6 +213,10 @@ static int connect_bus(struct live_bus *bus) {
         return -1;
     if (amqpc_channel_open(bus->conn, 1, "live") < 0)
         goto out_conn;
+    /* Streams are read on a channel of their own, with a prefetch (a stream
+     * consumer acknowledges what it got, to be sent more; consume_stream). */
+    if (bus->p.stream && amqpc_channel_open(bus->conn, 2, "streams") < 0)
+        goto out_conn;
     take_adds(bus, false);
     for (size_t i = 0; i < bus->n_ex; i++)
         if (declare_exchange(bus, bus->ex[i], "fanout") < 0)
@@ -178,17 +226,18 @@ static int connect_bus(struct live_bus *bus) {
     for (size_t i = 0; i < bus->n_rpc; i++)
         if (declare_exchange(bus, bus->rpc[i], "direct") < 0)
             goto out_conn;
-    if (declare_queue(bus, bus->live_queue, sizeof(bus->live_queue)) < 0 ||
+    if ((!bus->p.stream && declare_queue(bus, bus->live_queue, sizeof(bus->live_queue)) < 0) ||
         declare_queue(bus, bus->reply_queue, sizeof(bus->reply_queue)) < 0)
         goto out_conn;
     for (size_t i = 0; i < bus->n_ex; i++)
-        if (amqpc_bind(bus->conn, 1, bus->live_queue, bus->ex[i], "") < 0)
+        if (bind_live(bus, i) < 0)
             goto out_conn;
     if (amqpc_bind(bus->conn, 1, bus->reply_queue, "RPC", bus->reply_queue) < 0 ||
-        amqpc_consume(bus->conn, 1, bus->live_queue, "live", true, true) < 0 ||
+        (!bus->p.stream && amqpc_consume(bus->conn, 1, bus->live_queue, "live", true, true) < 0) ||
         amqpc_consume(bus->conn, 1, bus->reply_queue, "reply", true, true) < 0)
         goto out_conn;
-    LOG(LOG_INFO, "bus ready queue=%s exchanges=%zu", bus->live_queue, bus->n_ex);
+    LOG(LOG_INFO, "bus ready %s=%s exchanges=%zu", bus->p.stream ? "source" : "queue",
+        bus->p.stream ? "streams" : bus->live_queue, bus->n_ex);
     return 0;
 
 out_conn:
@@ -206,9 +255,8 @@ static int channel_of_exchange(struct live_bus *bus, struct amqpc_str ex) {
     return -1;
 }
 
-static void on_live(struct live_bus *bus, const struct amqpc_envelope *env) {
+static void on_live(struct live_bus *bus, const struct amqpc_envelope *env, int ch) {
     const struct amqpc_props *pr = &env->props;
-    int ch = channel_of_exchange(bus, env->exchange);
     char id[LIVE_ID_MAX + 1] = "";
     char when[48];
     const char *text = env->body, *data = NULL, *pv;
@@ -407,6 +455,18 @@ static void drop_reqs(struct live_bus *bus) {
     }
 }
 
+/* A delivery from exchange i's stream (consumer tag "s<i>"): passed on,
+ * and acknowledged (which lets the broker send more). */
+static void on_stream(struct live_bus *bus, const struct amqpc_envelope *env) {
+    char tag[32];
+    unsigned long i;
+
+    snprintf(tag, sizeof(tag), "%.*s", (int)env->consumer_tag.len, env->consumer_tag.p);
+    if (sscanf(tag, "s%lu", &i) == 1 && i < bus->n_ex)
+        on_live(bus, env, bus->ex_channel[i]);
+    amqpc_ack(bus->conn, 2, env->delivery_tag, false);
+}
+
 /* Consumes until the connection fails or stop is asked. */
 static void consume_loop(struct live_bus *bus) {
     while (!atomic_load(&bus->stop)) {
@@ -419,10 +479,17 @@ static void consume_loop(struct live_bus *bus) {
         case AMQPC_EV_ENVELOPE:
             if (env.consumer_tag.len == 5 && memcmp(env.consumer_tag.p, "reply", 5) == 0)
                 on_reply(bus, &env);
+            else if (env.channel == 2)
+                on_stream(bus, &env);
             else
-                on_live(bus, &env);
+                on_live(bus, &env, channel_of_exchange(bus, env.exchange));
             amqpc_envelope_free(&env);
             continue;
+        case AMQPC_EV_CANCEL:
+            /* e.g. the node of a stream's member went away: read again
+             * from a fresh connection (from the offset reached). */
+            LOG(LOG_WARN, "bus consumer cancelled by the broker; reconnecting");
+            return;
         case AMQPC_EV_CLOSED:
             LOG(LOG_WARN, "bus closed by the broker: %s", ev.text);
             return;
@@ -492,15 +559,9 @@ struct live_bus *live_bus_start(const struct live_bus_params *params) {
     if (!bus)
         return NULL;
     bus->p = *params;
-    for (size_t i = 0; i < params->n_exchanges; i++) {
-        int *nc = realloc(bus->ex_channel, (i + 1) * sizeof(*nc));
-        if (!nc)
+    for (size_t i = 0; i < params->n_exchanges; i++)
+        if (push_exchange(bus, params->exchanges[i], params->exchange_channel[i]) < 0)
             goto out_free;
-        bus->ex_channel = nc;
-        nc[i] = params->exchange_channel[i];
-        if (push_str(&bus->ex, &bus->n_ex, params->exchanges[i]) < 0)
-            goto out_free;
-    }
     for (size_t i = 0; i < params->n_rpc_exchanges; i++)
         if (push_str(&bus->rpc, &bus->n_rpc, params->rpc_exchanges[i]) < 0)
             goto out_free;

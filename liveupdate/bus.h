@@ -3,8 +3,11 @@
  *
  * It declares the fanout exchange of every live endpoint (durable, so start
  * order does not matter), binds one exclusive, auto-delete, server-named queue
- * to all of them, and turns each delivery into one shared frame (buf.h) that
- * it pushes to the inbox before waking the service thread. It also sends the
+ * to all of them (liveupdate.source: queue) or reads a stream per exchange,
+ * "<exchange>:live", bound to it (source: stream: every instance then sees
+ * the same order, so a client resumes exactly on any of them), and turns
+ * each delivery into one shared
+ * frame (buf.h) that it pushes to the inbox before waking the service thread. It also sends the
  * resume requests to the stored-messages rpc and hands the answers back the
  * same way. The connection is re-established with exponential backoff; loss
  * and recovery are reported as events so clients can be told.
@@ -37,6 +40,9 @@ struct live_bus_params {
     bool transient;                   /* declare exchanges not durable (compat fpesa-python) */
     int original_channel;     /* channel that also gets every live message in the original fpesa's
                                  form (binary, data only), or -1 */
+    bool stream;              /* read streams, not a private queue */
+    int64_t stream_max_bytes; /* the streams' retention (0: none) */
+    int stream_max_age_s;     /* (0: none) */
     struct live_inbox *inbox; /* borrowed; where events go */
     live_wake_fn *wake;
     void *wake_arg;

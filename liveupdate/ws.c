@@ -450,6 +450,9 @@ struct live_server *live_server_new(const struct cfg *cfg) {
     bp.pre = LWS_PRE;
     bp.transient = !cfg_declare_durable(cfg);
     bp.original_channel = srv->original_channel;
+    bp.stream = cfg->live.source == CFG_LIVE_STREAM;
+    bp.stream_max_bytes = (int64_t)cfg->live.stream_max_bytes;
+    bp.stream_max_age_s = cfg->live.stream_max_age;
     bp.inbox = &srv->inbox;
     bp.wake = wake;
     bp.wake_arg = srv;

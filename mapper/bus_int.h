@@ -106,6 +106,8 @@ struct mbus {
         st_rpc_timeouts, st_late;
 
     /* Bus thread only. */
+    unsigned nack_streak; /* publishes refused in a row (basic.nack) */
+    double nack_since;    /* when the streak began (monotonic seconds) */
     struct amqpc_conn *conn;
     unsigned url_index; /* which URL of bus.url to try first */
     uint64_t next_tag;

@@ -11,12 +11,20 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include "jsontext.h"
 #include "log.h"
 
 /* Frames handled per loop turn before queued publishes get a turn again. */
 #define READ_BATCH 4096
+
+/* Publishes the broker refuses in a row, for this long, make the bus start
+ * over on a new connection: a cluster node that came back has been seen
+ * refusing every publish of a channel for minutes while the queue had a
+ * live leader, and a fresh channel publishes again. */
+#define NACK_STREAK 50
+#define NACK_STREAK_S 2.0
 
 /* ---- receiving ----------------------------------------------------------- */
 
@@ -261,8 +269,27 @@ static int handle_event(struct mbus *bus, const struct amqpc_event *ev, char *wh
     }
     case AMQPC_EV_ACK:
     case AMQPC_EV_NACK:
-        if (ev->channel == CH_PUB)
-            confirm(bus, ev->tag, ev->multiple, ev->kind == AMQPC_EV_ACK);
+        if (ev->channel != CH_PUB)
+            return 0;
+        confirm(bus, ev->tag, ev->multiple, ev->kind == AMQPC_EV_ACK);
+        if (ev->kind == AMQPC_EV_ACK) {
+            bus->nack_streak = 0;
+            return 0;
+        }
+        {
+            struct timespec ts;
+            double now;
+            clock_gettime(CLOCK_MONOTONIC, &ts);
+            now = (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+            if (bus->nack_streak++ == 0)
+                bus->nack_since = now;
+            if (bus->nack_streak >= NACK_STREAK && now - bus->nack_since >= NACK_STREAK_S) {
+                bus->nack_streak = 0;
+                snprintf(why, why_len, "every publish refused for %.0f s; starting over",
+                         now - bus->nack_since);
+                return -1;
+            }
+        }
         return 0;
     case AMQPC_EV_DELIVER:
     case AMQPC_EV_RETURN: {

@@ -288,7 +288,7 @@ start_prog() { # NAME URL-TO-WAIT-FOR ENV... -- COMMAND...
 }
 
 common_env() { # I (0-based instance): the environment of every program of ours
-    echo "FPESA_AMQP_URL=$(amqp_urls "$1")" "FPESA_QUEUE_TYPE=quorum" \
+    echo "FPESA_AMQP_URL=$(amqp_urls "$1")" "FPESA_QUEUE_TYPE=quorum" "FPESA_LIVE_SOURCE=stream" \
         "FPESA_DATABASE_URL=$PRIMARY_URL" "FPESA_DATABASE_READ_URL=$REPLICA_URL" \
         "FPESA_PLUGIN_DIR=$FPESA_PLUGIN_DIR"
 }

@@ -305,6 +305,58 @@ def test_rpc_answers_from_two_workers_on_one_queue(mapper, stack):
 
 # ---- the broker goes away (last: they restart the stack's broker) --------------
 
+FULL_CONFIG = """
+bus:
+  heartbeat: 5
+endpoints:
+  - {path: /mbusfull/, method: POST, mode: publish, body: {type: object}}
+  - {path: /mbusok/, method: POST, mode: publish, body: {type: object}}
+"""
+
+
+def test_a_streak_of_refused_publishes_makes_the_mapper_start_over(stack, proc, tmp_path):
+    """A queue that refuses every publish (an operator's x-overflow
+    reject-publish queue, full): each request to it is answered 503; after
+    50 refusals in a row over 2 s the mapper starts over on a new
+    connection (a cluster node has been seen refusing a channel's every
+    publish for minutes), and a route whose queue accepts keeps working."""
+    conn = pika.BlockingConnection(pika.URLParameters(stack.amqp_url))
+    try:
+        ch = conn.channel()
+        ch.queue_delete("/mbusfull/:POST")
+        ch.queue_declare("/mbusfull/:POST", durable=True,
+                         arguments={"x-max-length": 0, "x-overflow": "reject-publish"})
+    finally:
+        conn.close()
+    port = stack.aux_port + 7
+    url = "http://127.0.0.1:%d" % port
+    try:
+        proc.start([os.path.join(stack.bin, "restmapper"), "--config",
+                    write_config(tmp_path, FULL_CONFIG)],
+                   env=stack.env(FPESA_HTTP_LISTEN="127.0.0.1:%d" % port), wait_http=url + "/health")
+        wait_until(lambda: requests.get(url + "/health", timeout=2).status_code == 200, timeout=20)
+        before = metric(url, "fpesa_bus_reconnects_total")
+        statuses = {}
+        deadline = time.time() + 60
+        while metric(url, "fpesa_bus_reconnects_total") == before and time.time() < deadline:
+            r = requests.post(url + "/mbusfull/", json={"n": 1}, timeout=10)
+            statuses[r.status_code] = statuses.get(r.status_code, 0) + 1
+            time.sleep(0.02)
+        assert metric(url, "fpesa_bus_reconnects_total") > before, (statuses, r.text)
+        assert set(statuses) == {503}, statuses
+        assert statuses[503] >= 50
+        wait_until(lambda: requests.get(url + "/health", timeout=2).status_code == 200, timeout=20,
+                   what=lambda: "the mapper connected again")
+        ok = requests.post(url + "/mbusok/", json={"n": 2}, timeout=10)
+        assert ok.status_code == 202, ok.text
+    finally:
+        conn = pika.BlockingConnection(pika.URLParameters(stack.amqp_url))
+        try:
+            conn.channel().queue_delete("/mbusfull/:POST")
+        finally:
+            conn.close()
+
+
 def wait_stack_mappers(stack):
     """The stack's own restmappers reconnect before the next test uses them."""
     for port in (stack.mapper_port, stack.mapper2_port):

@@ -165,6 +165,9 @@ Test(config, defaults) {
     cr_assert_eq(cfg->live.max_frame, 4096);
     cr_assert_eq(cfg->live.ping_interval, 20);
     cr_assert_eq(cfg->live.resume_limit, 1000);
+    cr_assert_eq(cfg->live.source, CFG_LIVE_QUEUE);
+    cr_assert_eq(cfg->live.stream_max_bytes, 256u * 1024 * 1024);
+    cr_assert_eq(cfg->live.stream_max_age, 3600);
     cr_assert_str_eq(cfg->database.url, "postgresql://fpesa@127.0.0.1:5432/fpesa");
     cr_assert_not_null(cfg->plugin_dir);
     /* Beside the folder of the running program: build/tests/unit/common/x -> .../unit/plugins,
@@ -230,6 +233,9 @@ Test(config, every_key) {
     cr_assert_eq(cfg->live.max_frame, 2000);
     cr_assert_eq(cfg->live.ping_interval, 120);
     cr_assert_eq(cfg->live.resume_limit, 50);
+    cr_assert_eq(cfg->live.source, CFG_LIVE_STREAM);
+    cr_assert_eq(cfg->live.stream_max_bytes, 64u * 1024 * 1024);
+    cr_assert_eq(cfg->live.stream_max_age, 1800);
     cr_assert_str_eq(cfg->database.url, "host=/run/postgresql dbname=fpesa");
     /* A relative plugin_dir is relative to the file's folder; the file was
      * loaded by a bare name, so it stays as written. */
@@ -567,6 +573,9 @@ Test(config, known_keys) {
         "liveupdate.max_frame",
         "liveupdate.ping_interval",
         "liveupdate.resume_limit",
+        "liveupdate.source",
+        "liveupdate.stream_max_bytes",
+        "liveupdate.stream_max_age",
         "database.url",
         "database.read_url",
         "plugin_dir",
