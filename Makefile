@@ -258,7 +258,7 @@ bench: deps
 	@$(MAKE) --no-print-directory all bench-bins
 	@scripts/bench.sh
 
-# make faults CLUSTER=1 runs the cluster's fault test (tests/cluster/) instead.
+# make faults CLUSTER=1 runs the cluster's fault test (tests/integration/cluster_faults.py) instead.
 faults: deps
 	@$(MAKE) --no-print-directory all
 	@FPESA_FAULTS_FULL=1 $(if $(CLUSTER),FPESA_FAULTS_CLUSTER=1 )scripts/faults.sh

@@ -3,9 +3,12 @@
 # own ports and node name), stops that stack whatever happens, and ends with
 # one line "N passed, N failed" over all suites.
 #
-# FPESA_SUITES picks suites (default: all of unit integration frontend e2e docs
-# fuzz); PYTEST_PATHS (default tests/integration) and PYTEST_ARGS (e.g. -k name)
-# are passed to pytest; E2E_PATHS (default tests/e2e/) narrows the e2e suite.
+# FPESA_SUITES picks suites (default: all of unit integration cluster frontend
+# e2e docs fuzz); PYTEST_PATHS (default tests/integration) and PYTEST_ARGS
+# (e.g. -k name) are passed to pytest; E2E_PATHS (default tests/e2e/) narrows
+# the e2e suite. The cluster suite is the short form of the cluster's fault
+# test (tests/integration/cluster_faults.py: three RabbitMQ nodes, a
+# replica, two of each program, on ports FPESA_PORT_BASE+100 and up).
 #
 # Nothing here can hang: every test has a timeout of its own (Criterion's
 # --timeout, pytest-timeout, node --test-timeout, vitest's testTimeout) and
@@ -17,7 +20,7 @@ export FPESA_STACK=${FPESA_STACK:-test}
 . "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 cd "$FPESA_ROOT"
 
-SUITES=${FPESA_SUITES:-unit integration frontend e2e docs fuzz}
+SUITES=${FPESA_SUITES:-unit integration cluster frontend e2e docs fuzz}
 PY=/usr/bin/python3
 total_pass=0
 total_fail=0
@@ -36,6 +39,7 @@ BOUND_UNIT_TEST=${FPESA_BOUND_UNIT_TEST:-60}     # one Criterion test
 BOUND_UNIT=${FPESA_BOUND_UNIT:-300}              # one Criterion binary
 BOUND_STACK=${FPESA_BOUND_STACK:-600}            # starting the test stack
 BOUND_INTEGRATION=${FPESA_BOUND_INTEGRATION:-3600}
+BOUND_CLUSTER=${FPESA_BOUND_CLUSTER:-2400}
 BOUND_FRONTEND=${FPESA_BOUND_FRONTEND:-600}      # build and vitest, each
 BOUND_E2E_TEST=${FPESA_BOUND_E2E_TEST:-300}      # one node test
 BOUND_E2E=${FPESA_BOUND_E2E:-1500}
@@ -97,7 +101,7 @@ if want unit; then
 fi
 
 needs_stack=0
-for s in integration e2e; do want $s && needs_stack=1; done
+for s in integration cluster e2e; do want $s && needs_stack=1; done
 # nginx serves frontend/dist: the browser tests need it built first.
 if want e2e && [ -d tests/e2e ]; then
     bounded "$BOUND_FRONTEND" "$FPESA_ROOT/scripts/frontend-build.sh" || echo "fpesa: the frontend did not build"
@@ -112,29 +116,41 @@ if [ $needs_stack = 1 ]; then
     fi
 fi
 
-if want integration && [ -d tests/integration ]; then
-    if [ $stack_up = 1 ]; then
-        out=$(mktemp)
-        # Each test's own limit (pytest-timeout) is in tests/integration/pytest.ini.
-        bounded "$BOUND_INTEGRATION" $PY -m pytest -p no:cacheprovider -q -ra \
-            ${PYTEST_PATHS:-tests/integration} ${PYTEST_ARGS:-} 2>&1 | tee "$out"
-        rc=${PIPESTATUS[0]}
-        last=$(grep -E '^(=+ )?[0-9]+ (passed|failed)|no tests ran|[0-9]+ error' "$out" | tail -n 1)
-        ip=$(grep -oE '[0-9]+ passed' <<<"$last" | grep -oE '[0-9]+' || echo 0)
-        if_=$(grep -oE '[0-9]+ failed' <<<"$last" | grep -oE '[0-9]+' || echo 0)
-        ie=$(grep -oE '[0-9]+ errors?' <<<"$last" | grep -oE '[0-9]+' || echo 0)
-        [ -n "$last" ] || if_=1
-        # A run that printed its summary and then did not exit (a thread left
-        # running) is a failure too.
-        ! timed_out $rc || if_=$((${if_:-0} + 1))
-        # pytest's own status catches what the summary does not: a usage
-        # error, an internal error or no test selected at all.
-        [ "$rc" = 0 ] || [ "$((${if_:-0} + ${ie:-0}))" -gt 0 ] || if_=1
-        count integration "${ip:-0}" $((${if_:-0} + ${ie:-0}))
-        rm -f "$out"
-    else
-        count integration 0 1
+# pytest_suite NAME BOUND PATHS...: runs pytest on PATHS against the test
+# stack and counts its summary as suite NAME.
+pytest_suite() {
+    local name=$1 bound=$2 out rc last ip if_ ie
+    shift 2
+    if [ $stack_up != 1 ]; then
+        count "$name" 0 1
+        return
     fi
+    out=$(mktemp)
+    # Each test's own limit (pytest-timeout) is in tests/integration/pytest.ini.
+    bounded "$bound" $PY -m pytest -p no:cacheprovider -q -ra "$@" 2>&1 | tee "$out"
+    rc=${PIPESTATUS[0]}
+    last=$(grep -E '^(=+ )?[0-9]+ (passed|failed)|no tests ran|[0-9]+ error' "$out" | tail -n 1)
+    ip=$(grep -oE '[0-9]+ passed' <<<"$last" | grep -oE '[0-9]+' || echo 0)
+    if_=$(grep -oE '[0-9]+ failed' <<<"$last" | grep -oE '[0-9]+' || echo 0)
+    ie=$(grep -oE '[0-9]+ errors?' <<<"$last" | grep -oE '[0-9]+' || echo 0)
+    [ -n "$last" ] || if_=1
+    # A run that printed its summary and then did not exit (a thread left
+    # running) is a failure too.
+    ! timed_out $rc || if_=$((${if_:-0} + 1))
+    # pytest's own status catches what the summary does not: a usage
+    # error, an internal error or no test selected at all.
+    [ "$rc" = 0 ] || [ "$((${if_:-0} + ${ie:-0}))" -gt 0 ] || if_=1
+    count "$name" "${ip:-0}" $((${if_:-0} + ${ie:-0}))
+    rm -f "$out"
+}
+
+if want integration && [ -d tests/integration ]; then
+    # shellcheck disable=SC2086
+    pytest_suite integration "$BOUND_INTEGRATION" ${PYTEST_PATHS:-tests/integration} ${PYTEST_ARGS:-}
+fi
+
+if want cluster && [ -f tests/integration/cluster_faults.py ]; then
+    pytest_suite cluster "$BOUND_CLUSTER" -rP tests/integration/cluster_faults.py
 fi
 
 if want frontend && [ -f frontend/package.json ] && grep -q '"test"' frontend/package.json; then
