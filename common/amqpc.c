@@ -255,11 +255,26 @@ int amqpc_declare_exchange(struct amqpc_conn *conn, int channel, const char *nam
     return amqpc_declare_exchange_as(conn, channel, name, type, true);
 }
 
+/* queue.declare of name with args; one that exists with other arguments is
+ * checked to be there (passive) and used as it is. */
+static int declare_queue_with(struct amqpc_conn *conn, int channel, const char *name, bool durable,
+                              amqp_table_t args) {
+    int r;
+
+    amqp_queue_declare(conn->st, (amqp_channel_t)channel, amqp_cstring_bytes(name), 0, durable, 0,
+                       0, args);
+    r = refused(conn, channel, "queue.declare", name);
+    if (r <= 0)
+        return r;
+    amqp_queue_declare(conn->st, (amqp_channel_t)channel, amqp_cstring_bytes(name), 1, 0, 0, 0,
+                       amqp_empty_table);
+    return amqpc_check(conn, "queue.declare passive", name);
+}
+
 int amqpc_declare_queue_typed(struct amqpc_conn *conn, int channel, const char *name, bool durable,
                               const char *queue_type) {
     amqp_table_entry_t arg;
     amqp_table_t args = amqp_empty_table;
-    int r;
 
     if (queue_type && durable) {
         arg.key = amqp_cstring_bytes("x-queue-type");
@@ -268,15 +283,7 @@ int amqpc_declare_queue_typed(struct amqpc_conn *conn, int channel, const char *
         args.num_entries = 1;
         args.entries = &arg;
     }
-    amqp_queue_declare(conn->st, (amqp_channel_t)channel, amqp_cstring_bytes(name), 0, durable, 0,
-                       0, args);
-    r = refused(conn, channel, "queue.declare", name);
-    if (r <= 0)
-        return r;
-    /* It exists with other arguments: make sure it is there, as it is. */
-    amqp_queue_declare(conn->st, (amqp_channel_t)channel, amqp_cstring_bytes(name), 1, 0, 0, 0,
-                       amqp_empty_table);
-    return amqpc_check(conn, "queue.declare passive", name);
+    return declare_queue_with(conn, channel, name, durable, args);
 }
 
 int amqpc_declare_queue_as(struct amqpc_conn *conn, int channel, const char *name, bool durable) {
@@ -291,7 +298,6 @@ int amqpc_declare_stream(struct amqpc_conn *conn, int channel, const char *name,
                          const char *max_age) {
     amqp_table_entry_t arg[3];
     amqp_table_t args = {0, arg};
-    int r;
 
     arg[0].key = amqp_cstring_bytes("x-queue-type");
     arg[0].value.kind = AMQP_FIELD_KIND_UTF8;
@@ -309,14 +315,7 @@ int amqpc_declare_stream(struct amqpc_conn *conn, int channel, const char *name,
         arg[args.num_entries].value.value.bytes = amqp_cstring_bytes(max_age);
         args.num_entries++;
     }
-    amqp_queue_declare(conn->st, (amqp_channel_t)channel, amqp_cstring_bytes(name), 0, 1, 0, 0,
-                       args);
-    r = refused(conn, channel, "queue.declare", name);
-    if (r <= 0)
-        return r;
-    amqp_queue_declare(conn->st, (amqp_channel_t)channel, amqp_cstring_bytes(name), 1, 0, 0, 0,
-                       amqp_empty_table);
-    return amqpc_check(conn, "queue.declare passive", name);
+    return declare_queue_with(conn, channel, name, true, args);
 }
 
 int amqpc_consume_stream(struct amqpc_conn *conn, int channel, const char *queue,

@@ -12,7 +12,6 @@ Each test runs its own handler host and its own liveupdates on aux ports
 """
 import json
 import os
-import threading
 import time
 
 import pika
@@ -22,7 +21,7 @@ import websocket
 
 from conftest import wait_until
 from handlers_util import start_host, uuid7
-from test_live_resume import Publisher, SseCounter, WsCounter, check_exact, write_system
+from test_live_resume import Counter, Publisher, SseCounter, WsCounter, check_exact, write_system
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -49,25 +48,15 @@ def delete_stream(stack, path):
         print("could not delete the stream of %s: %s" % (path, e))
 
 
-class Switcher(threading.Thread):
+class Switcher(Counter):
     """A websocket client that moves between the instances every `every`
     seconds, each time resuming with ?since=<last id> on the other one."""
 
     def __init__(self, bases, path, every=0.3):
-        super().__init__(daemon=True)
+        super().__init__(bases[0], path)
         self.bases = bases
-        self.path = path
         self.every = every
-        self.got = []
         self.switches = 0
-        self.gaps = 0
-        self.stop = threading.Event()
-
-    def counts(self):
-        c = {}
-        for i in list(self.got):
-            c[i] = c.get(i, 0) + 1
-        return c
 
     def run(self):
         k = 0
@@ -98,10 +87,6 @@ class Switcher(threading.Thread):
                 ws.close()
             k += 1
             self.switches += 1
-
-    def finish(self):
-        self.stop.set()
-        self.join(10)
 
 
 def test_a_client_moving_between_two_instances_gets_every_message_once_in_one_order(

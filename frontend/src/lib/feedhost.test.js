@@ -1,21 +1,7 @@
 import { describe, it, expect } from 'vitest';
 import { FeedHost } from './feedhost.js';
 import { serveFeeds } from './feedworker.js';
-
-class FakeSocket {
-  static all = [];
-  constructor(url) {
-    this.url = url;
-    this.closed = false;
-    FakeSocket.all.push(this);
-  }
-  frame(obj) {
-    this.onmessage({ data: JSON.stringify(obj) });
-  }
-  close() {
-    this.closed = true;
-  }
-}
+import { FakeSocket } from './fakesocket.js';
 
 // A worker and its scope joined by hand: what the page posts reaches the
 // scope served by serveFeeds, and what the scope posts reaches the page,

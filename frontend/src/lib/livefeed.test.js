@@ -1,28 +1,6 @@
 import { describe, it, expect, beforeEach } from 'vitest';
 import { LiveFeed, liveUrl, sseUrl, backoffDelay } from './livefeed.js';
-
-// A websocket the test drives by hand.
-class FakeSocket {
-  static all = [];
-  constructor(url) {
-    this.url = url;
-    this.closed = false;
-    FakeSocket.all.push(this);
-  }
-  open() {
-    this.onopen && this.onopen({});
-  }
-  frame(obj) {
-    this.onmessage && this.onmessage({ data: typeof obj === 'string' ? obj : JSON.stringify(obj) });
-  }
-  drop(code = 1006, reason = '') {
-    this.closed = true;
-    this.onclose && this.onclose({ code, reason });
-  }
-  close() {
-    this.closed = true;
-  }
-}
+import { FakeSocket } from './fakesocket.js';
 
 function harness(opts = {}) {
   FakeSocket.all = [];
