@@ -20,9 +20,9 @@ the counts per fault, and a note per fault the 503s and the longest time
 without a 202.
 
 Its name does not start with test_, so the integration suite leaves it out:
-`make test` runs it in its short form as a suite of its own ("cluster",
-scripts/test.sh), and `make faults CLUSTER=1` at full length
-(FPESA_FAULTS_FULL=1, scripts/faults.sh).
+FPESA_SUITES=cluster scripts/test.sh runs it in its short form, and
+`make faults CLUSTER=1` at full length (FPESA_FAULTS_FULL=1,
+scripts/faults.sh).
 """
 import json
 import os
