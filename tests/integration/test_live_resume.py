@@ -61,10 +61,12 @@ handlers:
     return str(cfg), path
 
 
-def start_live(stack, proc, cfg):
-    port = live_port(stack)
+def start_live(stack, proc, cfg, port=None, **env):
+    """A liveupdate on port (default live_port), with env added to the
+    stack's; returns (process, base URL)."""
+    port = port or live_port(stack)
     p = proc.start([os.path.join(stack.bin, "liveupdate"), "--config", cfg],
-                   env=stack.env(FPESA_LIVE_LISTEN="127.0.0.1:%d" % port),
+                   env=stack.env(FPESA_LIVE_LISTEN="127.0.0.1:%d" % port, **env),
                    wait_http="http://127.0.0.1:%d/metrics" % port, timeout=30)
     base = "http://127.0.0.1:%d" % port
     wait_until(lambda: requests.get(base + "/health", timeout=2).status_code == 200, timeout=30)
@@ -327,10 +329,13 @@ def test_liveupdate_killed_every_message_exactly_once(stack, proc, tmp_path, out
     run_outage(stack, proc, tmp_path, outage_s, batch_wait)
 
 
-def test_broker_restart_every_message_exactly_once(stack, proc, tmp_path):
+def broker_restart_exact(stack, proc, tmp_path, cleanup=None, **live_env):
+    """The broker restarted under a publisher: each client is closed (1014)
+    and resumes, and holds every confirmed message exactly once. cleanup(path)
+    runs at the end, whatever happened."""
     cfg, path = write_system(stack, tmp_path, batch_wait="1s")
     start_host(proc, stack, cfg, expect=3)
-    live, base = start_live(stack, proc, cfg)
+    live, base = start_live(stack, proc, cfg, **live_env)
     clients = [WsCounter(base, path), SseCounter(base, path)]
     pub = Publisher(stack, path)
     try:
@@ -354,6 +359,12 @@ def test_broker_restart_every_message_exactly_once(stack, proc, tmp_path):
         pub.finish()
         for c in clients:
             c.finish()
+        if cleanup:
+            cleanup(path)
+
+
+def test_broker_restart_every_message_exactly_once(stack, proc, tmp_path):
+    broker_restart_exact(stack, proc, tmp_path)
 
 
 def test_resume_from_far_back_pages_past_any_limit_then_joins_live(stack, proc, tmp_path):

@@ -11,30 +11,23 @@ Each test runs its own handler host and its own liveupdates on aux ports
 (helpers of test_live_resume), and deletes its streams afterwards.
 """
 import json
-import os
 import time
 
 import pika
 import pytest
-import requests
 import websocket
 
 from conftest import wait_until
 from handlers_util import start_host, uuid7
-from test_live_resume import Counter, Publisher, SseCounter, WsCounter, check_exact, write_system
+from test_live_resume import (Counter, Publisher, WsCounter, broker_restart_exact, check_exact,
+                              start_live, write_system)
 
 pytestmark = pytest.mark.timeout(300)
 
 
 def start_stream_live(stack, proc, cfg, port):
     """A liveupdate reading streams, on port; returns (process, base URL)."""
-    p = proc.start([os.path.join(stack.bin, "liveupdate"), "--config", cfg],
-                   env=stack.env(FPESA_LIVE_LISTEN="127.0.0.1:%d" % port, FPESA_LIVE_SOURCE="stream"),
-                   wait_http="http://127.0.0.1:%d/metrics" % port, timeout=30)
-    base = "http://127.0.0.1:%d" % port
-    wait_until(lambda: requests.get(base + "/health", timeout=2).status_code == 200, timeout=30,
-               what=lambda: "liveupdate on %d healthy" % port)
-    return p, base
+    return start_live(stack, proc, cfg, port=port, FPESA_LIVE_SOURCE="stream")
 
 
 def delete_stream(stack, path):
@@ -127,41 +120,8 @@ def test_a_client_moving_between_two_instances_gets_every_message_once_in_one_or
 
 
 def test_broker_restart_every_message_exactly_once(stack, proc, tmp_path):
-    cfg, path = write_system(stack, tmp_path, batch_wait="1s")
-    start_host(proc, stack, cfg, expect=3)
-    _, base = start_stream_live(stack, proc, cfg, stack.aux_port + 8)
-    clients = [WsCounter(base, path), SseCounter(base, path)]
-    pub = Publisher(stack, path)
-    try:
-        for c in clients:
-            c.start()
-        wait_until(lambda: all(c.connects for c in clients), timeout=20, what=lambda: "clients connected")
-        pub.start()
-        wait_until(lambda: all(len(c.got) > 200 for c in clients), timeout=30,
-                   what=lambda: "200 messages at each client")
-        n_before = len(pub.sent)
-        stack.script("stop-rabbit")
-        wait_until(lambda: requests.get(base + "/health", timeout=2).status_code == 503,
-                   timeout=30, what=lambda: "liveupdate to see the broker gone")
-        stack.script("start-rabbit")
-        wait_until(lambda: requests.get(base + "/health", timeout=2).status_code == 200,
-                   timeout=90, what=lambda: "liveupdate back on the broker")
-        n = len(pub.sent)
-        wait_until(lambda: len(pub.sent) > n + 500, timeout=60, what=lambda: "500 more confirmed")
-        pub.finish()
-        want = set(pub.sent)
-        wait_until(lambda: all(want <= set(c.got) for c in clients), timeout=60,
-                   what=lambda: "; ".join("%s: %d of %d, connects %d, closes %s, missing %s" % (
-                       type(c).__name__, len(want & set(c.got)), len(want), c.connects, c.closes,
-                       [k for k, i in enumerate(pub.sent) if i not in set(c.got)][:: 20])
-                       for c in clients) + "; outage from %d" % n_before)
-        check_exact(clients, pub.sent, pub.attempted)
-        assert 1014 in clients[0].closes
-    finally:
-        pub.finish()
-        for c in clients:
-            c.finish()
-        delete_stream(stack, path)
+    broker_restart_exact(stack, proc, tmp_path, cleanup=lambda path: delete_stream(stack, path),
+                         FPESA_LIVE_SOURCE="stream")
 
 
 def test_a_stream_declared_by_an_operator_with_other_retention_is_used_as_it_is(
