@@ -217,10 +217,13 @@ static void metrics_text(struct live_server *srv, char **out, size_t *out_len) {
             "# HELP liveupdate_silent_closes_total Websocket clients cut off after three "
             "unanswered ping intervals.\n"
             "# TYPE liveupdate_silent_closes_total counter\nliveupdate_silent_closes_total %llu\n"
+            "# HELP liveupdate_loss_resumes_total Resumes from before the last broker loss "
+            "(the window up to it, the hole from the store).\n"
+            "# TYPE liveupdate_loss_resumes_total counter\nliveupdate_loss_resumes_total %llu\n"
             "# HELP liveupdate_window_messages Live messages held in the channel's window.\n"
             "# TYPE liveupdate_window_messages gauge\n",
             srv->sse_clients, srv->window_resumes, srv->unknown_positions, srv->rpc_inflight,
-            srv->reaped);
+            srv->reaped, srv->loss_resumes);
     for (size_t i = 0; i < srv->n_channels; i++)
         fprintf(f, "liveupdate_window_messages{channel=\"%s\"} %zu\n", srv->channels[i].path,
                 live_window_count(&srv->channels[i].win));

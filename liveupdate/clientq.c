@@ -182,7 +182,7 @@ void live_client_unlink(struct live_server *srv, struct live_client *c) {
 
 /* True when a window message is for this client (its resource, if it
  * subscribed to one). */
-static bool client_wants(const struct live_client *c, const struct live_msg *m) {
+bool live_client_wants(const struct live_client *c, const struct live_msg *m) {
     return !c->filter || (m->path && strcmp(m->path, c->filter) == 0);
 }
 
@@ -212,7 +212,7 @@ void live_client_offer(struct live_server *srv, struct live_client *c, struct li
     }
     if (c->n_replay > c->replay_pos)
         return; /* the replay goes first; the write that ends it asks again */
-    if (!client_wants(c, m)) {
+    if (!live_client_wants(c, m)) {
         if (c->cursor == m->lseq)
             c->cursor++; /* nothing for it: stays caught up without a write */
         return;
@@ -396,7 +396,7 @@ int live_client_write(struct live_server *srv, struct live_client *c) {
         }
         while (c->cursor < w->end) {
             struct live_msg *m = live_window_at(w, c->cursor);
-            if (!client_wants(c, m) || (c->n_seen && seen_has(c, m->id))) {
+            if (!live_client_wants(c, m) || (c->n_seen && seen_has(c, m->id))) {
                 c->cursor++;
                 continue;
             }

@@ -55,10 +55,16 @@ void live_drain_inbox(struct live_server *srv) {
             srv->broker_up = false;
             srv->restart_closes += srv->clients;
             live_close_all(srv, CLOSE_BROKER_LOST, "broker connection lost; resume with since");
-            /* The live stream has a hole from now on: nobody may resume from
-             * the window across it. */
-            for (size_t i = 0; i < srv->n_channels; i++)
-                live_window_clear(&srv->channels[i].win);
+            /* The live stream has a hole from now on. What came before it is
+             * kept: a client resuming from there gets the rest of it from
+             * the window, in the order it was live, and only the hole from
+             * the store (whose order can differ around the resume point).
+             * One hole at most: what came before an earlier one goes. */
+            for (size_t i = 0; i < srv->n_channels; i++) {
+                struct live_channel *ch = &srv->channels[i];
+                live_window_drop_before(&ch->win, ch->bind_lseq);
+                ch->bind_lseq = ch->win.end;
+            }
             break;
         }
         live_event_free(ev);

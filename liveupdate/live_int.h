@@ -28,6 +28,15 @@
 
 /* Stored messages asked for per resume request. */
 #define REPLAY_PAGE 100
+/* A resume from before the last broker loss asks the store from this many
+ * window messages before its position (the store's order, the order the
+ * handler hosts inserted, can differ from the live order by up to their
+ * batches in flight): the window's copies are skipped, what is left is the
+ * hole. */
+#define SEALED_BACK 2000
+/* Stored messages asked for per request where most are skipped (those the
+ * window holds). */
+#define SKIP_PAGE 500
 /* Resume requests outstanding at once for all clients together: replays
  * take turns, so they never occupy every stored-messages worker and other
  * readers of the store are served between their pages. */
@@ -47,7 +56,12 @@
  * stored (refused by the store's worker): the replay stops waiting for it (ms). */
 #define STRAGGLE_MS 10000
 /* Stored messages this close (by their UUIDv7 time) to the window's oldest
- * may also arrive live later; their ids are kept to skip those copies (ms). */
+ * may also arrive live later; their ids are kept to skip those copies. And
+ * a replay that met the window reads the store on until it shows messages
+ * this much younger than the window's oldest: the store's order differs
+ * from the live one, and a message the window lacks (published before the
+ * bind, or dropped by a restarting stream) can be stored after one it holds
+ * (ms). */
 #define MARGIN_MS 5000
 /* Most ids kept per client for that. */
 #define SEEN_MAX 8192
@@ -77,7 +91,12 @@ struct live_channel {
     struct live_client *clients; /* doubly linked */
     size_t n_clients;
     struct live_window win;
-    uint64_t bind_lseq;    /* first lseq received on the current broker connection */
+    /* First lseq of the current broker connection (while the broker is down,
+     * the window's end). The messages before it came before the last broker
+     * loss: a hole follows them, so no cursor crosses from them into the
+     * rest; a client resuming from one of them gets those after it from
+     * here and the hole from the store (resume.c). */
+    uint64_t bind_lseq;
     int64_t bound_ms;      /* when it was bound (monotonic ms) */
     int64_t bound_wall_ms; /* the same, wall clock */
     bool removed;          /* a reload dropped its endpoint: no new client joins */
@@ -111,6 +130,14 @@ struct live_client {
     struct live_msg **replay; /* references, oldest first */
     size_t n_replay, replay_pos;
     char after[LIVE_ID_MAX + 1]; /* id the next page starts after */
+    /* A resume from a message before the last broker loss (lseq since_lseq):
+     * the window's messages before bind_lseq are sent from the window, and
+     * their stored copies skipped. */
+    bool sealed;
+    uint64_t since_lseq;
+    long page_size; /* stored messages per request */
+    uint64_t join;    /* the oldest window message the replay met, or UINT64_MAX */
+    int64_t store_ms; /* the youngest UUIDv7 time the replay showed, or 0 */
     int page;
     bool rpc_pending; /* a page request is outstanding (counted in srv->rpc_inflight) */
     bool wants_page;  /* waits for a free request slot */
@@ -179,6 +206,7 @@ struct live_server {
     unsigned long long replays_failed;
     unsigned long long replayed_messages;
     unsigned long long window_resumes;
+    unsigned long long loss_resumes; /* from before the last broker loss */
     unsigned long long unknown_positions;
     unsigned long long restart_closes;
     unsigned long long rejected_upgrades;
@@ -208,6 +236,7 @@ int live_serve_http(struct lws *wsi, const char *path);
 /* ---- clientq.c: per-client queues ---- */
 
 int live_client_write(struct live_server *srv, struct live_client *c);
+bool live_client_wants(const struct live_client *c, const struct live_msg *m);
 int live_seen_add(struct live_client *c, const char *id);
 void live_client_close(struct live_client *c, int code, const char *reason);
 void live_client_kick(struct live_server *srv, struct live_client *c);

@@ -59,7 +59,11 @@ static void evict_oldest(struct live_window *w) {
 }
 
 void live_window_clear(struct live_window *w) {
-    while (w->start < w->end)
+    live_window_drop_before(w, w->end);
+}
+
+void live_window_drop_before(struct live_window *w, uint64_t lseq) {
+    while (w->start < w->end && w->start < lseq)
         evict_oldest(w);
 }
 

@@ -41,6 +41,9 @@ void live_window_fini(struct live_window *w);
  * cursor taken before is recognisably out of the window. */
 void live_window_clear(struct live_window *w);
 
+/* Drops the messages numbered below lseq. */
+void live_window_drop_before(struct live_window *w, uint64_t lseq);
+
 /* Appends m (one reference taken), numbering it m->lseq = end, and evicts
  * the oldest messages over the limits. */
 void live_window_push(struct live_window *w, struct live_msg *m);

@@ -197,6 +197,16 @@ def wait_until(pred, timeout=10.0, interval=0.05, what=None):
         time.sleep(interval)
 
 
+def metric(url, name):
+    """The value of one sample (name with its labels, as printed) on url's
+    /metrics."""
+    text = requests.get(url + "/metrics", timeout=5).text
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    raise AssertionError("no metric %s on %s/metrics" % (name, url))
+
+
 def write_config(tmp_path, text, name="endpoints.yaml"):
     p = tmp_path / name
     p.write_text(text)

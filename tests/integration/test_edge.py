@@ -5,14 +5,13 @@ JSON error, and nothing a refused request took stays allocated (under
 `make asan` the mapper's exit is checked by LeakSanitizer)."""
 import json
 import os
-import signal
 import socket
 import time
 
 import pytest
 import requests
 
-from conftest import wait_until, write_config
+from conftest import metric, wait_until, write_config
 
 EDGE_CONFIG = """
 http:
@@ -81,14 +80,6 @@ def assert_json_error(status, headers, body, code):
     doc = json.loads(body)
     assert doc["error"]["code"] == code
     assert doc["error"]["description"]
-
-
-def metric(url, name):
-    text = requests.get(url + "/metrics", timeout=5).text
-    for line in text.splitlines():
-        if line.startswith(name + " "):
-            return float(line.split()[1])
-    raise AssertionError("no metric %s" % name)
 
 
 def many_params(n):

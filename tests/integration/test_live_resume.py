@@ -20,7 +20,7 @@ import pytest
 import requests
 import websocket
 
-from conftest import wait_until
+from conftest import metric, wait_until
 from handlers_util import start_host, unique, uuid7
 
 pytestmark = pytest.mark.timeout(240)
@@ -30,8 +30,10 @@ def live_port(stack):
     return stack.aux_port + 8
 
 
-def write_system(stack, tmp_path, batch_wait=None, client_queue=None):
-    """A live route with a store of its own; returns (config path, route path)."""
+def write_system(stack, tmp_path, batch_wait=None, client_queue=None, post_instances=1):
+    """A live route with a store of its own, written by post_instances
+    instances (with several, the store's order differs from the live order
+    around each batch); returns (config path, route path)."""
     name = unique("lr")
     path = "/%s/" % name
     live = "liveupdate:\n  listen: 127.0.0.1:%d\n  ping_interval: 2\n" % live_port(stack)
@@ -46,6 +48,7 @@ handlers:
   - name: post
     plugin: messages_post.so
     queue: "%(path)s:POST"
+    instances: %(posts)d
     batch: 200
     prefetch: 400
 %(bw)s    config: {table: %(table)s}
@@ -55,7 +58,7 @@ handlers:
     instances: 2
     config: {table: %(table)s}
 """ % dict(amqp=stack.amqp_url, db=stack.database_url, live=live, path=path, table=name,
-           bw=("    batch_wait: %s\n" % batch_wait) if batch_wait else "")
+           posts=post_instances, bw=("    batch_wait: %s\n" % batch_wait) if batch_wait else "")
     cfg = tmp_path / ("%s.yaml" % name)
     cfg.write_text(text)
     return str(cfg), path
@@ -135,6 +138,7 @@ class Counter(threading.Thread):
         self.closes = []
         self.gaps = 0
         self.connects = 0
+        self.resumes = []  # (messages received before, since) per connection
         self.stop = threading.Event()
 
     def finish(self):
@@ -160,6 +164,7 @@ class WsCounter(Counter):
                 time.sleep(0.05)
                 continue
             self.connects += 1
+            self.resumes.append((len(self.got), self.last))
             try:
                 while not self.stop.is_set():
                     try:
@@ -258,6 +263,7 @@ class SseCounter(Counter):
                 time.sleep(0.1)
                 continue
             self.connects += 1
+            self.resumes.append((len(self.got), self.last))
 
             def on_event(f):
                 if f.get("event") == "gap":
@@ -280,7 +286,22 @@ def check_exact(clients, sent, attempted=()):
     attempted but not confirmed (the broker died before the confirm)."""
     want = set(sent)
     assert len(want) == len(sent)
-    wait_until(lambda: all(want <= set(c.got) for c in clients), timeout=60, interval=0.2)
+    where = {i: n for n, i in enumerate(sent)}
+
+    def seen():
+        # Per client: how many are missing, the first and last of them (by
+        # position in sent), and where each connection resumed from.
+        out = []
+        for c in clients:
+            got = set(c.got)
+            miss = [where[i] for i in sent if i not in got]
+            out.append("%s missing %d %s resumes %s" % (
+                type(c).__name__, len(miss), miss[:1] + miss[-1:],
+                [(n, where.get(i, i)) for n, i in c.resumes]))
+        return "; ".join(out)
+
+    wait_until(lambda: all(want <= set(c.got) for c in clients), timeout=60, interval=0.2,
+               what=seen)
     for c in clients:
         counts = c.counts()
         missing = [i for i in sent if counts.get(i, 0) == 0]
@@ -331,10 +352,11 @@ def test_liveupdate_killed_every_message_exactly_once(stack, proc, tmp_path, out
 
 def broker_restart_exact(stack, proc, tmp_path, cleanup=None, **live_env):
     """The broker restarted under a publisher: each client is closed (1014)
-    and resumes, and holds every confirmed message exactly once. cleanup(path)
-    runs at the end, whatever happened."""
-    cfg, path = write_system(stack, tmp_path, batch_wait="1s")
-    start_host(proc, stack, cfg, expect=3)
+    and resumes from before the loss, and holds every confirmed message
+    exactly once, although two store writers insert in another order than
+    the live one. cleanup(path) runs at the end, whatever happened."""
+    cfg, path = write_system(stack, tmp_path, batch_wait="1s", post_instances=2)
+    start_host(proc, stack, cfg, expect=4)
     live, base = start_live(stack, proc, cfg, **live_env)
     clients = [WsCounter(base, path), SseCounter(base, path)]
     pub = Publisher(stack, path)
@@ -355,6 +377,7 @@ def broker_restart_exact(stack, proc, tmp_path, cleanup=None, **live_env):
         pub.finish()
         check_exact(clients, pub.sent, pub.attempted)
         assert 1014 in clients[0].closes
+        assert metric(base, "liveupdate_loss_resumes_total") >= len(clients)
     finally:
         pub.finish()
         for c in clients:

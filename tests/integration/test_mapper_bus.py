@@ -17,7 +17,7 @@ import pika
 import pytest
 import requests
 
-from conftest import wait_until, write_config
+from conftest import metric, wait_until, write_config
 
 MBUS_CONFIG = """
 bus:
@@ -90,13 +90,6 @@ def queued(stack, queue):
         return conn.channel().queue_declare(queue, passive=True).method.message_count
     finally:
         conn.close()
-
-
-def metric(url, name):
-    text = requests.get(url + "/metrics", timeout=5).text
-    m = re.search(r"^%s (\d+)$" % re.escape(name), text, re.M)
-    assert m, "%s missing from /metrics" % name
-    return int(m.group(1))
 
 
 class Worker:
