@@ -5,7 +5,7 @@ publisher into the same topology, in one run.
 On the stack scripts/bench.sh started (one RabbitMQ node, one PostgreSQL),
 then on the cluster scripts/cluster.sh starts for this run (three RabbitMQ
 nodes with quorum queues, a primary with a streaming replica, two of each
-program; ports FPESA_PORT_BASE+100 and up), it measures:
+program; ports FPESA_PORT_BASE+60 and up), it measures:
 
   * system: wrk POSTs through nginx for BENCH_SECONDS, then the time until
     the store has every accepted message: stored messages per second;
@@ -14,11 +14,15 @@ program; ports FPESA_PORT_BASE+100 and up), it measures:
     the messages: stored messages per second.
 
 It prints RESULT lines: each system figure beside its raw publisher, and the
-cluster's figures beside one node's.
+cluster's figures beside one node's; and for each run the CPU time every
+program (and the load generator) spent per stored message, from /proc: on
+a box where every part shares the cores, the raw publisher's total over the
+system's is about the ratio the system can reach there.
 """
 import json
 import os
 import re
+import resource
 import subprocess
 import sys
 import tempfile
@@ -71,6 +75,46 @@ def drained(amqp, dsn, target, t0, limit):
     return time.time() - t0
 
 
+# Programs by their process name, as the CPU figures name them.
+GROUPS = {"beam.smp": "broker", "postgres": "database", "nginx": "nginx",
+          "restmapper": "restmapper", "handler": "handler host", "liveupdate": "liveupdate"}
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_now():
+    """CPU seconds so far per program group (every process of that name on
+    the box), and of this script's finished children (the load generator)."""
+    out = {}
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % pid) as f:
+                st = f.read()
+        except OSError:
+            continue
+        comm = st[st.index("(") + 1:st.rindex(")")]
+        group = GROUPS.get(comm)
+        if group:
+            fields = st[st.rindex(")") + 2:].split()
+            out[group] = out.get(group, 0.0) + (int(fields[11]) + int(fields[12])) / TICK
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    out["load generator"] = ru.ru_utime + ru.ru_stime
+    return out
+
+
+def cpu_per_message(label, before, stored):
+    """Prints the CPU µs per stored message of each group since before;
+    returns the total."""
+    after = cpu_now()
+    per = {g: (after.get(g, 0.0) - before.get(g, 0.0)) * 1e6 / max(stored, 1) for g in after}
+    total = sum(per.values())
+    print("%s: CPU per stored message (µs): %s; total %.0f" % (
+        label, ", ".join("%s %.0f" % (g, v) for g, v in sorted(per.items(), key=lambda x: -x[1])
+                         if v >= 0.5), total), flush=True)
+    return total
+
+
 def wrk_post(url):
     lua = tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False)
     lua.write(POST_LUA)
@@ -86,13 +130,15 @@ def wrk_post(url):
 
 
 def system_rate(nginx, amqp, dsn):
+    """Returns (stored msg/s, CPU µs per stored message)."""
     r0 = rows(dsn)
+    cpu0 = cpu_now()
     t0 = time.time()
     ok, total = wrk_post(nginx + "/api/v1/messages/")
     secs = drained(amqp, dsn, r0 + ok, t0, SECS * 6)
     stored = rows(dsn) - r0
     print("system: %d POSTs (%d accepted), %d stored in %.1fs" % (total, ok, stored, secs), flush=True)
-    return stored / secs
+    return stored / secs, cpu_per_message("system", cpu0, stored)
 
 
 def raw_rate(amqp, dsn, n):
@@ -105,6 +151,7 @@ def raw_rate(amqp, dsn, n):
                        check=True)
     body = json.dumps({"data": {"bench": True, "text": "x" * 80}, "args": None})
     r0 = rows(dsn)
+    cpu0 = cpu_now()
     t0 = time.time()
     out = subprocess.run([exe, amqp.split(",")[0], QUEUE, str(n), "100", body], capture_output=True,
                          text=True, timeout=SECS * 30, env=dict(os.environ, BASELINE_EXISTING="1"))
@@ -112,7 +159,7 @@ def raw_rate(amqp, dsn, n):
     stored = rows(dsn) - r0
     print("raw: %s; %d stored in %.1fs" % (out.stdout.strip() or out.stderr.strip(), stored, secs),
           flush=True)
-    return stored / secs
+    return stored / secs, cpu_per_message("raw", cpu0, stored)
 
 
 def cluster(*args, timeout=900):
@@ -121,11 +168,14 @@ def cluster(*args, timeout=900):
 
 
 def measure(label, nginx, amqp, dsn):
-    system = system_rate(nginx, amqp, dsn)
-    raw = raw_rate(amqp, dsn, max(2000, int(system * SECS)))
+    system, system_cpu = system_rate(nginx, amqp, dsn)
+    raw, raw_cpu = raw_rate(amqp, dsn, max(2000, int(system * SECS)))
     result("%s: durable ingest through nginx (stored msg/s)" % label, "%.0f" % system,
            "%s: raw confirmed publisher, same queue and consumers (stored msg/s)" % label,
            "%.0f" % raw, "%.2f" % (system / raw if raw else 0))
+    result("%s: raw publisher's CPU per stored message (µs)" % label, "%.0f" % raw_cpu,
+           "%s: system's CPU per stored message (µs)" % label, "%.0f" % system_cpu,
+           "%.2f" % (raw_cpu / system_cpu if system_cpu else 0))
     return system, raw
 
 

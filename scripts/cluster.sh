@@ -17,7 +17,8 @@
 #   scripts/cluster.sh env                   the variables a client needs (shell syntax)
 #
 # Data, logs and pids live under var/cluster/ (make up-cluster) or under the
-# test stack's folder (FPESA_STACK=test, ports from FPESA_PORT_BASE+100).
+# test stack's folder (FPESA_STACK=test, ports from FPESA_PORT_BASE+60: a
+# stack uses FPESA_PORT_BASE to +53, and stacks are 100 apart).
 # The PostgreSQL clusters live under /tmp like scripts/stack.sh's, since the
 # postgres user may not be able to enter the checkout.
 set -u
@@ -38,7 +39,7 @@ if [ "$FPESA_STACK" = up ]; then
     C_NGINX=8888
     C_TAG=up
 else
-    b=$((${FPESA_PORT_BASE:-21600} + 100))
+    b=$((${FPESA_PORT_BASE:-21600} + 60))
     CVAR=$FPESA_VAR/cluster
     C_AMQP=($b $((b + 1)) $((b + 2)))
     C_DIST=($((b + 3)) $((b + 4)) $((b + 5)))

@@ -2,7 +2,7 @@
 # make faults: the fault tests at full length on a stack of their own.
 # (make test runs the same tests shortened, on its own stack.)
 # make faults CLUSTER=1 (FPESA_FAULTS_CLUSTER=1): the cluster's fault test
-# instead (tests/integration/cluster_faults.py, on ports FPESA_PORT_BASE+100
+# instead (tests/integration/cluster_faults.py, on ports FPESA_PORT_BASE+60
 # and up), which starts and stops scripts/cluster.sh itself.
 set -u
 export FPESA_STACK=${FPESA_STACK:-faults} FPESA_PORT_BASE=${FPESA_PORT_BASE:-21700}

@@ -3,14 +3,12 @@
 # own ports and node name), stops that stack whatever happens, and ends with
 # one line "N passed, N failed" over all suites.
 #
-# FPESA_SUITES picks suites (default: unit integration frontend e2e docs
-# fuzz); PYTEST_PATHS (default tests/integration) and PYTEST_ARGS (e.g. -k
-# name) are passed to pytest; E2E_PATHS (default tests/e2e/) narrows the e2e
-# suite. FPESA_SUITES=cluster runs the short form of the cluster's fault test
+# FPESA_SUITES picks suites (default: unit integration cluster frontend e2e
+# docs fuzz); PYTEST_PATHS (default tests/integration) and PYTEST_ARGS (e.g.
+# -k name) are passed to pytest; E2E_PATHS (default tests/e2e/) narrows the
+# e2e suite. The cluster suite is the short form of the cluster's fault test
 # (tests/integration/cluster_faults.py: three RabbitMQ nodes, a replica, two
-# of each program, on ports FPESA_PORT_BASE+100 and up); it is not in the
-# default list while a live client can still get a message twice after a
-# broker node's restart (doc/cluster.rst).
+# of each program, on ports FPESA_PORT_BASE+60 to +74).
 #
 # Nothing here can hang: every test has a timeout of its own (Criterion's
 # --timeout, pytest-timeout, node --test-timeout, vitest's testTimeout) and
@@ -22,7 +20,7 @@ export FPESA_STACK=${FPESA_STACK:-test}
 . "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 cd "$FPESA_ROOT"
 
-SUITES=${FPESA_SUITES:-unit integration frontend e2e docs fuzz}
+SUITES=${FPESA_SUITES:-unit integration cluster frontend e2e docs fuzz}
 PY=/usr/bin/python3
 total_pass=0
 total_fail=0

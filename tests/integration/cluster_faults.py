@@ -2,7 +2,7 @@
 
 scripts/cluster.sh starts a 3-node RabbitMQ cluster (quorum queues), a
 PostgreSQL primary with a streaming replica, two handler hosts, two
-restmappers, two liveupdates and nginx, on ports FPESA_PORT_BASE+100 and up.
+restmappers, two liveupdates and nginx, on ports FPESA_PORT_BASE+60 and up.
 A counted load of POSTs with unique Idempotency-Keys runs through nginx
 across each fault, and two websocket clients (through nginx, resuming with
 ?since= after a lost connection, wherever nginx sends them) watch the live
