@@ -86,6 +86,30 @@ Test(window, clear_keeps_counting_so_old_cursors_are_out) {
     live_window_fini(&w);
 }
 
+Test(window, drop_before_keeps_the_rest_and_their_numbers) {
+    struct live_window w;
+    char id[32];
+
+    cr_assert_eq(live_window_init(&w, 16, 1 << 20), 0);
+    for (int i = 0; i < 6; i++) {
+        snprintf(id, sizeof(id), "m%d", i);
+        live_window_push(&w, msg(id));
+    }
+    live_window_drop_before(&w, 4);
+    cr_assert_eq(w.start, 4);
+    cr_assert_eq(live_window_count(&w), 2);
+    cr_assert_null(live_window_find(&w, "m3"));
+    cr_assert_eq(live_window_find(&w, "m4")->lseq, 4);
+    live_window_drop_before(&w, 2); /* already gone: nothing changes */
+    cr_assert_eq(w.start, 4);
+    live_window_drop_before(&w, 99); /* past the end: empty, still counting */
+    cr_assert_eq(live_window_count(&w), 0);
+    cr_assert_eq(w.start, 6);
+    live_window_push(&w, msg("m6"));
+    cr_assert_eq(live_window_find(&w, "m6")->lseq, 6);
+    live_window_fini(&w);
+}
+
 Test(window, a_repeated_id_is_found_where_it_was_last_seen) {
     struct live_window w;
 
