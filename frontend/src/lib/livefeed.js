@@ -99,8 +99,13 @@ export class LiveFeed {
     this.pending = [];
     this.skipped = 0;
     this.flushScheduled = false;
+    // The ids of the last dedupeWindow frames: a set to look them up and a
+    // ring holding them in arrival order, whose slot for the next id holds
+    // the one to forget, so that a frame costs the same however full the
+    // window is (a stream of 1,000 a second keeps it full).
     this.seen = new Set();
-    this.seenOrder = [];
+    this.seenRing = new Array(Math.max(1, dedupeWindow));
+    this.seenAt = 0;
     this.lastClose = null;
     this.stableTimer = null;
     this.gaps = 0;
@@ -275,12 +280,11 @@ export class LiveFeed {
   }
 
   remember(id) {
+    const old = this.seenRing[this.seenAt];
+    if (old !== undefined) this.seen.delete(old);
+    this.seenRing[this.seenAt] = id;
+    this.seenAt = (this.seenAt + 1) % this.seenRing.length;
     this.seen.add(id);
-    this.seenOrder.push(id);
-    if (this.seenOrder.length > this.dedupeWindow) {
-      const old = this.seenOrder.splice(0, this.seenOrder.length - this.dedupeWindow);
-      for (const o of old) this.seen.delete(o);
-    }
   }
 
   receive(text) {

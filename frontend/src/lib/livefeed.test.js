@@ -152,6 +152,22 @@ describe('LiveFeed', () => {
     expect(h.batches.flatMap((b) => b.ids)).toEqual(['a', 'b', 'c']);
   });
 
+  it('remembers the ids of the last dedupeWindow frames, and only those', () => {
+    h = harness({ dedupeWindow: 3 });
+    h.feed.start();
+    h.sock().open();
+    for (const id of ['a', 'b', 'c', 'd']) h.sock().frame({ id });
+    // The window holds b, c, d: a replay of them is dropped, a is shown
+    // again (it fell out of the window), and the ring goes round many times.
+    for (const id of ['b', 'c', 'd', 'a']) h.sock().frame({ id });
+    for (let i = 0; i < 10; i++) h.sock().frame({ id: 'x' + i });
+    h.sock().frame({ id: 'x8' });
+    h.sock().frame({ id: 'x6' });
+    h.runFrame();
+    expect(h.batches.flatMap((b) => b.ids)).toEqual(['a', 'b', 'c', 'd', 'a', ...Array.from({ length: 10 }, (_, i) => 'x' + i), 'x6']);
+    expect(h.feed.seen.size).toBe(3);
+  });
+
   it('backs off exponentially while the server is away, then says offline', () => {
     h.feed.start();
     const delays = [];
