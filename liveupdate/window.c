@@ -58,10 +58,6 @@ static void evict_oldest(struct live_window *w) {
     live_msg_unref(m);
 }
 
-void live_window_clear(struct live_window *w) {
-    live_window_drop_before(w, w->end);
-}
-
 void live_window_drop_before(struct live_window *w, uint64_t lseq) {
     while (w->start < w->end && w->start < lseq)
         evict_oldest(w);
@@ -69,7 +65,7 @@ void live_window_drop_before(struct live_window *w, uint64_t lseq) {
 
 void live_window_fini(struct live_window *w) {
     if (w->ring)
-        live_window_clear(w);
+        live_window_drop_before(w, w->end);
     free(w->ring);
     free(w->buckets);
     w->ring = NULL;

@@ -37,11 +37,9 @@ int live_window_init(struct live_window *w, size_t cap, size_t max_bytes);
 /* Drops every reference and frees the tables. */
 void live_window_fini(struct live_window *w);
 
-/* Drops every message; lseqs keep counting from where they were, so a
- * cursor taken before is recognisably out of the window. */
-void live_window_clear(struct live_window *w);
-
-/* Drops the messages numbered below lseq. */
+/* Drops the messages numbered below lseq (all of them: w->end); lseqs keep
+ * counting from where they were, so a cursor taken before is recognisably
+ * out of the window. */
 void live_window_drop_before(struct live_window *w, uint64_t lseq);
 
 /* Appends m (one reference taken), numbering it m->lseq = end, and evicts

@@ -13,15 +13,21 @@ static struct live_msg *msg(const char *id) {
     return m;
 }
 
-Test(window, numbers_messages_and_finds_them_by_id) {
-    struct live_window w;
+/* Pushes messages "m0" .. "m<n-1>". */
+static void push_numbered(struct live_window *w, int n) {
     char id[32];
 
-    cr_assert_eq(live_window_init(&w, 16, 1 << 20), 0);
-    for (int i = 0; i < 10; i++) {
+    for (int i = 0; i < n; i++) {
         snprintf(id, sizeof(id), "m%d", i);
-        live_window_push(&w, msg(id));
+        live_window_push(w, msg(id));
     }
+}
+
+Test(window, numbers_messages_and_finds_them_by_id) {
+    struct live_window w;
+
+    cr_assert_eq(live_window_init(&w, 16, 1 << 20), 0);
+    push_numbered(&w, 10);
     cr_assert_eq(live_window_count(&w), 10);
     cr_assert_eq(w.start, 0);
     cr_assert_eq(w.end, 10);
@@ -35,13 +41,9 @@ Test(window, numbers_messages_and_finds_them_by_id) {
 
 Test(window, evicts_the_oldest_beyond_its_count) {
     struct live_window w;
-    char id[32];
 
     cr_assert_eq(live_window_init(&w, 16, 1 << 20), 0);
-    for (int i = 0; i < 100; i++) {
-        snprintf(id, sizeof(id), "m%d", i);
-        live_window_push(&w, msg(id));
-    }
+    push_numbered(&w, 100);
     cr_assert_eq(live_window_count(&w), 16);
     cr_assert_eq(w.start, 84);
     cr_assert_null(live_window_find(&w, "m83"));
@@ -70,13 +72,13 @@ Test(window, evicts_the_oldest_beyond_its_bytes) {
     live_window_fini(&w);
 }
 
-Test(window, clear_keeps_counting_so_old_cursors_are_out) {
+Test(window, dropping_all_keeps_counting_so_old_cursors_are_out) {
     struct live_window w;
 
     cr_assert_eq(live_window_init(&w, 16, 1 << 20), 0);
     live_window_push(&w, msg("x"));
     live_window_push(&w, msg("y"));
-    live_window_clear(&w);
+    live_window_drop_before(&w, w.end);
     cr_assert_eq(live_window_count(&w), 0);
     cr_assert_eq(w.start, 2);
     cr_assert_null(live_window_find(&w, "x"));
@@ -88,13 +90,9 @@ Test(window, clear_keeps_counting_so_old_cursors_are_out) {
 
 Test(window, drop_before_keeps_the_rest_and_their_numbers) {
     struct live_window w;
-    char id[32];
 
     cr_assert_eq(live_window_init(&w, 16, 1 << 20), 0);
-    for (int i = 0; i < 6; i++) {
-        snprintf(id, sizeof(id), "m%d", i);
-        live_window_push(&w, msg(id));
-    }
+    push_numbered(&w, 6);
     live_window_drop_before(&w, 4);
     cr_assert_eq(w.start, 4);
     cr_assert_eq(live_window_count(&w), 2);
